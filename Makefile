@@ -1,0 +1,103 @@
+# Temper. `make help` lists the targets.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+include hack/tools/versions.mk
+export CONTROLLER_TOOLS_VERSION CODE_GENERATOR_VERSION GOLANGCI_LINT_VERSION GOTESTSUM_VERSION KWOK_VERSION
+
+ROOT := $(CURDIR)
+BIN  := $(ROOT)/bin
+export PATH := $(BIN):$(PATH)
+
+CONTROLLER_GEN := $(BIN)/controller-gen
+GOLANGCI_LINT  := $(BIN)/golangci-lint
+GOTESTSUM      := $(BIN)/gotestsum
+KWOK           := $(BIN)/kwok
+
+# envtest and `make run` find kube-apiserver, etcd and kubectl here.
+export KUBEBUILDER_ASSETS := $(BIN)
+
+# Paths whose generated content `make verify` checks for diffs and for
+# untracked files.
+GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum
+
+TEST_PACKAGES ?= ./...
+TEST_FLAGS    ?= -count=1 -timeout=20m
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+		/^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Generation
+
+.PHONY: generate
+generate: generate-deepcopy generate-client ## Generate code: deepcopy and the typed client.
+
+.PHONY: generate-deepcopy
+generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with controller-gen.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./apis/...
+
+.PHONY: generate-client
+generate-client: ## Generate clientset, listers, informers and applyconfigurations into apis/client.
+	hack/update-codegen.sh
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
+	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./apis/infera/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=infera-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
+
+.PHONY: verify
+verify: ## Regenerate everything and fail on any diff or untracked generated file.
+	$(MAKE) generate manifests
+	go mod tidy
+	cd hack/tools/controlplane && go mod tidy
+	hack/verify-clean.sh $(GENERATED_PATHS)
+
+##@ Development
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (with the import rules of STYLE.md).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: fmt
+fmt: $(GOLANGCI_LINT) ## Format the code.
+	$(GOLANGCI_LINT) fmt ./...
+
+.PHONY: test
+test: controlplane $(GOTESTSUM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
+	$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(TEST_PACKAGES)
+
+.PHONY: bench
+bench: ## Run the Go benchmarks.
+	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: build
+build: ## Build the binaries into bin/.
+	go build -o $(BIN)/ ./cmd/...
+
+.PHONY: run
+run: controlplane build ## Run the platform on an embedded local control plane (Ctrl-C stops it).
+	$(BIN)/infera-local --bin-dir=$(BIN) --state-dir=$(ROOT)/.run
+
+##@ Tools
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from source into bin/.
+	hack/build-controlplane.sh
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) ## Install the pinned Go tools into bin/.
+
+$(CONTROLLER_GEN): hack/tools/versions.mk
+	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
+$(GOLANGCI_LINT): hack/tools/versions.mk
+	hack/tools/install.sh golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)
+$(GOTESTSUM): hack/tools/versions.mk
+	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
+$(KWOK): hack/tools/versions.mk
+	hack/tools/install.sh kwok sigs.k8s.io/kwok/cmd/kwok $(KWOK_VERSION)

@@ -1,0 +1,32 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady summarises an object: True when the controller has
+	// applied everything the spec asks for.
+	ConditionReady = "Ready"
+	// ConditionAgentHeartbeat (NodeQoSReport) is True while the agent's
+	// tier-load is fresh, False when it is stale or missing.
+	ConditionAgentHeartbeat = "AgentHeartbeat"
+	// ConditionAnnotationsValid (NodeQoSReport) is False when the node's
+	// agent annotations cannot be parsed; the message names the key.
+	ConditionAnnotationsValid = "AnnotationsValid"
+	// ConditionEnforcing (NodeQoSReport) is True when the agent reports that
+	// it enforces tiers (scx_layered or cgroup backend).
+	ConditionEnforcing = "Enforcing"
+)
+
+// Condition reasons.
+const (
+	ReasonReconciled        = "Reconciled"
+	ReasonReconcileFailed   = "ReconcileFailed"
+	ReasonInvalidSelector   = "InvalidSelector"
+	ReasonHeartbeatFresh    = "HeartbeatFresh"
+	ReasonHeartbeatStale    = "HeartbeatStale"
+	ReasonHeartbeatMissing  = "HeartbeatMissing"
+	ReasonAnnotationsParsed = "AnnotationsParsed"
+	ReasonMalformedTierLoad = "MalformedTierLoad"
+	ReasonMalformedStatus   = "MalformedAgentStatus"
+	ReasonAgentEnforcing    = "AgentEnforcing"
+	ReasonAgentNotEnforcing = "AgentNotEnforcing"
+)

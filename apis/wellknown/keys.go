@@ -1,0 +1,87 @@
+package wellknown
+
+// Domain is the prefix of every key Temper owns.
+const Domain = "infera.io"
+
+// Node annotations.
+const (
+	// SafeModeRequestedAnnotation on a Node: the value "true" makes the agent
+	// stand down to stock kernel behaviour. Absent or any other value means
+	// enforce. Written by operators, the dashboard and the manager.
+	SafeModeRequestedAnnotation = Domain + "/safe-mode-requested"
+
+	// AgentStatusAnnotation on a Node: what the agent enforces right now. See
+	// the AgentStatus* values and FormatAgentStatus.
+	AgentStatusAnnotation = Domain + "/agent-status"
+
+	// TierLoadAnnotation on a Node: the compact JSON TierLoad document.
+	TierLoadAnnotation = Domain + "/tier-load"
+
+	// SafeModeOwnerAnnotation on a Node records which InferaPolicy objects
+	// set SafeModeRequestedAnnotation, so the manager never removes a value an
+	// operator set by hand. Written and read by the manager only.
+	SafeModeOwnerAnnotation = Domain + "/safe-mode-requested-by"
+)
+
+// SafeModeRequestedValue is the only value of SafeModeRequestedAnnotation that
+// requests safe mode.
+const SafeModeRequestedValue = "true"
+
+// Pod annotations.
+const (
+	// TierAnnotation on a Pod: a tier name. It may only lower the tier the
+	// pod's priority gives it; a raising value is ignored and linted.
+	TierAnnotation = Domain + "/tier"
+
+	// WorkloadProfileAnnotation on a Pod: a thread-profile id (reserved).
+	WorkloadProfileAnnotation = Domain + "/workload-profile"
+
+	// OriginalCPURequestsAnnotation on a Pod: JSON map of container name to
+	// the CPU request quantity the overcommit webhook replaced.
+	OriginalCPURequestsAnnotation = Domain + "/original-cpu-requests"
+)
+
+// Namespace label and annotation of the overcommit contract.
+const (
+	// OvercommitLabel on a Namespace: OvercommitEnabledValue opts it in.
+	OvercommitLabel = Domain + "/overcommit"
+	// OvercommitEnabledValue is the only value of OvercommitLabel that opts in.
+	OvercommitEnabledValue = "enabled"
+	// OvercommitProfileAnnotation on a Namespace names the OvercommitProfile
+	// whose ratios apply there.
+	OvercommitProfileAnnotation = Domain + "/overcommit-profile"
+)
+
+// Agent status values (AgentStatusAnnotation). Refused and degraded carry a
+// reason: "refused: <reason>", "degraded: <reason>".
+const (
+	AgentStatusEnforcingSCX    = "enforcing/scx_layered"
+	AgentStatusEnforcingCgroup = "enforcing/cgroup"
+	AgentStatusObserveOnly     = "observe-only"
+	AgentStatusSafeMode        = "safe-mode"
+	AgentStatusRefusedPrefix   = "refused"
+	AgentStatusDegradedPrefix  = "degraded"
+)
+
+// Backend names as they appear in TierLoad.Backend and in status columns.
+const (
+	BackendSCXLayered  = "scx_layered"
+	BackendCgroup      = "cgroup"
+	BackendObserveOnly = "observe-only"
+	BackendNone        = "none"
+)
+
+// Finalizers and field managers.
+const (
+	// PolicyFinalizer lets the manager remove the safe-mode annotations an
+	// InferaPolicy set before the policy goes.
+	PolicyFinalizer = Domain + "/policy-cleanup"
+	// OvercommitProfileFinalizer lets the manager remove the namespace label
+	// and annotation an OvercommitProfile set before the profile goes.
+	OvercommitProfileFinalizer = Domain + "/overcommit-cleanup"
+)
+
+// IsSafeModeRequested reports whether a Node's annotations request safe mode.
+func IsSafeModeRequested(annotations map[string]string) bool {
+	return annotations[SafeModeRequestedAnnotation] == SafeModeRequestedValue
+}

@@ -1,0 +1,39 @@
+// Command infera-local runs the Temper platform on an embedded local control
+// plane (etcd and kube-apiserver built from source): the main job of
+// `make run`. It stops, with every process it started, on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/infera-io/temper/internal/localcluster"
+)
+
+func main() {
+	host, _ := os.Hostname()
+	o := localcluster.Options{Out: os.Stdout}
+	flag.StringVar(&o.BinDir, "bin-dir", "bin", "directory with kube-apiserver, etcd and kubectl (make controlplane)")
+	flag.StringVar(&o.CRDDir, "crd-dir", "config/crd/bases", "directory with the CRD manifests")
+	flag.StringVar(&o.StateDir, "state-dir", ".run", "directory for the kubeconfig")
+	flag.StringVar(&o.NodeName, "node-name", host, "name of the Node this machine registers as")
+	flag.Parse()
+	o.Log = textlogger.NewLogger(textlogger.NewConfig())
+	klog.SetLogger(o.Log)
+	ctrllog.SetLogger(o.Log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := localcluster.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "infera-local:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,144 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
+)
+
+// Options configure the local cluster.
+type Options struct {
+	// BinDir holds kube-apiserver, etcd and kubectl (make controlplane).
+	BinDir string
+	// CRDDir holds the CRD manifests to install.
+	CRDDir string
+	// StateDir receives the kubeconfig (StateDir/kubeconfig).
+	StateDir string
+	// NodeName is the Node this machine registers as.
+	NodeName string
+	// Out receives the human-readable banner.
+	Out io.Writer
+	// Log receives structured progress.
+	Log logr.Logger
+}
+
+// Cluster is a running local control plane.
+type Cluster struct {
+	Kubeconfig string
+	Client     client.Client
+	env        *envtest.Environment
+}
+
+// Start brings the control plane up and seeds it. The caller must Stop it.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
+			return nil, fmt.Errorf("control-plane binary %s is missing from %s: run `make controlplane`: %w", b, o.BinDir, err)
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("failed to build scheme: %w", err)
+	}
+	if err := inferav1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("failed to build scheme: %w", err)
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    o.BinDir,
+		CRDDirectoryPaths:        []string{o.CRDDir},
+		ErrorIfCRDPathMissing:    true,
+		Scheme:                   scheme,
+		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	o.Log.Info("Starting etcd and kube-apiserver", "binDir", o.BinDir)
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("failed to start the control plane: %w", err)
+	}
+	c := &Cluster{env: env}
+	if err := c.seed(ctx, o, cfg.Host); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
+	user, err := c.env.AddUser(envtest.User{Name: "temper-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("failed to add the admin user: %w", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("failed to render the kubeconfig: %w", err)
+	}
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return fmt.Errorf("failed to create state dir %s: %w", o.StateDir, err)
+	}
+	c.Kubeconfig = filepath.Join(o.StateDir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
+		return fmt.Errorf("failed to write kubeconfig: %w", err)
+	}
+	cl, err := client.New(user.Config(), client.Options{Scheme: c.env.Scheme})
+	if err != nil {
+		return fmt.Errorf("failed to create client: %w", err)
+	}
+	c.Client = cl
+	o.Log.Info("Installing PriorityClasses")
+	if err := InstallPriorityClasses(ctx, cl); err != nil {
+		return err
+	}
+	node, err := MachineNode(o.NodeName)
+	if err != nil {
+		return err
+	}
+	o.Log.Info("Registering this machine as a Node", "node", o.NodeName)
+	if err := RegisterNode(ctx, cl, node); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, `
+Temper local control plane is up (API server %s).
+
+  export KUBECONFIG=%s
+  kubectl get nodes
+  kubectl get priorityclasses
+  kubectl get nodeqosreports,inferapolicies,overcommitprofiles
+
+Ctrl-C stops it and every process it started.
+`, host, c.Kubeconfig)
+	return nil
+}
+
+// Stop stops the control plane and removes the kubeconfig it wrote.
+func (c *Cluster) Stop() error {
+	if c.Kubeconfig != "" {
+		_ = os.Remove(c.Kubeconfig)
+	}
+	if err := c.env.Stop(); err != nil {
+		return fmt.Errorf("failed to stop the control plane: %w", err)
+	}
+	return nil
+}
+
+// Run starts the cluster, blocks until ctx is done, then stops it.
+func Run(ctx context.Context, o Options) error {
+	c, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	o.Log.Info("Shutting down")
+	return c.Stop()
+}

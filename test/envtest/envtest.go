@@ -1,0 +1,216 @@
+package envtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
+	"github.com/infera-io/temper/internal/localcluster"
+)
+
+// ModulePath is the project's module; RepoRoot looks for its go.mod.
+const ModulePath = "github.com/infera-io/temper"
+
+// Options tune an Env. The zero value installs the CRDs and nothing else.
+type Options struct {
+	// WebhookPaths are directories or files with webhook configurations to
+	// install; envtest rewrites them to point at a local serving port.
+	WebhookPaths []string
+	// PriorityClasses installs the five PriorityClasses of DESIGN.md §2.
+	PriorityClasses bool
+	// APIServerArgs are extra kube-apiserver flags (name → value).
+	APIServerArgs map[string]string
+}
+
+// Env is a running control plane.
+type Env struct {
+	// Root is the repository root.
+	Root string
+	// Config reaches the API server as an admin.
+	Config *rest.Config
+	// Scheme knows the client-go types and infera.io/v1alpha1.
+	Scheme *runtime.Scheme
+	// Client is a controller-runtime client (no cache).
+	Client client.Client
+	// Kubeconfig is the path of an admin kubeconfig for kubectl and
+	// subprocesses.
+	Kubeconfig string
+	// WebhookInstallOptions is set when WebhookPaths were given.
+	WebhookInstallOptions *crenvtest.WebhookInstallOptions
+
+	env *crenvtest.Environment
+	dir string
+}
+
+// RepoRoot walks up from the working directory to the directory holding the
+// project's go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("failed to get working directory: %w", err)
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(b), "module "+ModulePath+"\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("failed to find the repository root: no go.mod of " + ModulePath + " above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BinDir is where the control-plane binaries are: $KUBEBUILDER_ASSETS, or
+// bin/ under the repository root.
+func BinDir(root string) string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	return filepath.Join(root, "bin")
+}
+
+// NewScheme returns a scheme with the client-go types and infera.io types.
+// Each caller gets its own; nothing global is mutated.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("failed to add client-go types to scheme: %w", err)
+	}
+	if err := inferav1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("failed to add infera.io types to scheme: %w", err)
+	}
+	return s, nil
+}
+
+// Start starts etcd and kube-apiserver and installs the CRDs.
+func Start(opts Options) (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	bin := BinDir(root)
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			return nil, fmt.Errorf("control-plane binary %s is missing from %s: run `make controlplane` (it builds them from the Go module proxy): %w", b, bin, err)
+		}
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	env := &crenvtest.Environment{
+		BinaryAssetsDirectory:    bin,
+		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing:    true,
+		Scheme:                   scheme,
+		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	if len(opts.WebhookPaths) > 0 {
+		env.WebhookInstallOptions = crenvtest.WebhookInstallOptions{Paths: opts.WebhookPaths}
+	}
+	args := env.ControlPlane.GetAPIServer().Configure()
+	for k, v := range opts.APIServerArgs {
+		args.Set(k, v)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("failed to start the envtest control plane: %w", err)
+	}
+	e := &Env{Root: root, Config: cfg, Scheme: scheme, env: env}
+	if len(opts.WebhookPaths) > 0 {
+		e.WebhookInstallOptions = &env.WebhookInstallOptions
+	}
+	if err := e.init(opts); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) init(opts Options) error {
+	c, err := client.New(e.Config, client.Options{Scheme: e.Scheme})
+	if err != nil {
+		return fmt.Errorf("failed to create client: %w", err)
+	}
+	e.Client = c
+	dir, err := os.MkdirTemp("", "temper-envtest-")
+	if err != nil {
+		return fmt.Errorf("failed to create temp dir: %w", err)
+	}
+	e.dir = dir
+	user, err := e.env.AddUser(crenvtest.User{Name: "temper-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("failed to add admin user: %w", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("failed to render admin kubeconfig: %w", err)
+	}
+	e.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(e.Kubeconfig, kc, 0o600); err != nil {
+		return fmt.Errorf("failed to write kubeconfig: %w", err)
+	}
+	if opts.PriorityClasses {
+		if err := localcluster.InstallPriorityClasses(context.Background(), c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops the control plane and removes the temporary files.
+func (e *Env) Stop() error {
+	err := e.env.Stop()
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to stop the envtest control plane: %w", err)
+	}
+	return nil
+}
+
+// Kubectl runs bin/kubectl against the Env and returns its stdout; a
+// non-zero exit is an error that carries stderr.
+func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(BinDir(e.Root), "kubectl"), append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+// RunMain is a TestMain body: it starts an Env, hands it to set, runs the
+// tests and stops the Env. A start failure fails the whole package loudly.
+func RunMain(m *testing.M, opts Options, set func(*Env)) int {
+	e, err := Start(opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+		return 1
+	}
+	set(e)
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+	}
+	return code
+}
