@@ -31,8 +31,9 @@ func main() {
 	ctrllog.SetLogger(o.Log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := localcluster.Run(ctx, o); err != nil {
+	err := localcluster.Run(ctx, o)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "infera-local:", err)
 		os.Exit(1)
 	}
