@@ -28,16 +28,19 @@ func qosOf(rs []corev1.ResourceRequirements) corev1.PodQOSClass {
 	isBestEffort, isGuaranteed := true, true
 	for _, r := range rs {
 		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			// Like the kubelet, only positive quantities count: zero and
+			// (invalid) negative values are as good as unset.
 			req, hasReq := r.Requests[name]
 			lim, hasLim := r.Limits[name]
-			if (hasReq && !req.IsZero()) || (hasLim && !lim.IsZero()) {
+			if (hasReq && req.Sign() > 0) || (hasLim && lim.Sign() > 0) {
 				isBestEffort = false
 			}
-			if !hasLim || lim.IsZero() {
+			if !hasLim || lim.Sign() <= 0 {
 				isGuaranteed = false
 				continue
 			}
-			// An unset request defaults to the limit.
+			// An unset request defaults to the limit (the API server's
+			// defaulting, which an object seen before admission lacks).
 			if hasReq && req.Cmp(lim) != 0 {
 				isGuaranteed = false
 			}

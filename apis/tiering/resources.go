@@ -8,27 +8,40 @@ import (
 )
 
 // MaxCPUMilli bounds any CPU quantity this package accepts: 1,000,000 cores.
-// Anything larger is absurd input; it is reported and counted as zero so
-// that one broken pod cannot overflow a node's sums.
+// Anything larger is absurd input; it is reported and treated as unset, and
+// sums saturate at this value, so one broken pod cannot overflow a node's
+// sums.
 const MaxCPUMilli int64 = 1_000_000_000
 
-// CPU is a pod's effective CPU, in millicores, as the scheduler accounts it.
+// CPU is a pod's effective CPU, in millicores, as the scheduler and the
+// kubelet account it.
 type CPU struct {
-	// RequestMilli: pod-level request if set; otherwise the larger of the
-	// sum over app containers and restartable (sidecar) init containers and
-	// the largest plain init container with the sidecars started before it;
-	// plus pod overhead.
+	// RequestMilli: the pod-level CPU request if set; otherwise the larger
+	// of the sum over app containers and restartable (sidecar) init
+	// containers and the largest plain init container with the sidecars
+	// started before it; plus pod overhead.
 	RequestMilli int64
-	// LimitMilli: the same for limits; 0 means unlimited (some container
-	// that runs for the pod's lifetime has no CPU limit).
+	// LimitMilli: the same for limits, plus overhead. 0 means unlimited:
+	// the pod has no pod-level CPU limit and some container (app, sidecar
+	// or plain init) has no positive CPU limit, which is exactly when the
+	// kubelet leaves the pod cgroup without a CPU quota.
 	LimitMilli int64
-	// Findings name containers whose quantities were absurd.
+	// Findings name the fields whose quantities were negative or absurd.
+	// Such a quantity is treated as unset.
 	Findings []Finding
+}
+
+// cpuSum accumulates one set of containers.
+type cpuSum struct {
+	req, lim  int64
+	unlimited bool
 }
 
 // PodCPU returns the pod's effective CPU request and limit.
 func PodCPU(pod *corev1.Pod) CPU {
 	var out CPU
+	// get returns a CPU quantity in millis; ok is false when it is unset or
+	// invalid (reported), so invalid values behave like unset ones.
 	get := func(list corev1.ResourceList, field string) (int64, bool) {
 		q, ok := list[corev1.ResourceCPU]
 		if !ok {
@@ -36,65 +49,68 @@ func PodCPU(pod *corev1.Pod) CPU {
 		}
 		m, err := milli(q)
 		if err != nil {
-			out.Findings = append(out.Findings, Finding{Field: field, Message: err.Error() + "; counted as 0"})
-			return 0, true
+			out.Findings = append(out.Findings, Finding{Field: field, Message: err.Error() + "; treated as unset"})
+			return 0, false
 		}
 		return m, true
 	}
-	overheadReq, _ := get(pod.Spec.Overhead, "spec.overhead.cpu")
-	if pr := pod.Spec.Resources; pr != nil {
-		if _, hasReq := pr.Requests[corev1.ResourceCPU]; hasReq || pr.Limits != nil {
-			req, hasReq := get(pr.Requests, "spec.resources.requests.cpu")
-			lim, hasLim := get(pr.Limits, "spec.resources.limits.cpu")
-			if !hasReq && hasLim {
-				req = lim
-			}
-			out.RequestMilli = sat(req, overheadReq)
-			if hasLim {
-				out.LimitMilli = sat(lim, overheadReq)
-			}
-			return out
-		}
-	}
-
-	// Limits: unlimited if any long-running container has no limit.
-	unlimited := false
-	var appReq, appLim int64
-	for i, c := range pod.Spec.Containers {
-		base := fmt.Sprintf("spec.containers[%d](%s).resources", i, c.Name)
-		req, hasReq := get(c.Resources.Requests, base+".requests.cpu")
-		lim, hasLim := get(c.Resources.Limits, base+".limits.cpu")
-		if !hasReq && hasLim {
-			req = lim // the API server defaults a missing request to the limit
-		}
-		if !hasLim {
-			unlimited = true
-		}
-		appReq, appLim = sat(appReq, req), sat(appLim, lim)
-	}
-	// Init containers run in order; restartable ones (sidecars) keep running.
-	var sidecarReq, sidecarLim, initPeakReq, initPeakLim int64
-	for i, c := range pod.Spec.InitContainers {
-		base := fmt.Sprintf("spec.initContainers[%d](%s).resources", i, c.Name)
-		req, hasReq := get(c.Resources.Requests, base+".requests.cpu")
-		lim, hasLim := get(c.Resources.Limits, base+".limits.cpu")
+	// container returns a container's request (defaulted to the limit, as
+	// the API server does) and limit; limited is false without a positive
+	// limit.
+	container := func(r corev1.ResourceRequirements, base string) (req, lim int64, limited bool) {
+		req, hasReq := get(r.Requests, base+".requests.cpu")
+		lim, hasLim := get(r.Limits, base+".limits.cpu")
 		if !hasReq && hasLim {
 			req = lim
 		}
+		return req, lim, hasLim && lim > 0
+	}
+
+	var app cpuSum
+	for i, c := range pod.Spec.Containers {
+		req, lim, limited := container(c.Resources, fmt.Sprintf("spec.containers[%d](%s).resources", i, c.Name))
+		app.req, app.lim = sat(app.req, req), sat(app.lim, lim)
+		app.unlimited = app.unlimited || !limited
+	}
+	// Init containers run in order; restartable ones (sidecars) keep
+	// running next to the later init containers and the app containers.
+	var sidecars, initPeak cpuSum
+	for i, c := range pod.Spec.InitContainers {
+		req, lim, limited := container(c.Resources, fmt.Sprintf("spec.initContainers[%d](%s).resources", i, c.Name))
+		app.unlimited = app.unlimited || !limited
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			sidecarReq, sidecarLim = sat(sidecarReq, req), sat(sidecarLim, lim)
-			initPeakReq, initPeakLim = max(initPeakReq, sidecarReq), max(initPeakLim, sidecarLim)
-			if !hasLim {
-				unlimited = true
-			}
+			sidecars.req, sidecars.lim = sat(sidecars.req, req), sat(sidecars.lim, lim)
+			initPeak.req, initPeak.lim = max(initPeak.req, sidecars.req), max(initPeak.lim, sidecars.lim)
 			continue
 		}
-		initPeakReq = max(initPeakReq, sat(sidecarReq, req))
-		initPeakLim = max(initPeakLim, sat(sidecarLim, lim))
+		initPeak.req = max(initPeak.req, sat(sidecars.req, req))
+		initPeak.lim = max(initPeak.lim, sat(sidecars.lim, lim))
 	}
-	out.RequestMilli = sat(max(sat(appReq, sidecarReq), initPeakReq), overheadReq)
-	if !unlimited && len(pod.Spec.Containers) > 0 {
-		out.LimitMilli = sat(max(sat(appLim, sidecarLim), initPeakLim), overheadReq)
+	req := max(sat(app.req, sidecars.req), initPeak.req)
+	lim := max(sat(app.lim, sidecars.lim), initPeak.lim)
+	limited := !app.unlimited && len(pod.Spec.Containers) > 0
+
+	// Pod-level resources replace the container sums, resource by
+	// resource: a pod-level CPU limit without a request also sets the
+	// request (API server defaulting).
+	if pr := pod.Spec.Resources; pr != nil {
+		podReq, hasReq := get(pr.Requests, "spec.resources.requests.cpu")
+		podLim, hasLim := get(pr.Limits, "spec.resources.limits.cpu")
+		if !hasReq && hasLim {
+			podReq, hasReq = podLim, true
+		}
+		if hasReq {
+			req = podReq
+		}
+		if hasLim {
+			lim, limited = podLim, podLim > 0
+		}
+	}
+
+	overhead, _ := get(pod.Spec.Overhead, "spec.overhead.cpu")
+	out.RequestMilli = sat(req, overhead)
+	if limited {
+		out.LimitMilli = sat(lim, overhead)
 	}
 	return out
 }

@@ -140,7 +140,7 @@ func Classify(pod *corev1.Pod, t Thresholds) Result {
 		r.Findings = append(r.Findings, Finding{
 			Field: tierAnnotationField,
 			Message: fmt.Sprintf("%q would raise the pod above its %s tier; the annotation may only lower a tier (use a PriorityClass to raise it); annotation ignored",
-				v, r.PriorityTier),
+				want, r.PriorityTier),
 		})
 	}
 	return r
