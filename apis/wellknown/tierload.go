@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -73,8 +76,17 @@ func (l TierLoad) Marshal() (string, error) {
 
 // SameContent reports whether two documents differ only in their timestamp,
 // which is how a writer decides between a content patch and a heartbeat.
+// Like Marshal, it ignores V (always the current version when rendered) and
+// treats nil Tiers as empty.
 func (l TierLoad) SameContent(o TierLoad) bool {
 	l.TS, o.TS = time.Time{}, time.Time{}
+	l.V, o.V = TierLoadVersion, TierLoadVersion
+	if l.Tiers == nil {
+		l.Tiers = map[Tier]TierUsage{}
+	}
+	if o.Tiers == nil {
+		o.Tiers = map[Tier]TierUsage{}
+	}
 	a, errA := json.Marshal(l)
 	b, errB := json.Marshal(o)
 	return errA == nil && errB == nil && bytes.Equal(a, b)
@@ -93,8 +105,14 @@ func ParseTierLoad(s string) (TierLoad, error) {
 	if err := dec.Decode(&l); err != nil {
 		return TierLoad{}, fmt.Errorf("annotation %s: invalid JSON: %w", TierLoadAnnotation, err)
 	}
-	if dec.More() {
+	// dec.More would miss a stray '}' or ']': only the end of input will do.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return TierLoad{}, fmt.Errorf("annotation %s: trailing data after the JSON document", TierLoadAnnotation)
+	}
+	// encoding/json matches field names case-insensitively and keeps the
+	// last of duplicate keys; the contract spells each key once, exactly.
+	if err := checkTierLoadKeys([]byte(s)); err != nil {
+		return TierLoad{}, fmt.Errorf("annotation %s: %w", TierLoadAnnotation, err)
 	}
 	if l.V != TierLoadVersion {
 		return TierLoad{}, fmt.Errorf("annotation %s: field v: unsupported version %d (want %d)", TierLoadAnnotation, l.V, TierLoadVersion)
@@ -111,6 +129,11 @@ func (l TierLoad) validate() error {
 	}
 	if l.TS.IsZero() {
 		return field("ts", "missing")
+	}
+	// An agent writes its current time; a date before the epoch or one
+	// whose UTC form has no four-digit year cannot be re-rendered.
+	if y := l.TS.UTC().Year(); y < 1970 || y > 9999 {
+		return field("ts", "year %d is out of range [1970, 9999]", y)
 	}
 	if l.Gen < 0 {
 		return field("gen", "negative (%d)", l.Gen)
@@ -153,3 +176,74 @@ func (l TierLoad) CheckFresh(now time.Time, maxAge time.Duration) error {
 
 // Usage returns the usage of tier t (zero when the tier is absent).
 func (l TierLoad) Usage(t Tier) TierUsage { return l.Tiers[t] }
+
+// tierLoadFields and tierUsageFields are the exact keys of the document and
+// of one tier's entry.
+var (
+	tierLoadFields  = []string{"v", "ts", "gen", "backend", "allocatableMilli", "fencedMilli", "tiers"}
+	tierUsageFields = []string{"pods", "requestMilli", "limitMilli"}
+)
+
+// checkTierLoadKeys walks a document that already decoded into TierLoad and
+// rejects keys that differ from the contract's spelling, and duplicate keys.
+func checkTierLoadKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	return walkTierLoadKeys(dec, "")
+}
+
+func walkTierLoadKeys(dec *json.Decoder, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := make(map[string]bool)
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return fmt.Errorf("invalid JSON: %w", err)
+			}
+			key, _ := kt.(string)
+			child := key
+			if path != "" {
+				child = path + "." + key
+			}
+			if seen[key] {
+				return fmt.Errorf("field %s: duplicate key", child)
+			}
+			seen[key] = true
+			if !tierLoadKeyAllowed(path, key) {
+				return fmt.Errorf("field %s: unknown field (keys are case-sensitive)", child)
+			}
+			if err := walkTierLoadKeys(dec, child); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return fmt.Errorf("invalid JSON: %w", err)
+		}
+	case json.Delim('['):
+		for dec.More() {
+			if err := walkTierLoadKeys(dec, path+"[]"); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return fmt.Errorf("invalid JSON: %w", err)
+		}
+	}
+	return nil
+}
+
+func tierLoadKeyAllowed(path, key string) bool {
+	switch {
+	case path == "":
+		return slices.Contains(tierLoadFields, key)
+	case path == "tiers":
+		return true // tier names are checked by validate
+	case strings.HasPrefix(path, "tiers.") && !strings.Contains(path[len("tiers."):], "."):
+		return slices.Contains(tierUsageFields, key)
+	}
+	return false
+}

@@ -3,6 +3,7 @@ package wellknown
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Tier is a Temper QoS tier (DESIGN.md §2). The zero value is not a tier.
@@ -55,9 +56,26 @@ func (t Tier) String() string { return string(t) }
 func ParseTier(s string) (Tier, error) {
 	t := Tier(strings.TrimSpace(s))
 	if !t.Valid() {
-		return "", fmt.Errorf("unknown tier %q: must be one of %s", s, tierList())
+		return "", fmt.Errorf("unknown tier %q: must be one of %s", shorten(s), tierList())
 	}
 	return t, nil
+}
+
+// maxQuotedInput bounds how much of a rejected value an error repeats: an
+// annotation value can be 256 KiB, and errors end up in events, logs and
+// metric labels.
+const maxQuotedInput = 64
+
+// shorten cuts s to maxQuotedInput bytes on a rune boundary, marking the cut.
+func shorten(s string) string {
+	if len(s) <= maxQuotedInput {
+		return s
+	}
+	cut := maxQuotedInput
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func tierList() string {
