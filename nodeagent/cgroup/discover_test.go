@@ -246,6 +246,13 @@ func TestFindPodMissingFromOneHierarchy(t *testing.T) {
 	if diff := cmp.Diff(want, got.Dirs); diff != "" {
 		t.Errorf("Dirs mismatch (-want +got):\n%s", diff)
 	}
+	// Dir names the place whether or not the cgroup exists there.
+	if d, ok := l.Dir(cgroup.CPUSet, rel); !ok || d != filepath.Join(tr.Root, "cpuset", rel) {
+		t.Errorf("Dir(cpuset) = %q, %v; want %s", d, ok, filepath.Join(tr.Root, "cpuset", rel))
+	}
+	if _, ok := l.Dir("memory", rel); ok {
+		t.Error("Dir(memory) found a hierarchy Detect does not track")
+	}
 }
 
 // A kubelet run with --cgroup-root nests its pod root; the systemd names

@@ -548,7 +548,10 @@ func TestPrivilegedReadOnly(t *testing.T) {
 
 // TestPrivilegedV2 is TestPrivilegedV1 on a real cgroup v2 tree: it runs
 // only where /sys/fs/cgroup is a cgroup2 mount whose root delegates the cpu
-// controller to its children.
+// controller to its children. The CI hosts are cgroup v1; it passed on
+// Debian's 7.2.13 kernel under QEMU (shared/VM.md: a static `go test -c`
+// binary in a busybox initramfs that mounts cgroup2 and writes
+// "+cpu +cpuset" to the root's cgroup.subtree_control first).
 func TestPrivilegedV2(t *testing.T) {
 	requireRoot(t)
 	if v, err := cgroup.DetectVersion(hostRoot); err != nil || v != cgroup.V2 {
