@@ -702,6 +702,26 @@ func (w *Writer) restoreOne(o Original, res *RestoreResult) (done bool, err erro
 	return true, nil
 }
 
+// Found returns the value path/file had before the writer first changed it
+// (its recorded original), or its current value when the writer has not
+// changed it; trimmed. Policies that derive a value from the kubelet's (a
+// weight divided by four) start from it, so re-applying never compounds.
+func (w *Writer) Found(path, file string) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if o, ok := w.originals[key{path, file}]; ok {
+		return strings.TrimSpace(o.Value), nil
+	}
+	if err := w.validTarget(path, file); err != nil {
+		return "", err
+	}
+	cur, err := w.read(path, file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(cur), nil
+}
+
 // Audit returns the audit ring, oldest first.
 func (w *Writer) Audit() []Record {
 	w.mu.Lock()

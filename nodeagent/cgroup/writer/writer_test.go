@@ -860,3 +860,19 @@ func TestRelease(t *testing.T) {
 		t.Errorf("cpu.shares after RestoreAll() = %s, want the original 512", got)
 	}
 }
+
+func TestFound(t *testing.T) {
+	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	w := e.writer(testr.New(t))
+	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	if got, err := w.Found(pod, "cpu.shares"); err != nil || got != "512" {
+		t.Errorf("Found() before any write = %q, %v; want the current 512", got, err)
+	}
+	mustSet(t, w, pod, "cpu.shares", "128", "low")
+	if got, err := w.Found(pod, "cpu.shares"); err != nil || got != "512" {
+		t.Errorf("Found() after a write = %q, %v; want the original 512", got, err)
+	}
+	if _, err := w.Found(pod, "cpu.nope"); !errors.Is(err, ErrMissingFile) {
+		t.Errorf("Found() of a missing file: error = %v, want ErrMissingFile", err)
+	}
+}
