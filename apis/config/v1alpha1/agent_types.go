@@ -1,0 +1,212 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/infera-io/temper/apis/tiering"
+	"github.com/infera-io/temper/apis/wellknown"
+)
+
+// AgentAPIVersion and AgentKind identify an agent configuration file. Both
+// keys are required, so a file written for another version is refused
+// instead of half understood.
+const (
+	AgentAPIVersion = "config.infera.io/v1alpha1"
+	AgentKind       = "AgentConfiguration"
+)
+
+// AgentConfiguration is the node agent's configuration file, TOML with
+// snake_case keys (config/samples/agent-config.toml documents every key).
+// Build one with DefaultAgentConfiguration or LoadAgentConfiguration; the
+// zero value is not valid.
+type AgentConfiguration struct {
+	// APIVersion must be AgentAPIVersion.
+	APIVersion string `toml:"api_version" json:"apiVersion"`
+	// Kind must be AgentKind.
+	Kind string `toml:"kind" json:"kind"`
+
+	// PriorityMapping holds the minimum pod priority of each tier
+	// (DESIGN.md §2). Default: the thresholds of the contract.
+	PriorityMapping AgentPriorityMapping `toml:"priority_mapping" json:"priorityMapping"`
+
+	// Backend selects the enforcement backend. Default: auto.
+	Backend AgentBackend `toml:"backend" json:"backend"`
+
+	// Cgroup says where the cgroup tree is and how the kubelet names it.
+	Cgroup AgentCgroupConfig `toml:"cgroup" json:"cgroup"`
+
+	// SCX configures the scx_layered backend.
+	SCX AgentSCXConfig `toml:"scx" json:"scx"`
+
+	// CoalesceWindow is how long the agent gathers pod events before it
+	// applies a new assignment: a burst within the window becomes one
+	// scx_layered restart, not one per event. Default 2s; at least 100ms,
+	// at most 30s.
+	CoalesceWindow Duration `toml:"coalesce_window" json:"coalesceWindow"`
+
+	// Heartbeat is how often the agent re-confirms an unchanged
+	// infera.io/tier-load annotation. Readers treat a value older than
+	// 180 s as absent, so it must leave room for missed beats. Default
+	// 60s; at least 10s (one patch per node every few seconds is load on
+	// the API server for nothing), at most 60s.
+	Heartbeat Duration `toml:"heartbeat" json:"heartbeat"`
+
+	// Server holds the agent's listeners.
+	Server AgentServerConfig `toml:"server" json:"server"`
+
+	// StateDir keeps what must survive an agent restart (the original
+	// cgroup values to restore, the last applied assignment). Default
+	// /var/lib/infera.
+	StateDir string `toml:"state_dir" json:"stateDir"`
+}
+
+// AgentPriorityMapping is the [priority_mapping] section: the minimum priority
+// of each workload tier. They must be strictly decreasing and critical must
+// be below the system range (2,000,000,000).
+type AgentPriorityMapping struct {
+	Critical int32 `toml:"critical" json:"critical"`
+	High     int32 `toml:"high" json:"high"`
+	Normal   int32 `toml:"normal" json:"normal"`
+	Low      int32 `toml:"low" json:"low"`
+}
+
+// Thresholds converts the mapping for tiering.Classify.
+func (m AgentPriorityMapping) Thresholds() tiering.Thresholds {
+	return tiering.Thresholds{Critical: m.Critical, High: m.High, Normal: m.Normal, Low: m.Low}
+}
+
+// AgentBackend is the enforcement backend the agent uses.
+type AgentBackend string
+
+// The backends. Auto picks scx when the kernel has sched_ext and the
+// scx_layered binary exists, else cgroup.
+const (
+	AgentBackendAuto        AgentBackend = "auto"
+	AgentBackendSCX         AgentBackend = "scx"
+	AgentBackendCgroup      AgentBackend = "cgroup"
+	AgentBackendObserveOnly AgentBackend = "observe-only"
+)
+
+// AgentCgroupDriver is the kubelet's cgroup driver as configured for the agent.
+type AgentCgroupDriver string
+
+// The drivers; auto detects it from the tree.
+const (
+	AgentCgroupDriverAuto     AgentCgroupDriver = "auto"
+	AgentCgroupDriverSystemd  AgentCgroupDriver = "systemd"
+	AgentCgroupDriverCgroupfs AgentCgroupDriver = "cgroupfs"
+)
+
+// AgentCgroupConfig is the [cgroup] section.
+type AgentCgroupConfig struct {
+	// Root is the cgroup mount root as the agent sees it. Default
+	// /sys/fs/cgroup.
+	Root string `toml:"root" json:"root"`
+	// Driver is the kubelet's cgroup driver. Default auto.
+	Driver AgentCgroupDriver `toml:"driver" json:"driver"`
+	// KubepodsPath overrides the kubelet's pod root relative to the cgroup
+	// root, for kubelets run with --cgroup-root, e.g.
+	// "kubelet.slice/kubelet-kubepods.slice". A basename ending in .slice
+	// means the systemd driver. Default: empty, detect.
+	KubepodsPath string `toml:"kubepods_path,omitempty" json:"kubepodsPath,omitempty"`
+}
+
+// AgentSCXConfig is the [scx] section.
+type AgentSCXConfig struct {
+	// Binary is the scx_layered executable. Default /usr/bin/scx_layered.
+	Binary string `toml:"binary" json:"binary"`
+	// ExtraArgs are passed to scx_layered before the generated config
+	// (for example ["--slice-us", "20000"]). Arguments that would keep it
+	// from running as a scheduler (--monitor, --print-and-exit, --help, …)
+	// are refused. Default: none.
+	ExtraArgs []string `toml:"extra_args" json:"extraArgs"`
+	// ConfigPath is where the agent writes the generated layer config that
+	// scx_layered reads (`f:<config_path>`). Default
+	// /run/infera/layered.json.
+	ConfigPath string `toml:"config_path" json:"configPath"`
+}
+
+// AgentServerConfig is the [server] section.
+type AgentServerConfig struct {
+	// Address serves /metrics, /observe, /healthz and /readyz. Default
+	// ":9100".
+	Address string `toml:"address" json:"address"`
+	// GRPCSocket is the unix socket of the agent's gRPC API. Default
+	// /run/infera/agent.sock.
+	GRPCSocket string `toml:"grpc_socket" json:"grpcSocket"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("2s",
+// "1m30s"). A bare number is refused: TOML would otherwise read 60 as 60
+// nanoseconds.
+type Duration struct {
+	time.Duration
+}
+
+// UnmarshalText parses a duration string with a unit.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: want a number with a unit, like \"2s\" or \"500ms\"", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText renders the duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults of AgentConfiguration.
+const (
+	DefaultAgentBackend    = AgentBackendAuto
+	DefaultCgroupRoot      = "/sys/fs/cgroup"
+	DefaultCgroupDriver    = AgentCgroupDriverAuto
+	DefaultSCXBinary       = "/usr/bin/scx_layered"
+	DefaultSCXConfigPath   = "/run/infera/layered.json"
+	DefaultCoalesceWindow  = 2 * time.Second
+	DefaultHeartbeat       = wellknown.TierLoadHeartbeat
+	DefaultAgentAddress    = ":9100"
+	DefaultAgentGRPCSocket = "/run/infera/agent.sock"
+	DefaultAgentStateDir   = "/var/lib/infera"
+)
+
+// Bounds of the durations.
+const (
+	MinCoalesceWindow = 100 * time.Millisecond
+	MaxCoalesceWindow = 30 * time.Second
+	MinHeartbeat      = 10 * time.Second
+	MaxHeartbeat      = wellknown.TierLoadHeartbeat
+)
+
+// DefaultAgentConfiguration returns the configuration the agent runs with
+// when a file sets nothing but api_version and kind.
+func DefaultAgentConfiguration() *AgentConfiguration {
+	return &AgentConfiguration{
+		APIVersion: AgentAPIVersion,
+		Kind:       AgentKind,
+		PriorityMapping: AgentPriorityMapping{
+			Critical: wellknown.DefaultCriticalMinPriority,
+			High:     wellknown.DefaultHighMinPriority,
+			Normal:   wellknown.DefaultNormalMinPriority,
+			Low:      wellknown.DefaultLowMinPriority,
+		},
+		Backend: DefaultAgentBackend,
+		Cgroup: AgentCgroupConfig{
+			Root:   DefaultCgroupRoot,
+			Driver: DefaultCgroupDriver,
+		},
+		SCX: AgentSCXConfig{
+			Binary:     DefaultSCXBinary,
+			ExtraArgs:  []string{},
+			ConfigPath: DefaultSCXConfigPath,
+		},
+		CoalesceWindow: Duration{DefaultCoalesceWindow},
+		Heartbeat:      Duration{DefaultHeartbeat},
+		Server: AgentServerConfig{
+			Address:    DefaultAgentAddress,
+			GRPCSocket: DefaultAgentGRPCSocket,
+		},
+		StateDir: DefaultAgentStateDir,
+	}
+}
