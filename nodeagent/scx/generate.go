@@ -22,12 +22,15 @@ const catchAllName = "catch-all"
 // band within which a Confined or Grouped layer keeps its CPU count (it
 // grows above the band and shrinks below it); weight only matters when
 // Confined and Grouped layers compete for CPUs.
-var (
-	systemUtil   = [2]float64{0.3, 0.6}
-	criticalUtil = [2]float64{0.5, 0.8}
-	highUtil     = [2]float64{0.5, 0.7}
-	normalUtil   = [2]float64{0.6, 0.9}
+const (
+	systemUtilLow, systemUtilHigh     = 0.3, 0.6
+	criticalUtilLow, criticalUtilHigh = 0.5, 0.8
+	highUtilLow, highUtilHigh         = 0.5, 0.7
+	normalUtilLow, normalUtilHigh     = 0.6, 0.9
 )
+
+// band is a util_range value.
+func band(low, high float64) *[2]float64 { return &[2]float64{low, high} }
 
 const (
 	systemWeight   = 10000
@@ -82,7 +85,7 @@ func Generate(node Node, pods []Pod, opts Options) (*Result, error) {
 	}
 
 	// The system layer is always there, even without system pods.
-	sys := kindBody{UtilRange: &systemUtil, Protected: true, Weight: systemWeight}
+	sys := kindBody{UtilRange: band(systemUtilLow, systemUtilHigh), Protected: true, Weight: systemWeight}
 	if sysCores := min(opts.SystemCores, max(0, sh.cores-opts.MinSharedCores)); sysCores > 0 {
 		sys.CPUsRange = &[2]int{sysCores * sh.perCore, sh.cpus}
 	}
@@ -99,7 +102,7 @@ func Generate(node Node, pods []Pod, opts Options) (*Result, error) {
 		tm := p.tiers[t]
 		switch t {
 		case wellknown.TierCritical:
-			body := kindBody{UtilRange: &criticalUtil, Protected: true, Preempt: true, Exclusive: opts.ExclusiveCores,
+			body := kindBody{UtilRange: band(criticalUtilLow, criticalUtilHigh), Protected: true, Preempt: true, Exclusive: opts.ExclusiveCores,
 				SliceUS: uint64(opts.slice(t).Microseconds()), Weight: criticalWeight, CPUsRange: fence.cpusRange}
 			if fence.demotion == nil {
 				emit(t, KindConfined, body, "Temper: critical tier, fenced whole cores", nil, tm)
@@ -107,10 +110,10 @@ func Generate(node Node, pods []Pod, opts Options) (*Result, error) {
 				emit(t, KindGrouped, body, "Temper: critical tier, demoted to Grouped (the node cannot fence it)", nil, tm)
 			}
 		case wellknown.TierHigh:
-			emit(t, KindGrouped, kindBody{UtilRange: &highUtil, Protected: true, Preempt: true,
+			emit(t, KindGrouped, kindBody{UtilRange: band(highUtilLow, highUtilHigh), Protected: true, Preempt: true,
 				SliceUS: uint64(opts.slice(t).Microseconds()), Weight: highWeight}, "Temper: high tier", nil, tm)
 		case wellknown.TierNormal:
-			emit(t, KindGrouped, kindBody{UtilRange: &normalUtil,
+			emit(t, KindGrouped, kindBody{UtilRange: band(normalUtilLow, normalUtilHigh),
 				SliceUS: uint64(opts.slice(t).Microseconds()), Weight: normalWeight}, "Temper: normal tier", nil, tm)
 		case wellknown.TierLow:
 			emit(t, KindOpen, kindBody{SliceUS: uint64(opts.slice(t).Microseconds())}, "Temper: low tier", nil, tm)
