@@ -14,19 +14,33 @@ const (
 	// ConditionEnforcing (NodeQoSReport) is True when the agent reports that
 	// it enforces tiers (scx_layered or cgroup backend).
 	ConditionEnforcing = "Enforcing"
+	// ConditionAgentSilent (NodeQoSReport) is True when the agent that used
+	// to report on the node has been silent for longer than the manager's
+	// silent-agent threshold (the backstop acted: an event, and optionally a
+	// taint). Nodes whose agent never reported are not silent.
+	ConditionAgentSilent = "AgentSilent"
+	// ConditionProfileConflict (OvercommitProfile) is True when another,
+	// older profile selects some of the same namespaces and wins them.
+	ConditionProfileConflict = "ProfileConflict"
 )
 
 // Condition reasons.
 const (
-	ReasonReconciled        = "Reconciled"
-	ReasonReconcileFailed   = "ReconcileFailed"
-	ReasonInvalidSelector   = "InvalidSelector"
-	ReasonHeartbeatFresh    = "HeartbeatFresh"
-	ReasonHeartbeatStale    = "HeartbeatStale"
-	ReasonHeartbeatMissing  = "HeartbeatMissing"
-	ReasonAnnotationsParsed = "AnnotationsParsed"
-	ReasonMalformedTierLoad = "MalformedTierLoad"
-	ReasonMalformedStatus   = "MalformedAgentStatus"
-	ReasonAgentEnforcing    = "AgentEnforcing"
-	ReasonAgentNotEnforcing = "AgentNotEnforcing"
+	ReasonReconciled         = "Reconciled"
+	ReasonReconcileFailed    = "ReconcileFailed"
+	ReasonInvalidSelector    = "InvalidSelector"
+	ReasonHeartbeatFresh     = "HeartbeatFresh"
+	ReasonHeartbeatStale     = "HeartbeatStale"
+	ReasonHeartbeatMissing   = "HeartbeatMissing"
+	ReasonAnnotationsParsed  = "AnnotationsParsed"
+	ReasonMalformedTierLoad  = "MalformedTierLoad"
+	ReasonMalformedStatus    = "MalformedAgentStatus"
+	ReasonAgentEnforcing     = "AgentEnforcing"
+	ReasonAgentNotEnforcing  = "AgentNotEnforcing"
+	ReasonAgentSilent        = "AgentSilent"
+	ReasonAgentReporting     = "AgentReporting"
+	ReasonAgentNeverReported = "AgentNeverReported"
+	ReasonNoConflict         = "NoConflict"
+	ReasonNamespaceClaimed   = "NamespaceClaimedByOtherProfile"
+	ReasonDeleting           = "Deleting"
 )
