@@ -274,7 +274,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				err := s.stop(inst)
 				inst = nil
 				failures = 0
-				s.update(func(st *Status) { *st = Status{Phase: PhaseStopped, Starts: st.Starts, Exits: st.Exits, Ejections: st.Ejections, Restarts: st.Restarts, EnableSeq: st.EnableSeq, LastExit: st.LastExit} })
+				s.update(func(st *Status) {
+					*st = Status{Phase: PhaseStopped, Starts: st.Starts, Exits: st.Exits, Ejections: st.Ejections, Restarts: st.Restarts, EnableSeq: st.EnableSeq, LastExit: st.LastExit}
+				})
 				c.done <- err
 				continue
 			}
@@ -348,7 +350,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			case st.Phase == PhaseAttached && !k.Attached(LayeredOpsName):
 				// The kernel ejected it; the process will exit. Count it
 				// now so the 1 s promise holds even if the exit is slow.
-				s.update(func(st *Status) { st.Ejections++; st.Phase, st.Reason = PhaseDegraded, fmt.Sprintf("kernel ejected scx_layered (state %q)", k.State) })
+				s.update(func(st *Status) {
+					st.Ejections++
+					st.Phase, st.Reason = PhaseDegraded, fmt.Sprintf("kernel ejected scx_layered (state %q)", k.State)
+				})
 				o.Log.Info("Kernel ejected scx_layered", "state", k.State, "ops", k.Ops)
 				_ = s.stop(inst)
 				s.update(func(st *Status) { st.Exits++; st.LastExit = inst.exitMsg })

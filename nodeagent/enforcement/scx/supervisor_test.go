@@ -100,7 +100,7 @@ func (r *rig) start() {
 // abandon ends Run without stopping the instance, as an agent crash would.
 func (r *rig) abandon() {
 	r.cancel()
-	<-r.done
+	_ = <-r.done
 	r.done <- nil // keep later abandons from blocking
 }
 
@@ -254,7 +254,7 @@ func TestStopDetaches(t *testing.T) {
 
 func TestEjectionIsNoticedAndRestarted(t *testing.T) {
 	for name, sig := range map[string]syscall.Signal{
-		"process exits": syscall.SIGUSR1,
+		"process exits":   syscall.SIGUSR1,
 		"process lingers": syscall.SIGUSR2,
 	} {
 		t.Run(name, func(t *testing.T) {

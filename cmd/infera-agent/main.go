@@ -1,0 +1,37 @@
+// Command infera-agent is Temper's node agent (L0): it tiers the pods of its
+// node and makes the kernel enforce the tiers. It runs as a privileged
+// DaemonSet pod with the host's /sys; NODE_NAME comes from the downward API.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
+
+	"github.com/infera-io/temper/nodeagent"
+)
+
+func main() {
+	ro := nodeagent.RunOptions{NodeName: os.Getenv("NODE_NAME")}
+	flag.StringVar(&ro.ConfigPath, "config", "", "agent config file (TOML); empty means the defaults")
+	flag.StringVar(&ro.Kubeconfig, "kubeconfig", "", "kubeconfig; empty means in-cluster")
+	logCfg := textlogger.NewConfig()
+	logCfg.AddFlags(flag.CommandLine)
+	flag.Parse()
+	ro.Log = textlogger.NewLogger(logCfg)
+	klog.SetLogger(ro.Log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := nodeagent.Run(ctx, ro)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "infera-agent:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,335 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroup"
+	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
+	"github.com/infera-io/temper/nodeagent/podstate"
+	"github.com/infera-io/temper/nodeagent/publish"
+)
+
+// Options are the agent's dependencies. Everything that touches the host is
+// injectable so the agent runs against faked trees in tests.
+type Options struct {
+	Config   *configv1alpha1.AgentConfiguration
+	NodeName string
+	Client   kubernetes.Interface
+	Log      logr.Logger
+	Clock    clock.WithTicker
+	// SchedExtRoot is /sys/kernel/sched_ext.
+	SchedExtRoot string
+	// SysCPURoot is /sys/devices/system/cpu (machine shape).
+	SysCPURoot string
+	// ProcRoot is /proc.
+	ProcRoot string
+}
+
+// Agent is the L0 node agent.
+type Agent struct {
+	o       Options
+	log     logr.Logger
+	store   *podstate.Store
+	pub     *publish.Publisher
+	layout  *cgroup.Layout
+	backend backend
+	machine Machine
+	kick    chan struct{}
+
+	mu          sync.Mutex
+	assignments []Assignment
+	gen         int64
+	fencedMilli int64
+	safeMode    bool
+	notes       []string
+	reported    map[string]struct{} // findings already logged, by pod UID + text
+}
+
+// New wires the agent. Nothing touches the node or the API server until Run.
+func New(o Options) (*Agent, error) {
+	if o.Config == nil {
+		return nil, errors.New("agent config is nil")
+	}
+	if err := o.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.SchedExtRoot == "" {
+		o.SchedExtRoot = scxenf.DefaultSysFSRoot
+	}
+	if o.SysCPURoot == "" {
+		o.SysCPURoot = "/sys/devices/system/cpu"
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	store, err := podstate.New(podstate.Options{Client: o.Client, NodeName: o.NodeName, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		o:        o,
+		log:      o.Log.WithValues("node", o.NodeName),
+		store:    store,
+		pub:      publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
+		kick:     make(chan struct{}, 1),
+		reported: map[string]struct{}{},
+	}
+	return a, nil
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the agent until ctx is done. On return, enforcement is left as it
+// is (an agent restart adopts it); safe mode and --restore stand it down.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.o.Config
+	m, err := ReadMachine(a.o.SysCPURoot)
+	if err != nil {
+		a.log.Error(err, "Failed to read the machine shape; assuming no SMT")
+	}
+	a.machine = m
+
+	layout, err := cgroup.Detect(cfg.Cgroup.Root, cgroup.DetectOptions{
+		Driver:      cgroupDriver(cfg.Cgroup.Driver),
+		KubepodsDir: cfg.Cgroup.KubepodsPath,
+	})
+	if err != nil {
+		// Without a cgroup tree the agent can still tier and report; it
+		// cannot enforce by cgroup or match pods by path.
+		a.log.Error(err, "Failed to detect the cgroup layout; pods will be reported without cgroups", "root", cfg.Cgroup.Root)
+	}
+	a.layout = layout
+
+	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.log)
+	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "status", a.backend.Status())
+
+	if err := a.store.Start(ctx); err != nil {
+		return err
+	}
+	defer a.store.Shutdown()
+	a.gen = a.pub.Seed(a.store.Node())
+
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	backendDone := make(chan error, 1)
+	go func() { backendDone <- a.backend.Run(bctx) }()
+
+	window := cfg.CoalesceWindow.Duration
+	var (
+		timer  clock.Timer
+		timerC <-chan time.Time
+	)
+	heartbeat := a.o.Clock.NewTicker(cfg.Heartbeat.Duration / 2)
+	defer heartbeat.Stop()
+	retry := a.o.Clock.NewTicker(time.Second)
+	defer retry.Stop()
+
+	a.reconcile(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-backendDone:
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("enforcement backend %s stopped: %w", a.backend.Name(), err)
+			}
+			return nil
+		case <-a.store.Changes():
+			// Safe mode is never delayed by the coalescing window.
+			if a.safeModeRequested() != a.inSafeMode() {
+				a.reconcile(ctx)
+				continue
+			}
+			if timerC == nil {
+				timer = a.o.Clock.NewTimer(window)
+				timerC = timer.C()
+			}
+		case <-timerC:
+			timerC = nil
+			a.reconcile(ctx)
+		case <-a.kick:
+			a.publish(ctx)
+		case <-retry.C():
+			if a.hasPending() {
+				a.reconcile(ctx)
+			}
+		case <-heartbeat.C():
+			a.publish(ctx)
+		}
+		_ = timer
+	}
+}
+
+func (a *Agent) safeModeRequested() bool {
+	n := a.store.Node()
+	return n != nil && wellknown.IsSafeModeRequested(n.Annotations)
+}
+
+func (a *Agent) inSafeMode() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.safeMode
+}
+
+func (a *Agent) hasPending() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, as := range a.assignments {
+		if as.Pending() && as.CgroupRelPath != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcile recomputes the assignment and enforces it (or stands down in
+// safe mode), then publishes.
+func (a *Agent) reconcile(ctx context.Context) {
+	th := a.o.Config.PriorityMapping.Thresholds()
+	as := classify(a.store.Pods(), th, a.layout)
+	a.lint(as)
+	safe := a.safeModeRequested()
+
+	a.mu.Lock()
+	wasSafe := a.safeMode
+	a.assignments, a.safeMode = as, safe
+	a.mu.Unlock()
+
+	switch {
+	case safe:
+		if !wasSafe {
+			a.log.Info("Safe mode requested: standing down to stock kernel behaviour")
+		}
+		if err := a.backend.StandDown(ctx); err != nil {
+			a.log.Error(err, "Failed to stand down")
+		}
+		if !wasSafe {
+			a.bumpGen()
+		}
+	default:
+		if wasSafe {
+			a.log.Info("Safe mode lifted: re-engaging enforcement")
+		}
+		applied, err := a.backend.Apply(ctx, as, a.machine)
+		if err != nil {
+			a.log.Error(err, "Failed to apply the assignment", "backend", a.backend.Name())
+		}
+		a.mu.Lock()
+		a.fencedMilli, a.notes = applied.FencedMilli, applied.Notes
+		a.mu.Unlock()
+		if applied.Changed || wasSafe {
+			a.bumpGen()
+		}
+	}
+	a.publish(ctx)
+}
+
+func (a *Agent) bumpGen() {
+	a.mu.Lock()
+	a.gen++
+	a.mu.Unlock()
+}
+
+// lint logs each finding once per pod.
+func (a *Agent) lint(as []Assignment) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	live := map[string]struct{}{}
+	for _, as := range as {
+		for _, f := range as.Findings {
+			key := string(as.UID) + "\x00" + f.String()
+			live[key] = struct{}{}
+			if _, done := a.reported[key]; done {
+				continue
+			}
+			a.reported[key] = struct{}{}
+			a.log.Info("Lint finding", "pod", klog.KRef(as.Pod.Namespace, as.Pod.Name), "field", f.Field, "finding", f.Message)
+		}
+	}
+	for k := range a.reported {
+		if _, ok := live[k]; !ok {
+			delete(a.reported, k)
+		}
+	}
+}
+
+// Status is the agent's infera.io/agent-status value right now.
+func (a *Agent) Status() string {
+	if a.inSafeMode() {
+		return wellknown.AgentStatusSafeMode
+	}
+	return a.backend.Status()
+}
+
+func (a *Agent) publish(ctx context.Context) {
+	a.mu.Lock()
+	load := wellknown.TierLoad{
+		Gen:         a.gen,
+		Backend:     a.backend.Name(),
+		FencedMilli: a.fencedMilli,
+		Tiers:       tierLoad(a.assignments),
+	}
+	if a.safeMode {
+		load.Backend, load.FencedMilli = wellknown.BackendNone, 0
+	}
+	a.mu.Unlock()
+	if n := a.store.Node(); n != nil {
+		if q, ok := n.Status.Allocatable[corev1.ResourceCPU]; ok {
+			load.AllocatableMilli = q.MilliValue()
+		}
+	}
+	if _, err := a.pub.Publish(ctx, a.Status(), load); err != nil {
+		// The API server may be gone; enforcement carries on and the
+		// heartbeat retries.
+		a.log.Error(err, "Failed to publish node annotations")
+	}
+}
+
+// Assignments returns a copy of the current assignment, sorted by pod.
+func (a *Agent) Assignments() []Assignment {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := append([]Assignment(nil), a.assignments...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod.String() < out[j].Pod.String() })
+	return out
+}
+
+// Notes returns operator-facing remarks from the last apply.
+func (a *Agent) Notes() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.notes...)
+}
+
+func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroup.Driver {
+	switch strings.ToLower(string(d)) {
+	case "systemd":
+		return cgroup.DriverSystemd
+	case "cgroupfs":
+		return cgroup.DriverCgroupfs
+	default:
+		return cgroup.DriverAuto
+	}
+}
