@@ -100,7 +100,9 @@ func (r *rig) start() {
 // abandon ends Run without stopping the instance, as an agent crash would.
 func (r *rig) abandon() {
 	r.cancel()
-	_ = <-r.done
+	if err := <-r.done; err != nil {
+		r.t.Logf("supervisor Run returned %v", err)
+	}
 	r.done <- nil // keep later abandons from blocking
 }
 
