@@ -26,6 +26,14 @@ func main() {
 	flag.StringVar(&o.StateDir, "state-dir", ".run", "directory for the kubeconfig")
 	flag.StringVar(&o.NodeName, "node-name", host, "name of the Node this machine registers as")
 	flag.Parse()
+	o.Components = func(kubeconfig string) []localcluster.Component {
+		return []localcluster.Component{
+			// The node agent for this machine, on its default config:
+			// scx_layered where the kernel has sched_ext, otherwise it
+			// reports why it only observes.
+			{Name: "infera-agent", Args: []string{"--kubeconfig", kubeconfig}, Env: []string{"NODE_NAME=" + o.NodeName}},
+		}
+	}
 	o.Log = textlogger.NewLogger(textlogger.NewConfig())
 	klog.SetLogger(o.Log)
 	ctrllog.SetLogger(o.Log)

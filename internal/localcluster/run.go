@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +32,9 @@ type Options struct {
 	Out io.Writer
 	// Log receives structured progress.
 	Log logr.Logger
+	// Components returns the platform binaries to start once the control
+	// plane is seeded, given the admin kubeconfig path.
+	Components func(kubeconfig string) []Component
 }
 
 // Cluster is a running local control plane.
@@ -38,6 +42,7 @@ type Cluster struct {
 	Kubeconfig string
 	Client     client.Client
 	env        *envtest.Environment
+	procs      []*process
 }
 
 // Start brings the control plane up and seeds it. The caller must Stop it.
@@ -71,6 +76,16 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err := c.seed(ctx, o, cfg.Host); err != nil {
 		_ = env.Stop()
 		return nil, err
+	}
+	if o.Components != nil {
+		for _, comp := range o.Components(c.Kubeconfig) {
+			p, err := startComponent(o.BinDir, o.StateDir, comp, o.Log)
+			if err != nil {
+				_ = c.Stop()
+				return nil, err
+			}
+			c.procs = append(c.procs, p)
+		}
 	}
 	return c, nil
 }
@@ -115,21 +130,29 @@ Temper local control plane is up (API server %s).
   kubectl get nodes
   kubectl get priorityclasses
   kubectl get nodeqosreports,inferapolicies,overcommitprofiles
+  kubectl get node %s -o jsonpath='{.metadata.annotations}'
 
-Ctrl-C stops it and every process it started.
-`, host, c.Kubeconfig)
+Component logs are in %s/*.log. Ctrl-C stops it and every process it started.
+`, host, c.Kubeconfig, o.NodeName, o.StateDir)
 	return nil
 }
 
 // Stop stops the control plane and removes the kubeconfig it wrote.
 func (c *Cluster) Stop() error {
+	var errs []error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		if err := c.procs[i].stop(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.procs = nil
 	if c.Kubeconfig != "" {
 		_ = os.Remove(c.Kubeconfig)
 	}
 	if err := c.env.Stop(); err != nil {
-		return fmt.Errorf("failed to stop the control plane: %w", err)
+		errs = append(errs, fmt.Errorf("failed to stop the control plane: %w", err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Run starts the cluster, blocks until ctx is done, then stops it.

@@ -1,0 +1,75 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Component is a platform binary `make run` starts against the local
+// control plane.
+type Component struct {
+	// Name is the binary in BinDir and the log file name.
+	Name string
+	Args []string
+	Env  []string
+}
+
+// process is a running component.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+// startComponent runs bin/<name> with its output in stateDir/<name>.log.
+// The child gets SIGTERM if infera-local itself dies, so no component
+// outlives it.
+func startComponent(binDir, stateDir string, c Component, log logr.Logger) (*process, error) {
+	bin := filepath.Join(binDir, c.Name)
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("component %s is not built (make build): %w", c.Name, err)
+	}
+	lf, err := os.Create(filepath.Join(stateDir, c.Name+".log"))
+	if err != nil {
+		return nil, fmt.Errorf("failed to create log of %s: %w", c.Name, err)
+	}
+	cmd := exec.Command(bin, c.Args...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = lf.Close()
+		return nil, fmt.Errorf("failed to start %s: %w", c.Name, err)
+	}
+	p := &process{name: c.Name, cmd: cmd, done: make(chan error, 1), log: lf}
+	go func() { p.done <- cmd.Wait() }()
+	log.Info("Started component", "component", c.Name, "pid", cmd.Process.Pid, "log", lf.Name())
+	return p, nil
+}
+
+// stop sends SIGTERM to the component's process group and waits, then
+// SIGKILL after a timeout.
+func (p *process) stop(ctx context.Context) error {
+	defer func() { _ = p.log.Close() }()
+	pgid := -p.cmd.Process.Pid
+	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	<-p.done
+	return fmt.Errorf("component %s did not stop within 10s; killed", p.name)
+}
