@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,12 +65,24 @@ func (p *process) stop(ctx context.Context) error {
 	t := time.NewTimer(10 * time.Second)
 	defer t.Stop()
 	select {
-	case <-p.done:
-		return nil
+	case err := <-p.done:
+		return exitError(p.name, err)
 	case <-t.C:
 	case <-ctx.Done():
 	}
 	_ = syscall.Kill(pgid, syscall.SIGKILL)
-	<-p.done
+	if err := <-p.done; err != nil {
+		return fmt.Errorf("component %s did not stop within 10s; killed: %w", p.name, err)
+	}
 	return fmt.Errorf("component %s did not stop within 10s; killed", p.name)
+}
+
+// exitError reports a component that failed on its way out; ending because
+// of our SIGTERM is a clean stop.
+func exitError(name string, err error) error {
+	var ee *exec.ExitError
+	if err == nil || (errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM) {
+		return nil
+	}
+	return fmt.Errorf("component %s exited uncleanly: %w", name, err)
 }
