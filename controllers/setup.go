@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/infera-io/temper/controllers/inferapolicy"
@@ -33,19 +34,23 @@ type Options struct {
 	Controller controller.Options
 }
 
-type setupFunc func(ctx context.Context, mgr ctrl.Manager, o Options) error
+// FieldOwner is the field manager of every write the controllers make, so
+// managedFields name the manager rather than the binary.
+const FieldOwner = "infera-manager"
+
+type setupFunc func(ctx context.Context, mgr ctrl.Manager, c client.Client, o Options) error
 
 // controllers is the explicit registry, in start order.
 var controllers = []struct {
 	name  string
 	setup setupFunc
 }{
-	{"inferapolicy", func(ctx context.Context, mgr ctrl.Manager, o Options) error {
-		return (&inferapolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(ctx, mgr, o.Controller)
+	{"inferapolicy", func(ctx context.Context, mgr ctrl.Manager, c client.Client, o Options) error {
+		return (&inferapolicy.Reconciler{Client: c}).SetupWithManager(ctx, mgr, o.Controller)
 	}},
-	{"nodeqosreport", func(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	{"nodeqosreport", func(ctx context.Context, mgr ctrl.Manager, c client.Client, o Options) error {
 		return (&nodeqosreport.Reconciler{
-			Client:         mgr.GetClient(),
+			Client:         c,
 			Recorder:       mgr.GetEventRecorder("infera-manager"),
 			Clock:          o.Clock,
 			TierLoadMaxAge: o.TierLoadMaxAge,
@@ -55,8 +60,8 @@ var controllers = []struct {
 			TaintEffect:    o.TaintEffect,
 		}).SetupWithManager(ctx, mgr, o.Controller)
 	}},
-	{"overcommitprofile", func(ctx context.Context, mgr ctrl.Manager, o Options) error {
-		return (&overcommitprofile.Reconciler{Client: mgr.GetClient(), PlatformNamespace: o.PlatformNamespace}).
+	{"overcommitprofile", func(ctx context.Context, mgr ctrl.Manager, c client.Client, o Options) error {
+		return (&overcommitprofile.Reconciler{Client: c, PlatformNamespace: o.PlatformNamespace}).
 			SetupWithManager(ctx, mgr, o.Controller)
 	}},
 }
@@ -67,9 +72,10 @@ func SetupControllers(ctx context.Context, mgr ctrl.Manager, o Options) (string,
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	for _, c := range controllers {
-		if err := c.setup(ctx, mgr, o); err != nil {
-			return c.name, fmt.Errorf("failed to set up the %s controller: %w", c.name, err)
+	c := client.WithFieldOwner(mgr.GetClient(), FieldOwner)
+	for _, ctl := range controllers {
+		if err := ctl.setup(ctx, mgr, c, o); err != nil {
+			return ctl.name, fmt.Errorf("failed to set up the %s controller: %w", ctl.name, err)
 		}
 	}
 	return "", nil

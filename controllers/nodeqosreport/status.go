@@ -5,8 +5,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
@@ -174,4 +174,3 @@ func setReady(st *inferav1alpha1.NodeQoSReportStatus, err error, generation int6
 	}
 	apimeta.SetStatusCondition(&st.Conditions, c)
 }
-

@@ -272,7 +272,7 @@ func (r *Reconciler) syncNamespace(ctx context.Context, ns *corev1.Namespace, wi
 func (r *Reconciler) owns(ns *corev1.Namespace) bool {
 	for _, mf := range ns.ManagedFields {
 		if mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply && mf.FieldsV1 != nil &&
-			strings.Contains(string(mf.FieldsV1.Raw), wellknown.Domain) {
+			strings.Contains(mf.FieldsV1.GetRawString(), wellknown.Domain) {
 			return true
 		}
 	}

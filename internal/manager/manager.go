@@ -193,7 +193,7 @@ func setupWebhook(ctx context.Context, mgr ctrl.Manager, cfg *configv1alpha1.Man
 		}
 	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(overcommit.Path, overcommit.Webhook(h))
+	srv.Register(overcommit.Path, overcommit.Webhook(h, mgr.GetLogger().WithName("overcommit-webhook")))
 	if err := mgr.AddReadyzCheck("webhook", srv.StartedChecker()); err != nil {
 		return fmt.Errorf("failed to add the webhook ready check: %w", err)
 	}
@@ -278,4 +278,3 @@ func (n readyNotifier) Start(ctx context.Context) error {
 	n.ready()
 	return nil
 }
-

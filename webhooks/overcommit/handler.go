@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -179,7 +180,13 @@ func escapePointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// Webhook wraps h for registration on a webhook server at Path.
-func Webhook(h *Handler) http.Handler {
-	return &admission.Webhook{Handler: h}
+// Webhook wraps h for registration on a webhook server at Path; log is the
+// base of each request's logger.
+func Webhook(h *Handler, log logr.Logger) http.Handler {
+	return &admission.Webhook{
+		Handler: h,
+		LogConstructor: func(_ logr.Logger, req *admission.Request) logr.Logger {
+			return admission.DefaultLogConstructor(log, req)
+		},
+	}
 }

@@ -283,7 +283,7 @@ func (c *ManagerConfiguration) Validate() error {
 	}
 	if m := w.PriorityMapping; m == nil {
 		errs = append(errs, field.Required(wp.Child("priorityMapping"), "call Default first"))
-	} else if !(wellknown.DefaultSystemMinPriority > m.Critical && m.Critical > m.High && m.High > m.Normal && m.Normal > m.Low) {
+	} else if m.Critical >= wellknown.DefaultSystemMinPriority || m.High >= m.Critical || m.Normal >= m.High || m.Low >= m.Normal {
 		errs = append(errs, field.Invalid(wp.Child("priorityMapping"), *m, "thresholds must be strictly decreasing, critical below 2000000000"))
 	}
 	if c.TierLoadMaxAge == nil || c.TierLoadMaxAge.Duration <= 0 {

@@ -1,22 +1,32 @@
 package manager
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/internal/certrotation"
+	"github.com/infera-io/temper/webhooks/overcommit"
 )
 
 // warningRecorder collects the admission warnings the API server relays.
@@ -278,5 +288,77 @@ func labelNamespace(t *testing.T, name, key, value string) {
 	}
 	if err := env.Client.Patch(context.Background(), &ns, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// reviewDirect posts an AdmissionReview straight to the webhook over TLS,
+// trusting the CA bundle from the certificate Secret: what the API server
+// would send, minus its namespaceSelector.
+func reviewDirect(t *testing.T, port int32, ns string, raw []byte) *admissionv1.AdmissionResponse {
+	t.Helper()
+	var s corev1.Secret
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: configv1alpha1.DefaultPlatformNamespace, Name: configv1alpha1.DefaultWebhookSecretName}, &s); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.Data[certrotation.CABundleKey])
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	review := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "direct", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: ns, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+		},
+	}
+	body, err := json.Marshal(review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Post(fmt.Sprintf("https://127.0.0.1:%d%s", port, overcommit.Path), "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Response == nil {
+		t.Fatal("no response")
+	}
+	return out.Response
+}
+
+// TestWebhookExemptionsInCode bypasses the API server's namespaceSelector:
+// the handler itself refuses kube-system and the platform namespace even
+// when they are labelled, and answers garbage with an allow, never a deny.
+func TestWebhookExemptionsInCode(t *testing.T) {
+	m := startManager(t, nil)
+	ensureNamespace(t, "infera-system", nil, nil)
+	for _, ns := range []string{metav1.NamespaceSystem, "infera-system", "direct-opted-in"} {
+		ensureNamespace(t, ns, nil, nil)
+		labelNamespace(t, ns, wellknown.OvercommitLabel, wellknown.OvercommitEnabledValue)
+		t.Cleanup(func() { labelNamespace(t, ns, wellknown.OvercommitLabel, "") })
+	}
+	direct := podIn("", "direct", "infera-low", cpuContainer("app", "2", ""))
+	prio := wellknown.DefaultLowMinPriority // what the API server's Priority admission would set
+	direct.Spec.Priority = &prio
+	pod, err := json.Marshal(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the handler's cache sees the label", func() (bool, string) {
+		r := reviewDirect(t, m.Port, "direct-opted-in", pod)
+		return len(r.Patch) > 0, "no patch yet"
+	})
+	for _, ns := range []string{metav1.NamespaceSystem, "infera-system"} {
+		if r := reviewDirect(t, m.Port, ns, pod); !r.Allowed || len(r.Patch) > 0 {
+			t.Errorf("%s: allowed=%v patch=%s, want allowed and unpatched", ns, r.Allowed, r.Patch)
+		}
+	}
+	r := reviewDirect(t, m.Port, "direct-opted-in", []byte(`{"spec":{"containers":"not a list"}}`))
+	if !r.Allowed || len(r.Patch) > 0 || len(r.Warnings) == 0 {
+		t.Errorf("garbage pod: allowed=%v patch=%s warnings=%v, want allowed, unpatched, warned", r.Allowed, r.Patch, r.Warnings)
 	}
 }
