@@ -1,0 +1,280 @@
+package core
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/infera-io/temper/apis/wellknown"
+)
+
+// Scores are on the scheduler framework's scale, 0 to MaxScore.
+const (
+	MaxScore int64 = 100
+	// NoOpinion is what Score returns for a node it cannot judge (its
+	// annotation is missing, stale or malformed). Normalize turns it into
+	// the cycle's neutral score.
+	NoOpinion int64 = -1
+	// NeutralScore is the neutral score of a cycle in which no node could
+	// be judged: every node gets it, so the plugin changes nothing.
+	NeutralScore = MaxScore / 2
+)
+
+// milliPerCore is one whole core; the critical tier is fenced in these.
+const milliPerCore = 1000
+
+// Status is what a node's tier-load annotation is worth right now.
+type Status int
+
+const (
+	// Missing: the node has no tier-load annotation.
+	Missing Status = iota
+	// Malformed: the annotation does not parse (wellknown.ParseTierLoad).
+	Malformed
+	// Stale: the annotation parses but is older than the maximum age (or
+	// dated implausibly far in the future).
+	Stale
+	// Fresh: the annotation parses and is recent; only this status scores
+	// anything but neutral or filters anything.
+	Fresh
+)
+
+func (s Status) String() string {
+	switch s {
+	case Missing:
+		return "missing"
+	case Malformed:
+		return "malformed"
+	case Stale:
+		return "stale"
+	case Fresh:
+		return "fresh"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// Assess parses a node's annotation value (present is false when the node
+// has no annotation) and checks its age at now. The error explains a
+// malformed or stale value.
+func Assess(value string, present bool, now time.Time, maxAge time.Duration) (wellknown.TierLoad, Status, error) {
+	if !present {
+		return wellknown.TierLoad{}, Missing, nil
+	}
+	load, err := wellknown.ParseTierLoad(value)
+	if err != nil {
+		return wellknown.TierLoad{}, Malformed, err
+	}
+	if err := load.CheckFresh(now, maxAge); err != nil {
+		return load, Stale, err
+	}
+	return load, Fresh, nil
+}
+
+// Params are the plugin's settings that scoring needs.
+type Params struct {
+	// FenceReserveMilli is the CPU a node keeps outside the critical fence
+	// for the system layer and the minimum shared pool.
+	FenceReserveMilli int64
+}
+
+// Pod is what placement needs of a pod: its tier and CPU request.
+type Pod struct {
+	Tier         wellknown.Tier
+	RequestMilli int64
+}
+
+// Node is a node with a parsed tier-load: the annotation's figures plus
+// the pods bound since its timestamp. Build it with Summarize.
+type Node struct {
+	// AllocatableMilli is the node's allocatable CPU.
+	AllocatableMilli int64
+	// Protects is true when the node's agent enforces the tiers (the
+	// scx_layered or cgroup backend). An observe-only node, or one whose
+	// agent stood down, protects nothing.
+	Protects bool
+	// Demoted is true when the agent reports critical pods but fences
+	// fewer cores than their requests need: it could not fence them and
+	// demoted the critical layer (DESIGN.md §2).
+	Demoted bool
+	// CriticalMilli is the CPU requested by critical pods.
+	CriticalMilli int64
+	// ProtectedSharedMilli is the CPU requested by the protected tiers that
+	// run on the shared cores: system and high.
+	ProtectedSharedMilli int64
+	// BatchMilli is the CPU requested by normal, low and background pods.
+	BatchMilli int64
+}
+
+// Summarize folds a parsed tier-load and the pods bound to the node since
+// its timestamp into a Node. fallbackAllocMilli is the node's allocatable
+// CPU from its status, used when the annotation carries none.
+func Summarize(load wellknown.TierLoad, recent []Pod, fallbackAllocMilli int64) Node {
+	n := Node{AllocatableMilli: load.AllocatableMilli}
+	if n.AllocatableMilli <= 0 {
+		n.AllocatableMilli = fallbackAllocMilli
+	}
+	switch load.Backend {
+	case wellknown.BackendSCXLayered, wellknown.BackendCgroup:
+		n.Protects = true
+	}
+	crit := load.Usage(wellknown.TierCritical)
+	n.Demoted = crit.Pods > 0 && load.FencedMilli < coresFor(crit.RequestMilli)*milliPerCore
+	for t, u := range load.Tiers {
+		n.add(t, u.RequestMilli)
+	}
+	for _, p := range recent {
+		n.add(p.Tier, p.RequestMilli)
+	}
+	return n
+}
+
+func (n *Node) add(t wellknown.Tier, milli int64) {
+	switch t {
+	case wellknown.TierCritical:
+		n.CriticalMilli = sat(n.CriticalMilli, milli)
+	case wellknown.TierSystem, wellknown.TierHigh:
+		n.ProtectedSharedMilli = sat(n.ProtectedSharedMilli, milli)
+	case wellknown.TierNormal, wellknown.TierLow, wellknown.TierBackground:
+		n.BatchMilli = sat(n.BatchMilli, milli)
+	}
+}
+
+// FenceCores is how many whole cores the node can fence for the critical
+// tier: its allocatable CPU minus the reserve, rounded down.
+func (p Params) FenceCores(n Node) int64 {
+	return max(0, (n.AllocatableMilli-p.FenceReserveMilli)/milliPerCore)
+}
+
+// CanFence reports whether pod's whole-core request can be fenced on a node
+// whose tier-load has the given status. Only a critical pod on a node with
+// a fresh annotation from an enforcing agent can fail: the node must not
+// have demoted its critical layer, and the critical tier's requests with the
+// pod's, rounded up to cores, must fit in FenceCores. The reason says why not.
+//
+// An agent that does not enforce (observe-only, safe mode) never fences
+// anything; filtering on it would turn an operator's observe-only rollout
+// into unschedulable pods, so such nodes only score low (see Score).
+func CanFence(p Params, pod Pod, status Status, n Node) (bool, string) {
+	if pod.Tier != wellknown.TierCritical || status != Fresh || !n.Protects || n.AllocatableMilli <= 0 {
+		return true, ""
+	}
+	if n.Demoted {
+		return false, "node's agent could not fence its critical pods (critical layer demoted)"
+	}
+	need := coresFor(sat(n.CriticalMilli, pod.RequestMilli))
+	if have := p.FenceCores(n); need > have {
+		return false, fmt.Sprintf("critical tier would need %d whole cores, node can fence %d", need, have)
+	}
+	return true, ""
+}
+
+// Score rates a node for pod, 0 to MaxScore, or returns NoOpinion for a
+// node that is not Fresh or has no known allocatable CPU, and for
+// system-tier pods.
+//
+//   - critical: half fence headroom (the share of fenceable cores still free
+//     after the pod), half low protected load (1 − (fenced cores + system +
+//     high requests) / allocatable). 0 where the pod cannot be fenced or the
+//     agent does not enforce.
+//   - high: 1 − the protected tiers' share of the shared cores after the
+//     pod: (system + high requests) / (allocatable − fenced cores). Fenced
+//     critical pods and preemptible batch pods do not contend with a high
+//     pod; system and other high pods do. 0 where the agent does not
+//     enforce.
+//   - normal, low, background: the batch tiers' share of the node's
+//     allocatable CPU after the pod, where the pod fits in the idle headroom
+//     (all requests after the pod within allocatable); 0 where it does not.
+//     Batch fills the nodes that already run batch work one after another,
+//     and leaves the room on the other nodes to the protected tiers.
+func Score(p Params, pod Pod, status Status, n Node) int64 {
+	if status != Fresh || n.AllocatableMilli <= 0 {
+		return NoOpinion
+	}
+	alloc := float64(n.AllocatableMilli)
+	fenced := coresFor(n.CriticalMilli) * milliPerCore
+	switch pod.Tier {
+	case wellknown.TierCritical:
+		if ok, _ := CanFence(p, pod, status, n); !ok || !n.Protects {
+			return 0
+		}
+		fenced = coresFor(sat(n.CriticalMilli, pod.RequestMilli)) * milliPerCore
+		headroom := 0.0
+		if capCores := p.FenceCores(n); capCores > 0 {
+			headroom = float64(capCores*milliPerCore-fenced) / float64(capCores*milliPerCore)
+		}
+		protected := float64(sat(fenced, n.ProtectedSharedMilli)) / alloc
+		return scale(0.5*headroom + 0.5*(1-protected))
+	case wellknown.TierHigh:
+		shared := n.AllocatableMilli - fenced
+		if !n.Protects || shared <= 0 {
+			return 0
+		}
+		return scale(1 - float64(sat(n.ProtectedSharedMilli, pod.RequestMilli))/float64(shared))
+	case wellknown.TierNormal, wellknown.TierLow, wellknown.TierBackground:
+		batch := sat(n.BatchMilli, pod.RequestMilli)
+		if sat(sat(fenced, n.ProtectedSharedMilli), batch) > n.AllocatableMilli {
+			return 0
+		}
+		return scale(float64(batch) / alloc)
+	}
+	return NoOpinion
+}
+
+// Normalize replaces every NoOpinion in scores (one cycle's scores, one per
+// node) with the median of the other scores, or with NeutralScore when no
+// node could be judged. A node the plugin cannot judge then sits in the
+// middle of the nodes it can, so the other plugins decide about it. A
+// fixed middle value would not be neutral: once the fleet is half loaded,
+// every judged node scores below it and the unjudged nodes would draw the
+// latency-critical pods of a whole burst.
+func Normalize(scores []int64) {
+	judged := make([]int64, 0, len(scores))
+	for _, s := range scores {
+		if s != NoOpinion {
+			judged = append(judged, s)
+		}
+	}
+	if len(judged) == len(scores) {
+		return
+	}
+	neutral := NeutralScore
+	if len(judged) > 0 {
+		slices.Sort(judged)
+		m := len(judged) / 2
+		neutral = judged[m]
+		if len(judged)%2 == 0 {
+			neutral = (judged[m-1] + judged[m] + 1) / 2
+		}
+	}
+	for i, s := range scores {
+		if s == NoOpinion {
+			scores[i] = neutral
+		}
+	}
+}
+
+// scale maps a fraction to a score, clamped to [0, MaxScore].
+func scale(f float64) int64 {
+	return int64(math.Round(min(max(f, 0), 1) * float64(MaxScore)))
+}
+
+// coresFor rounds millicores up to whole cores.
+func coresFor(milli int64) int64 {
+	if milli <= 0 {
+		return 0
+	}
+	return (milli + milliPerCore - 1) / milliPerCore
+}
+
+// maxMilli bounds the sums: a million cores. Annotation values are
+// validated non-negative but not bounded, so sums saturate instead of
+// overflowing.
+const maxMilli int64 = 1_000_000_000
+
+func sat(a, b int64) int64 {
+	if s := a + b; s >= a && s <= maxMilli {
+		return s
+	}
+	return maxMilli
+}

@@ -1,0 +1,154 @@
+package schedulerplugin
+
+import (
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/infera-io/temper/apis/tiering"
+	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/schedulerplugin/core"
+)
+
+// nodeState is what the plugin knows about one node at one NodeInfo
+// generation. It is immutable once stored.
+type nodeState struct {
+	// generation is the NodeInfo generation it was computed from. The
+	// scheduler bumps it whenever the node object or its pods change, so
+	// an equal generation means nothing the state depends on has changed.
+	generation int64
+	// value and present are the raw annotation.
+	value   string
+	present bool
+	// load and parseErr are the parsed annotation.
+	load     wellknown.TierLoad
+	parseErr error
+	// summary folds load with the pods bound since load.TS; valid when the
+	// annotation parsed.
+	summary core.Node
+}
+
+// status judges the annotation's age at now. Only the age depends on the
+// cycle; everything else was computed once for this generation. It runs
+// for every node of every cycle, so the common cases skip CheckFresh,
+// which builds an error for a stale value.
+func (s *nodeState) status(now time.Time, maxAge time.Duration) core.Status {
+	switch {
+	case !s.present:
+		return core.Missing
+	case s.parseErr != nil:
+		return core.Malformed
+	case now.Sub(s.load.TS) > maxAge:
+		return core.Stale
+	case now.Before(s.load.TS) && s.load.CheckFresh(now, maxAge) != nil:
+		// Dated in the future beyond the clock skew wellknown allows.
+		return core.Stale
+	}
+	return core.Fresh
+}
+
+// nodeCache holds one nodeState per node name, so that scoring 500 nodes
+// parses no annotation and walks no pod list unless that node changed since
+// the last cycle. It is safe for the scheduler's parallel Filter and Score.
+// Its size is bounded by the number of nodes: entries go when the node is
+// deleted.
+type nodeCache struct {
+	logger klog.Logger
+
+	mu      sync.RWMutex
+	entries map[string]*nodeState
+	// malformed holds the nodes whose malformed annotation was logged, so
+	// each is logged once until it parses again or the node goes.
+	malformed map[string]struct{}
+}
+
+func newNodeCache(logger klog.Logger) *nodeCache {
+	return &nodeCache{logger: logger, entries: map[string]*nodeState{}, malformed: map[string]struct{}{}}
+}
+
+// get returns the node's state for this NodeInfo, computing it if the
+// NodeInfo changed since the cached one. It returns nil when the NodeInfo
+// has no node.
+func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
+	node := ni.Node()
+	if node == nil {
+		return nil
+	}
+	gen := ni.GetGeneration()
+	value, present := node.Annotations[wellknown.TierLoadAnnotation]
+
+	c.mu.RLock()
+	old := c.entries[node.Name]
+	c.mu.RUnlock()
+	if old != nil && old.generation == gen && old.present == present && old.value == value {
+		return old
+	}
+
+	s := &nodeState{generation: gen, value: value, present: present}
+	if present {
+		if old != nil && old.present && old.value == value {
+			// Only pods or other fields changed: keep the parse.
+			s.load, s.parseErr = old.load, old.parseErr
+		} else {
+			s.load, s.parseErr = wellknown.ParseTierLoad(value)
+		}
+		if s.parseErr == nil {
+			s.summary = core.Summarize(s.load, recentPods(ni, s.load.TS, th), ni.GetAllocatable().GetMilliCPU())
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[node.Name] = s
+	_, logged := c.malformed[node.Name]
+	switch {
+	case s.parseErr != nil && !logged:
+		c.malformed[node.Name] = struct{}{}
+		c.logger.Error(s.parseErr, "Ignoring malformed tier-load annotation: the node scores neutral and is never filtered until it parses", "node", klog.KObj(node))
+	case s.parseErr == nil && logged:
+		delete(c.malformed, node.Name)
+	}
+	return s
+}
+
+// forget drops a deleted node.
+func (c *nodeCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, name)
+	delete(c.malformed, name)
+}
+
+// recentPods returns the tier and CPU request of the node's pods that the
+// annotation dated ts cannot include yet: pods bound at or after ts, and
+// pods the scheduler assumed onto the node but whose binding it has not
+// seen confirmed. Counting them keeps a burst of pods from piling onto the
+// node that looked emptiest when its agent last wrote.
+func recentPods(ni fwk.NodeInfo, ts time.Time, th tiering.Thresholds) []core.Pod {
+	var out []core.Pod
+	for _, pi := range ni.GetPods() {
+		p := pi.GetPod()
+		if boundAt, ok := scheduledAt(p); ok && boundAt.Before(ts) {
+			continue
+		}
+		out = append(out, core.Pod{Tier: tiering.Classify(p, th).Tier, RequestMilli: tiering.PodCPU(p).RequestMilli})
+	}
+	return out
+}
+
+// scheduledAt is when the API server bound the pod: the binding sets the
+// PodScheduled condition to True with that time (and so does a kubelet for
+// pods created with spec.nodeName). A pod without it is assumed by the
+// scheduler and not bound yet.
+func scheduledAt(p *corev1.Pod) (time.Time, bool) {
+	for i := range p.Status.Conditions {
+		c := &p.Status.Conditions[i]
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.IsZero() {
+			return c.LastTransitionTime.Time, true
+		}
+	}
+	return time.Time{}, false
+}

@@ -1,0 +1,291 @@
+package schedulerplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/yaml"
+
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/tiering"
+	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/schedulerplugin/core"
+)
+
+// Name is the plugin's name in a KubeSchedulerConfiguration profile.
+const Name = "InferaDensity"
+
+// ArgsKind is the kind of the plugin's args, by the scheduler's convention
+// of the plugin name plus "Args".
+const ArgsKind = Name + "Args"
+
+// InferaDensity is the plugin. Build it with New.
+type InferaDensity struct {
+	logger     klog.Logger
+	clock      clock.PassiveClock
+	maxAge     time.Duration
+	params     core.Params
+	thresholds tiering.Thresholds
+	nodes      *nodeCache
+}
+
+var (
+	_ fwk.PreFilterPlugin   = &InferaDensity{}
+	_ fwk.FilterPlugin      = &InferaDensity{}
+	_ fwk.PreScorePlugin    = &InferaDensity{}
+	_ fwk.ScorePlugin       = &InferaDensity{}
+	_ fwk.ScoreExtensions   = &InferaDensity{}
+	_ fwk.EnqueueExtensions = &InferaDensity{}
+	_ fwk.SignPlugin        = &InferaDensity{}
+)
+
+// New is the plugin factory the scheduler calls once per profile that
+// enables the plugin. obj is the profile's args for the plugin: nil (all
+// defaults), the raw object the scheduler leaves for an out-of-tree plugin
+// (decoded strictly here), or an *InferaDensityArgs from an in-process
+// caller. The args are defaulted and validated; invalid args fail the
+// scheduler's start with an error naming the field.
+func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	args, err := DecodeArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	logger := klog.FromContext(ctx).WithValues("plugin", Name)
+	pl := newPlugin(logger, args, clock.RealClock{})
+	if h != nil && h.SharedInformerFactory() != nil {
+		// Forget deleted nodes so the cache stays as large as the cluster.
+		_, err := h.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			DeleteFunc: func(obj any) {
+				if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = t.Obj
+				}
+				if n, ok := obj.(*corev1.Node); ok {
+					pl.nodes.forget(n.Name)
+				}
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("failed to watch node deletions: %w", err)
+		}
+	}
+	logger.V(2).Info("Initialized plugin", "tierLoadMaxAge", pl.maxAge, "fenceReserveMilli", pl.params.FenceReserveMilli, "thresholds", pl.thresholds)
+	return pl, nil
+}
+
+func newPlugin(logger klog.Logger, args *configv1alpha1.InferaDensityArgs, clk clock.PassiveClock) *InferaDensity {
+	m := args.PriorityMapping
+	return &InferaDensity{
+		logger:     logger,
+		clock:      clk,
+		maxAge:     args.TierLoadMaxAge.Duration,
+		params:     core.Params{FenceReserveMilli: *args.FenceReserveMilli},
+		thresholds: tiering.Thresholds{Critical: m.Critical, High: m.High, Normal: m.Normal, Low: m.Low},
+		nodes:      newNodeCache(logger),
+	}
+}
+
+// DecodeArgs turns the scheduler's view of the plugin args into defaulted,
+// validated InferaDensityArgs. Unknown fields are an error, so a typo in
+// the configuration file does not silently fall back to a default.
+func DecodeArgs(obj runtime.Object) (*configv1alpha1.InferaDensityArgs, error) {
+	args := &configv1alpha1.InferaDensityArgs{}
+	switch o := obj.(type) {
+	case nil:
+	case *configv1alpha1.InferaDensityArgs:
+		if o != nil {
+			args = o.DeepCopy()
+		}
+	case *runtime.Unknown:
+		if len(o.Raw) > 0 {
+			if err := yaml.UnmarshalStrict(o.Raw, args); err != nil {
+				return nil, fmt.Errorf("failed to decode %s args: %w", Name, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("failed to decode %s args: want %s, got %T", Name, ArgsKind, obj)
+	}
+	if args.Kind != "" && args.Kind != ArgsKind {
+		return nil, fmt.Errorf("failed to decode %s args: kind is %q, want %q", Name, args.Kind, ArgsKind)
+	}
+	args.Default()
+	if err := args.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid %s args: %w", Name, err)
+	}
+	return args, nil
+}
+
+// Name returns the plugin's name.
+func (pl *InferaDensity) Name() string { return Name }
+
+// stateKey is where the pod's tier and request live in the CycleState.
+const stateKey fwk.StateKey = Name
+
+// podState is computed once per scheduling cycle: the pod's tier and CPU
+// request, and the time against which annotation ages are judged, so every
+// node of the cycle is judged at the same instant.
+type podState struct {
+	pod core.Pod
+	now time.Time
+}
+
+// Clone shares the state: it is never modified after it is written.
+func (s *podState) Clone() fwk.StateData { return s }
+
+func (pl *InferaDensity) podStateFor(pod *corev1.Pod) *podState {
+	return &podState{
+		pod: core.Pod{Tier: tiering.Classify(pod, pl.thresholds).Tier, RequestMilli: tiering.PodCPU(pod).RequestMilli},
+		now: pl.clock.Now(),
+	}
+}
+
+// readState returns the state PreFilter or PreScore wrote, or computes it
+// when neither ran for this CycleState.
+func (pl *InferaDensity) readState(state fwk.CycleState, pod *corev1.Pod) *podState {
+	if state != nil {
+		if d, err := state.Read(stateKey); err == nil {
+			if s, ok := d.(*podState); ok {
+				return s
+			}
+		}
+	}
+	return pl.podStateFor(pod)
+}
+
+// PreFilter records the pod's tier and request. Only critical pods can be
+// filtered, so for every other pod it returns Skip and Filter never runs.
+func (pl *InferaDensity) PreFilter(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	s := pl.podStateFor(pod)
+	state.Write(stateKey, s)
+	if s.pod.Tier != wellknown.TierCritical {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	return nil, nil
+}
+
+// PreFilterExtensions returns nil: Filter reads the pods of the NodeInfo it
+// is given, so there is no pre-computed state to adjust.
+func (pl *InferaDensity) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+// Filter rejects a critical pod from a node whose fresh annotation says its
+// whole-core request cannot be fenced there. Preempting other pods frees no
+// fence capacity, so the rejection is unresolvable.
+func (pl *InferaDensity) Filter(ctx context.Context, state fwk.CycleState, pod *corev1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	s := pl.readState(state, pod)
+	n := pl.nodes.get(nodeInfo, pl.thresholds)
+	if n == nil {
+		return nil
+	}
+	ok, reason := core.CanFence(pl.params, s.pod, n.status(s.now, pl.maxAge), n.summary)
+	if ok {
+		return nil
+	}
+	if v := klog.FromContext(ctx).V(5); v.Enabled() {
+		v.Info("Filtered node", "plugin", Name, "ExtensionPoint", "Filter", "pod", klog.KObj(pod), "node", klog.KObj(nodeInfo.Node()), "reason", reason)
+	}
+	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason)
+}
+
+// PreScore records the pod's state when PreFilter did not, and skips
+// scoring for system-tier pods, which the tier rules do not place.
+func (pl *InferaDensity) PreScore(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	s := pl.readState(state, pod)
+	state.Write(stateKey, s)
+	if s.pod.Tier == wellknown.TierSystem {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	return nil
+}
+
+// Score rates the node for the pod (core.Score). A node whose annotation
+// is missing, stale or malformed gets core.NoOpinion, which NormalizeScore
+// replaces.
+func (pl *InferaDensity) Score(_ context.Context, state fwk.CycleState, pod *corev1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
+	s := pl.readState(state, pod)
+	n := pl.nodes.get(nodeInfo, pl.thresholds)
+	if n == nil {
+		return core.NoOpinion, nil
+	}
+	return core.Score(pl.params, s.pod, n.status(s.now, pl.maxAge), n.summary), nil
+}
+
+// ScoreExtensions returns the plugin: NormalizeScore gives the nodes it
+// could not judge the cycle's neutral score.
+func (pl *InferaDensity) ScoreExtensions() fwk.ScoreExtensions { return pl }
+
+// NormalizeScore replaces core.NoOpinion with the median score of the nodes
+// that were judged in this cycle (core.Normalize), so unjudged nodes are
+// neutral: the other plugins decide about them.
+func (pl *InferaDensity) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *corev1.Pod, scores fwk.NodeScoreList) *fwk.Status {
+	raw := make([]int64, len(scores))
+	for i := range scores {
+		raw[i] = scores[i].Score
+	}
+	core.Normalize(raw)
+	for i := range scores {
+		scores[i].Score = raw[i]
+	}
+	return nil
+}
+
+// signFragmentKey names what the plugin's result depends on, beyond the
+// nodes: the pod's tier and CPU request.
+const signFragmentKey = "v1.Pod.InferaTierAndCPURequest()"
+
+// SignPod lets the scheduler batch pods with the same tier and CPU request:
+// for them this plugin filters and scores every node alike.
+func (pl *InferaDensity) SignPod(_ context.Context, pod *corev1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	s := pl.podStateFor(pod)
+	return []fwk.SignFragment{{Key: signFragmentKey, Value: s.pod}}, nil
+}
+
+// EventsToRegister lists what can make a critical pod this plugin filtered
+// schedulable: a node added or its annotation or allocatable changed (new
+// tier-load), or a pod leaving a node (critical requests freed).
+func (pl *InferaDensity) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation | fwk.UpdateNodeAllocatable}, QueueingHintFn: pl.isSchedulableAfterNodeChange},
+		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
+	}, nil
+}
+
+var errUnexpectedObject = errors.New("unexpected object")
+
+// isSchedulableAfterNodeChange requeues the pod when the changed node could
+// now take it by this plugin's rule. Pods bound since the annotation are not
+// known here, so the hint errs towards Queue.
+func (pl *InferaDensity) isSchedulableAfterNodeChange(logger klog.Logger, pod *corev1.Pod, _, newObj any) (fwk.QueueingHint, error) {
+	node, ok := newObj.(*corev1.Node)
+	if !ok {
+		return fwk.Queue, fmt.Errorf("%w %T, want *v1.Node", errUnexpectedObject, newObj)
+	}
+	s := pl.podStateFor(pod)
+	value, present := node.Annotations[wellknown.TierLoadAnnotation]
+	load, status, _ := core.Assess(value, present, s.now, pl.maxAge)
+	n := core.Summarize(load, nil, node.Status.Allocatable.Cpu().MilliValue())
+	if ok, reason := core.CanFence(pl.params, s.pod, status, n); !ok {
+		logger.V(5).Info("Node change does not make the pod schedulable", "plugin", Name, "pod", klog.KObj(pod), "node", klog.KObj(node), "reason", reason)
+		return fwk.QueueSkip, nil
+	}
+	return fwk.Queue, nil
+}
+
+// isSchedulableAfterPodDeleted requeues the pod when a critical pod left a
+// node: its cores can be fenced again.
+func (pl *InferaDensity) isSchedulableAfterPodDeleted(_ klog.Logger, _ *corev1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
+	deleted, ok := oldObj.(*corev1.Pod)
+	if !ok {
+		return fwk.Queue, fmt.Errorf("%w %T, want *v1.Pod", errUnexpectedObject, oldObj)
+	}
+	if tiering.Classify(deleted, pl.thresholds).Tier != wellknown.TierCritical {
+		return fwk.QueueSkip, nil
+	}
+	return fwk.Queue, nil
+}
