@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -39,5 +41,20 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); err == nil {
 		t.Error("a missing file must be an error")
+	}
+}
+
+func TestLocalConfigMatchesFile(t *testing.T) {
+	fromFile, err := LoadConfig(filepath.Join("..", "..", "config", "manager", "local.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := LocalConfig(9443)
+	c.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c, fromFile); diff != "" {
+		t.Errorf("LocalConfig(9443) differs from config/manager/local.yaml (-code +file):\n%s", diff)
 	}
 }

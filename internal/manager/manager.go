@@ -89,6 +89,22 @@ func LoadConfig(path string) (configv1alpha1.ManagerConfiguration, error) {
 	return c, nil
 }
 
+// LocalConfig is the configuration of `make run`: one replica without
+// leader election, metrics and probes on loopback, and the webhook on
+// 127.0.0.1:port registered by URL, so the manager installs the webhook
+// configuration itself. config/manager/local.yaml is the same as a file.
+func LocalConfig(port int32) configv1alpha1.ManagerConfiguration {
+	off := false
+	return configv1alpha1.ManagerConfiguration{
+		LeaderElection:         configv1alpha1.LeaderElectionConfiguration{Enabled: &off},
+		MetricsBindAddress:     "127.0.0.1:8080",
+		HealthProbeBindAddress: "127.0.0.1:8081",
+		Webhook: configv1alpha1.WebhookConfiguration{
+			Host: "127.0.0.1", Port: &port, URL: fmt.Sprintf("https://127.0.0.1:%d", port),
+		},
+	}
+}
+
 // Run runs the manager until ctx is done.
 func Run(ctx context.Context, o Options) error {
 	// Default only fills unset fields, so a shallow copy keeps the caller's
