@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -195,7 +196,12 @@ func Run(ctx context.Context, o Options) error {
 
 func setupWebhook(ctx context.Context, mgr ctrl.Manager, cfg *configv1alpha1.ManagerConfiguration, rotator *certrotation.Rotator) error {
 	m := cfg.Webhook.PriorityMapping
+	metrics, err := overcommit.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
 	h := &overcommit.Handler{
+		Metrics:           metrics,
 		Reader:            mgr.GetClient(),
 		PlatformNamespace: cfg.PlatformNamespace,
 		Thresholds:        tiering.Thresholds{Critical: m.Critical, High: m.High, Normal: m.Normal, Low: m.Low},

@@ -54,6 +54,8 @@ type Handler struct {
 	// Thresholds is the manager's tier mapping; each InferaPolicy's mapping
 	// is considered as well.
 	Thresholds tiering.Thresholds
+	// Metrics, when set, counts admissions and deflated CPU.
+	Metrics *Metrics
 }
 
 var _ admission.Handler = &Handler{}
@@ -70,6 +72,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 	defer func() {
 		if r := recover(); r != nil {
 			logf.FromContext(ctx).Error(fmt.Errorf("panic: %v", r), "Overcommit webhook panicked; admitting the pod unmodified")
+			h.Metrics.admitted(ResultInternalErr)
 			resp = admission.Allowed("").WithWarnings("overcommit: internal error; pod left as it is")
 		}
 	}()
@@ -81,10 +84,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Allowed("")
 	}
 	if h.Exempt(req.Namespace) {
+		h.Metrics.admitted(ResultExempt)
 		return admission.Allowed("namespace is exempt from overcommit")
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		h.Metrics.admitted(ResultUnreadable)
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("overcommit: cannot decode the pod (%v); left as it is", err))
 	}
 	name := pod.Name
@@ -95,6 +100,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) admission.R
 
 	settings, ok, warn := h.settings(ctx, req.Namespace)
 	if !ok {
+		h.Metrics.admitted(ResultNotOptedIn)
 		r := admission.Allowed("namespace is not opted in")
 		if warn != "" {
 			log.Info("Leaving pod as it is", "detail", warn)
@@ -104,6 +110,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) admission.R
 	}
 	plan := Compute(&pod, settings, h.thresholds(ctx))
 	if plan.Skip != "" {
+		h.Metrics.admitted(ResultSkipped)
 		return admission.Allowed(plan.Skip).WithWarnings(plan.Warnings...)
 	}
 	patches := make([]jsonpatch.JsonPatchOperation, 0, len(plan.Changes)+1)
@@ -120,6 +127,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) admission.R
 			"/metadata/annotations/"+escapePointer(wellknown.OriginalCPURequestsAnnotation), plan.Originals))
 	}
 	log.V(2).Info("Deflating CPU requests", "tier", plan.Tier, "containers", len(plan.Changes), "dryRun", settings.DryRun)
+	if settings.DryRun {
+		h.Metrics.admitted(ResultDryRun)
+	} else {
+		h.Metrics.admitted(ResultDeflated)
+		h.Metrics.freed(req.Namespace, plan)
+	}
 	return admission.Patched("", patches...).WithWarnings(plan.Warnings...)
 }
 

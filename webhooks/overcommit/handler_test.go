@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -109,5 +111,39 @@ func BenchmarkHandle(b *testing.B) {
 		if r := h.Handle(ctx, req); len(r.Patches) != 4 {
 			b.Fatalf("patches = %d (%s)", len(r.Patches), r.Result.Message)
 		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatalf("a second registration must reuse the counters: %v", err)
+	}
+	h := benchHandler()
+	h.Metrics = again
+	raw, err := json.Marshal(benchPod())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, ns := range []string{"batch", "batch", "kube-system", "other"} {
+		h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: ns,
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+		}})
+	}
+	for result, want := range map[string]float64{ResultDeflated: 2, ResultExempt: 1, ResultNotOptedIn: 1, ResultSkipped: 0} {
+		if got := testutil.ToFloat64(m.admissions.WithLabelValues(result)); got != want {
+			t.Errorf("admissions{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	// Each admission takes 2 → 1, 100m → 50m and 200m → 100m off: 1150m.
+	if got := testutil.ToFloat64(m.deflated.WithLabelValues("batch")); got != 2300 {
+		t.Errorf("deflated millicores in batch = %v, want 2300", got)
 	}
 }
