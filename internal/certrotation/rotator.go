@@ -272,10 +272,11 @@ func (r *Rotator) fill(secret *corev1.Secret, now time.Time) (time.Duration, err
 }
 
 // settle is how long a new CA sits in the bundle before it signs: long
-// enough for the API server to load the new bundle, a small share of the
-// serving certificate's remaining third.
+// enough for the API server to load the new bundle (at least a second, even
+// under load), and short enough to fit well inside the third of life a due
+// serving certificate has left (at most a sixth of the validity, 30 s).
 func (r *Rotator) settle() time.Duration {
-	return min(30*time.Second, r.o.CertValidity/20)
+	return min(30*time.Second, max(r.o.CertValidity/20, min(time.Second, r.o.CertValidity/6)))
 }
 
 // serving returns the stored serving certificate when it is valid and not
