@@ -26,7 +26,7 @@ import (
 	"github.com/infera-io/temper/internal/statusapply"
 )
 
-// +kubebuilder:rbac:groups=infera.io,resources=nodeqosreports,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=infera.io,resources=nodeqosreports,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=infera.io,resources=nodeqosreports/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -113,23 +113,45 @@ func (r *Reconciler) ensureReport(ctx context.Context, node *corev1.Node) (*infe
 	var report inferav1alpha1.NodeQoSReport
 	err := r.Client.Get(ctx, client.ObjectKey{Name: node.Name}, &report)
 	if err == nil {
+		if ownedBy(&report, node) {
+			return &report, nil
+		}
+		// A Node deleted and re-created under the same name: point the
+		// report at the new one, or the garbage collector removes it.
+		before := report.DeepCopy()
+		report.OwnerReferences = []metav1.OwnerReference{nodeOwner(node)}
+		ctrl.LoggerFrom(ctx).Info("Adopting NodeQoSReport for a re-created Node")
+		if err := r.Client.Patch(ctx, &report, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return nil, fmt.Errorf("failed to update the owner of NodeQoSReport %s: %w", node.Name, err)
+		}
 		return &report, nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("failed to get NodeQoSReport %s: %w", node.Name, err)
 	}
-	isController := true
 	report = inferav1alpha1.NodeQoSReport{ObjectMeta: metav1.ObjectMeta{
-		Name: node.Name,
-		OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID, Controller: &isController,
-		}},
+		Name:            node.Name,
+		OwnerReferences: []metav1.OwnerReference{nodeOwner(node)},
 	}}
 	ctrl.LoggerFrom(ctx).Info("Creating NodeQoSReport")
 	if err := r.Client.Create(ctx, &report); err != nil {
 		return nil, fmt.Errorf("failed to create NodeQoSReport %s: %w", node.Name, err)
 	}
 	return &report, nil
+}
+
+func nodeOwner(node *corev1.Node) metav1.OwnerReference {
+	isController := true
+	return metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID, Controller: &isController}
+}
+
+func ownedBy(report *inferav1alpha1.NodeQoSReport, node *corev1.Node) bool {
+	for _, o := range report.OwnerReferences {
+		if o.Kind == "Node" && o.UID == node.UID {
+			return true
+		}
+	}
+	return false
 }
 
 // deleteOrphan removes the report of a node that is gone. The garbage

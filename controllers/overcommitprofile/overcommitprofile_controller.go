@@ -255,8 +255,8 @@ func (r *Reconciler) syncNamespace(ctx context.Context, ns *corev1.Namespace, wi
 		ac = ac.WithLabels(map[string]string{wellknown.OvercommitLabel: wellknown.OvercommitEnabledValue}).
 			WithAnnotations(map[string]string{wellknown.OvercommitProfileAnnotation: winner})
 		ctrl.LoggerFrom(ctx).Info("Opting namespace in", "Namespace", klog.KObj(ns), "profile", winner)
-	case annotation == "" && !r.owns(ns):
-		return nil // nothing of ours on it
+	case !r.owns(ns):
+		return nil // nothing of ours on it (a hand-set label or annotation stays)
 	default:
 		ctrl.LoggerFrom(ctx).Info("Releasing namespace", "Namespace", klog.KObj(ns))
 	}

@@ -251,3 +251,29 @@ func hasEvent(t *testing.T, node, reason, typ string) bool {
 	}
 	return false
 }
+
+// TestNodeQoSReportAdoptedByRecreatedNode: a report left over from an
+// earlier Node of the same name (a different UID) is re-pointed at the new
+// Node instead of being left for the garbage collector.
+func TestNodeQoSReportAdoptedByRecreatedNode(t *testing.T) {
+	startManager(t, nil)
+	ctx := context.Background()
+	isController := true
+	stale := &inferav1alpha1.NodeQoSReport{ObjectMeta: metav1.ObjectMeta{
+		Name: "nqr-recreated",
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "Node", Name: "nqr-recreated", UID: "00000000-0000-0000-0000-000000000001", Controller: &isController,
+		}},
+	}}
+	if err := env.Client.Create(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	createNode(t, "nqr-recreated", nil, nil)
+	var node corev1.Node
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "nqr-recreated"}, &node); err != nil {
+		t.Fatal(err)
+	}
+	waitReport(t, "nqr-recreated", "the report owned by the new Node", func(r *inferav1alpha1.NodeQoSReport) bool {
+		return len(r.OwnerReferences) == 1 && r.OwnerReferences[0].UID == node.UID && cond(r, inferav1alpha1.ConditionAgentHeartbeat) != nil
+	})
+}
