@@ -16,6 +16,8 @@ import (
 // nodeState is what the plugin knows about one node at one NodeInfo
 // generation. It is immutable once stored.
 type nodeState struct {
+	// node is the node object the state was computed from.
+	node *corev1.Node
 	// generation is the NodeInfo generation it was computed from. The
 	// scheduler bumps it whenever the node object or its pods change, so
 	// an equal generation means nothing the state depends on has changed.
@@ -50,23 +52,33 @@ func (s *nodeState) status(now time.Time, maxAge time.Duration) core.Status {
 	return core.Fresh
 }
 
-// nodeCache holds one nodeState per node name, so that scoring 500 nodes
-// parses no annotation and walks no pod list unless that node changed since
-// the last cycle. It is safe for the scheduler's parallel Filter and Score.
-// Its size is bounded by the number of nodes: entries go when the node is
-// deleted.
+// nodeCache holds one nodeState per node, so that scoring 500 nodes parses
+// no annotation and walks no pod list unless that node changed since the
+// last cycle. The scheduler calls it from its parallel Filter and Score
+// workers for every node of every cycle, so the lookup of an unchanged node
+// is keyed by the node object's pointer (the scheduler's snapshot shares
+// node objects until they change): it hashes no string, takes no lock and
+// does not touch the node object. Its size is bounded by the number of
+// nodes: each node has one entry, replaced when the node object changes and
+// dropped when the node is deleted.
 type nodeCache struct {
 	logger klog.Logger
 
-	mu      sync.RWMutex
-	entries map[string]*nodeState
+	// byNode maps the *corev1.Node a state was computed from to the
+	// *nodeState.
+	byNode sync.Map
+
+	mu sync.Mutex
+	// byName holds the latest state of each node by name, to find the
+	// entry a changed node object replaces.
+	byName map[string]*nodeState
 	// malformed holds the nodes whose malformed annotation was logged, so
 	// each is logged once until it parses again or the node goes.
 	malformed map[string]struct{}
 }
 
 func newNodeCache(logger klog.Logger) *nodeCache {
-	return &nodeCache{logger: logger, entries: map[string]*nodeState{}, malformed: map[string]struct{}{}}
+	return &nodeCache{logger: logger, byName: map[string]*nodeState{}, malformed: map[string]struct{}{}}
 }
 
 // get returns the node's state for this NodeInfo, computing it if the
@@ -78,16 +90,19 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 		return nil
 	}
 	gen := ni.GetGeneration()
-	value, present := node.Annotations[wellknown.TierLoadAnnotation]
-
-	c.mu.RLock()
-	old := c.entries[node.Name]
-	c.mu.RUnlock()
-	if old != nil && old.generation == gen && old.present == present && old.value == value {
-		return old
+	if v, ok := c.byNode.Load(node); ok {
+		// Generations are unique: the same one means the same node object
+		// and the same pods.
+		if s := v.(*nodeState); s.generation == gen {
+			return s
+		}
 	}
 
-	s := &nodeState{generation: gen, value: value, present: present}
+	c.mu.Lock()
+	old := c.byName[node.Name]
+	c.mu.Unlock()
+	value, present := node.Annotations[wellknown.TierLoadAnnotation]
+	s := &nodeState{node: node, generation: gen, value: value, present: present}
 	if present {
 		if old != nil && old.present && old.value == value {
 			// Only pods or other fields changed: keep the parse.
@@ -102,7 +117,11 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.entries[node.Name] = s
+	if prev := c.byName[node.Name]; prev != nil && prev.node != node {
+		c.byNode.Delete(prev.node)
+	}
+	c.byName[node.Name] = s
+	c.byNode.Store(node, s)
 	_, logged := c.malformed[node.Name]
 	switch {
 	case s.parseErr != nil && !logged:
@@ -118,8 +137,18 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 func (c *nodeCache) forget(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, name)
+	if prev := c.byName[name]; prev != nil {
+		c.byNode.Delete(prev.node)
+	}
+	delete(c.byName, name)
 	delete(c.malformed, name)
+}
+
+// len is the number of entries (for tests).
+func (c *nodeCache) len() int {
+	n := 0
+	c.byNode.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // recentPods returns the tier and CPU request of the node's pods that the

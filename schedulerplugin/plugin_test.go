@@ -409,13 +409,17 @@ func TestMalformedLoggedOncePerNode(t *testing.T) {
 		t.Errorf("after repair and new breakage: logged %d times, want 3", got)
 	}
 
+	// bad-1's node object was replaced three times: still one entry each.
+	if got := pl.nodes.len(); got != 3 {
+		t.Errorf("cache holds %d entries for 3 nodes", got)
+	}
 	pl.nodes.forget("bad-1")
 	pl.nodes.forget("bad-2")
 	pl.nodes.forget("ok")
-	pl.nodes.mu.RLock()
-	defer pl.nodes.mu.RUnlock()
-	if len(pl.nodes.entries) != 0 || len(pl.nodes.malformed) != 0 {
-		t.Errorf("cache after forgetting every node: %d entries, %d malformed, want none", len(pl.nodes.entries), len(pl.nodes.malformed))
+	pl.nodes.mu.Lock()
+	defer pl.nodes.mu.Unlock()
+	if pl.nodes.len() != 0 || len(pl.nodes.byName) != 0 || len(pl.nodes.malformed) != 0 {
+		t.Errorf("cache after forgetting every node: %d entries, %d by name, %d malformed, want none", pl.nodes.len(), len(pl.nodes.byName), len(pl.nodes.malformed))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"sync"
@@ -162,7 +163,10 @@ func runArm(ctx context.Context, cs kubernetes.Interface, ns, profile string, ro
 	}
 	logf("  %s round %d: %d pending pods created in %.1fs; starting the scheduler", profile, round, len(workload), res.CreateSeconds)
 	started := time.Now()
-	stop := startScheduler()
+	var stop func() error
+	// The scheduler's goroutines inherit the label, so a -cpuprofile can be
+	// split by arm (go tool pprof -tagfocus profile=...).
+	pprof.Do(ctx, pprof.Labels("profile", profile), func(context.Context) { stop = startScheduler() })
 
 	// Wait until every pod is bound, or none got bound for a while (the
 	// rest are unschedulable), or the deadline passes.
