@@ -333,3 +333,6 @@ func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroup.Driver {
 		return cgroup.DriverAuto
 	}
 }
+
+// PublishCount is how many annotation patches the agent has sent.
+func (a *Agent) PublishCount() int { return a.pub.Patches() }

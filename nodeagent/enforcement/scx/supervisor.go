@@ -32,7 +32,7 @@ type Options struct {
 	// ProcRoot is /proc (injectable for tests).
 	ProcRoot string
 	// Poll is how often the kernel state is read: an ejection is noticed
-	// within one period. Default 100ms.
+	// within one period. Default 250ms: four reads a second keep the 1 s promise with margin.
 	Poll time.Duration
 	// AttachTimeout bounds how long a started instance may take to be
 	// reported "enabled" by the kernel. Default 15s.
@@ -54,7 +54,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Poll == 0 {
-		o.Poll = 100 * time.Millisecond
+		o.Poll = 250 * time.Millisecond
 	}
 	if o.AttachTimeout == 0 {
 		o.AttachTimeout = 15 * time.Second

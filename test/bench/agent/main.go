@@ -1,0 +1,278 @@
+// Command agent measures the node agent (issue 3) and prints JSON for
+// docs/bench/agent.json:
+//
+//   - pod event → config applied latency: one pod created at a time; the
+//     time from the create call returning to the scx_layered STAND-IN
+//     running a config that matches the pod, minus the coalescing window;
+//   - steady-state agent CPU and RSS with 110 pods over a fixed duration.
+//
+// It runs a real kube-apiserver (test/envtest), the agent in-process on a
+// faked cgroup v2 tree and a faked /sys/kernel/sched_ext, and the stand-in.
+// The measured process is this one: during the steady-state window it only
+// runs the agent (pods are created before, nothing else runs after).
+//
+//	KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/agent -duration 60s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/internal/localcluster"
+	"github.com/infera-io/temper/nodeagent"
+	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/test/envtest"
+)
+
+type result struct {
+	Machine struct {
+		CPUs   int    `json:"cpus"`
+		Kernel string `json:"kernel"`
+		Go     string `json:"go"`
+	} `json:"machine"`
+	Command          string  `json:"command"`
+	ApplyLatency     latency `json:"podEventToConfigApplied"`
+	SteadyPods       int     `json:"steadyStatePods"`
+	SteadySeconds    float64 `json:"steadyStateSeconds"`
+	CPUMillicores    float64 `json:"agentCPUMillicores"`
+	RSSMiB           float64 `json:"agentRSSMiB"`
+	HeapInuseMiB     float64 `json:"heapInuseMiB"`
+	PatchesPerMinute float64 `json:"nodePatchesPerMinute"`
+}
+
+type latency struct {
+	Samples       int     `json:"samples"`
+	WindowMs      float64 `json:"coalescingWindowMs"`
+	P50Ms         float64 `json:"p50Ms"`
+	P99Ms         float64 `json:"p99Ms"`
+	MaxMs         float64 `json:"maxMs"`
+	Note          string  `json:"note"`
+}
+
+func main() {
+	duration := flag.Duration("duration", 60*time.Second, "steady-state measurement window")
+	samples := flag.Int("samples", 60, "pod events for the latency measurement")
+	pods := flag.Int("pods", 110, "pods at steady state")
+	flag.Parse()
+	if err := run(*duration, *samples, *pods); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(duration time.Duration, samples, nPods int) error {
+	ctx := context.Background()
+	tb := &testing.B{} // only as a testing.TB for the faked-tree helpers
+	dir, err := os.MkdirTemp("", "agent-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+
+	standin := filepath.Join(dir, "scx_layered")
+	if out, err := exec.Command("go", "build", "-o", standin, "github.com/infera-io/temper/test/standin/scx_layered").CombinedOutput(); err != nil {
+		return fmt.Errorf("build stand-in: %v: %s", err, out)
+	}
+	env, err := envtest.Start(envtest.Options{PriorityClasses: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+
+	const node = "bench-node"
+	if err := localcluster.RegisterNode(ctx, env.Client, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: node},
+		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourcePods: resource.MustParse("250")}},
+	}); err != nil {
+		return err
+	}
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}); err != nil {
+		return err
+	}
+	tree := cgrouptest.NewV2(tb, cgrouptest.Options{CPUs: "0-31"})
+	tree.Kubelet(tb, cgroup.DriverSystemd)
+	sysfs := filepath.Join(dir, "sched_ext")
+	cpuRoot := filepath.Join(dir, "cpu")
+	for _, d := range []string{sysfs, cpuRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for f, v := range map[string]string{"state": "disabled", "enable_seq": "0"} {
+		if err := os.WriteFile(filepath.Join(sysfs, f), []byte(v+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-31\n"), 0o644); err != nil {
+		return err
+	}
+	_ = os.Setenv("STANDIN_SYSFS", sysfs)
+
+	cfg := configv1alpha1.DefaultAgentConfiguration()
+	cfg.Cgroup.Root = tree.Root
+	cfg.SCX.Binary = standin
+	cfg.SCX.ConfigPath = filepath.Join(dir, "layered.json")
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.CoalesceWindow.Duration = configv1alpha1.MinCoalesceWindow
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	agent, err := nodeagent.New(nodeagent.Options{Config: cfg, NodeName: node, Client: cs, Log: logr.Discard(), SchedExtRoot: sysfs, SysCPURoot: cpuRoot})
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = agent.Run(actx) }()
+
+	mkPod := func(i int) (*corev1.Pod, error) {
+		classes := []string{"infera-critical", "infera-high", "infera-normal", "infera-low", "infera-background"}
+		cpu := "100m"
+		if i%len(classes) == 0 {
+			cpu = "50m"
+		}
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%03d", i), Namespace: "bench"},
+			Spec: corev1.PodSpec{NodeName: node, PriorityClassName: classes[i%len(classes)], Containers: []corev1.Container{{
+				Name: "c", Image: "registry.invalid/c", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}},
+			}}},
+		}
+		if err := env.Client.Create(ctx, p); err != nil {
+			return nil, err
+		}
+		tree.AddPod(tb, cgroup.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroup.RuntimeContainerd)
+		return p, nil
+	}
+
+	// Latency: critical pods are matched one by one, so each new one changes
+	// the config; wait for the supervisor to have applied a config that
+	// names the pod's cgroup.
+	var lat []time.Duration
+	for i := 0; i < samples; i++ {
+		idx := i * 5 // a critical pod each time (index divisible by 5)
+		start := time.Now()
+		p, err := mkPod(idx)
+		if err != nil {
+			return err
+		}
+		rel, err := podRel(p)
+		if err != nil {
+			return err
+		}
+		for {
+			b, _ := os.ReadFile(cfg.SCX.ConfigPath)
+			st, _ := os.ReadFile(filepath.Join(sysfs, "state"))
+			if strings.Contains(string(b), rel) && strings.TrimSpace(string(st)) == "enabled" {
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				return fmt.Errorf("pod %s never reached the config", p.Name)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start)-cfg.CoalesceWindow.Duration)
+	}
+	// Fill up to nPods with other tiers.
+	created := samples
+	for i := 0; created < nPods; i++ {
+		if i*5 < samples*5 && i%5 == 0 {
+			continue
+		}
+		if _, err := mkPod(samples*5 + i); err != nil {
+			return err
+		}
+		created++
+	}
+	time.Sleep(3 * time.Second) // settle: coalescing, restarts, first publish
+
+	runtime.GC()
+	patches0 := agentPatches(agent)
+	cpu0, t0 := cpuTime(), time.Now()
+	time.Sleep(duration)
+	cpu1, t1 := cpuTime(), time.Now()
+	patches1 := agentPatches(agent)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+
+	var r result
+	r.Machine.CPUs, r.Machine.Go = runtime.NumCPU(), runtime.Version()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		r.Machine.Kernel = strings.TrimSpace(string(b))
+	}
+	r.Command = "KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/agent -duration " + duration.String()
+	r.ApplyLatency = summarize(lat, cfg.CoalesceWindow.Duration)
+	r.SteadyPods = created
+	r.SteadySeconds = t1.Sub(t0).Seconds()
+	r.CPUMillicores = (cpu1 - cpu0).Seconds() / t1.Sub(t0).Seconds() * 1000
+	r.RSSMiB = float64(rss()) / (1 << 20)
+	r.HeapInuseMiB = float64(ms.HeapInuse) / (1 << 20)
+	r.PatchesPerMinute = float64(patches1-patches0) / t1.Sub(t0).Minutes()
+	out, _ := json.MarshalIndent(r, "", "  ")
+	fmt.Println(string(out))
+	return nil
+}
+
+func agentPatches(a *nodeagent.Agent) int { return a.PublishCount() }
+
+func podRel(p *corev1.Pod) (string, error) {
+	uid := strings.ReplaceAll(string(p.UID), "-", "_")
+	switch p.Status.QOSClass {
+	case corev1.PodQOSGuaranteed:
+		return "kubepods-pod" + uid + ".slice", nil
+	case corev1.PodQOSBurstable:
+		return "kubepods-burstable-pod" + uid + ".slice", nil
+	default:
+		return "kubepods-besteffort-pod" + uid + ".slice", nil
+	}
+}
+
+func summarize(d []time.Duration, window time.Duration) latency {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
+	pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	return latency{
+		Samples: len(d), WindowMs: ms(window), P50Ms: ms(pct(0.50)), P99Ms: ms(pct(0.99)), MaxMs: ms(d[len(d)-1]),
+		Note: "from the pod create call returning to the stand-in attached on a config naming the pod, minus the coalescing window; includes the API server watch, generation, stop of the old instance and start of the new one",
+	}
+}
+
+// cpuTime is this process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
