@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control plane from the Go module proxy into bin/:
-# kube-apiserver, kube-scheduler and kubectl from k8s.io/kubernetes and etcd,
+# kube-apiserver, kube-scheduler, kube-controller-manager and kubectl from
+# k8s.io/kubernetes and etcd,
 # all pinned by hack/tools/controlplane/go.mod. No prebuilt binary is ever
 # downloaded. A stamp over the pins makes a second run a no-op.
 set -euo pipefail
@@ -15,7 +16,7 @@ mkdir -p "$BIN"
 stamp="$BIN/.controlplane.stamp"
 want="$(cat "$MOD/go.mod" "$MOD/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-	&& [[ -x "$BIN/kube-apiserver" && -x "$BIN/etcd" && -x "$BIN/kube-scheduler" && -x "$BIN/kubectl" ]]; then
+	&& [[ -x "$BIN/kube-apiserver" && -x "$BIN/etcd" && -x "$BIN/kube-scheduler" && -x "$BIN/kube-controller-manager" && -x "$BIN/kubectl" ]]; then
 	exit 0
 fi
 
@@ -28,11 +29,12 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 cd "$MOD"
-echo ">> building kube-apiserver, kube-scheduler, kubectl $KUBE_VERSION and etcd into $BIN"
+echo ">> building kube-apiserver, kube-scheduler, kube-controller-manager, kubectl $KUBE_VERSION and etcd into $BIN"
 export CGO_ENABLED=0
 go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
 	k8s.io/kubernetes/cmd/kube-apiserver \
 	k8s.io/kubernetes/cmd/kube-scheduler \
+	k8s.io/kubernetes/cmd/kube-controller-manager \
 	k8s.io/kubernetes/cmd/kubectl
 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
 echo "$want" > "$stamp"

@@ -32,6 +32,9 @@ func main() {
 			// scx_layered where the kernel has sched_ext, otherwise it
 			// reports why it only observes.
 			{Name: "infera-agent", Args: []string{"--kubeconfig", kubeconfig}, Env: []string{"NODE_NAME=" + o.NodeName}},
+			// Controllers and the overcommit webhook; in this local mode the
+			// manager registers its webhook by URL with the API server.
+			{Name: "infera-manager", Args: []string{"--kubeconfig", kubeconfig, "--config", "config/manager/local.yaml"}},
 		}
 	}
 	o.Log = textlogger.NewLogger(textlogger.NewConfig())
