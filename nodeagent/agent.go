@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -31,9 +32,11 @@ type Options struct {
 	Client   kubernetes.Interface
 	Log      logr.Logger
 	Clock    clock.WithTicker
-	// SchedExtRoot is /sys/kernel/sched_ext.
+	// SchedExtRoot is /sys/kernel/sched_ext; empty means under the
+	// config's sys_root.
 	SchedExtRoot string
-	// SysCPURoot is /sys/devices/system/cpu (machine shape).
+	// SysCPURoot is /sys/devices/system/cpu (machine shape); empty means
+	// under the config's sys_root.
 	SysCPURoot string
 	// ProcRoot is /proc.
 	ProcRoot string
@@ -71,10 +74,10 @@ func New(o Options) (*Agent, error) {
 		o.Clock = clock.RealClock{}
 	}
 	if o.SchedExtRoot == "" {
-		o.SchedExtRoot = scxenf.DefaultSysFSRoot
+		o.SchedExtRoot = filepath.Join(o.Config.SysRoot, "kernel", "sched_ext")
 	}
 	if o.SysCPURoot == "" {
-		o.SysCPURoot = "/sys/devices/system/cpu"
+		o.SysCPURoot = filepath.Join(o.Config.SysRoot, "devices", "system", "cpu")
 	}
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"

@@ -160,7 +160,10 @@ func (c *AgentConfiguration) Validate() error {
 	if n := len(c.Server.GRPCSocket); n > maxAgentSocketPath {
 		return fmt.Errorf("server.grpc_socket: %d bytes is longer than a unix socket path may be (%d)", n, maxAgentSocketPath)
 	}
-	return agentAbsPath("state_dir", c.StateDir)
+	if err := agentAbsPath("state_dir", c.StateDir); err != nil {
+		return err
+	}
+	return agentAbsPath("sys_root", c.SysRoot)
 }
 
 func agentAbsPath(key, p string) error {

@@ -59,6 +59,12 @@ type AgentConfiguration struct {
 	// cgroup values to restore, the last applied assignment). Default
 	// /var/lib/infera.
 	StateDir string `toml:"state_dir" json:"stateDir"`
+
+	// SysRoot is where the host's /sys is visible to the agent: the agent
+	// reads SysRoot/kernel/sched_ext and SysRoot/devices/system/cpu. Set it
+	// when the DaemonSet mounts the host's /sys elsewhere (e.g. /host/sys).
+	// Default /sys.
+	SysRoot string `toml:"sys_root" json:"sysRoot"`
 }
 
 // AgentPriorityMapping is the [priority_mapping] section: the minimum priority
@@ -169,6 +175,7 @@ const (
 	DefaultAgentAddress    = ":9100"
 	DefaultAgentGRPCSocket = "/run/infera/agent.sock"
 	DefaultAgentStateDir   = "/var/lib/infera"
+	DefaultAgentSysRoot    = "/sys"
 )
 
 // Bounds of the durations.
@@ -208,5 +215,6 @@ func DefaultAgentConfiguration() *AgentConfiguration {
 			GRPCSocket: DefaultAgentGRPCSocket,
 		},
 		StateDir: DefaultAgentStateDir,
+		SysRoot:  DefaultAgentSysRoot,
 	}
 }

@@ -6,10 +6,10 @@
 //     running a config that matches the pod, minus the coalescing window;
 //   - steady-state agent CPU and RSS with 110 pods over a fixed duration.
 //
-// It runs a real kube-apiserver (test/envtest), the agent in-process on a
-// faked cgroup v2 tree and a faked /sys/kernel/sched_ext, and the stand-in.
-// The measured process is this one: during the steady-state window it only
-// runs the agent (pods are created before, nothing else runs after).
+// It runs a real kube-apiserver (test/envtest) and the real infera-agent
+// binary as its own process, on a faked cgroup v2 tree and a faked /sys
+// (sched_ext state, CPU topology) with the scx_layered STAND-IN. CPU is
+// utime+stime of the agent process from /proc/<pid>/stat, RSS its VmRSS.
 //
 //	KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/agent -duration 60s
 package main
@@ -30,15 +30,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/internal/localcluster"
-	"github.com/infera-io/temper/nodeagent"
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
 	"github.com/infera-io/temper/test/envtest"
@@ -50,23 +47,21 @@ type result struct {
 		Kernel string `json:"kernel"`
 		Go     string `json:"go"`
 	} `json:"machine"`
-	Command          string  `json:"command"`
-	ApplyLatency     latency `json:"podEventToConfigApplied"`
-	SteadyPods       int     `json:"steadyStatePods"`
-	SteadySeconds    float64 `json:"steadyStateSeconds"`
-	CPUMillicores    float64 `json:"agentCPUMillicores"`
-	RSSMiB           float64 `json:"agentRSSMiB"`
-	HeapInuseMiB     float64 `json:"heapInuseMiB"`
-	PatchesPerMinute float64 `json:"nodePatchesPerMinute"`
+	Command       string  `json:"command"`
+	ApplyLatency  latency `json:"podEventToConfigApplied"`
+	SteadyPods    int     `json:"steadyStatePods"`
+	SteadySeconds float64 `json:"steadyStateSeconds"`
+	CPUMillicores float64 `json:"agentCPUMillicores"`
+	RSSMiB        float64 `json:"agentRSSMiB"`
 }
 
 type latency struct {
-	Samples       int     `json:"samples"`
-	WindowMs      float64 `json:"coalescingWindowMs"`
-	P50Ms         float64 `json:"p50Ms"`
-	P99Ms         float64 `json:"p99Ms"`
-	MaxMs         float64 `json:"maxMs"`
-	Note          string  `json:"note"`
+	Samples  int     `json:"samples"`
+	WindowMs float64 `json:"coalescingWindowMs"`
+	P50Ms    float64 `json:"p50Ms"`
+	P99Ms    float64 `json:"p99Ms"`
+	MaxMs    float64 `json:"maxMs"`
+	Note     string  `json:"note"`
 }
 
 func main() {
@@ -91,7 +86,7 @@ func run(duration time.Duration, samples, nPods int) error {
 
 	standin := filepath.Join(dir, "scx_layered")
 	if out, err := exec.Command("go", "build", "-o", standin, "github.com/infera-io/temper/test/standin/scx_layered").CombinedOutput(); err != nil {
-		return fmt.Errorf("build stand-in: %v: %s", err, out)
+		return fmt.Errorf("build stand-in: %w: %s", err, out)
 	}
 	env, err := envtest.Start(envtest.Options{PriorityClasses: true})
 	if err != nil {
@@ -102,7 +97,7 @@ func run(duration time.Duration, samples, nPods int) error {
 	const node = "bench-node"
 	if err := localcluster.RegisterNode(ctx, env.Client, &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: node},
-		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourcePods: resource.MustParse("250")}},
+		Status:     corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourcePods: resource.MustParse("250")}},
 	}); err != nil {
 		return err
 	}
@@ -128,23 +123,67 @@ func run(duration time.Duration, samples, nPods int) error {
 	}
 	_ = os.Setenv("STANDIN_SYSFS", sysfs)
 
+	sysRoot := filepath.Join(dir, "sys")
+	if err := os.Rename(sysfs, filepath.Join(dir, "sched_ext_tmp")); err != nil {
+		return err
+	}
+	sysfs = filepath.Join(sysRoot, "kernel", "sched_ext")
+	if err := os.MkdirAll(filepath.Dir(sysfs), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, "sched_ext_tmp"), sysfs); err != nil {
+		return err
+	}
+	cpuDir := filepath.Join(sysRoot, "devices", "system", "cpu")
+	if err := os.MkdirAll(filepath.Dir(cpuDir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(cpuRoot, cpuDir); err != nil {
+		return err
+	}
+
 	cfg := configv1alpha1.DefaultAgentConfiguration()
 	cfg.Cgroup.Root = tree.Root
 	cfg.SCX.Binary = standin
 	cfg.SCX.ConfigPath = filepath.Join(dir, "layered.json")
 	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.SysRoot = sysRoot
 	cfg.CoalesceWindow.Duration = configv1alpha1.MinCoalesceWindow
-	cs, err := kubernetes.NewForConfig(env.Config)
+	cfgFile := filepath.Join(dir, "agent.toml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(`api_version = %q
+kind = %q
+coalesce_window = %q
+state_dir = %q
+sys_root = %q
+[cgroup]
+root = %q
+[scx]
+binary = %q
+config_path = %q
+`, configv1alpha1.AgentAPIVersion, configv1alpha1.AgentKind, cfg.CoalesceWindow.String(), cfg.StateDir, sysRoot, tree.Root, standin, cfg.SCX.ConfigPath)), 0o644); err != nil {
+		return err
+	}
+	agentBin := filepath.Join(dir, "infera-agent")
+	if out, err := exec.Command("go", "build", "-o", agentBin, "github.com/infera-io/temper/cmd/infera-agent").CombinedOutput(); err != nil {
+		return fmt.Errorf("build agent: %w: %s", err, out)
+	}
+	agentLog, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
 		return err
 	}
-	agent, err := nodeagent.New(nodeagent.Options{Config: cfg, NodeName: node, Client: cs, Log: logr.Discard(), SchedExtRoot: sysfs, SysCPURoot: cpuRoot})
-	if err != nil {
+	agent := exec.Command(agentBin, "--config", cfgFile, "--kubeconfig", env.Kubeconfig)
+	agent.Env = append(os.Environ(), "NODE_NAME="+node, "STANDIN_SYSFS="+sysfs)
+	agent.Stdout, agent.Stderr = agentLog, agentLog
+	if err := agent.Start(); err != nil {
 		return err
 	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = agent.Run(actx) }()
+	defer func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		_ = agent.Wait()
+		// The stand-in runs in its own session; stop it too.
+		_ = exec.Command("pkill", "-f", "f:"+cfg.SCX.ConfigPath).Run()
+	}()
+	pid := agent.Process.Pid
 
 	mkPod := func(i int) (*corev1.Pod, error) {
 		classes := []string{"infera-critical", "infera-high", "infera-normal", "infera-low", "infera-background"}
@@ -206,14 +245,9 @@ func run(duration time.Duration, samples, nPods int) error {
 	}
 	time.Sleep(3 * time.Second) // settle: coalescing, restarts, first publish
 
-	runtime.GC()
-	patches0 := agentPatches(agent)
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := procCPU(pid), time.Now()
 	time.Sleep(duration)
-	cpu1, t1 := cpuTime(), time.Now()
-	patches1 := agentPatches(agent)
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
+	cpu1, t1 := procCPU(pid), time.Now()
 
 	var r result
 	r.Machine.CPUs, r.Machine.Go = runtime.NumCPU(), runtime.Version()
@@ -225,15 +259,11 @@ func run(duration time.Duration, samples, nPods int) error {
 	r.SteadyPods = created
 	r.SteadySeconds = t1.Sub(t0).Seconds()
 	r.CPUMillicores = (cpu1 - cpu0).Seconds() / t1.Sub(t0).Seconds() * 1000
-	r.RSSMiB = float64(rss()) / (1 << 20)
-	r.HeapInuseMiB = float64(ms.HeapInuse) / (1 << 20)
-	r.PatchesPerMinute = float64(patches1-patches0) / t1.Sub(t0).Minutes()
+	r.RSSMiB = float64(procRSS(pid)) / (1 << 20)
 	out, _ := json.MarshalIndent(r, "", "  ")
 	fmt.Println(string(out))
 	return nil
 }
-
-func agentPatches(a *nodeagent.Agent) int { return a.PublishCount() }
 
 func podRel(p *corev1.Pod) (string, error) {
 	uid := strings.ReplaceAll(string(p.UID), "-", "_")
@@ -257,22 +287,32 @@ func summarize(d []time.Duration, window time.Duration) latency {
 	}
 }
 
-// cpuTime is this process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+// procCPU is a process's user+system CPU time from /proc/<pid>/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
+	// Fields after the parenthesised comm: state is field 3, utime 14,
+	// stime 15 (1-based), in clock ticks (USER_HZ = 100 on Linux).
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// procRSS is a process's resident set size from /proc/<pid>/status.
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
 		return 0
 	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
