@@ -35,6 +35,9 @@ func main() {
 			// Controllers and the overcommit webhook; in this local mode the
 			// manager registers its webhook by URL with the API server.
 			{Name: "infera-manager", Args: []string{"--kubeconfig", kubeconfig, "--config", "config/manager/local.yaml"}},
+			// A real kube-scheduler with the InferaDensity plugin: the stock
+			// profile and the infera-scheduler profile.
+			{Name: "infera-scheduler", Args: []string{"--config=config/scheduler/local/scheduler-config.yaml", "--secure-port=0"}},
 		}
 	}
 	o.Log = textlogger.NewLogger(textlogger.NewConfig())
