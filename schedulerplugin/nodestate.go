@@ -31,6 +31,10 @@ type nodeState struct {
 	// summary folds load with the pods bound since load.TS; valid when the
 	// annotation parsed.
 	summary core.Node
+	// recent holds the tier and request of each pod counted in summary, by
+	// pod object: the scheduler shares pod objects until they change, so
+	// the next generation classifies only the pods that are new.
+	recent map[*corev1.Pod]core.Pod
 }
 
 // status judges the annotation's age at now. Only the age depends on the
@@ -111,7 +115,13 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 			s.load, s.parseErr = wellknown.ParseTierLoad(value)
 		}
 		if s.parseErr == nil {
-			s.summary = core.Summarize(s.load, recentPods(ni, s.load.TS, th), ni.GetAllocatable().GetMilliCPU())
+			var known map[*corev1.Pod]core.Pod
+			if old != nil && old.parseErr == nil && old.load.TS.Equal(s.load.TS) {
+				known = old.recent
+			}
+			var pods []core.Pod
+			pods, s.recent = recentPods(ni, s.load.TS, th, known)
+			s.summary = core.Summarize(s.load, pods, ni.GetAllocatable().GetMilliCPU())
 		}
 	}
 
@@ -155,17 +165,30 @@ func (c *nodeCache) len() int {
 // annotation dated ts cannot include yet: pods bound at or after ts, and
 // pods the scheduler assumed onto the node but whose binding it has not
 // seen confirmed. Counting them keeps a burst of pods from piling onto the
-// node that looked emptiest when its agent last wrote.
-func recentPods(ni fwk.NodeInfo, ts time.Time, th tiering.Thresholds) []core.Pod {
-	var out []core.Pod
+// node that looked emptiest when its agent last wrote. known holds pods
+// classified for the same ts before; the second result is the same for
+// this NodeInfo.
+func recentPods(ni fwk.NodeInfo, ts time.Time, th tiering.Thresholds, known map[*corev1.Pod]core.Pod) ([]core.Pod, map[*corev1.Pod]core.Pod) {
+	var (
+		out []core.Pod
+		m   map[*corev1.Pod]core.Pod
+	)
 	for _, pi := range ni.GetPods() {
 		p := pi.GetPod()
 		if boundAt, ok := scheduledAt(p); ok && boundAt.Before(ts) {
 			continue
 		}
-		out = append(out, core.Pod{Tier: tiering.Classify(p, th).Tier, RequestMilli: tiering.PodCPU(p).RequestMilli})
+		c, ok := known[p]
+		if !ok {
+			c = core.Pod{Tier: tiering.Classify(p, th).Tier, RequestMilli: tiering.PodCPU(p).RequestMilli}
+		}
+		if m == nil {
+			m = make(map[*corev1.Pod]core.Pod, len(known)+1)
+		}
+		m[p] = c
+		out = append(out, c)
 	}
-	return out
+	return out, m
 }
 
 // scheduledAt is when the API server bound the pod: the binding sets the

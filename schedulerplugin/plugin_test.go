@@ -252,6 +252,30 @@ func TestPodsBoundSinceTimestampCount(t *testing.T) {
 	}
 }
 
+// TestChangedPodIsReclassified: the state of a node reuses the
+// classification of pods it has seen, but a pod whose object changed (a
+// resize, a binding confirmed) is read again.
+func TestChangedPodIsReclassified(t *testing.T) {
+	pl := newTestPlugin(t, nil, t0)
+	value := tierLoad(t, t0.Add(-time.Minute), 8000, nil)
+	big := makePod("resized", wellknown.TierCritical, 6000, time.Time{})
+	ni := nodeInfo("n1", 8000, value, big)
+	incoming := makePod("incoming", wellknown.TierCritical, 2000, time.Time{})
+	// 6 + 2 cores > 7 fenceable.
+	if s := cycle(t, pl, incoming, ni); len(s) != 0 {
+		t.Fatalf("scores %v, want the node filtered", s)
+	}
+	small := makePod("resized", wellknown.TierCritical, 1000, time.Time{})
+	if err := ni.RemovePod(logr.Discard(), big); err != nil {
+		t.Fatal(err)
+	}
+	ni.AddPod(small)
+	// 1 + 2 cores fit.
+	if s := cycle(t, pl, incoming, ni); len(s) != 1 {
+		t.Fatalf("scores %v after the resize, want the node feasible", s)
+	}
+}
+
 // TestBurstDoesNotPileUp schedules a burst of identical pods onto nodes with
 // identical, unchanging annotations, adding each pod to the NodeInfo of the
 // node it lands on as the scheduler's cache does. Without counting the pods

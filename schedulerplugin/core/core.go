@@ -3,7 +3,6 @@ package core
 import (
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/infera-io/temper/apis/wellknown"
@@ -229,23 +228,38 @@ func Score(p Params, pod Pod, status Status, n Node) int64 {
 // every judged node scores below it and the unjudged nodes would draw the
 // latency-critical pods of a whole burst.
 func Normalize(scores []int64) {
-	judged := make([]int64, 0, len(scores))
+	// Scores are 0..MaxScore, so a histogram finds the median without
+	// sorting or allocating; this runs every scheduling cycle.
+	var count [MaxScore + 1]int
+	judged, unjudged := 0, 0
 	for _, s := range scores {
-		if s != NoOpinion {
-			judged = append(judged, s)
+		switch {
+		case s == NoOpinion:
+			unjudged++
+		case s >= 0 && s <= MaxScore:
+			count[s]++
+			judged++
 		}
 	}
-	if len(judged) == len(scores) {
+	if unjudged == 0 {
 		return
 	}
 	neutral := NeutralScore
-	if len(judged) > 0 {
-		slices.Sort(judged)
-		m := len(judged) / 2
-		neutral = judged[m]
-		if len(judged)%2 == 0 {
-			neutral = (judged[m-1] + judged[m] + 1) / 2
+	if judged > 0 {
+		// The lower and upper middle values (equal for an odd count).
+		lo, hi := int64(-1), int64(-1)
+		seen := 0
+		for v, c := range count {
+			seen += c
+			if lo < 0 && seen > (judged-1)/2 {
+				lo = int64(v)
+			}
+			if seen > judged/2 {
+				hi = int64(v)
+				break
+			}
 		}
+		neutral = (lo + hi + 1) / 2
 	}
 	for i, s := range scores {
 		if s == NoOpinion {

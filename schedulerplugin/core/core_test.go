@@ -2,6 +2,8 @@ package core
 
 import (
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -303,5 +305,40 @@ func TestNormalize(t *testing.T) {
 				t.Errorf("Normalize(%v) mismatch (-want +got):\n%s", tc.in, d)
 			}
 		})
+	}
+}
+
+// TestNormalizeIsTheSortedMedian checks the histogram median against the
+// textbook one on random cycles.
+func TestNormalizeIsTheSortedMedian(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		n := rng.IntN(40) + 1
+		in := make([]int64, n)
+		var judged []int64
+		for i := range in {
+			if rng.IntN(4) == 0 {
+				in[i] = NoOpinion
+				continue
+			}
+			in[i] = rng.Int64N(MaxScore + 1)
+			judged = append(judged, in[i])
+		}
+		want := NeutralScore
+		if len(judged) > 0 {
+			slices.Sort(judged)
+			m := len(judged) / 2
+			want = judged[m]
+			if len(judged)%2 == 0 {
+				want = (judged[m-1] + judged[m] + 1) / 2
+			}
+		}
+		got := slices.Clone(in)
+		Normalize(got)
+		for i := range in {
+			if in[i] == NoOpinion && got[i] != want || in[i] != NoOpinion && got[i] != in[i] {
+				t.Fatalf("Normalize(%v) = %v, want unjudged = %d and judged unchanged", in, got, want)
+			}
+		}
 	}
 }
