@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 	"k8s.io/kubernetes/pkg/scheduler/apis/config/validation"
@@ -84,5 +88,24 @@ func TestSampleConfigurations(t *testing.T) {
 				t.Errorf("infera-scheduler profile differs between the configurations (-first +%s):\n%s", file, d)
 			}
 		})
+	}
+}
+
+func TestExitCleanlyOnStop(t *testing.T) {
+	finished := errors.New("finished without leader elect")
+	run := func(stopRequested bool) error {
+		cmd := &cobra.Command{RunE: func(*cobra.Command, []string) error { return finished }, SilenceErrors: true, SilenceUsage: true}
+		cmd.SetArgs([]string{})
+		stop := make(chan os.Signal, 1)
+		if stopRequested {
+			stop <- syscall.SIGTERM
+		}
+		return exitCleanlyOnStop(cmd, stop).Execute()
+	}
+	if err := run(true); err != nil {
+		t.Errorf("after SIGTERM: %v, want a clean exit", err)
+	}
+	if err := run(false); !errors.Is(err, finished) {
+		t.Errorf("without a stop request: %v, want the scheduler's error", err)
 	}
 }
