@@ -176,7 +176,7 @@ func TestDecodeArgs(t *testing.T) {
 		wantReserve int64
 		wantErr     string
 	}{
-		"nil means defaults": {obj: nil, wantReserve: 1000},
+		"nil means defaults": {obj: nil, wantReserve: 2000},
 		"typed args":         {obj: &configv1alpha1.InferaDensityArgs{FenceReserveMilli: &reserve}, wantReserve: 2000},
 		"raw JSON from the configuration file": {
 			obj: &runtime.Unknown{Raw: []byte(`{"fenceReserveMilli":1500,"tierLoadMaxAge":"2m"}`)}, wantReserve: 1500,

@@ -17,7 +17,7 @@ import (
 //	pluginConfig:
 //	- name: InferaDensity
 //	  args:
-//	    fenceReserveMilli: 1000
+//	    fenceReserveMilli: 2000
 //
 // Every field is optional; Default fills in the values of DESIGN.md. The
 // plugin decodes these args strictly (an unknown field is an error), then
@@ -41,7 +41,9 @@ type InferaDensityArgs struct {
 	// CPU minus this reserve. It must agree with the agents' setting, or the
 	// plugin will place critical pods on nodes that demote them (too small)
 	// or keep them off nodes that could fence them (too large). Default:
-	// 1000 (one core); at most 1,000,000,000.
+	// 2000: the agent's generator (nodeagent/scx DefaultOptions) keeps one
+	// whole core for the system layer and one for the shared pool outside
+	// the fence. At most 1,000,000,000.
 	// +optional
 	FenceReserveMilli *int64 `json:"fenceReserveMilli,omitempty"`
 
@@ -55,7 +57,7 @@ type InferaDensityArgs struct {
 
 // Defaults of InferaDensityArgs.
 const (
-	DefaultFenceReserveMilli int64 = 1000
+	DefaultFenceReserveMilli int64 = 2000
 	maxTierLoadMaxAge              = time.Hour
 	maxFenceReserveMilli     int64 = 1_000_000_000
 )

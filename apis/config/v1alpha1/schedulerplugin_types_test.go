@@ -14,7 +14,7 @@ import (
 func TestInferaDensityArgsDefault(t *testing.T) {
 	var got InferaDensityArgs
 	got.Default()
-	reserve := int64(1000)
+	reserve := int64(2000)
 	want := InferaDensityArgs{
 		TierLoadMaxAge:    &metav1.Duration{Duration: 180 * time.Second},
 		FenceReserveMilli: &reserve,

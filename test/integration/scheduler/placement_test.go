@@ -65,17 +65,18 @@ func TestBatchTiersFillTheFullestNodeWithHeadroom(t *testing.T) {
 // agent reports room; a high pod of the same size is never filtered.
 func TestCriticalFilteredUntilFenceCapacityFrees(t *testing.T) {
 	const g = "fence"
-	// 8 cores, 1 reserved: 7 fenceable, all 7 fenced.
+	// 8 cores, 2 reserved (system + shared core): 6 fenceable; 7 already
+	// needed by the critical pods the agent reports.
 	makeNode(t, g, "fence-full", 8, fresh(t, 8000, usage{wellknown.TierCritical: {Pods: 3, RequestMilli: 6500}}))
 	crit := makePod(t, g, "fence-crit", wellknown.TierCritical, 2000, inferaProfile, "")
-	msg := waitUnschedulable(t, crit, "critical tier would need 9 whole cores, node can fence 7")
+	msg := waitUnschedulable(t, crit, "critical tier would need 9 whole cores, node can fence 6")
 	t.Logf("scheduler said: %s", msg)
 
 	if got := place(t, g, "fence-high", wellknown.TierHigh, 2000); got != "fence-full" {
 		t.Errorf("high pod landed on %s, want fence-full", got)
 	}
 
-	// The agent reports two critical pods gone: 2 cores fenced, 5 free.
+	// The agent reports two critical pods gone: 2 cores fenced, 4 free.
 	setAnnotation(t, "fence-full", fresh(t, 8000, usage{wellknown.TierCritical: {Pods: 1, RequestMilli: 2000}}))
 	if got := waitBound(t, crit); got != "fence-full" {
 		t.Errorf("critical pod landed on %s after room freed, want fence-full", got)
