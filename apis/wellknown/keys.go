@@ -71,6 +71,10 @@ const (
 	BackendNone        = "none"
 )
 
+// AgentSilentTaintKey is the NoSchedule taint the manager's silent-agent
+// backstop may put on a node whose agent stopped reporting (off by default).
+const AgentSilentTaintKey = Domain + "/agent-silent"
+
 // Finalizers and field managers.
 const (
 	// PolicyFinalizer lets the manager remove the safe-mode annotations an

@@ -36,7 +36,7 @@ const (
 // a node whose agent has stopped reporting, when SilentAgent.Taint is on.
 // The agent's DaemonSet must tolerate it, or a restarted agent could not come
 // back to the node.
-const DefaultSilentAgentTaintKey = wellknown.Domain + "/agent-silent"
+const DefaultSilentAgentTaintKey = wellknown.AgentSilentTaintKey
 
 // Defaults of ManagerConfiguration.
 const (
