@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+
+	"github.com/infera-io/temper/test/standin/standintest"
 )
 
 // standin is the path of the stand-in scx_layered (test/standin/scx_layered),
@@ -27,10 +28,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	standin = filepath.Join(dir, "scx_layered")
-	out, err := exec.Command("go", "build", "-o", standin, "github.com/infera-io/temper/test/standin/scx_layered").CombinedOutput()
+	standin, err = standintest.Build(dir)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "failed to build the scx_layered stand-in: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -56,13 +56,8 @@ type rig struct {
 func fakeKernel(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "sched_ext")
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := standintest.FakeSchedExt(root); err != nil {
 		t.Fatal(err)
-	}
-	for f, v := range map[string]string{"state": "disabled", "enable_seq": "0", "switch_all": "0", "nr_rejected": "0", "hotplug_seq": "0"} {
-		if err := os.WriteFile(filepath.Join(root, f), []byte(v+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return root
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
 	"github.com/infera-io/temper/test/envtest"
+	"github.com/infera-io/temper/test/standin/standintest"
 )
 
 type result struct {
@@ -84,9 +85,9 @@ func run(duration time.Duration, samples, nPods int) error {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	standin := filepath.Join(dir, "scx_layered")
-	if out, err := exec.Command("go", "build", "-o", standin, "github.com/infera-io/temper/test/standin/scx_layered").CombinedOutput(); err != nil {
-		return fmt.Errorf("build stand-in: %w: %s", err, out)
+	standin, err := standintest.Build(dir)
+	if err != nil {
+		return err
 	}
 	env, err := envtest.Start(envtest.Options{PriorityClasses: true})
 	if err != nil {
@@ -113,10 +114,8 @@ func run(duration time.Duration, samples, nPods int) error {
 			return err
 		}
 	}
-	for f, v := range map[string]string{"state": "disabled", "enable_seq": "0"} {
-		if err := os.WriteFile(filepath.Join(sysfs, f), []byte(v+"\n"), 0o644); err != nil {
-			return err
-		}
+	if err := standintest.FakeSchedExt(sysfs); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-31\n"), 0o644); err != nil {
 		return err

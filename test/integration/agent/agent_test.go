@@ -27,6 +27,7 @@ import (
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
 	"github.com/infera-io/temper/nodeagent/scx/scxschema"
+	"github.com/infera-io/temper/test/standin/standintest"
 )
 
 // podSpec describes one test pod and the tier the agent must give it.
@@ -124,10 +125,7 @@ func newRig(t *testing.T, node string, window time.Duration) *rig {
 	r.tree = cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-7"})
 	r.tree.Kubelet(t, cgroup.DriverSystemd)
 	r.sysfs = filepath.Join(dir, "sched_ext")
-	must(t, os.MkdirAll(r.sysfs, 0o755))
-	for f, v := range map[string]string{"state": "disabled", "enable_seq": "0", "switch_all": "0", "hotplug_seq": "0", "nr_rejected": "0"} {
-		must(t, os.WriteFile(filepath.Join(r.sysfs, f), []byte(v+"\n"), 0o644))
-	}
+	must(t, standintest.FakeSchedExt(r.sysfs))
 	cpuRoot := filepath.Join(dir, "cpu")
 	must(t, os.MkdirAll(cpuRoot, 0o755))
 	must(t, os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-7\n"), 0o644))
