@@ -301,7 +301,8 @@ func countsMatch(load wellknown.TierLoad, want map[wellknown.Tier]int32) bool {
 }
 
 func TestAgentEnforcesThirtyPods(t *testing.T) {
-	r := newRig(t, "agent-node-a", 2*time.Second)
+	const window = 4 * time.Second
+	r := newRig(t, "agent-node-a", window)
 	// Before any pod: the empty node is enforced with the system and
 	// catch-all layers only.
 	r.waitAnnotations("first enforcement", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusEnforcingSCX })
@@ -311,7 +312,9 @@ func TestAgentEnforcesThirtyPods(t *testing.T) {
 	if len(specs) != 30 {
 		t.Fatalf("want 30 pods, have %d", len(specs))
 	}
+	burstStart := time.Now()
 	r.createPods(specs)
+	burst := time.Since(burstStart)
 	want := wantCounts(specs)
 	status, load := r.waitAnnotations("30 pods in tier-load", func(s string, l wellknown.TierLoad) bool {
 		return s == wellknown.AgentStatusEnforcingSCX && countsMatch(l, want)
@@ -328,9 +331,14 @@ func TestAgentEnforcesThirtyPods(t *testing.T) {
 	t.Logf("agent-status %q, tier-load %+v", status, load)
 
 	// A burst of 30 pod events inside one coalescing window is at most 2
-	// scheduler restarts.
-	if n := r.standinEvents()["start"] - startsBefore; n < 1 || n > 2 {
-		t.Errorf("the burst caused %d scx_layered starts, want 1 or 2", n)
+	// scheduler restarts. (Only a burst that fit in the window proves it;
+	// on a machine too loaded for that, say so instead of failing.)
+	n := r.standinEvents()["start"] - startsBefore
+	switch {
+	case burst < window && (n < 1 || n > 2):
+		t.Errorf("the burst (%s, window %s) caused %d scx_layered starts, want 1 or 2", burst, window, n)
+	case burst >= window:
+		t.Logf("the burst took %s, longer than the %s window; %d starts (not asserted)", burst, window, n)
 	}
 
 	// Every pod has the tier the contract gives it.
