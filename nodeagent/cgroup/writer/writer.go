@@ -214,7 +214,36 @@ type plan struct {
 	added []key // originals first recorded for this op
 }
 
+// apply runs ops in segments in which no file occurs twice (counting the
+// files the kernel couples), so a later op on a file sees what an earlier
+// op of the batch wrote; each segment reads, persists new originals once,
+// then writes.
 func (w *Writer) apply(ops []Op, kind Kind) []Result {
+	res := make([]Result, 0, len(ops))
+	start := 0
+	inSeg := map[key]bool{}
+	for i, op := range ops {
+		keys := []key{{op.Path, op.File}}
+		for _, f := range coupled[op.File] {
+			keys = append(keys, key{op.Path, f})
+		}
+		clash := false
+		for _, k := range keys {
+			clash = clash || inSeg[k]
+		}
+		if clash {
+			res = append(res, w.applySegment(ops[start:i], kind)...)
+			start = i
+			clear(inSeg)
+		}
+		for _, k := range keys {
+			inSeg[k] = true
+		}
+	}
+	return append(res, w.applySegment(ops[start:], kind)...)
+}
+
+func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 	res := make([]Result, len(ops))
 	plans := make([]plan, len(ops))
 	var added []key

@@ -876,3 +876,29 @@ func TestFound(t *testing.T) {
 		t.Errorf("Found() of a missing file: error = %v, want ErrMissingFile", err)
 	}
 }
+
+// A batch that writes a file twice sees its own first write: the second op
+// is decided on the value the first one left.
+func TestApplySameFileTwice(t *testing.T) {
+	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	w := e.writer(testr.New(t))
+	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	res := w.Apply(
+		Op{pod, "cpu.shares", "1024", "transition"},
+		Op{pod, "cpu.shares", "512", "back to the start"},
+	)
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if !res[1].Change.Wrote || res[1].Change.Old != "1024" {
+		t.Errorf("second op = %+v, want a write from 1024", res[1].Change)
+	}
+	if got := readTrim(t, filepath.Join(pod, "cpu.shares")); got != "512" {
+		t.Errorf("cpu.shares = %s, want 512", got)
+	}
+	if o := w.Originals(); len(o) != 1 || o[0].Value != "512\n" {
+		t.Errorf("Originals() = %+v, want the value found before the batch", o)
+	}
+}
