@@ -1,9 +1,6 @@
 package cgroup_test
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -14,13 +11,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr/testr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
 	"github.com/infera-io/temper/nodeagent/cgroup/writer"
 )
 
@@ -38,150 +35,6 @@ type realPod struct {
 	rel  string // pod cgroup, relative to the hierarchy roots
 	crel string // container cgroup
 	proc *exec.Cmd
-}
-
-// sandbox creates cgroups and processes and undoes them on cleanup.
-type sandbox struct {
-	t       *testing.T
-	v2      bool
-	created []string // absolute directories, in creation order
-	procs   []*exec.Cmd
-}
-
-func newSandbox(t *testing.T, v2 bool) *sandbox {
-	s := &sandbox{t: t, v2: v2}
-	t.Cleanup(s.cleanup)
-	return s
-}
-
-// mkdir creates dir (parents must exist). On v1 cpuset a new cgroup starts
-// with no CPUs and no memory nodes, so it copies its parent's, as the
-// kubelet and runtimes do.
-func (s *sandbox) mkdir(dir string, cpusetV1 bool) {
-	s.t.Helper()
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		s.t.Fatalf("failed to create cgroup %s: %v", dir, err)
-	}
-	s.created = append(s.created, dir)
-	if cpusetV1 {
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
-			if err != nil {
-				s.t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, f), b, 0); err != nil {
-				s.t.Fatalf("failed to copy %s into %s: %v", f, dir, err)
-			}
-		}
-	}
-}
-
-// start runs a sleeping process and moves it into the given cgroups (one
-// per v1 hierarchy, or the one v2 cgroup).
-func (s *sandbox) start(dirs ...string) *exec.Cmd {
-	s.t.Helper()
-	cmd := exec.Command("sleep", "600")
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("failed to start sleep: %v", err)
-	}
-	s.procs = append(s.procs, cmd)
-	for _, d := range dirs {
-		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-			s.t.Fatalf("failed to move pid %d into %s: %v", cmd.Process.Pid, d, err)
-		}
-	}
-	return cmd
-}
-
-func (s *sandbox) cleanup() {
-	for _, cmd := range s.procs {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
-	for i := len(s.created) - 1; i >= 0; i-- {
-		dir := s.created[i]
-		var err error
-		for range 50 { // a killed task may take a moment to leave its cgroup
-			if err = syscall.Rmdir(dir); err == nil || errors.Is(err, syscall.ENOENT) {
-				err = nil
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			s.t.Errorf("failed to remove test cgroup %s: %v", dir, err)
-		}
-	}
-}
-
-func randomName(t *testing.T) string {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "temper-test-" + hex.EncodeToString(b)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups and move processes")
-	}
-}
-
-// configSnapshot reads every readable file of the given cgroups that is
-// writable (the configuration: weights, idle, quotas, cpusets, membership),
-// leaving out counters that move by themselves (cpu.stat and the like are
-// read-only).
-func configSnapshot(t *testing.T, dirs []string) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	for _, d := range dirs {
-		entries, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatalf("failed to list %s: %v", d, err)
-		}
-		for _, e := range entries {
-			fi, err := e.Info()
-			// *.pressure files are writable (PSI triggers) but move by themselves.
-			if err != nil || e.IsDir() || fi.Mode().Perm()&0o200 == 0 || strings.HasSuffix(e.Name(), ".pressure") {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(d, e.Name()))
-			if err != nil {
-				continue // write-only files
-			}
-			snap[filepath.Join(d, e.Name())] = string(b)
-		}
-	}
-	return snap
-}
-
-func readTrimmed(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// procStatus returns a field of /proc/<pid>/status.
-func procStatus(t *testing.T, pid int, field string) string {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return ""
 }
 
 // procCgroup returns the cgroup of pid in the v1 hierarchy carrying
@@ -246,7 +99,7 @@ func mustApply(t *testing.T, w *writer.Writer, ops ...writer.Op) []writer.Change
 // writer restart, a vanishing pod and the restore on the real cgroup v1
 // hierarchies (cpu and cpuset), with a sleeping process in every container.
 func TestPrivilegedV1(t *testing.T) {
-	requireRoot(t)
+	hostcg.RequireRoot(t)
 	if v, err := cgroup.DetectVersion(hostRoot); err != nil || v != cgroup.V1 {
 		t.Skipf("%s is not cgroup v1 here (%v, %v); the v2 path is TestPrivilegedV2", hostRoot, v, err)
 	}
@@ -262,8 +115,8 @@ func TestPrivilegedV1(t *testing.T) {
 	hasIdle := fileExists(filepath.Join(cpuH, "cpu.idle"))
 	t.Logf("cpu hierarchy %s, cpuset hierarchy %s, cpu.idle present: %v", cpuH, cpusetH, hasIdle)
 
-	base := randomName(t)
-	sb := newSandbox(t, false)
+	base := hostcg.RandomName(t)
+	sb := hostcg.New(t)
 	// Two pod roots side by side, one per driver's naming.
 	type podSpec struct {
 		kubepods, rel, crel, cid string
@@ -280,19 +133,19 @@ func TestPrivilegedV1(t *testing.T) {
 	for _, h := range []string{cpuH, cpusetH} {
 		made := map[string]bool{}
 		for _, rel := range []string{base, base + "/kubepods", base + "/kubepods/burstable", base + "/kubepods.slice", base + "/kubepods.slice/kubepods-besteffort.slice"} {
-			sb.mkdir(filepath.Join(h, rel), h == cpusetH)
+			sb.Mkdir(filepath.Join(h, rel), h == cpusetH)
 			made[rel] = true
 		}
 		for _, s := range specs {
 			for _, rel := range []string{s.rel, s.crel} {
 				if !made[rel] {
-					sb.mkdir(filepath.Join(h, rel), h == cpusetH)
+					sb.Mkdir(filepath.Join(h, rel), h == cpusetH)
 					made[rel] = true
 				}
 			}
 		}
 	}
-	allDirs := slices.Clone(sb.created)
+	allDirs := sb.Created()
 	// The values the kubelet sets on a node: minimal shares for BestEffort,
 	// requests-based shares for the others, a quota for the Guaranteed pod.
 	for rel, v := range map[string]string{
@@ -310,7 +163,7 @@ func TestPrivilegedV1(t *testing.T) {
 	pods := map[corev1.PodQOSClass]*realPod{}
 	for _, s := range specs {
 		p := &realPod{ref: cgroup.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{s.cid}}, rel: s.rel, crel: s.crel}
-		p.proc = sb.start(filepath.Join(cpuH, s.crel), filepath.Join(cpusetH, s.crel))
+		p.proc = sb.Start(filepath.Join(cpuH, s.crel), filepath.Join(cpusetH, s.crel))
 		pods[s.qos] = p
 	}
 
@@ -355,7 +208,7 @@ func TestPrivilegedV1(t *testing.T) {
 		}
 	})
 
-	before := configSnapshot(t, allDirs)
+	before := hostcg.ConfigSnapshot(t, allDirs)
 	stateDir := t.TempDir()
 	w, err := writer.New(writer.Options{Root: hostRoot, StateDir: stateDir, Log: testr.New(t)})
 	if err != nil {
@@ -370,7 +223,7 @@ func TestPrivilegedV1(t *testing.T) {
 		writer.Op{Path: cpu(g.rel), File: "cpu.shares", Value: "4096", Reason: "critical: raised weight"},
 		writer.Op{Path: cpu(b.rel), File: "cpu.shares", Value: "1", Reason: "low: minimal weight"},
 	)
-	if ch[1].New != "2" || readTrimmed(t, filepath.Join(cpu(b.rel), "cpu.shares")) != "2" {
+	if ch[1].New != "2" || hostcg.ReadTrimmed(t, filepath.Join(cpu(b.rel), "cpu.shares")) != "2" {
 		t.Errorf("cpu.shares=1 read back %q, want the kernel's clamp to 2", ch[1].New)
 	}
 
@@ -378,7 +231,7 @@ func TestPrivilegedV1(t *testing.T) {
 		// cpu.idle: the kernel then reports the idle weight (3) and rejects
 		// weight writes.
 		mustApply(t, w, writer.Op{Path: cpu(e.rel), File: "cpu.idle", Value: "1", Reason: "background: idle"})
-		if got := readTrimmed(t, filepath.Join(cpu(e.rel), "cpu.shares")); got != "3" {
+		if got := hostcg.ReadTrimmed(t, filepath.Join(cpu(e.rel), "cpu.shares")); got != "3" {
 			t.Errorf("cpu.shares of an idle group = %s, want 3", got)
 		}
 		if _, err := w.Set(cpu(e.rel), "cpu.shares", "100", "test"); !errors.Is(err, writer.ErrRejected) || !errors.Is(err, syscall.EINVAL) {
@@ -389,7 +242,7 @@ func TestPrivilegedV1(t *testing.T) {
 	}
 
 	// Fence: the Guaranteed pod on the last CPU, the others off it.
-	cpus := cpuList(t, readTrimmed(t, filepath.Join(cpusetH, base, "cpuset.cpus")))
+	cpus := cpuList(t, hostcg.ReadTrimmed(t, filepath.Join(cpusetH, base, "cpuset.cpus")))
 	if len(cpus) >= 2 {
 		fence := strconv.Itoa(cpus[len(cpus)-1])
 		var rest []string
@@ -397,7 +250,7 @@ func TestPrivilegedV1(t *testing.T) {
 			rest = append(rest, strconv.Itoa(c))
 		}
 		shared := strings.Join(rest, ",")
-		mems := readTrimmed(t, filepath.Join(cpusetH, base, "cpuset.mems"))
+		mems := hostcg.ReadTrimmed(t, filepath.Join(cpusetH, base, "cpuset.mems"))
 		mustApply(t, w,
 			writer.Op{Path: cpuset(g.crel), File: "cpuset.cpus", Value: fence, Reason: "critical: fenced"},
 			writer.Op{Path: cpuset(g.rel), File: "cpuset.cpus", Value: fence, Reason: "critical: fenced"},
@@ -407,15 +260,15 @@ func TestPrivilegedV1(t *testing.T) {
 			writer.Op{Path: cpuset(e.crel), File: "cpuset.cpus", Value: shared, Reason: "outside the fence"},
 			writer.Op{Path: cpuset(e.rel), File: "cpuset.cpus", Value: shared, Reason: "outside the fence"},
 		)
-		if got := procStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"); got != fence {
+		if got := hostcg.ProcStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"); got != fence {
 			t.Errorf("fenced process may run on %s, want %s", got, fence)
 		}
-		if got := procStatus(t, b.proc.Process.Pid, "Cpus_allowed_list"); slices.Contains(cpuList(t, got), cpus[len(cpus)-1]) {
+		if got := hostcg.ProcStatus(t, b.proc.Process.Pid, "Cpus_allowed_list"); slices.Contains(cpuList(t, got), cpus[len(cpus)-1]) {
 			t.Errorf("unfenced process may run on %s, which includes the fenced CPU %s", got, fence)
 		}
 		// Widening a child beyond its parent is refused (EACCES on v1):
 		// a rejected value, not a permission problem.
-		if _, err := w.Set(cpuset(g.crel), "cpuset.cpus", readTrimmed(t, filepath.Join(cpusetH, base, "cpuset.cpus")), "test"); !errors.Is(err, writer.ErrRejected) || errors.Is(err, writer.ErrNotWritable) {
+		if _, err := w.Set(cpuset(g.crel), "cpuset.cpus", hostcg.ReadTrimmed(t, filepath.Join(cpusetH, base, "cpuset.cpus")), "test"); !errors.Is(err, writer.ErrRejected) || errors.Is(err, writer.ErrNotWritable) {
 			t.Errorf("Set(cpuset wider than the parent) error = %v, want ErrRejected", err)
 		}
 	} else {
@@ -430,13 +283,13 @@ func TestPrivilegedV1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reassert() error = %v", err)
 	}
-	if res.Drifted != 1 || readTrimmed(t, filepath.Join(cpu(b.rel), "cpu.shares")) != "2" {
-		t.Errorf("Reassert() = %+v, cpu.shares %s; want 1 drifted and 2 restored", res, readTrimmed(t, filepath.Join(cpu(b.rel), "cpu.shares")))
+	if res.Drifted != 1 || hostcg.ReadTrimmed(t, filepath.Join(cpu(b.rel), "cpu.shares")) != "2" {
+		t.Errorf("Reassert() = %+v, cpu.shares %s; want 1 drifted and 2 restored", res, hostcg.ReadTrimmed(t, filepath.Join(cpu(b.rel), "cpu.shares")))
 	}
 
 	// A pod that vanishes: its cgroup is removed under the writer.
 	gone := filepath.Join(cpuH, base, "kubepods/burstable/pod00000000-0000-4000-8000-0000000000aa")
-	sb.mkdir(gone, false)
+	sb.Mkdir(gone, false)
 	mustApply(t, w, writer.Op{Path: gone, File: "cpu.shares", Value: "100", Reason: "low"})
 	if err := syscall.Rmdir(gone); err != nil {
 		t.Fatal(err)
@@ -446,7 +299,7 @@ func TestPrivilegedV1(t *testing.T) {
 	}
 	// Another one vanishes while the agent is down, before the restore.
 	gone2 := strings.TrimSuffix(gone, "aa") + "bb"
-	sb.mkdir(gone2, false)
+	sb.Mkdir(gone2, false)
 	mustApply(t, w, writer.Op{Path: gone2, File: "cpu.shares", Value: "100", Reason: "low"})
 
 	// The agent restarts: the new writer adopts the originals from the state
@@ -474,10 +327,10 @@ func TestPrivilegedV1(t *testing.T) {
 	if rres.Gone != 1 || len(rres.Failed) != 0 {
 		t.Errorf("RestoreAll() = %+v, want the vanished pod counted as gone and no failure", rres)
 	}
-	if diff := cmp.Diff(before, configSnapshot(t, allDirs)); diff != "" {
+	if diff := cmp.Diff(before, hostcg.ConfigSnapshot(t, allDirs)); diff != "" {
 		t.Errorf("cgroup configuration after RestoreAll() differs (-before +after):\n%s", diff)
 	}
-	if got, want := procStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"), readTrimmed(t, filepath.Join(cpusetH, base, "cpuset.cpus")); got != want {
+	if got, want := hostcg.ProcStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"), hostcg.ReadTrimmed(t, filepath.Join(cpusetH, base, "cpuset.cpus")); got != want {
 		t.Errorf("fenced process after restore may run on %s, want %s", got, want)
 	}
 }
@@ -491,7 +344,7 @@ func fileExists(p string) bool {
 // cgroup: the writer reports ErrNotWritable (EROFS) with what to do, and
 // records nothing.
 func TestPrivilegedReadOnly(t *testing.T) {
-	requireRoot(t)
+	hostcg.RequireRoot(t)
 	v, err := cgroup.DetectVersion(hostRoot)
 	if err != nil {
 		t.Skipf("no cgroup tree at %s: %v", hostRoot, err)
@@ -508,9 +361,9 @@ func TestPrivilegedReadOnly(t *testing.T) {
 	if v == cgroup.V2 {
 		weight = "cpu.weight"
 	}
-	sb := newSandbox(t, v == cgroup.V2)
-	dir := filepath.Join(cpuH, randomName(t))
-	sb.mkdir(dir, false)
+	sb := hostcg.New(t)
+	dir := filepath.Join(cpuH, hostcg.RandomName(t))
+	sb.Mkdir(dir, false)
 	mnt := t.TempDir()
 	if err := syscall.Mount(dir, mnt, "", syscall.MS_BIND, ""); err != nil {
 		t.Skipf("cannot bind-mount a cgroup here: %v", err)
@@ -523,7 +376,7 @@ func TestPrivilegedReadOnly(t *testing.T) {
 	if err := syscall.Mount("", mnt, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY, ""); err != nil {
 		t.Fatalf("failed to remount %s read-only: %v", mnt, err)
 	}
-	was := readTrimmed(t, filepath.Join(mnt, weight))
+	was := hostcg.ReadTrimmed(t, filepath.Join(mnt, weight))
 
 	w, err := writer.New(writer.Options{Root: mnt, StateDir: t.TempDir(), Log: testr.New(t)})
 	if err != nil {
@@ -535,7 +388,7 @@ func TestPrivilegedReadOnly(t *testing.T) {
 		t.Fatalf("Set() through a read-only mount: error = %v, want ErrNotWritable (EROFS)", err)
 	}
 	t.Logf("error as reported: %v", err)
-	if got := readTrimmed(t, filepath.Join(dir, weight)); got != was {
+	if got := hostcg.ReadTrimmed(t, filepath.Join(dir, weight)); got != was {
 		t.Errorf("%s = %s, want untouched %s", weight, got, was)
 	}
 	if s := w.Stats(); s.Errors != 1 || s.Writes != 0 {
@@ -553,11 +406,11 @@ func TestPrivilegedReadOnly(t *testing.T) {
 // binary in a busybox initramfs that mounts cgroup2 and writes
 // "+cpu +cpuset" to the root's cgroup.subtree_control first).
 func TestPrivilegedV2(t *testing.T) {
-	requireRoot(t)
+	hostcg.RequireRoot(t)
 	if v, err := cgroup.DetectVersion(hostRoot); err != nil || v != cgroup.V2 {
 		t.Skipf("%s is not a cgroup2 mount here (%v, %v): cgroup v2 is covered by the faked-tree tests", hostRoot, v, err)
 	}
-	enabled := strings.Fields(readTrimmed(t, filepath.Join(hostRoot, "cgroup.subtree_control")))
+	enabled := strings.Fields(hostcg.ReadTrimmed(t, filepath.Join(hostRoot, "cgroup.subtree_control")))
 	if !slices.Contains(enabled, "cpu") {
 		t.Skipf("the cpu controller is not enabled in %s/cgroup.subtree_control (%v); not changing the root's delegation", hostRoot, enabled)
 	}
@@ -567,8 +420,8 @@ func TestPrivilegedV2(t *testing.T) {
 		control += " +cpuset"
 	}
 
-	base := randomName(t)
-	sb := newSandbox(t, true)
+	base := hostcg.RandomName(t)
+	sb := hostcg.New(t)
 	kp := base + "/kubepods.slice"
 	specs := []struct {
 		rel, crel, cid string
@@ -583,7 +436,7 @@ func TestPrivilegedV2(t *testing.T) {
 	// container leaves hold processes (v2's no-internal-processes rule).
 	inner := func(rel string) {
 		dir := filepath.Join(hostRoot, rel)
-		sb.mkdir(dir, false)
+		sb.Mkdir(dir, false)
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(control), 0); err != nil {
 			t.Fatalf("failed to enable %q in %s: %v", control, dir, err)
 		}
@@ -596,15 +449,15 @@ func TestPrivilegedV2(t *testing.T) {
 		s := &specs[i]
 		inner(s.rel)
 		s.crel = s.rel + "/" + s.crel
-		sb.mkdir(filepath.Join(hostRoot, s.crel), false)
+		sb.Mkdir(filepath.Join(hostRoot, s.crel), false)
 		p := &realPod{ref: cgroup.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{s.cid}}, rel: s.rel, crel: s.crel}
-		p.proc = sb.start(filepath.Join(hostRoot, s.crel))
+		p.proc = sb.Start(filepath.Join(hostRoot, s.crel))
 		pods[s.qos] = p
 		if err := os.WriteFile(filepath.Join(hostRoot, s.rel, "cpu.weight"), []byte(s.weight), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	allDirs := slices.Clone(sb.created)
+	allDirs := sb.Created()
 
 	l, err := cgroup.Detect(hostRoot, cgroup.DetectOptions{KubepodsDir: kp})
 	if err != nil {
@@ -624,7 +477,7 @@ func TestPrivilegedV2(t *testing.T) {
 		}
 	}
 
-	before := configSnapshot(t, allDirs)
+	before := hostcg.ConfigSnapshot(t, allDirs)
 	stateDir := t.TempDir()
 	w, err := writer.New(writer.Options{Root: hostRoot, StateDir: stateDir, Log: testr.New(t)})
 	if err != nil {
@@ -644,13 +497,13 @@ func TestPrivilegedV2(t *testing.T) {
 	} else {
 		t.Log("no cpu.idle on this kernel; skipping the idle checks")
 	}
-	if cpus := cpuList(t, readTrimmed(t, filepath.Join(dir(base), "cpuset.cpus.effective"))); hasCpuset && len(cpus) >= 2 {
+	if cpus := cpuList(t, hostcg.ReadTrimmed(t, filepath.Join(dir(base), "cpuset.cpus.effective"))); hasCpuset && len(cpus) >= 2 {
 		fence := strconv.Itoa(cpus[len(cpus)-1])
 		mustApply(t, w,
 			writer.Op{Path: dir(g.rel), File: "cpuset.cpus", Value: fence, Reason: "critical: fenced"},
 			writer.Op{Path: dir(b.rel), File: "cpuset.cpus", Value: strconv.Itoa(cpus[0]), Reason: "outside the fence"},
 		)
-		if got := procStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"); got != fence {
+		if got := hostcg.ProcStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"); got != fence {
 			t.Errorf("fenced process may run on %s, want %s", got, fence)
 		}
 	}
@@ -673,7 +526,7 @@ func TestPrivilegedV2(t *testing.T) {
 		t.Fatalf("RestoreAll() error = %v", err)
 	}
 	t.Logf("restore: %+v; writer stats %+v", res, w2.Stats())
-	if diff := cmp.Diff(before, configSnapshot(t, allDirs)); diff != "" {
+	if diff := cmp.Diff(before, hostcg.ConfigSnapshot(t, allDirs)); diff != "" {
 		t.Errorf("cgroup configuration after RestoreAll() differs (-before +after):\n%s", diff)
 	}
 }
