@@ -1,0 +1,170 @@
+package cgroup
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/infera-io/temper/apis/wellknown"
+	cg "github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
+	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+)
+
+// TestPrivilegedBackendV1 enforces every tier, with a fence, on
+// kubelet-shaped cgroups with running processes in a private subtree of
+// this machine's cgroup v1 hierarchies, checks the kernel's view (weights,
+// idle, the processes' allowed CPUs), stands down and checks the
+// configuration is back byte for byte.
+func TestPrivilegedBackendV1(t *testing.T) {
+	hostcg.RequireRoot(t)
+	const root = "/sys/fs/cgroup"
+	if v, err := cg.DetectVersion(root); err != nil || v != cg.V1 {
+		t.Skipf("%s is not cgroup v1 here (%v, %v)", root, v, err)
+	}
+	host, err := cg.Detect(root, cg.DetectOptions{Driver: cg.DriverCgroupfs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuH, cpusetH := host.Hierarchies[cg.CPU], host.Hierarchies[cg.CPUSet]
+	if cpusetH == "" {
+		t.Skip("no v1 cpuset hierarchy")
+	}
+	nodeCPUs, err := parseCPUs(hostcg.ReadTrimmed(t, filepath.Join(cpusetH, "cpuset.cpus")))
+	if err != nil || len(nodeCPUs) < 2 {
+		t.Skipf("need at least 2 CPUs to fence (%v, %v)", nodeCPUs, err)
+	}
+	last := 0
+	for c := range nodeCPUs {
+		last = max(last, c)
+	}
+	fence := cpuSet{last: true}
+
+	base := hostcg.RandomName(t)
+	kp := base + "/kubepods"
+	sb := hostcg.New(t)
+	for _, h := range []string{cpuH, cpusetH} {
+		for _, rel := range []string{base, kp, kp + "/burstable", kp + "/besteffort"} {
+			sb.Mkdir(filepath.Join(h, rel), h == cpusetH)
+		}
+	}
+	// The kubelet's QoS-level values.
+	for rel, v := range map[string]string{kp + "/burstable": "1024", kp + "/besteffort": "2"} {
+		if err := os.WriteFile(filepath.Join(cpuH, rel, "cpu.shares"), []byte(v), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type podSpec struct {
+		tier   wellknown.Tier
+		qos    corev1.PodQOSClass
+		uid    string
+		shares string
+	}
+	specs := []podSpec{
+		{wellknown.TierCritical, corev1.PodQOSGuaranteed, "00000000-0000-4000-8000-000000000002", "1024"},
+		{wellknown.TierHigh, corev1.PodQOSBurstable, "00000000-0000-4000-8000-000000000003", "512"},
+		{wellknown.TierNormal, corev1.PodQOSBurstable, "00000000-0000-4000-8000-000000000004", "512"},
+		{wellknown.TierLow, corev1.PodQOSBurstable, "00000000-0000-4000-8000-000000000005", "512"},
+		{wellknown.TierBackground, corev1.PodQOSBurstable, "00000000-0000-4000-8000-000000000006", "512"},
+		{wellknown.TierBackground, corev1.PodQOSBestEffort, "00000000-0000-4000-8000-000000000007", "2"},
+	}
+	l, err := cg.Detect(root, cg.DetectOptions{KubepodsDir: kp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int{}
+	var pods []Pod
+	for i, s := range specs {
+		cid := strings.Repeat(string(rune('a'+i)), 64)
+		rel, err := l.PodRelPath(s.uid, s.qos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range []string{cpuH, cpusetH} {
+			sb.Mkdir(filepath.Join(h, rel), h == cpusetH)
+			sb.Mkdir(filepath.Join(h, rel, cid), h == cpusetH)
+		}
+		if err := os.WriteFile(filepath.Join(cpuH, rel, "cpu.shares"), []byte(s.shares), 0); err != nil {
+			t.Fatal(err)
+		}
+		pids[s.uid] = sb.Start(filepath.Join(cpuH, rel, cid), filepath.Join(cpusetH, rel, cid)).Process.Pid
+		found, err := l.FindPod(cg.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{"containerd://" + cid}})
+		if err != nil || len(found.Containers) != 1 {
+			t.Fatalf("FindPod(%s) = %+v, %v", s.uid, found, err)
+		}
+		pods = append(pods, Pod{Name: "ns/" + string(s.tier) + "-" + string(s.qos), Tier: s.tier, Cgroup: found})
+	}
+	before := hostcg.ConfigSnapshot(t, sb.Created())
+
+	w, err := writer.New(writer.Options{Root: root, StateDir: t.TempDir(), Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	b, err := New(Options{Layout: l, Writer: w, CPUManagerStateFile: filepath.Join(t.TempDir(), "absent"), Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.Apply(Assignment{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()})
+	if err != nil {
+		t.Fatalf("Apply() error = %v", err)
+	}
+	t.Logf("apply: %+v", rep)
+	shared := nodeCPUs.minus(fence).String()
+	hasIdle := fileExists(filepath.Join(cpuH, base, "cpu.idle"))
+	for _, p := range pods {
+		d := p.Cgroup.Dirs[cg.CPU]
+		shares, idle := hostcg.ReadTrimmed(t, filepath.Join(d, "cpu.shares")), "0"
+		if hasIdle {
+			idle = hostcg.ReadTrimmed(t, filepath.Join(d, "cpu.idle"))
+		}
+		allowed := hostcg.ProcStatus(t, pids[p.Cgroup.UID], "Cpus_allowed_list")
+		wantAllowed := shared
+		if p.Tier == wellknown.TierCritical {
+			wantAllowed = fence.String()
+		}
+		// The kernel shows an idle group's weight as 3.
+		want := map[wellknown.Tier]string{wellknown.TierCritical: "4096", wellknown.TierHigh: "1024", wellknown.TierNormal: "512", wellknown.TierLow: "128", wellknown.TierBackground: "3"}[p.Tier]
+		wantIdle := "0"
+		if p.Tier == wellknown.TierBackground {
+			wantIdle = "1"
+			if !hasIdle {
+				want, wantIdle = "2", "0"
+			}
+		}
+		if shares != want || idle != wantIdle || allowed != wantAllowed {
+			t.Errorf("%s: cpu.shares %s, cpu.idle %s, process may run on %s; want %s, %s, %s", p.Name, shares, idle, allowed, want, wantIdle, wantAllowed)
+		}
+	}
+	// Re-applying writes nothing; reconciling finds no drift.
+	if rep, err := b.Apply(Assignment{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}); err != nil || rep.Changed {
+		t.Errorf("second Apply() = %+v, %v; want no change", rep, err)
+	}
+	if res, err := b.Reconcile(); err != nil || res.Drifted != 0 {
+		t.Errorf("Reconcile() = %+v, %v; want no drift", res, err)
+	}
+
+	res, err := b.StandDown()
+	if err != nil {
+		t.Fatalf("StandDown() error = %v", err)
+	}
+	t.Logf("stand down: %+v", res)
+	if diff := cmp.Diff(before, hostcg.ConfigSnapshot(t, sb.Created())); diff != "" {
+		t.Errorf("configuration after StandDown() differs (-before +after):\n%s", diff)
+	}
+	for _, p := range pods {
+		if got := hostcg.ProcStatus(t, pids[p.Cgroup.UID], "Cpus_allowed_list"); got != nodeCPUs.String() {
+			t.Errorf("%s after StandDown() may run on %s, want %s", p.Name, got, nodeCPUs)
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
