@@ -5,8 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/infera-io/temper/nodeagent/cpuset"
 )
 
 // Machine is the CPU shape of the node as the kernel reports it.
@@ -52,31 +53,12 @@ func ReadMachine(root string) (Machine, error) {
 	return m, nil
 }
 
-// ParseCPUList parses the kernel's CPU list format ("0-3,8,10-11").
+// ParseCPUList parses the kernel's CPU list format ("0-3,8,10-11") into
+// ascending CPU ids.
 func ParseCPUList(s string) ([]int, error) {
-	var out []int
-	if s == "" {
-		return out, nil
+	set, err := cpuset.Parse(s)
+	if err != nil {
+		return nil, err
 	}
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return nil, fmt.Errorf("bad CPU list %q: %w", s, err)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil {
-				return nil, fmt.Errorf("bad CPU list %q: %w", s, err)
-			}
-		}
-		if b < a || b-a > 8192 {
-			return nil, fmt.Errorf("bad CPU range %q in %q", part, s)
-		}
-		for c := a; c <= b; c++ {
-			out = append(out, c)
-		}
-	}
-	sort.Ints(out)
-	return out, nil
+	return set.Sorted(), nil
 }

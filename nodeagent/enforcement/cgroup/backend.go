@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/infera-io/temper/nodeagent/cpuset"
+
 	"github.com/go-logr/logr"
 
 	"github.com/infera-io/temper/apis/wellknown"
@@ -228,25 +230,25 @@ func (b *Backend) Apply(a Assignment) (Report, error) {
 }
 
 // fence works out the fenced and shared CPU sets, or why there is none.
-func (b *Backend) fence(a Assignment) (fence, shared cpuSet, note string) {
+func (b *Backend) fence(a Assignment) (fence, shared cpuset.Set, note string) {
 	if a.FenceCPUs == "" {
 		return nil, nil, ""
 	}
 	if b.fenceBlocked != "" {
 		return nil, nil, b.fenceBlocked
 	}
-	f, err := parseCPUs(a.FenceCPUs)
+	f, err := cpuset.Parse(a.FenceCPUs)
 	if err != nil {
 		return nil, nil, fmt.Sprintf("not fencing: %v", err)
 	}
-	node, err := parseCPUs(a.NodeCPUs)
+	node, err := cpuset.Parse(a.NodeCPUs)
 	if err != nil {
 		return nil, nil, fmt.Sprintf("not fencing: %v", err)
 	}
-	if len(f) == 0 || !f.subsetOf(node) {
+	if len(f) == 0 || !f.SubsetOf(node) {
 		return nil, nil, fmt.Sprintf("not fencing: fence %q is not a non-empty subset of the node's CPUs %q", a.FenceCPUs, a.NodeCPUs)
 	}
-	shared = node.minus(f)
+	shared = node.Minus(f)
 	if len(shared) == 0 {
 		return nil, nil, fmt.Sprintf("not fencing: fence %q leaves no CPU for the other pods", a.FenceCPUs)
 	}
@@ -291,7 +293,7 @@ func (b *Backend) weight() (file string, lo, hi int64) {
 
 // ops lists the writes of one pod's tier. idleMissing reports a
 // background pod on a kernel without cpu.idle.
-func (b *Backend) ops(p Pod, fence, shared cpuSet) (ops []writer.Op, idleMissing bool, err error) {
+func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMissing bool, err error) {
 	cpuDir, ok := p.Cgroup.Dirs[cg.CPU]
 	if !ok {
 		return nil, false, fmt.Errorf("pod %s has no cpu cgroup", p.Name)
@@ -355,7 +357,7 @@ func (b *Backend) ops(p Pod, fence, shared cpuSet) (ops []writer.Op, idleMissing
 // cpuset must stay within its parent's and a parent cannot shrink below a
 // child's, so the pod is first widened to hold both the old and the new
 // CPUs, then the containers move, then the pod narrows.
-func (b *Backend) cpusetOps(p Pod, target cpuSet, reason string) ([]writer.Op, error) {
+func (b *Backend) cpusetOps(p Pod, target cpuset.Set, reason string) ([]writer.Op, error) {
 	podDir, ok := p.Cgroup.Dirs[cg.CPUSet]
 	if !ok {
 		return nil, fmt.Errorf("pod %s has no cpuset cgroup", p.Name)
@@ -369,13 +371,13 @@ func (b *Backend) cpusetOps(p Pod, target cpuSet, reason string) ([]writer.Op, e
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the cpuset of pod %s: %w", p.Name, err)
 		}
-		curSet, err := parseCPUs(string(cur))
+		curSet, err := cpuset.Parse(string(cur))
 		if err != nil {
 			return nil, err
 		}
-		if !curSet.subsetOf(target) && !target.subsetOf(curSet) {
-			ops = append(ops, writer.Op{Path: podDir, File: "cpuset.cpus", Value: curSet.union(target).String(), Reason: reason + ": cpuset (transition)"})
-		} else if curSet.subsetOf(target) {
+		if !curSet.SubsetOf(target) && !target.SubsetOf(curSet) {
+			ops = append(ops, writer.Op{Path: podDir, File: "cpuset.cpus", Value: curSet.Union(target).String(), Reason: reason + ": cpuset (transition)"})
+		} else if curSet.SubsetOf(target) {
 			// Widening: the pod first.
 			ops = append(ops, writer.Op{Path: podDir, File: "cpuset.cpus", Value: want, Reason: reason + ": cpuset"})
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infera-io/temper/nodeagent/cpuset"
+
 	"github.com/go-logr/logr/testr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -366,14 +368,14 @@ func TestCPUList(t *testing.T) {
 		{"", ""}, {"0", "0"}, {"0-3", "0-3"}, {"3,0,1,2", "0-3"}, {"0-1,3,5-6", "0-1,3,5-6"}, {" 1 ,2\n", "1-2"},
 	}
 	for _, tt := range tests {
-		got, err := parseCPUs(tt.in)
+		got, err := cpuset.Parse(tt.in)
 		if err != nil || got.String() != tt.want {
-			t.Errorf("parseCPUs(%q) = %q, %v; want %q", tt.in, got.String(), err, tt.want)
+			t.Errorf("cpuset.Parse(%q) = %q, %v; want %q", tt.in, got.String(), err, tt.want)
 		}
 	}
 	for _, bad := range []string{"a", "3-1", "-1", "0-999999999"} {
-		if _, err := parseCPUs(bad); err == nil {
-			t.Errorf("parseCPUs(%q) succeeded", bad)
+		if _, err := cpuset.Parse(bad); err == nil {
+			t.Errorf("cpuset.Parse(%q) succeeded", bad)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infera-io/temper/nodeagent/cpuset"
+
 	"github.com/go-logr/logr/testr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -35,7 +37,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 	if cpusetH == "" {
 		t.Skip("no v1 cpuset hierarchy")
 	}
-	nodeCPUs, err := parseCPUs(hostcg.ReadTrimmed(t, filepath.Join(cpusetH, "cpuset.cpus")))
+	nodeCPUs, err := cpuset.Parse(hostcg.ReadTrimmed(t, filepath.Join(cpusetH, "cpuset.cpus")))
 	if err != nil || len(nodeCPUs) < 2 {
 		t.Skipf("need at least 2 CPUs to fence (%v, %v)", nodeCPUs, err)
 	}
@@ -43,7 +45,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 	for c := range nodeCPUs {
 		last = max(last, c)
 	}
-	fence := cpuSet{last: true}
+	fence := cpuset.Set{last: true}
 
 	base := hostcg.RandomName(t)
 	kp := base + "/kubepods"
@@ -115,7 +117,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 		t.Fatalf("Apply() error = %v", err)
 	}
 	t.Logf("apply: %+v", rep)
-	shared := nodeCPUs.minus(fence).String()
+	shared := nodeCPUs.Minus(fence).String()
 	hasIdle := fileExists(filepath.Join(cpuH, base, "cpu.idle"))
 	for _, p := range pods {
 		d := p.Cgroup.Dirs[cg.CPU]

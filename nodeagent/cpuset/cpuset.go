@@ -1,4 +1,4 @@
-package cgroup
+package cpuset
 
 import (
 	"fmt"
@@ -7,12 +7,12 @@ import (
 	"strings"
 )
 
-// cpuSet is a set of CPU numbers.
-type cpuSet map[int]bool
+// Set is a set of CPU numbers.
+type Set map[int]bool
 
-// parseCPUs parses a kernel CPU list ("0-2,5").
-func parseCPUs(s string) (cpuSet, error) {
-	set := cpuSet{}
+// Parse parses a kernel CPU list ("0-2,5").
+func Parse(s string) (Set, error) {
+	set := Set{}
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return set, nil
@@ -37,7 +37,7 @@ func parseCPUs(s string) (cpuSet, error) {
 }
 
 // String formats the set as the kernel does ("0-2,5").
-func (c cpuSet) String() string {
+func (c Set) String() string {
 	cpus := make([]int, 0, len(c))
 	for n := range c {
 		cpus = append(cpus, n)
@@ -59,8 +59,9 @@ func (c cpuSet) String() string {
 	return strings.Join(parts, ",")
 }
 
-func (c cpuSet) minus(o cpuSet) cpuSet {
-	out := cpuSet{}
+// Minus returns the CPUs of c that are not in o.
+func (c Set) Minus(o Set) Set {
+	out := Set{}
 	for n := range c {
 		if !o[n] {
 			out[n] = true
@@ -69,8 +70,9 @@ func (c cpuSet) minus(o cpuSet) cpuSet {
 	return out
 }
 
-func (c cpuSet) union(o cpuSet) cpuSet {
-	out := cpuSet{}
+// Union returns the CPUs in c or o.
+func (c Set) Union(o Set) Set {
+	out := Set{}
 	for n := range c {
 		out[n] = true
 	}
@@ -80,11 +82,22 @@ func (c cpuSet) union(o cpuSet) cpuSet {
 	return out
 }
 
-func (c cpuSet) subsetOf(o cpuSet) bool {
+// SubsetOf reports whether every CPU of c is in o.
+func (c Set) SubsetOf(o Set) bool {
 	for n := range c {
 		if !o[n] {
 			return false
 		}
 	}
 	return true
+}
+
+// Sorted returns the CPUs in ascending order.
+func (c Set) Sorted() []int {
+	out := make([]int, 0, len(c))
+	for n := range c {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }
