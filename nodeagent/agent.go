@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -140,10 +141,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { backendDone <- a.backend.Run(bctx) }()
 
 	window := cfg.CoalesceWindow.Duration
-	var (
-		timer  clock.Timer
-		timerC <-chan time.Time
-	)
+	var timerC <-chan time.Time // the open coalescing window, if any
 	heartbeat := a.o.Clock.NewTicker(cfg.Heartbeat.Duration / 2)
 	defer heartbeat.Stop()
 	retry := a.o.Clock.NewTicker(time.Second)
@@ -166,8 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				continue
 			}
 			if timerC == nil {
-				timer = a.o.Clock.NewTimer(window)
-				timerC = timer.C()
+				timerC = a.o.Clock.NewTimer(window).C()
 			}
 		case <-timerC:
 			timerC = nil
@@ -181,7 +178,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-heartbeat.C():
 			a.publish(ctx)
 		}
-		_ = timer
 	}
 }
 
@@ -240,8 +236,16 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.log.Error(err, "Failed to apply the assignment", "backend", a.backend.Name())
 		}
 		a.mu.Lock()
+		prevNotes := a.notes
 		a.fencedMilli, a.notes = applied.FencedMilli, applied.Notes
 		a.mu.Unlock()
+		// Operator-facing remarks (a demoted critical layer, pods left to
+		// the catch-all) are logged when they change, not on every apply.
+		if !slices.Equal(prevNotes, applied.Notes) {
+			for _, n := range applied.Notes {
+				a.log.Info("Enforcement note", "backend", a.backend.Name(), "note", n)
+			}
+		}
 		if applied.Changed || wasSafe {
 			a.bumpGen()
 		}
@@ -319,13 +323,6 @@ func (a *Agent) Assignments() []Assignment {
 	return out
 }
 
-// Notes returns operator-facing remarks from the last apply.
-func (a *Agent) Notes() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]string(nil), a.notes...)
-}
-
 func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroup.Driver {
 	switch strings.ToLower(string(d)) {
 	case "systemd":
@@ -336,6 +333,3 @@ func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroup.Driver {
 		return cgroup.DriverAuto
 	}
 }
-
-// PublishCount is how many annotation patches the agent has sent.
-func (a *Agent) PublishCount() int { return a.pub.Patches() }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
@@ -15,9 +14,6 @@ import (
 type scxBackend struct {
 	sup      *scxenf.Supervisor
 	generate func([]Assignment, Machine) ([]byte, Applied, error)
-
-	mu   sync.Mutex
-	last []byte
 }
 
 func (a *Agent) newSCXBackend() backend {
@@ -44,33 +40,21 @@ func (b *scxBackend) Apply(ctx context.Context, as []Assignment, m Machine) (App
 	if err != nil {
 		return applied, fmt.Errorf("failed to generate the scx_layered config: %w", err)
 	}
-	b.mu.Lock()
-	same := string(cfg) == string(b.last)
-	b.mu.Unlock()
-	st := b.sup.Status()
-	if same && st.Phase != scxenf.PhaseStopped {
+	// The supervisor knows which config it runs (or is retrying with
+	// backoff after a crash); the same config again is not a change, and
+	// re-applying it would skip the backoff.
+	if st := b.sup.Status(); st.Phase != scxenf.PhaseStopped && st.ConfigHash == scxenf.ConfigHash(cfg) {
 		return applied, nil
 	}
+	applied.Changed = true
 	if err := b.sup.Apply(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
-		// The supervisor reports degraded and retries with backoff; the
-		// config is still what we want enforced.
-		b.mu.Lock()
-		b.last = cfg
-		b.mu.Unlock()
-		applied.Changed = !same
+		// The supervisor reports degraded and retries with backoff.
 		return applied, err
 	}
-	b.mu.Lock()
-	b.last = cfg
-	b.mu.Unlock()
-	applied.Changed = true
 	return applied, nil
 }
 
 func (b *scxBackend) StandDown(ctx context.Context) error {
-	b.mu.Lock()
-	b.last = nil
-	b.mu.Unlock()
 	if err := b.sup.Stop(ctx); err != nil && !errors.Is(err, scxenf.ErrNotRunning) {
 		return err
 	}
@@ -90,6 +74,3 @@ func (b *scxBackend) Status() string {
 		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered not running")
 	}
 }
-
-// Supervisor exposes the supervisor's status (for the local API and tests).
-func (b *scxBackend) Supervisor() scxenf.Status { return b.sup.Status() }

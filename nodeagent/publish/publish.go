@@ -8,12 +8,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/infera-io/temper/apis/wellknown"
 )
+
+// fieldManager names the agent in the Node's managed fields.
+const fieldManager = "infera-agent"
 
 // Publisher patches one Node's agent annotations.
 type Publisher struct {
@@ -25,7 +29,6 @@ type Publisher struct {
 	mu         sync.Mutex
 	last       *wellknown.TierLoad // what the Node carries, as far as we know
 	lastStatus string
-	patches    int
 }
 
 // New returns a Publisher for node. heartbeat is how often an unchanged
@@ -53,13 +56,6 @@ func (p *Publisher) Seed(node *corev1.Node) int64 {
 	return 0
 }
 
-// Patches counts the patches sent.
-func (p *Publisher) Patches() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.patches
-}
-
 // Publish sets status and load on the Node when either differs from what it
 // carries, or when the heartbeat is due. load.TS is set here. It reports
 // whether it patched.
@@ -82,11 +78,10 @@ func (p *Publisher) Publish(ctx context.Context, status string, load wellknown.T
 	if err != nil {
 		return false, fmt.Errorf("failed to build annotation patch: %w", err)
 	}
-	if _, err := p.client.CoreV1().Nodes().Patch(ctx, p.node, types.MergePatchType, patch, metav1PatchOptions); err != nil {
+	if _, err := p.client.CoreV1().Nodes().Patch(ctx, p.node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
 		return false, fmt.Errorf("failed to patch annotations of Node %s: %w", p.node, err)
 	}
 	parsed, _ := wellknown.ParseTierLoad(v)
 	p.last, p.lastStatus = &parsed, status
-	p.patches++
 	return true, nil
 }

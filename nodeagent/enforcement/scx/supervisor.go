@@ -275,12 +275,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				inst = nil
 				failures = 0
 				s.update(func(st *Status) {
-					*st = Status{Phase: PhaseStopped, Starts: st.Starts, Exits: st.Exits, Ejections: st.Ejections, Restarts: st.Restarts, EnableSeq: st.EnableSeq, LastExit: st.LastExit}
+					// Counters and the last exit are history; the rest
+					// described the instance that is gone.
+					st.Phase, st.Reason, st.PID, st.ConfigHash, st.Adopted = PhaseStopped, "", 0, "", false
 				})
 				c.done <- err
 				continue
 			}
-			h := hash(c.config)
+			h := ConfigHash(c.config)
 			if inst != nil && inst.alive() && inst.hash == h {
 				desired = c.config
 				c.done <- nil
@@ -404,7 +406,7 @@ func (s *Supervisor) start(config []byte) (*instance, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("failed to start %s: %w", o.Binary, err)
 	}
-	inst := &instance{pid: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{}), started: o.Clock.Now(), hash: hash(config)}
+	inst := &instance{pid: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{}), started: o.Clock.Now(), hash: ConfigHash(config)}
 	go func() {
 		err := cmd.Wait()
 		msg := "exit status 0"
@@ -475,7 +477,7 @@ func (s *Supervisor) adopt() *instance {
 	if err != nil {
 		return nil
 	}
-	inst := &instance{pid: pid, exited: make(chan struct{}), started: s.o.Clock.Now(), hash: hash(cfg), seq: k.EnableSeq}
+	inst := &instance{pid: pid, exited: make(chan struct{}), started: s.o.Clock.Now(), hash: ConfigHash(cfg), seq: k.EnableSeq}
 	go s.watchPID(inst)
 	s.update(func(st *Status) {
 		st.Phase, st.PID, st.ConfigHash, st.Adopted, st.EnableSeq = PhaseAttached, pid, inst.hash, true, k.EnableSeq
@@ -534,7 +536,8 @@ func isZombie(procRoot string, pid int) bool {
 	return false
 }
 
-func hash(b []byte) string {
+// ConfigHash is the identity of a config as Status.ConfigHash reports it.
+func ConfigHash(b []byte) string {
 	sum := sha256.Sum256(b)
 	return fmt.Sprintf("%x", sum[:])
 }

@@ -221,7 +221,7 @@ func TestApplyStartsAndAttaches(t *testing.T) {
 	if k := r.kernel(); k.EnableSeq != 2 {
 		t.Fatalf("enable_seq = %d, want 2", k.EnableSeq)
 	}
-	if st.ConfigHash != hash([]byte(cfgB)) {
+	if st.ConfigHash != ConfigHash([]byte(cfgB)) {
 		t.Fatalf("config hash = %s", st.ConfigHash)
 	}
 }
