@@ -10,12 +10,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
+	kscheme "github.com/infera-io/temper/internal/scheme"
 )
 
 // Options configure the local cluster.
@@ -47,17 +45,12 @@ type Cluster struct {
 
 // Start brings the control plane up and seeds it. The caller must Stop it.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
-			return nil, fmt.Errorf("control-plane binary %s is missing from %s: run `make controlplane`: %w", b, o.BinDir, err)
-		}
+	if err := CheckBinaries(o.BinDir); err != nil {
+		return nil, err
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("failed to build scheme: %w", err)
-	}
-	if err := inferav1alpha1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("failed to build scheme: %w", err)
+	scheme, err := kscheme.New()
+	if err != nil {
+		return nil, err
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    o.BinDir,
@@ -91,22 +84,12 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 }
 
 func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
-	user, err := c.env.AddUser(envtest.User{Name: "temper-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("failed to add the admin user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("failed to render the kubeconfig: %w", err)
-	}
-	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
-		return fmt.Errorf("failed to create state dir %s: %w", o.StateDir, err)
-	}
 	c.Kubeconfig = filepath.Join(o.StateDir, "kubeconfig")
-	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
-		return fmt.Errorf("failed to write kubeconfig: %w", err)
+	admin, err := AddAdmin(c.env, c.Kubeconfig)
+	if err != nil {
+		return err
 	}
-	cl, err := client.New(user.Config(), client.Options{Scheme: c.env.Scheme})
+	cl, err := client.New(admin, client.Options{Scheme: c.env.Scheme})
 	if err != nil {
 		return fmt.Errorf("failed to create client: %w", err)
 	}

@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +27,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
+
+	kscheme "github.com/infera-io/temper/internal/scheme"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
@@ -59,16 +60,7 @@ type Options struct {
 }
 
 // NewScheme returns the manager's scheme: client-go types and infera.io.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("failed to add client-go types to the scheme: %w", err)
-	}
-	if err := inferav1alpha1.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("failed to add infera.io types to the scheme: %w", err)
-	}
-	return s, nil
-}
+func NewScheme() (*runtime.Scheme, error) { return kscheme.New() }
 
 // LoadConfig reads a ManagerConfiguration file strictly (an unknown field
 // is an error), defaults and validates it. An empty path means all defaults.

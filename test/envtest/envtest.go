@@ -13,13 +13,12 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	"github.com/infera-io/temper/internal/localcluster"
+	kscheme "github.com/infera-io/temper/internal/scheme"
 )
 
 // ModulePath is the project's module; RepoRoot looks for its go.mod.
@@ -87,16 +86,7 @@ func BinDir(root string) string {
 
 // NewScheme returns a scheme with the client-go types and infera.io types.
 // Each caller gets its own; nothing global is mutated.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("failed to add client-go types to scheme: %w", err)
-	}
-	if err := inferav1alpha1.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("failed to add infera.io types to scheme: %w", err)
-	}
-	return s, nil
-}
+func NewScheme() (*runtime.Scheme, error) { return kscheme.New() }
 
 // Start starts etcd and kube-apiserver and installs the CRDs.
 func Start(opts Options) (*Env, error) {
@@ -105,10 +95,8 @@ func Start(opts Options) (*Env, error) {
 		return nil, err
 	}
 	bin := BinDir(root)
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			return nil, fmt.Errorf("control-plane binary %s is missing from %s: run `make controlplane` (it builds them from the Go module proxy): %w", b, bin, err)
-		}
+	if err := localcluster.CheckBinaries(bin); err != nil {
+		return nil, err
 	}
 	scheme, err := NewScheme()
 	if err != nil {
@@ -155,17 +143,9 @@ func (e *Env) init(opts Options) error {
 		return fmt.Errorf("failed to create temp dir: %w", err)
 	}
 	e.dir = dir
-	user, err := e.env.AddUser(crenvtest.User{Name: "temper-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("failed to add admin user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("failed to render admin kubeconfig: %w", err)
-	}
 	e.Kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(e.Kubeconfig, kc, 0o600); err != nil {
-		return fmt.Errorf("failed to write kubeconfig: %w", err)
+	if _, err := localcluster.AddAdmin(e.env, e.Kubeconfig); err != nil {
+		return err
 	}
 	if opts.PriorityClasses {
 		if err := localcluster.InstallPriorityClasses(context.Background(), c); err != nil {
