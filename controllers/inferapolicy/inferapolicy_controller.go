@@ -24,6 +24,7 @@ import (
 
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/internal/finalizers"
 	"github.com/infera-io/temper/internal/statusapply"
 )
 
@@ -73,13 +74,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	log := ctrl.LoggerFrom(ctx).WithValues("InferaPolicy", klog.KObj(&pol))
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	if pol.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(&pol, wellknown.PolicyFinalizer) {
-		before := pol.DeepCopy()
-		controllerutil.AddFinalizer(&pol, wellknown.PolicyFinalizer)
-		if err := r.Client.Patch(ctx, &pol, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("failed to add finalizer to InferaPolicy %s: %w", pol.Name, err)
-		}
-		return ctrl.Result{}, nil
+	if added, err := finalizers.Ensure(ctx, r.Client, &pol, wellknown.PolicyFinalizer); added || err != nil {
+		return ctrl.Result{}, err
 	}
 
 	if !pol.DeletionTimestamp.IsZero() {

@@ -30,6 +30,7 @@ import (
 
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/internal/finalizers"
 	"github.com/infera-io/temper/internal/statusapply"
 )
 
@@ -102,13 +103,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	log := ctrl.LoggerFrom(ctx).WithValues("OvercommitProfile", klog.KObj(&p))
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	if p.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(&p, wellknown.OvercommitProfileFinalizer) {
-		before := p.DeepCopy()
-		controllerutil.AddFinalizer(&p, wellknown.OvercommitProfileFinalizer)
-		if err := r.Client.Patch(ctx, &p, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("failed to add finalizer to OvercommitProfile %s: %w", p.Name, err)
-		}
-		return ctrl.Result{}, nil
+	if added, err := finalizers.Ensure(ctx, r.Client, &p, wellknown.OvercommitProfileFinalizer); added || err != nil {
+		return ctrl.Result{}, err
 	}
 	if !p.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, &p)
