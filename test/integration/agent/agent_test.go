@@ -386,7 +386,12 @@ func TestAgentEnforcesThirtyPods(t *testing.T) {
 	}
 	want[wellknown.TierNormal] -= 2
 	want[wellknown.TierBackground] -= 3
-	_, after := r.waitAnnotations("deletions in tier-load", func(s string, l wellknown.TierLoad) bool { return countsMatch(l, want) })
+	// Wait for the config without those pods to be attached, not just
+	// counted: safe mode during a restart kills a stand-in that has not yet
+	// installed its signal handler, which logs no stop.
+	_, after := r.waitAnnotations("deletions enforced", func(s string, l wellknown.TierLoad) bool {
+		return countsMatch(l, want) && s == wellknown.AgentStatusEnforcingSCX
+	})
 	if after.Gen <= load.Gen {
 		t.Errorf("gen did not rise after deletions: %d → %d", load.Gen, after.Gen)
 	}
