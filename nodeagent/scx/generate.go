@@ -201,29 +201,80 @@ func sizeFence(sh shape, opts Options, tm *tierMatch) fence {
 	for _, m := range tm.explicit {
 		req += m.RequestMilli
 	}
+	if n := len(tm.explicit); n > maxMatchesPerLayer {
+		return demoted(sh, DemotionTooManyPods, wantCores(sh, opts, req), fenceableCores(sh, opts),
+			fmt.Sprintf("%d critical pods are more than the %d one fenced layer can match", n, maxMatchesPerLayer))
+	}
+	return sizeByRequests(sh, opts, req, len(tm.explicit))
+}
+
+// wantCores is how many whole cores req millicores need: one CPU's worth
+// per core when the fence must be exclusive (the sibling stays idle),
+// otherwise a whole core's CPUs.
+func wantCores(sh shape, opts Options, req int64) int {
 	perCore := int64(1000)
 	if !opts.ExclusiveCores {
 		perCore *= int64(sh.perCore)
 	}
-	want := int((req + perCore - 1) / perCore)
-	fenceable := max(0, sh.cores-opts.SystemCores-opts.MinSharedCores)
-	demote := func(cause DemotionCause, reason string) fence {
-		f := fence{demotion: &Demotion{Cause: cause, WantCores: want, FenceableCores: fenceable, Reason: reason}}
-		if fenceable > 0 {
-			// Demoted, it may still own up to what a fence could have had.
-			f.cpusRange = &[2]int{0, fenceable * sh.perCore}
-		}
-		return f
+	return int((req + perCore - 1) / perCore)
+}
+
+func fenceableCores(sh shape, opts Options) int {
+	return max(0, sh.cores-opts.SystemCores-opts.MinSharedCores)
+}
+
+func demoted(sh shape, cause DemotionCause, want, fenceable int, reason string) fence {
+	f := fence{demotion: &Demotion{Cause: cause, WantCores: want, FenceableCores: fenceable, Reason: reason}}
+	if fenceable > 0 {
+		// Demoted, it may still own up to what a fence could have had.
+		f.cpusRange = &[2]int{0, fenceable * sh.perCore}
 	}
-	switch n := len(tm.explicit); {
-	case n > maxMatchesPerLayer:
-		return demote(DemotionTooManyPods, fmt.Sprintf("%d critical pods are more than the %d one fenced layer can match", n, maxMatchesPerLayer))
+	return f
+}
+
+// sizeByRequests sizes a fence for n critical pods requesting req
+// millicores in total.
+func sizeByRequests(sh shape, opts Options, req int64, n int) fence {
+	want := wantCores(sh, opts, req)
+	fenceable := fenceableCores(sh, opts)
+	switch {
 	case req == 0:
-		return demote(DemotionNoRequests, fmt.Sprintf("%d critical pods request no CPU, so there is no fence to size", n))
+		return demoted(sh, DemotionNoRequests, want, fenceable, fmt.Sprintf("%d critical pods request no CPU, so there is no fence to size", n))
 	case want > fenceable:
-		return demote(DemotionCapacity, fmt.Sprintf("critical requests %dm, which needs %d whole cores; the node has %d, of which %d must stay with the system layer and %d with the shared pool",
+		return demoted(sh, DemotionCapacity, want, fenceable, fmt.Sprintf("critical requests %dm, which needs %d whole cores; the node has %d, of which %d must stay with the system layer and %d with the shared pool",
 			req, want, sh.cores, opts.SystemCores, opts.MinSharedCores))
 	}
 	cpus := want * sh.perCore
 	return fence{cpus: cpus, cpusRange: &[2]int{cpus, cpus}}
+}
+
+// Fence is the size of the critical fence.
+type Fence struct {
+	// Cores is the number of whole cores fenced, CPUs the logical CPUs in
+	// them; both 0 when Demotion is set.
+	Cores, CPUs int
+	// Demotion says why the node cannot fence the critical pods.
+	Demotion *Demotion
+}
+
+// CriticalFence sizes the critical fence for pods critical pods requesting
+// requestMilli in total, exactly as Generate sizes the Confined layer, for
+// backends that fence by other means (the cgroup backend's cpusets). It
+// fails only for an invalid node or options.
+func CriticalFence(node Node, requestMilli int64, pods int, opts Options) (Fence, error) {
+	sh, err := node.shape()
+	if err != nil {
+		return Fence{}, fmt.Errorf("failed to size the critical fence: %w", err)
+	}
+	if err := opts.validate(); err != nil {
+		return Fence{}, fmt.Errorf("failed to size the critical fence: %w", err)
+	}
+	if pods == 0 {
+		return Fence{}, nil
+	}
+	f := sizeByRequests(sh, opts, requestMilli, pods)
+	if f.demotion != nil {
+		return Fence{Demotion: f.demotion}, nil
+	}
+	return Fence{Cores: f.cpus / sh.perCore, CPUs: f.cpus}, nil
 }

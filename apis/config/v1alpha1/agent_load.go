@@ -128,6 +128,12 @@ func (c *AgentConfiguration) Validate() error {
 			return fmt.Errorf("cgroup.kubepods_path: %q does not fit driver %s: a basename ending in .slice means systemd, anything else cgroupfs", p, c.Cgroup.Driver)
 		}
 	}
+	if d := c.Cgroup.ReconcileInterval.Duration; d < MinCgroupReconcile || d > MaxCgroupReconcile {
+		return fmt.Errorf("cgroup.reconcile_interval: %s is out of range [%s, %s]", d, MinCgroupReconcile, MaxCgroupReconcile)
+	}
+	if err := agentAbsPath("cgroup.cpu_manager_state", c.Cgroup.CPUManagerState); err != nil {
+		return err
+	}
 	if err := agentAbsPath("scx.binary", c.SCX.Binary); err != nil {
 		return err
 	}

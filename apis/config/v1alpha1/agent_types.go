@@ -116,6 +116,20 @@ type AgentCgroupConfig struct {
 	// "kubelet.slice/kubelet-kubepods.slice". A basename ending in .slice
 	// means the systemd driver. Default: empty, detect.
 	KubepodsPath string `toml:"kubepods_path,omitempty" json:"kubepodsPath,omitempty"`
+	// ReconcileInterval is how often the cgroup backend reads back every
+	// value it set and re-asserts what something else (the kubelet, a
+	// runtime, an operator) changed, counting it as drift. Default 10s; at
+	// least 1s, at most 5m.
+	ReconcileInterval Duration `toml:"reconcile_interval" json:"reconcileInterval"`
+	// FenceCritical lets the cgroup backend fence critical pods on
+	// exclusive whole cores (cpusets) when the node has cores to spare for
+	// the system and the shared pool. Default true.
+	FenceCritical bool `toml:"fence_critical" json:"fenceCritical"`
+	// CPUManagerState is the kubelet's CPU manager state file, read to
+	// detect the static policy (then cpusets are the kubelet's and the
+	// cgroup backend does not fence). Default
+	// /var/lib/kubelet/cpu_manager_state.
+	CPUManagerState string `toml:"cpu_manager_state" json:"cpuManagerState"`
 }
 
 // AgentSCXConfig is the [scx] section.
@@ -168,6 +182,8 @@ const (
 	DefaultAgentBackend    = AgentBackendAuto
 	DefaultCgroupRoot      = "/sys/fs/cgroup"
 	DefaultCgroupDriver    = AgentCgroupDriverAuto
+	DefaultCgroupReconcile = 10 * time.Second
+	DefaultCPUManagerState = "/var/lib/kubelet/cpu_manager_state"
 	DefaultSCXBinary       = "/usr/bin/scx_layered"
 	DefaultSCXConfigPath   = "/run/infera/layered.json"
 	DefaultCoalesceWindow  = 2 * time.Second
@@ -180,10 +196,12 @@ const (
 
 // Bounds of the durations.
 const (
-	MinCoalesceWindow = 100 * time.Millisecond
-	MaxCoalesceWindow = 30 * time.Second
-	MinHeartbeat      = 10 * time.Second
-	MaxHeartbeat      = wellknown.TierLoadHeartbeat
+	MinCoalesceWindow  = 100 * time.Millisecond
+	MaxCoalesceWindow  = 30 * time.Second
+	MinHeartbeat       = 10 * time.Second
+	MinCgroupReconcile = time.Second
+	MaxCgroupReconcile = 5 * time.Minute
+	MaxHeartbeat       = wellknown.TierLoadHeartbeat
 )
 
 // DefaultAgentConfiguration returns the configuration the agent runs with
@@ -200,8 +218,11 @@ func DefaultAgentConfiguration() *AgentConfiguration {
 		},
 		Backend: DefaultAgentBackend,
 		Cgroup: AgentCgroupConfig{
-			Root:   DefaultCgroupRoot,
-			Driver: DefaultCgroupDriver,
+			Root:              DefaultCgroupRoot,
+			Driver:            DefaultCgroupDriver,
+			ReconcileInterval: Duration{DefaultCgroupReconcile},
+			FenceCritical:     true,
+			CPUManagerState:   DefaultCPUManagerState,
 		},
 		SCX: AgentSCXConfig{
 			Binary:     DefaultSCXBinary,

@@ -133,6 +133,9 @@ low = -50
 root = "/host/sys/fs/cgroup"
 driver = "systemd"
 kubepods_path = "kubelet.slice/kubelet-kubepods.slice"
+reconcile_interval = "30s"
+fence_critical = false
+cpu_manager_state = "/host/var/lib/kubelet/cpu_manager_state"
 [scx]
 binary = "/opt/scx/scx_layered"
 extra_args = ["--slice-us", "10000", "--lo-fb-share=0.1"]
@@ -147,7 +150,8 @@ grpc_socket = "/run/temper/agent.sock"
 				c.Heartbeat = Duration{30 * time.Second}
 				c.StateDir = "/var/lib/temper"
 				c.PriorityMapping = AgentPriorityMapping{Critical: 5000, High: 50, Normal: -5, Low: -50}
-				c.Cgroup = AgentCgroupConfig{Root: "/host/sys/fs/cgroup", Driver: AgentCgroupDriverSystemd, KubepodsPath: "kubelet.slice/kubelet-kubepods.slice"}
+				c.Cgroup = AgentCgroupConfig{Root: "/host/sys/fs/cgroup", Driver: AgentCgroupDriverSystemd, KubepodsPath: "kubelet.slice/kubelet-kubepods.slice",
+					ReconcileInterval: Duration{30 * time.Second}, CPUManagerState: "/host/var/lib/kubelet/cpu_manager_state"}
 				c.SCX = AgentSCXConfig{Binary: "/opt/scx/scx_layered", ExtraArgs: []string{"--slice-us", "10000", "--lo-fb-share=0.1"}, ConfigPath: "/run/temper/layered.json"}
 				c.Server = AgentServerConfig{Address: "127.0.0.1:9200", GRPCSocket: "/run/temper/agent.sock"}
 			},
@@ -341,6 +345,14 @@ func TestParseAgentConfigurationErrors(t *testing.T) {
 		"heartbeat above the contract's 60 s": {
 			toml:    agentHeader + "heartbeat = \"61s\"\n",
 			wantErr: "heartbeat: 1m1s is out of range [10s, 1m0s]",
+		},
+		"cgroup reconcile too frequent": {
+			toml:    agentHeader + "[cgroup]\nreconcile_interval = \"500ms\"\n",
+			wantErr: "cgroup.reconcile_interval: 500ms is out of range [1s, 5m0s]",
+		},
+		"cpu manager state relative": {
+			toml:    agentHeader + "[cgroup]\ncpu_manager_state = \"cpu_manager_state\"\n",
+			wantErr: `cgroup.cpu_manager_state: "cpu_manager_state" must be an absolute path`,
 		},
 		"heartbeat too frequent": {
 			toml:    agentHeader + "heartbeat = \"9s\"\n",

@@ -644,6 +644,26 @@ func (w *Writer) Restore(path string) (RestoreResult, error) {
 	return w.restore(func(k key) bool { return under(k.path, path) })
 }
 
+// RestoreUndesired writes back every original whose file the writer no
+// longer asserts: what a previous run (adopted from the state file) or a
+// previous policy changed and the current one does not. After it, every
+// recorded original belongs to a desired value.
+func (w *Writer) RestoreUndesired() (RestoreResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// A desired file keeps the originals of the files it couples, too
+	// (a desired cpu.idle=1 holds the weight's original: writing it back
+	// would fail while idle is set, and undo what idle means).
+	kept := make(map[key]bool, len(w.desired))
+	for k := range w.desired {
+		kept[k] = true
+		for _, f := range coupled[k.file] {
+			kept[key{k.path, f}] = true
+		}
+	}
+	return w.restore(func(k key) bool { return !kept[k] })
+}
+
 // restore writes back the selected originals. Parents go first, which a
 // widening cpuset needs; what the kernel rejects with EBUSY or EINVAL (a
 // parent narrower than a child, a weight while cpu.idle is set) is retried
@@ -657,6 +677,9 @@ func (w *Writer) restore(sel func(key) bool) (RestoreResult, error) {
 		}
 	}
 	total := len(pending)
+	if total == 0 {
+		return res, nil // nothing to write, nor to persist
+	}
 	failed := map[key]error{}
 	for pass := 0; len(pending) > 0; pass++ {
 		progress := false

@@ -902,3 +902,43 @@ func TestApplySameFileTwice(t *testing.T) {
 		t.Errorf("Originals() = %+v, want the value found before the batch", o)
 	}
 }
+
+// A restarted agent adopts the originals of the previous run; what the new
+// run no longer asserts goes back, what it asserts keeps its original.
+func TestRestoreUndesiredAfterRestart(t *testing.T) {
+	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	b := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	g := e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, false)
+	origB, origG := readTrim(t, filepath.Join(b, "cpu.shares")), readTrim(t, filepath.Join(g, "cpu.shares"))
+
+	w1 := e.writer(testr.New(t))
+	mustSet(t, w1, b, "cpu.shares", "64", "low")
+	mustSet(t, w1, g, "cpu.shares", "4096", "critical")
+	if err := w1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	w2 := e.writer(testr.New(t))
+	if res, err := w2.RestoreUndesired(); err != nil || res.Restored != 2 {
+		t.Fatalf("RestoreUndesired() with nothing desired = %+v, %v; want both adopted originals restored", res, err)
+	}
+	mustSet(t, w2, b, "cpu.shares", "64", "low")
+	mustSet(t, w2, g, "cpu.shares", "4096", "critical")
+	w2.Release(b, "cpu.shares")
+	res, err := w2.RestoreUndesired()
+	if err != nil || res.Restored != 1 {
+		t.Fatalf("RestoreUndesired() = %+v, %v; want 1 restored", res, err)
+	}
+	if got := readTrim(t, filepath.Join(b, "cpu.shares")); got != origB {
+		t.Errorf("released pod's cpu.shares = %s, want its original %s", got, origB)
+	}
+	if got := readTrim(t, filepath.Join(g, "cpu.shares")); got != "4096" {
+		t.Errorf("asserted pod's cpu.shares = %s, want 4096 still", got)
+	}
+	if res, err := w2.RestoreAll(); err != nil || res.Restored != 1 {
+		t.Fatalf("RestoreAll() = %+v, %v; want the remaining original restored", res, err)
+	}
+	if got := readTrim(t, filepath.Join(g, "cpu.shares")); got != origG {
+		t.Errorf("cpu.shares after RestoreAll = %s, want the original %s", got, origG)
+	}
+}

@@ -95,6 +95,9 @@ type Report struct {
 	Notes []string
 	// Changed reports whether any cgroup file was written.
 	Changed bool
+	// Restored counts originals written back because no pod asks for their
+	// file any more.
+	Restored int
 }
 
 // Backend enforces tiers with cgroup knobs. It is not safe for concurrent
@@ -220,6 +223,14 @@ func (b *Backend) Apply(a Assignment) (Report, error) {
 			}
 			delete(b.pods, uid)
 		}
+	}
+	// What no pod asks for any more goes back: values a previous agent
+	// run set (adopted from the state file) on pods that left a tier or the
+	// node while no agent was watching.
+	if res, err := b.w.RestoreUndesired(); err != nil {
+		errs = append(errs, fmt.Errorf("failed to restore values no pod asks for any more: %w", err))
+	} else {
+		rep.Restored = res.Restored
 	}
 	if len(noIdle) > 0 {
 		sort.Strings(noIdle)
