@@ -41,6 +41,9 @@ type Options struct {
 	SysCPURoot string
 	// ProcRoot is /proc.
 	ProcRoot string
+	// BootIDFile tags the cgroup state file with the boot; empty means
+	// the kernel's.
+	BootIDFile string
 }
 
 // Agent is the L0 node agent.
@@ -105,8 +108,9 @@ func (a *Agent) poke() {
 	}
 }
 
-// Run runs the agent until ctx is done. On return, enforcement is left as it
-// is (an agent restart adopts it); safe mode and --restore stand it down.
+// Run runs the agent until ctx is done. On return, scx_layered is left
+// running (an agent restart adopts it) and cgroup values are restored;
+// safe mode and --restore stand both down.
 func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.o.Config
 	m, err := ReadMachine(a.o.SysCPURoot)
@@ -126,7 +130,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.layout = layout
 
-	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.log)
+	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.newCgroupBackend, a.log)
+	defer func() {
+		// A clean stop: the cgroup backend restores the originals, the scx
+		// backend leaves scx_layered for the next agent to adopt.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := a.backend.Close(cctx); err != nil {
+			a.log.Error(err, "Failed to stand down cleanly", "backend", a.backend.Name())
+		}
+	}()
 	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "status", a.backend.Status())
 
 	if err := a.store.Start(ctx); err != nil {

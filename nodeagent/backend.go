@@ -27,6 +27,10 @@ type backend interface {
 	Status() string
 	// Run runs the backend's background work until ctx is done.
 	Run(ctx context.Context) error
+	// Close is the clean stop of the agent: the cgroup backend restores
+	// every original; scx_layered keeps running for the next agent to
+	// adopt (DESIGN.md §7).
+	Close(ctx context.Context) error
 }
 
 // Applied says what an Apply did.
@@ -46,6 +50,7 @@ func (o observeOnly) Apply(context.Context, []Assignment, Machine) (Applied, err
 }
 func (o observeOnly) StandDown(context.Context) error { return nil }
 func (o observeOnly) Run(ctx context.Context) error   { <-ctx.Done(); return nil }
+func (o observeOnly) Close(context.Context) error     { return nil }
 func (o observeOnly) Status() string {
 	if o.reason != "" {
 		return wellknown.FormatAgentStatus(wellknown.AgentStatusRefusedPrefix, o.reason)
@@ -55,26 +60,42 @@ func (o observeOnly) Status() string {
 
 // selectBackend picks the backend the config asks for and the node can do
 // (DESIGN.md §7): auto → scx_layered when the kernel has sched_ext and the
-// binary is installed, otherwise the cgroup backend. The cgroup backend is
-// not built yet, so today that means observe-only with the reason.
-func selectBackend(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, newSCX func() backend, log logr.Logger) backend {
-	scxReason := scxUnavailable(cfg, sysfs)
+// binary is installed, otherwise the cgroup backend, otherwise observe-only
+// with both reasons.
+func selectBackend(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, newSCX func() backend, newCgroup func() (backend, error), log logr.Logger) backend {
+	cgroupBackend := func() (backend, string) {
+		b, err := newCgroup()
+		if err != nil {
+			return nil, "cgroup backend: " + firstLine(err.Error())
+		}
+		return b, ""
+	}
 	switch cfg.Backend {
 	case configv1alpha1.AgentBackendObserveOnly:
 		return observeOnly{}
 	case configv1alpha1.AgentBackendSCX:
-		if scxReason != "" {
-			return observeOnly{reason: "backend scx: " + scxReason}
+		if reason := scxUnavailable(cfg, sysfs); reason != "" {
+			return observeOnly{reason: "backend scx: " + reason}
 		}
 		return newSCX()
 	case configv1alpha1.AgentBackendCgroup:
-		return observeOnly{reason: "backend cgroup: not available in this build"}
+		b, reason := cgroupBackend()
+		if b == nil {
+			return observeOnly{reason: reason}
+		}
+		return b
 	default: // auto
+		scxReason := scxUnavailable(cfg, sysfs)
 		if scxReason == "" {
 			return newSCX()
 		}
-		log.Info("scx_layered backend unavailable; observing only", "reason", scxReason)
-		return observeOnly{reason: scxReason + "; cgroup backend not available in this build"}
+		b, reason := cgroupBackend()
+		if b != nil {
+			log.Info("scx_layered backend unavailable; enforcing with cgroup knobs", "reason", scxReason)
+			return b
+		}
+		log.Info("No enforcement backend available; observing only", "scx", scxReason, "cgroup", reason)
+		return observeOnly{reason: scxReason + "; " + reason}
 	}
 }
 

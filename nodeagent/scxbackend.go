@@ -61,6 +61,10 @@ func (b *scxBackend) StandDown(ctx context.Context) error {
 	return nil
 }
 
+// Close leaves scx_layered running: an agent restart adopts it, and safe
+// mode or --restore stop it.
+func (b *scxBackend) Close(context.Context) error { return nil }
+
 func (b *scxBackend) Status() string {
 	st := b.sup.Status()
 	switch st.Phase {

@@ -21,11 +21,20 @@ func main() {
 	ro := nodeagent.RunOptions{NodeName: os.Getenv("NODE_NAME")}
 	flag.StringVar(&ro.ConfigPath, "config", "", "agent config file (TOML); empty means the defaults")
 	flag.StringVar(&ro.Kubeconfig, "kubeconfig", "", "kubeconfig; empty means in-cluster")
+	restore := flag.Bool("restore", false, "undo everything an agent did on this node (stop its scx_layered, write every recorded cgroup original back) and exit; for uninstall")
 	logCfg := textlogger.NewConfig()
 	logCfg.AddFlags(flag.CommandLine)
 	flag.Parse()
 	ro.Log = textlogger.NewLogger(logCfg)
 	klog.SetLogger(ro.Log)
+
+	if *restore {
+		if err := nodeagent.Restore(nodeagent.RestoreOptions{ConfigPath: ro.ConfigPath, Out: os.Stdout, Log: ro.Log}); err != nil {
+			fmt.Fprintln(os.Stderr, "infera-agent --restore:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := nodeagent.Run(ctx, ro)

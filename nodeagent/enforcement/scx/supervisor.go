@@ -600,3 +600,18 @@ func lastLine(b []byte) string {
 	}
 	return string(b)
 }
+
+// StopOrphan stops an scx_layered that runs on this supervisor's config
+// path without a supervisor (the agent crashed or was removed), for
+// uninstall (`infera-agent --restore`). It must not be used while Run is
+// running. It returns the pid it stopped, 0 when there was none.
+func (s *Supervisor) StopOrphan() (int, error) {
+	pid := s.findInstance()
+	if pid == 0 {
+		return 0, nil
+	}
+	inst := &instance{pid: pid, exited: make(chan struct{}), started: s.o.Clock.Now()}
+	go s.watchPID(inst)
+	s.o.Log.Info("Stopping an unsupervised scx_layered", "pid", pid, "config", s.o.ConfigPath)
+	return pid, s.stop(inst)
+}

@@ -356,3 +356,27 @@ func TestNoSchedExt(t *testing.T) {
 		t.Fatalf("Run = %v, want ErrNoSchedExt", err)
 	}
 }
+
+// Uninstall (infera-agent --restore) stops an scx_layered no agent
+// supervises, and the kernel reports sched_ext disabled.
+func TestStopOrphanForRestore(t *testing.T) {
+	sysfs := fakeKernel(t)
+	config := filepath.Join(t.TempDir(), "layered.json")
+	r := newRig(t, sysfs, config)
+	r.apply(cfgA)
+	first := r.waitFor("attach", attached)
+	r.abandon()
+
+	s := New(Options{Binary: standin, ConfigPath: config, SysFS: SysFS{Root: sysfs}, Poll: 20 * time.Millisecond,
+		StopTimeout: 5 * time.Second, Log: testr.New(t)})
+	pid, err := s.StopOrphan()
+	if err != nil || pid != first.PID {
+		t.Fatalf("StopOrphan() = %d, %v; want pid %d stopped", pid, err, first.PID)
+	}
+	if k := r.kernel(); k.State != StateDisabled {
+		t.Fatalf("kernel after StopOrphan = %+v, want disabled", k)
+	}
+	if pid, err := s.StopOrphan(); pid != 0 || err != nil {
+		t.Fatalf("second StopOrphan() = %d, %v; want nothing to stop", pid, err)
+	}
+}

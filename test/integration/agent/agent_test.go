@@ -92,19 +92,44 @@ func (s podSpec) pod(ns, node string) *corev1.Pod {
 
 // rig is one agent on one node with faked host trees.
 type rig struct {
-	t      *testing.T
-	node   string
-	ns     string
-	tree   *cgrouptest.Tree
-	sysfs  string
-	log    string
-	cfg    *configv1alpha1.AgentConfiguration
-	agent  *nodeagent.Agent
-	cancel context.CancelFunc
-	done   chan error
+	t       *testing.T
+	node    string
+	ns      string
+	tree    *cgrouptest.Tree
+	sysfs   string
+	log     string
+	cfg     *configv1alpha1.AgentConfiguration
+	agent   *nodeagent.Agent
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+// stop is the agent's clean stop (SIGTERM in a pod).
+func (r *rig) stop() {
+	r.t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		r.t.Errorf("agent Run returned %v", err)
+	}
+	r.stopped = true
+}
+
+// rigOptions vary the node a rig fakes.
+type rigOptions struct {
+	// noSchedExt gives the node a kernel without sched_ext, so auto picks
+	// the cgroup backend.
+	noSchedExt bool
+	// safeMode sets the safe-mode annotation before the agent starts.
+	safeMode bool
 }
 
 func newRig(t *testing.T, node string, window time.Duration) *rig {
+	t.Helper()
+	return newRigWith(t, node, window, rigOptions{})
+}
+
+func newRigWith(t *testing.T, node string, window time.Duration, ro rigOptions) *rig {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -125,7 +150,12 @@ func newRig(t *testing.T, node string, window time.Duration) *rig {
 	r.tree = cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-7"})
 	r.tree.Kubelet(t, cgroup.DriverSystemd)
 	r.sysfs = filepath.Join(dir, "sched_ext")
-	must(t, standintest.FakeSchedExt(r.sysfs))
+	if !ro.noSchedExt {
+		must(t, standintest.FakeSchedExt(r.sysfs))
+	}
+	if ro.safeMode {
+		r.setSafeMode(true)
+	}
 	cpuRoot := filepath.Join(dir, "cpu")
 	must(t, os.MkdirAll(cpuRoot, 0o755))
 	must(t, os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-7\n"), 0o644))
@@ -140,6 +170,7 @@ func newRig(t *testing.T, node string, window time.Duration) *rig {
 	r.cfg.SCX.ConfigPath = filepath.Join(dir, "run", "layered.json")
 	r.cfg.StateDir = filepath.Join(dir, "state")
 	r.cfg.CoalesceWindow.Duration = window
+	r.cfg.Cgroup.ReconcileInterval.Duration = time.Second
 
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
@@ -156,6 +187,9 @@ func newRig(t *testing.T, node string, window time.Duration) *rig {
 	r.cancel, r.done = cancel, make(chan error, 1)
 	go func() { r.done <- r.agent.Run(runCtx) }()
 	t.Cleanup(func() {
+		if r.stopped {
+			return
+		}
 		// Leave no stand-in behind: stand down, then stop the agent.
 		r.setSafeMode(true)
 		r.waitAnnotations("safe mode before cleanup", func(status string, _ wellknown.TierLoad) bool { return status == wellknown.AgentStatusSafeMode })

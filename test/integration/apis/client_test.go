@@ -45,7 +45,9 @@ func TestGeneratedClientInformersListers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cs.InferaV1alpha1().InferaPolicies().Delete(context.Background(), "typed", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cs.InferaV1alpha1().InferaPolicies().Delete(context.Background(), "typed", metav1.DeleteOptions{})
+	})
 	select {
 	case name := <-seen:
 		if name != "typed" {

@@ -1,0 +1,145 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent"
+	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+)
+
+// byPod indexes the agent's assignment by pod name, waiting until every
+// pod's cgroup is found.
+func (r *rig) assignedCgroups(n int) map[string]nodeagent.Assignment {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := map[string]nodeagent.Assignment{}
+		pending := 0
+		for _, a := range r.agent.Assignments() {
+			out[a.Pod.Name] = a
+			if a.Pending() {
+				pending++
+			}
+		}
+		if len(out) == n && pending == 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out waiting for %d pods with cgroups: have %d, %d pending", n, len(out), pending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func readFile(t *testing.T, dir, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func waitFile(t *testing.T, dir, file, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for readFile(t, dir, file) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/%s = %q, want %q", dir, file, readFile(t, dir, file), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// On a kernel without sched_ext, auto enforces the tiers with cgroup knobs
+// on pod cgroups (faked cgroup v2 tree, systemd driver, 8 CPUs), re-asserts
+// drift, and safe mode and a clean stop leave the tree byte-for-byte as the
+// kubelet made it.
+func TestAgentCgroupBackend(t *testing.T) {
+	r := newRigWith(t, "agent-node-cgroup", 200*time.Millisecond, rigOptions{noSchedExt: true, safeMode: true})
+	r.waitAnnotations("safe mode at start", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
+
+	specs := mixedPods()
+	r.createPods(specs)
+	want := wantCounts(specs)
+	r.waitAnnotations("30 pods counted in safe mode", func(s string, l wellknown.TierLoad) bool {
+		return s == wellknown.AgentStatusSafeMode && countsMatch(l, want)
+	})
+	pods := r.assignedCgroups(len(specs))
+	stock := cgrouptest.Snapshot(t, r.tree.Root)
+
+	r.setSafeMode(false)
+	_, load := r.waitAnnotations("cgroup enforcement", func(s string, l wellknown.TierLoad) bool {
+		return s == wellknown.AgentStatusEnforcingCgroup && l.Backend == wellknown.BackendCgroup
+	})
+	// 3 critical pods × 1 CPU on 8 single-thread cores: 3 whole cores,
+	// leaving the system core and the shared pool.
+	if load.FencedMilli != 3000 {
+		t.Errorf("fencedMilli = %d, want 3000", load.FencedMilli)
+	}
+	cpuDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroup.CPU] }
+	setDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroup.CPUSet] }
+	checks := []struct{ pod, file, want string }{
+		{"background-0", "cpu.idle", "1"},            // background: idle class
+		{"besteffort-0", "cpu.idle", "1"},            // BestEffort is background
+		{"volunteer-0", "cpu.idle", "1"},             // opted down by annotation
+		{"low-0", "cpu.weight", "5"},                 // 20 ÷ 4
+		{"high-0", "cpu.weight", "40"},               // 20 × 2
+		{"critical-0", "cpu.weight", "156"},          // 39 × 4
+		{"normal-0", "cpu.weight", "20"},             // the kubelet's
+		{"climber-0", "cpu.weight", "5"},             // low: the annotation cannot raise it
+		{"critical-0", "cpuset.cpus", "5-7"},         // fenced on the top cores
+		{"normal-0", "cpuset.cpus", "0-4"},           // everyone else off the fence
+		{"background-0", "cpuset.cpus", "0-4"},       //
+		{"noclass-guaranteed-0", "cpu.idle", "0"},    // normal: untouched
+		{"noclass-guaranteed-0", "cpu.weight", "39"}, //
+	}
+	for _, c := range checks {
+		dir := cpuDir(c.pod)
+		if strings.HasPrefix(c.file, "cpuset.") {
+			dir = setDir(c.pod)
+		}
+		waitFile(t, dir, c.file, c.want)
+	}
+	// The kubelet's QoS cgroups are never written.
+	now := cgrouptest.Snapshot(t, r.tree.Root)
+	for _, rel := range []string{"kubepods.slice", "kubepods.slice/kubepods-burstable.slice", "kubepods.slice/kubepods-besteffort.slice"} {
+		for _, f := range []string{"cpu.weight", "cpu.idle", "cpuset.cpus"} {
+			if k := rel + "/" + f; stock[k] != now[k] {
+				t.Errorf("QoS cgroup file %s changed: %q → %q", k, stock[k], now[k])
+			}
+		}
+	}
+
+	// Something else (the kubelet) rewrites a value: the reconcile timer
+	// (1 s here) puts it back.
+	crit := cpuDir("critical-0")
+	if err := os.WriteFile(filepath.Join(crit, "cpu.weight"), []byte("39\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, crit, "cpu.weight", "156")
+
+	// Safe mode: byte-for-byte the kubelet's tree again.
+	r.setSafeMode(true)
+	r.waitAnnotations("safe mode", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
+	if diff := cmp.Diff(stock, cgrouptest.Snapshot(t, r.tree.Root)); diff != "" {
+		t.Errorf("tree after safe mode differs from the stock tree (-stock +now):\n%s", diff)
+	}
+
+	// Lifted, enforced again; a clean stop restores too.
+	r.setSafeMode(false)
+	r.waitAnnotations("re-engaged", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusEnforcingCgroup })
+	waitFile(t, cpuDir("background-0"), "cpu.idle", "1")
+	r.stop()
+	if diff := cmp.Diff(stock, cgrouptest.Snapshot(t, r.tree.Root)); diff != "" {
+		t.Errorf("tree after a clean stop differs from the stock tree (-stock +now):\n%s", diff)
+	}
+}
