@@ -23,6 +23,7 @@ import (
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 	"github.com/infera-io/temper/nodeagent/podstate"
 	"github.com/infera-io/temper/nodeagent/publish"
+	"github.com/infera-io/temper/nodeagent/telemetry"
 )
 
 // Options are the agent's dependencies. Everything that touches the host is
@@ -56,6 +57,7 @@ type Agent struct {
 	backend backend
 	machine Machine
 	kick    chan struct{}
+	metrics *telemetry.Metrics
 
 	mu          sync.Mutex
 	assignments []Assignment
@@ -97,6 +99,10 @@ func New(o Options) (*Agent, error) {
 		pub:      publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
 		kick:     make(chan struct{}, 1),
 		reported: map[string]struct{}{},
+	}
+	a.metrics, err = telemetry.New(telemetry.Options{Snapshot: a.metricsSnapshot, ProcRoot: o.ProcRoot})
+	if err != nil {
+		return nil, fmt.Errorf("failed to register the agent's metrics: %w", err)
 	}
 	return a, nil
 }
@@ -244,7 +250,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 		if wasSafe {
 			a.log.Info("Safe mode lifted: re-engaging enforcement")
 		}
+		start := a.o.Clock.Now()
 		applied, err := a.backend.Apply(ctx, as, a.machine)
+		a.metrics.ObserveApply(a.o.Clock.Since(start))
 		if err != nil {
 			a.log.Error(err, "Failed to apply the assignment", "backend", a.backend.Name())
 		}

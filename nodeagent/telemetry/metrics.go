@@ -1,0 +1,399 @@
+// Package telemetry is the node agent's Prometheus metrics: what it
+// enforces, how the backends behave, what the pods' cgroups and the kernel
+// say about CPU, and what the agent itself costs. Everything is registered
+// on the agent's own registry; nothing touches the global one.
+//
+// Most metrics are read at scrape time from a Snapshot the agent hands
+// over (a pull model: no work between scrapes). Per-pod CPU usage,
+// throttling and pressure are read from the pods' cgroup files during the
+// scrape, bounded by MaxPods.
+package telemetry
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/infera-io/temper/apis/wellknown"
+)
+
+// Namespace prefixes every metric.
+const Namespace = "infera"
+
+// MaxPods bounds the per-pod series one scrape emits; a node runs at most a
+// few hundred pods, and a bug must not turn into unbounded cardinality.
+const MaxPods = 512
+
+// maxLabel bounds a label value (Kubernetes names are at most 253 bytes).
+const maxLabel = 253
+
+// States of infera_backend_state: the agent-status annotation without its
+// free-text reason, so the label set stays bounded.
+const (
+	StateEnforcing   = "enforcing"
+	StateDegraded    = "degraded"
+	StateRefused     = "refused"
+	StateObserveOnly = "observe-only"
+	StateSafeMode    = "safe-mode"
+)
+
+var states = []string{StateEnforcing, StateDegraded, StateRefused, StateObserveOnly, StateSafeMode}
+
+// StateOf maps an infera.io/agent-status value to its state.
+func StateOf(status string) string {
+	switch {
+	case status == wellknown.AgentStatusSafeMode:
+		return StateSafeMode
+	case status == wellknown.AgentStatusObserveOnly:
+		return StateObserveOnly
+	case strings.HasPrefix(status, wellknown.AgentStatusRefusedPrefix):
+		return StateRefused
+	case strings.HasPrefix(status, wellknown.AgentStatusDegradedPrefix):
+		return StateDegraded
+	default:
+		return StateEnforcing
+	}
+}
+
+// TierUsage is one tier's share of the assignment.
+type TierUsage struct {
+	Pods         int
+	RequestMilli int64
+}
+
+// Pod is one pod whose cgroup files are read at scrape time.
+type Pod struct {
+	Namespace, Name string
+	Tier            wellknown.Tier
+	// CPUDir is the pod's cgroup in the cpu hierarchy (v1) or the unified
+	// tree (v2); empty while the cgroup is not found.
+	CPUDir string
+	// CPUAcctDir is the pod's cgroup in the v1 cpuacct hierarchy when it is
+	// not co-mounted with cpu; empty otherwise.
+	CPUAcctDir string
+}
+
+// Scheduler counts scx_layered events since the agent started.
+type Scheduler struct {
+	Starts, Exits, Ejections int
+}
+
+// Cgroup counts the cgroup writer's work since the agent started.
+type Cgroup struct {
+	Writes, Drift, Errors, Restored, Gone uint64
+}
+
+// Histogram is a cumulative histogram: Buckets maps an upper bound in
+// seconds to the count of observations at or below it.
+type Histogram struct {
+	Count   uint64
+	Sum     float64
+	Buckets map[float64]uint64
+}
+
+// Snapshot is what the agent enforces and observes right now.
+type Snapshot struct {
+	Generation int64
+	Backend    string
+	// Status is the infera.io/agent-status value.
+	Status   string
+	SafeMode bool
+	// CgroupV2 selects the v2 file formats for the per-pod files.
+	CgroupV2 bool
+	Tiers    map[wellknown.Tier]TierUsage
+	Pods     []Pod
+	// Scheduler is nil unless the scx backend runs; Cgroup is nil unless
+	// the cgroup backend runs.
+	Scheduler *Scheduler
+	Cgroup    *Cgroup
+	// RunQueue holds the per-tier run-queue latency; nil when the eBPF
+	// programs are not loaded.
+	RunQueue map[wellknown.Tier]Histogram
+	// Lint counts current violations per placement invariant; nil when
+	// the linter does not run.
+	Lint map[string]int
+}
+
+// Options configure the metrics.
+type Options struct {
+	// Snapshot is called once per scrape. Required.
+	Snapshot func() Snapshot
+	// ProcRoot is /proc, for node PSI; default /proc.
+	ProcRoot string
+}
+
+// Metrics is the agent's registry and the metrics the agent pushes
+// (apply latency); everything else is collected at scrape time.
+type Metrics struct {
+	reg   *prometheus.Registry
+	apply prometheus.Histogram
+}
+
+// New registers every metric on a new registry.
+func New(o Options) (*Metrics, error) {
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "apply_duration_seconds",
+			Help:    "Time from a coalesced change to the backend having applied the new assignment.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+	}
+	cs := []prometheus.Collector{
+		m.apply,
+		newSnapshotCollector(o),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: Namespace + "_agent"}),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Registry is what /metrics serves.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ObserveApply records one apply's latency.
+func (m *Metrics) ObserveApply(d time.Duration) { m.apply.Observe(d.Seconds()) }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(Namespace+"_"+name, help, labels, nil)
+}
+
+// snapshotCollector turns a Snapshot (and the pods' cgroup files) into
+// metrics at scrape time.
+type snapshotCollector struct {
+	o Options
+
+	pods, request, gen, backend, safeMode                         *prometheus.Desc
+	schedStarts, schedExits, schedEjections                       *prometheus.Desc
+	cgWrites, cgDrift, cgErrors, cgRestored, cgGone               *prometheus.Desc
+	podUsage, podThrottled, podThrottledPeriods, podPressure, psi *prometheus.Desc
+	runq, lint, truncated                                         *prometheus.Desc
+}
+
+func newSnapshotCollector(o Options) *snapshotCollector {
+	pod := []string{"namespace", "pod", "tier"}
+	return &snapshotCollector{
+		o:        o,
+		pods:     desc("tier_pods", "Pods on this node per QoS tier.", "tier"),
+		request:  desc("tier_cpu_request_cores", "CPU requested by the pods of each tier, in cores.", "tier"),
+		gen:      desc("config_generation", "Generation of the enforced assignment; rises whenever what is enforced changes."),
+		backend:  desc("backend_state", "1 for the enforcement backend in use and its state (enforcing, degraded, refused, observe-only, safe-mode), 0 for the other states.", "backend", "state"),
+		safeMode: desc("safe_mode", "1 while the node is in safe mode (stock kernel behaviour)."),
+
+		schedStarts:    desc("scheduler_starts_total", "scx_layered processes started by the agent."),
+		schedExits:     desc("scheduler_exits_total", "scx_layered processes that exited."),
+		schedEjections: desc("scheduler_ejections_total", "Times the kernel ejected the sched_ext scheduler."),
+
+		cgWrites:   desc("cgroup_writes_total", "Cgroup files written (set, drift re-assertion and restore)."),
+		cgDrift:    desc("cgroup_drift_total", "Cgroup values found changed behind the agent's back and re-asserted."),
+		cgErrors:   desc("cgroup_write_errors_total", "Failed cgroup reads and writes, gone cgroups excluded."),
+		cgRestored: desc("cgroup_restored_total", "Original cgroup values written back."),
+		cgGone:     desc("cgroup_gone_total", "Cgroup operations on cgroups that had vanished (a pod gone mid-write)."),
+
+		podUsage:            desc("pod_cpu_usage_seconds_total", "CPU time used by the pod's cgroup.", pod...),
+		podThrottled:        desc("pod_cpu_throttled_seconds_total", "Time the pod's cgroup was throttled by its CPU limit.", pod...),
+		podThrottledPeriods: desc("pod_cpu_throttled_periods_total", "CFS periods in which the pod's cgroup was throttled.", pod...),
+		podPressure:         desc("pod_cpu_pressure_seconds_total", "Time some or all of the pod's tasks were stalled waiting for CPU (cgroup v2 cpu.pressure).", append(pod, "kind")...),
+		psi:                 desc("node_cpu_pressure_seconds_total", "Time some or all tasks of the node were stalled waiting for CPU (/proc/pressure/cpu).", "kind"),
+
+		runq:      desc("runqueue_latency_seconds", "Time from a task's wakeup to it running on a CPU, per tier of its pod (eBPF).", "tier"),
+		lint:      desc("lint_violation", "Current violations of each placement invariant.", "invariant"),
+		truncated: desc("pod_series_truncated", "1 when the node has more pods than one scrape reports per-pod series for."),
+	}
+}
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.pods, c.request, c.gen, c.backend, c.safeMode,
+		c.schedStarts, c.schedExits, c.schedEjections, c.cgWrites, c.cgDrift, c.cgErrors, c.cgRestored, c.cgGone,
+		c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure, c.psi, c.runq, c.lint, c.truncated} {
+		ch <- d
+	}
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.o.Snapshot()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	for _, t := range wellknown.AllTiers() {
+		u := s.Tiers[t]
+		gauge(c.pods, float64(u.Pods), string(t))
+		gauge(c.request, float64(u.RequestMilli)/1000, string(t))
+	}
+	gauge(c.gen, float64(s.Generation))
+	state := StateOf(s.Status)
+	for _, st := range states {
+		v := 0.0
+		if st == state {
+			v = 1
+		}
+		gauge(c.backend, v, label(s.Backend), st)
+	}
+	gauge(c.safeMode, b2f(s.SafeMode))
+	if sc := s.Scheduler; sc != nil {
+		counter(c.schedStarts, float64(sc.Starts))
+		counter(c.schedExits, float64(sc.Exits))
+		counter(c.schedEjections, float64(sc.Ejections))
+	}
+	if cg := s.Cgroup; cg != nil {
+		counter(c.cgWrites, float64(cg.Writes))
+		counter(c.cgDrift, float64(cg.Drift))
+		counter(c.cgErrors, float64(cg.Errors))
+		counter(c.cgRestored, float64(cg.Restored))
+		counter(c.cgGone, float64(cg.Gone))
+	}
+	pods := s.Pods
+	gauge(c.truncated, b2f(len(pods) > MaxPods))
+	if len(pods) > MaxPods {
+		pods = pods[:MaxPods]
+	}
+	seen := make(map[[2]string]bool, len(pods))
+	for _, p := range pods {
+		k := [2]string{label(p.Namespace), label(p.Name)}
+		if seen[k] {
+			continue // a recreated pod's predecessor; one series per name
+		}
+		seen[k] = true
+		c.collectPod(ch, p, s.CgroupV2)
+	}
+	if psi, ok := readPSI(filepath.Join(c.o.ProcRoot, "pressure", "cpu")); ok {
+		for kind, v := range psi {
+			counter(c.psi, v, kind)
+		}
+	}
+	for t, h := range s.RunQueue {
+		ch <- prometheus.MustNewConstHistogram(c.runq, h.Count, h.Sum, h.Buckets, string(t))
+	}
+	for inv, n := range s.Lint {
+		gauge(c.lint, float64(n), label(inv))
+	}
+}
+
+// collectPod reads one pod's cgroup files. A pod whose cgroup vanished
+// between the snapshot and the read has no series in this scrape.
+func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, p Pod, v2 bool) {
+	if p.CPUDir == "" {
+		return
+	}
+	labels := []string{label(p.Namespace), label(p.Name), string(p.Tier)}
+	counter := func(d *prometheus.Desc, v float64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append(labels, extra...)...)
+	}
+	stat := readKV(filepath.Join(p.CPUDir, "cpu.stat"))
+	if v2 {
+		if v, ok := stat["usage_usec"]; ok {
+			counter(c.podUsage, v/1e6)
+		}
+		if v, ok := stat["throttled_usec"]; ok {
+			counter(c.podThrottled, v/1e6)
+		}
+		if v, ok := stat["nr_throttled"]; ok {
+			counter(c.podThrottledPeriods, v)
+		}
+		if psi, ok := readPSI(filepath.Join(p.CPUDir, "cpu.pressure")); ok {
+			for kind, v := range psi {
+				counter(c.podPressure, v, kind)
+			}
+		}
+		return
+	}
+	acct := p.CPUAcctDir
+	if acct == "" {
+		acct = p.CPUDir
+	}
+	if v, ok := readUint(filepath.Join(acct, "cpuacct.usage")); ok {
+		counter(c.podUsage, v/1e9)
+	}
+	if v, ok := stat["throttled_time"]; ok {
+		counter(c.podThrottled, v/1e9)
+	}
+	if v, ok := stat["nr_throttled"]; ok {
+		counter(c.podThrottledPeriods, v)
+	}
+}
+
+// readKV reads a flat-keyed cgroup file ("key value" lines).
+func readKV(p string) map[string]float64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		k, v, ok := strings.Cut(s.Text(), " ")
+		if !ok {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			out[k] = f
+		}
+	}
+	return out
+}
+
+func readUint(p string) (float64, bool) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return float64(v), err == nil
+}
+
+// readPSI reads the total stall time of a pressure file ("some ... total=N"
+// and "full ... total=N", in microseconds) as seconds per kind.
+func readPSI(p string) (map[string]float64, bool) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, false
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || (fields[0] != "some" && fields[0] != "full") {
+			continue
+		}
+		for _, f := range fields[1:] {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+					out[fields[0]] = float64(n) / 1e6
+				}
+			}
+		}
+	}
+	return out, len(out) > 0
+}
+
+// label bounds a label value and keeps it valid UTF-8.
+func label(s string) string {
+	if len(s) > maxLabel {
+		s = s[:maxLabel]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
