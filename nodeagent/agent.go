@@ -58,6 +58,8 @@ type Agent struct {
 	machine Machine
 	kick    chan struct{}
 	metrics *telemetry.Metrics
+	// cpuacctRoot is the v1 cpuacct hierarchy when not co-mounted with cpu.
+	cpuacctRoot string
 
 	mu          sync.Mutex
 	assignments []Assignment
@@ -135,6 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error(err, "Failed to detect the cgroup layout; pods will be reported without cgroups", "root", cfg.Cgroup.Root)
 	}
 	a.layout = layout
+	a.cpuacctRoot = cpuacctHierarchy(layout)
 
 	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.newCgroupBackend, a.log)
 	defer func() {
@@ -354,3 +357,6 @@ func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroup.Driver {
 		return cgroup.DriverAuto
 	}
 }
+
+// Metrics is the agent's metrics registry and pushed metrics.
+func (a *Agent) Metrics() *telemetry.Metrics { return a.metrics }

@@ -1,6 +1,10 @@
 package nodeagent
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
+
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/telemetry"
@@ -23,6 +27,11 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		p := telemetry.Pod{Namespace: as.Pod.Namespace, Name: as.Pod.Name, Tier: as.Tier}
 		if as.Cgroup != nil {
 			p.CPUDir = as.Cgroup.Dirs[cgroup.CPU]
+			if a.cpuacctRoot != "" && p.CPUDir != "" {
+				if rel, err := filepath.Rel(a.layout.Hierarchies[cgroup.CPU], p.CPUDir); err == nil {
+					p.CPUAcctDir = filepath.Join(a.cpuacctRoot, rel)
+				}
+			}
 		}
 		s.Pods = append(s.Pods, p)
 	}
@@ -41,4 +50,32 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		s.Cgroup = &telemetry.Cgroup{Writes: st.Writer.Writes, Drift: st.Writer.Drift, Errors: st.Writer.Errors, Restored: st.Writer.Restored, Gone: st.Writer.Gone}
 	}
 	return s
+}
+
+// cpuacctHierarchy finds the v1 cpuacct hierarchy when it is mounted apart
+// from cpu (CPU usage lives there); "" on v2 or when co-mounted.
+func cpuacctHierarchy(l *cgroup.Layout) string {
+	if l == nil || l.Version != cgroup.V1 {
+		return ""
+	}
+	cpu := l.Hierarchies[cgroup.CPU]
+	if _, err := os.Stat(filepath.Join(cpu, "cpuacct.usage")); err == nil {
+		return "" // co-mounted: cpu,cpuacct
+	}
+	entries, err := os.ReadDir(l.Root)
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		for _, c := range strings.Split(e.Name(), ",") {
+			if c != "cpuacct" {
+				continue
+			}
+			dir := filepath.Join(l.Root, e.Name())
+			if _, err := os.Stat(filepath.Join(dir, "cpuacct.usage")); err == nil {
+				return dir
+			}
+		}
+	}
+	return ""
 }

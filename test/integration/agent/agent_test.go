@@ -122,6 +122,13 @@ type rigOptions struct {
 	noSchedExt bool
 	// safeMode sets the safe-mode annotation before the agent starts.
 	safeMode bool
+	// hostCgroups runs the agent on this machine's real cgroup tree with
+	// the kubelet's pod root at kubepodsPath (cgroupfs driver) instead of a
+	// faked tree, and on the real CPU topology.
+	hostCgroups  bool
+	kubepodsPath string
+	// configure adjusts the config last.
+	configure func(*configv1alpha1.AgentConfiguration)
 }
 
 func newRig(t *testing.T, node string, window time.Duration) *rig {
@@ -147,8 +154,10 @@ func newRigWith(t *testing.T, node string, window time.Duration, ro rigOptions) 
 		t.Fatal(err)
 	}
 
-	r.tree = cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-7"})
-	r.tree.Kubelet(t, cgroup.DriverSystemd)
+	if !ro.hostCgroups {
+		r.tree = cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-7"})
+		r.tree.Kubelet(t, cgroup.DriverSystemd)
+	}
 	r.sysfs = filepath.Join(dir, "sched_ext")
 	if !ro.noSchedExt {
 		must(t, standintest.FakeSchedExt(r.sysfs))
@@ -165,12 +174,23 @@ func newRigWith(t *testing.T, node string, window time.Duration, ro rigOptions) 
 
 	r.cfg = configv1alpha1.DefaultAgentConfiguration()
 	r.cfg.Backend = configv1alpha1.AgentBackendAuto
-	r.cfg.Cgroup.Root = r.tree.Root
+	if ro.hostCgroups {
+		r.cfg.Cgroup.Root = "/sys/fs/cgroup"
+		r.cfg.Cgroup.Driver = configv1alpha1.AgentCgroupDriverCgroupfs
+		r.cfg.Cgroup.KubepodsPath = ro.kubepodsPath
+		r.cfg.Cgroup.CPUManagerState = filepath.Join(dir, "no-cpu-manager-state")
+		cpuRoot = "/sys/devices/system/cpu"
+	} else {
+		r.cfg.Cgroup.Root = r.tree.Root
+	}
 	r.cfg.SCX.Binary = standin
 	r.cfg.SCX.ConfigPath = filepath.Join(dir, "run", "layered.json")
 	r.cfg.StateDir = filepath.Join(dir, "state")
 	r.cfg.CoalesceWindow.Duration = window
 	r.cfg.Cgroup.ReconcileInterval.Duration = time.Second
+	if ro.configure != nil {
+		ro.configure(r.cfg)
+	}
 
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {

@@ -86,9 +86,21 @@ func (s *Sandbox) Mkdir(dir string, cpusetV1 bool) {
 // hierarchy, or the one v2 cgroup).
 func (s *Sandbox) Start(dirs ...string) *exec.Cmd {
 	s.t.Helper()
-	cmd := exec.Command("sleep", "600")
+	return s.StartCommand(exec.Command("sleep", "600"), dirs...)
+}
+
+// StartBusy runs a CPU-bound shell loop in the given cgroups.
+func (s *Sandbox) StartBusy(dirs ...string) *exec.Cmd {
+	s.t.Helper()
+	return s.StartCommand(exec.Command("sh", "-c", "while :; do :; done"), dirs...)
+}
+
+// StartCommand starts cmd and moves it into the given cgroups; cleanup
+// kills it.
+func (s *Sandbox) StartCommand(cmd *exec.Cmd, dirs ...string) *exec.Cmd {
+	s.t.Helper()
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("failed to start sleep: %v", err)
+		s.t.Fatalf("failed to start %s: %v", cmd.Path, err)
 	}
 	s.procs = append(s.procs, cmd)
 	for _, d := range dirs {

@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
+)
+
+// The agent on this machine's real cgroup v1 kernel: the cgroup backend
+// enforces pods whose cgroups (in a private subtree of the real hierarchy)
+// hold real busy processes, the metrics read the real cgroup and PSI files,
+// and safe mode leaves every cgroup as the kubelet made it.
+func TestAgentOnHostCgroupV1(t *testing.T) {
+	hostcg.RequireRoot(t)
+	const root = "/sys/fs/cgroup"
+	if v, err := cgroup.DetectVersion(root); err != nil || v != cgroup.V1 {
+		t.Skipf("%s is not cgroup v1 here (%v, %v); the VM suite covers v2", root, v, err)
+	}
+	host, err := cgroup.Detect(root, cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuH, cpusetH := host.Hierarchies[cgroup.CPU], host.Hierarchies[cgroup.CPUSet]
+	if cpusetH == "" {
+		t.Skip("no v1 cpuset hierarchy")
+	}
+	// CPU usage is in cpuacct, co-mounted with cpu or on its own.
+	hier := []string{cpuH, cpusetH}
+	if _, err := os.Stat(filepath.Join(cpuH, "cpuacct.usage")); err != nil {
+		hier = append(hier, filepath.Join(root, "cpuacct"))
+	}
+	base := hostcg.RandomName(t)
+	kp := base + "/kubepods"
+	sb := hostcg.New(t)
+	var dirs []string
+	for _, h := range hier {
+		for _, rel := range []string{base, kp, kp + "/burstable", kp + "/besteffort"} {
+			sb.Mkdir(filepath.Join(h, rel), h == cpusetH)
+			if h == cpuH || h == cpusetH { // cpuacct holds counters only
+				dirs = append(dirs, filepath.Join(h, rel))
+			}
+		}
+	}
+	for rel, v := range map[string]string{kp + "/burstable": "1024", kp + "/besteffort": "2"} {
+		must(t, os.WriteFile(filepath.Join(cpuH, rel, "cpu.shares"), []byte(v), 0))
+	}
+
+	r := newRigWith(t, "agent-node-host", 200*time.Millisecond, rigOptions{
+		noSchedExt: true, safeMode: true, hostCgroups: true, kubepodsPath: kp,
+	})
+	r.waitAnnotations("safe mode at start", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
+	specs := []podSpec{
+		{name: "crit", class: "infera-critical", cpu: "500m", mem: "32Mi", limitCPU: "=", want: wellknown.TierCritical},
+		{name: "batch", class: "infera-background", cpu: "500m", want: wellknown.TierBackground},
+		{name: "scratch", want: wellknown.TierBackground},
+		{name: "api", class: "infera-high", cpu: "100m", want: wellknown.TierHigh},
+	}
+	cpuDirs := map[string]string{}
+	for _, s := range specs {
+		p := s.pod(r.ns, r.node)
+		must(t, env.Client.Create(context.Background(), p))
+		l, err := cgroup.Detect(root, cgroup.DetectOptions{KubepodsDir: kp})
+		must(t, err)
+		rel, err := l.PodRelPath(string(p.UID), p.Status.QOSClass)
+		must(t, err)
+		var podDirs []string
+		for _, h := range hier {
+			sb.Mkdir(filepath.Join(h, rel), h == cpusetH)
+			if h == cpuH || h == cpusetH {
+				dirs = append(dirs, filepath.Join(h, rel))
+			}
+			podDirs = append(podDirs, filepath.Join(h, rel))
+		}
+		cpuDirs[s.name] = filepath.Join(cpuH, rel)
+		// The kubelet's pod-level cpu.shares: requests in shares, 2 without.
+		must(t, os.WriteFile(filepath.Join(cpuH, rel, "cpu.shares"), []byte(map[string]string{
+			"crit": "512", "batch": "512", "scratch": "2", "api": "102",
+		}[s.name]), 0))
+		// Real work in the pod: a busy loop in the batch pod, sleepers
+		// elsewhere.
+		if s.name == "batch" {
+			sb.StartBusy(podDirs...)
+		} else {
+			sb.Start(podDirs...)
+		}
+	}
+	r.assignedCgroups(len(specs))
+	stock := hostcg.ConfigSnapshot(t, dirs)
+
+	r.setSafeMode(false)
+	r.waitAnnotations("cgroup enforcement", func(s string, l wellknown.TierLoad) bool {
+		return s == wellknown.AgentStatusEnforcingCgroup && l.Backend == wellknown.BackendCgroup
+	})
+	waitFile(t, cpuDirs["batch"], "cpu.idle", "1")
+	waitFile(t, cpuDirs["scratch"], "cpu.idle", "1")
+	waitFile(t, cpuDirs["api"], "cpu.shares", "204") // the kubelet's 102 × 2 (100m)
+	waitFile(t, cpuDirs["crit"], "cpu.shares", "2048") // 512 × 4
+
+	// The metrics read the real files: the busy pod's CPU time grows.
+	usage := func() float64 {
+		fams, err := r.agent.Metrics().Registry().Gather()
+		must(t, err)
+		for _, f := range fams {
+			if f.GetName() != "infera_pod_cpu_usage_seconds_total" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				if labelValue(m, "pod") == "batch" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	first := usage()
+	if first < 0 {
+		t.Fatal("no infera_pod_cpu_usage_seconds_total for the busy pod")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for usage() <= first {
+		if time.Now().After(deadline) {
+			t.Fatalf("the busy pod's CPU usage did not grow from %v", first)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	r.setSafeMode(true)
+	r.waitAnnotations("safe mode", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
+	if diff := cmp.Diff(stock, hostcg.ConfigSnapshot(t, dirs)); diff != "" {
+		t.Errorf("real cgroups after safe mode differ from the stock values (-stock +now):\n%s", diff)
+	}
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
