@@ -102,7 +102,7 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 	})
 	waitFile(t, cpuDirs["batch"], "cpu.idle", "1")
 	waitFile(t, cpuDirs["scratch"], "cpu.idle", "1")
-	waitFile(t, cpuDirs["api"], "cpu.shares", "204") // the kubelet's 102 × 2 (100m)
+	waitFile(t, cpuDirs["api"], "cpu.shares", "204")   // the kubelet's 102 × 2 (100m)
 	waitFile(t, cpuDirs["crit"], "cpu.shares", "2048") // 512 × 4
 
 	// The metrics read the real files: the busy pod's CPU time grows.
