@@ -4,21 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 
 // scxBackend enforces tiers with scx_layered: it generates the layer config
-// from the assignment and hands it to the supervisor.
+// from the assignment and hands it to the supervisor. While scx_layered is
+// down (crashed, ejected, failing to load: the supervisor is degraded and
+// backing off), the cgroup backend covers the gap with the same assignment
+// (DESIGN.md §7), and stands down again once scx_layered is attached.
 type scxBackend struct {
 	sup      *scxenf.Supervisor
 	generate func([]Assignment, Machine) ([]byte, Applied, error)
+	// cover is the cgroup backend, nil when the node has none.
+	cover   *cgroupBackend
+	changed chan struct{}
+
+	mu       sync.Mutex
+	last     []Assignment // the assignment to cover with; nil in safe mode
+	lastM    Machine
+	covering bool
 }
 
 func (a *Agent) newSCXBackend() backend {
 	cfg := a.o.Config
-	b := &scxBackend{generate: generateLayered}
+	b := &scxBackend{generate: generateLayered, changed: make(chan struct{}, 1)}
 	b.sup = scxenf.New(scxenf.Options{
 		Binary:     cfg.SCX.Binary,
 		ExtraArgs:  cfg.SCX.ExtraArgs,
@@ -26,16 +38,74 @@ func (a *Agent) newSCXBackend() backend {
 		SysFS:      scxenf.SysFS{Root: a.o.SchedExtRoot},
 		ProcRoot:   a.o.ProcRoot,
 		Log:        a.log.WithName("scx"),
-		OnChange:   func(scxenf.Status) { a.poke() },
+		OnChange: func(scxenf.Status) {
+			select {
+			case b.changed <- struct{}{}:
+			default:
+			}
+			a.poke()
+		},
 	})
+	if cb, err := a.newCgroupBackend(); err != nil {
+		a.log.Info("No cgroup backend to cover scx_layered outages", "reason", err.Error())
+	} else {
+		b.cover = cb.(*cgroupBackend)
+	}
 	return b
 }
 
 func (b *scxBackend) Name() string { return wellknown.BackendSCXLayered }
 
-func (b *scxBackend) Run(ctx context.Context) error { return b.sup.Run(ctx) }
+func (b *scxBackend) Run(ctx context.Context) error {
+	if b.cover != nil {
+		go func() { _ = b.cover.Run(ctx) }()
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-b.changed:
+				b.syncCover(ctx)
+			}
+		}
+	}()
+	return b.sup.Run(ctx)
+}
+
+// syncCover engages the cgroup backend while the supervisor is degraded
+// and stands it down once scx_layered is attached. A restart for a new
+// config (starting) is not an outage worth cgroup writes.
+func (b *scxBackend) syncCover(ctx context.Context) {
+	if b.cover == nil {
+		return
+	}
+	phase := b.sup.Status().Phase
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case phase == scxenf.PhaseDegraded && b.last != nil:
+		if !b.covering {
+			b.cover.log.Info("scx_layered is down; the cgroup backend covers the gap")
+		}
+		b.covering = true
+		if _, err := b.cover.Apply(ctx, b.last, b.lastM); err != nil {
+			b.cover.log.Error(err, "Failed to cover with the cgroup backend")
+		}
+	case phase == scxenf.PhaseAttached && b.covering:
+		b.covering = false
+		b.cover.log.Info("scx_layered is attached again; the cgroup backend stands down")
+		if err := b.cover.StandDown(ctx); err != nil {
+			b.cover.log.Error(err, "Failed to stand the covering cgroup backend down")
+		}
+	}
+}
 
 func (b *scxBackend) Apply(ctx context.Context, as []Assignment, m Machine) (Applied, error) {
+	b.mu.Lock()
+	b.last, b.lastM = as, m
+	b.mu.Unlock()
+	defer b.syncCover(ctx)
 	cfg, applied, err := b.generate(as, m)
 	if err != nil {
 		return applied, fmt.Errorf("failed to generate the scx_layered config: %w", err)
@@ -55,26 +125,45 @@ func (b *scxBackend) Apply(ctx context.Context, as []Assignment, m Machine) (App
 }
 
 func (b *scxBackend) StandDown(ctx context.Context) error {
+	b.mu.Lock()
+	b.last, b.covering = nil, false
+	b.mu.Unlock()
+	var errs []error
 	if err := b.sup.Stop(ctx); err != nil && !errors.Is(err, scxenf.ErrNotRunning) {
-		return err
+		errs = append(errs, err)
 	}
-	return nil
+	if b.cover != nil {
+		errs = append(errs, b.cover.StandDown(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // Close leaves scx_layered running: an agent restart adopts it, and safe
-// mode or --restore stop it.
-func (b *scxBackend) Close(context.Context) error { return nil }
+// mode or --restore stop it. Cgroup values set while covering go back.
+func (b *scxBackend) Close(ctx context.Context) error {
+	if b.cover == nil {
+		return nil
+	}
+	return b.cover.Close(ctx)
+}
 
 func (b *scxBackend) Status() string {
 	st := b.sup.Status()
+	b.mu.Lock()
+	covering := b.covering
+	b.mu.Unlock()
+	cov := ""
+	if covering {
+		cov = "; cgroup backend covering"
+	}
 	switch st.Phase {
 	case scxenf.PhaseAttached:
 		return wellknown.AgentStatusEnforcingSCX
 	case scxenf.PhaseStarting:
-		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered starting")
+		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered starting"+cov)
 	case scxenf.PhaseDegraded:
-		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, st.Reason)
+		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, st.Reason+cov)
 	default:
-		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered not running")
+		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered not running"+cov)
 	}
 }

@@ -45,9 +45,11 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	case *scxBackend:
 		st := b.sup.Status()
 		s.Scheduler = &telemetry.Scheduler{Starts: st.Starts, Exits: st.Exits, Ejections: st.Ejections}
+		if b.cover != nil {
+			s.Cgroup = cgroupCounts(b.cover)
+		}
 	case *cgroupBackend:
-		st := b.Stats()
-		s.Cgroup = &telemetry.Cgroup{Writes: st.Writer.Writes, Drift: st.Writer.Drift, Errors: st.Writer.Errors, Restored: st.Writer.Restored, Gone: st.Writer.Gone}
+		s.Cgroup = cgroupCounts(b)
 	}
 	return s
 }
@@ -78,4 +80,9 @@ func cpuacctHierarchy(l *cgroup.Layout) string {
 		}
 	}
 	return ""
+}
+
+func cgroupCounts(b *cgroupBackend) *telemetry.Cgroup {
+	st := b.Stats()
+	return &telemetry.Cgroup{Writes: st.Writer.Writes, Drift: st.Writer.Drift, Errors: st.Writer.Errors, Restored: st.Writer.Restored, Gone: st.Writer.Gone}
 }

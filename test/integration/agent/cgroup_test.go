@@ -2,6 +2,7 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,4 +143,43 @@ func TestAgentCgroupBackend(t *testing.T) {
 	if diff := cmp.Diff(stock, cgrouptest.Snapshot(t, r.tree.Root)); diff != "" {
 		t.Errorf("tree after a clean stop differs from the stock tree (-stock +now):\n%s", diff)
 	}
+}
+
+// While scx_layered is down and cannot come back (it fails to load), the
+// cgroup backend covers the gap with the same assignment; once scx_layered
+// is attached again the cgroup values go back to the kubelet's.
+func TestAgentCoversSCXOutageWithCgroups(t *testing.T) {
+	failFile := filepath.Join(t.TempDir(), "fail")
+	t.Setenv("STANDIN_FAIL_FILE", failFile)
+	r := newRig(t, "agent-node-cover", 200*time.Millisecond)
+	specs := []podSpec{
+		{name: "batch", class: "infera-background", cpu: "500m", want: wellknown.TierBackground},
+		{name: "api", class: "infera-high", cpu: "500m", want: wellknown.TierHigh},
+	}
+	r.createPods(specs)
+	r.waitAnnotations("scx enforcement", func(s string, l wellknown.TierLoad) bool {
+		return s == wellknown.AgentStatusEnforcingSCX && countsMatch(l, wantCounts(specs))
+	})
+	pods := r.assignedCgroups(len(specs))
+	batch := pods["batch"].Cgroup.Dirs[cgroup.CPU]
+	if got := readFile(t, batch, "cpu.idle"); got != "0" {
+		t.Fatalf("cpu.idle = %s while scx_layered enforces, want the kubelet's 0", got)
+	}
+
+	// scx_layered is ejected and every restart fails.
+	must(t, os.WriteFile(failFile, nil, 0o644))
+	if out, err := exec.Command("pkill", "-USR1", "-f", "f:"+r.cfg.SCX.ConfigPath).CombinedOutput(); err != nil {
+		t.Fatalf("pkill: %v: %s", err, out)
+	}
+	r.waitAnnotations("cgroup cover", func(s string, _ wellknown.TierLoad) bool {
+		return strings.HasPrefix(s, wellknown.AgentStatusDegradedPrefix) && strings.Contains(s, "cgroup backend covering")
+	})
+	waitFile(t, batch, "cpu.idle", "1")
+	waitFile(t, pods["api"].Cgroup.Dirs[cgroup.CPU], "cpu.weight", "40")
+
+	// scx_layered loads again: the cover stands down.
+	must(t, os.Remove(failFile))
+	r.waitAnnotations("scx back", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusEnforcingSCX })
+	waitFile(t, batch, "cpu.idle", "0")
+	waitFile(t, pods["api"].Cgroup.Dirs[cgroup.CPU], "cpu.weight", "20")
 }

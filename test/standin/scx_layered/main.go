@@ -101,6 +101,15 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "Error: STANDIN_SYSFS is not set (the stand-in fakes the kernel there)")
 		return 1
 	}
+	// Tests make every start fail while $STANDIN_FAIL_FILE exists (a BPF
+	// verifier rejection, say), to hold the supervisor in backoff.
+	if f := os.Getenv("STANDIN_FAIL_FILE"); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			fmt.Fprintln(os.Stderr, "Error: stand-in: failing to load as asked by STANDIN_FAIL_FILE")
+			logEvent(event{Event: "load-failed", ConfigHash: hash})
+			return 1
+		}
+	}
 	state, _ := os.ReadFile(filepath.Join(sysfs, "state"))
 	if s := strings.TrimSpace(string(state)); s != "disabled" {
 		fmt.Fprintf(os.Stderr, "Error: another sched_ext scheduler is loaded (state %q)\n", s)
