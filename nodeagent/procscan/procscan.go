@@ -1,0 +1,542 @@
+package procscan
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
+
+	"github.com/infera-io/temper/apis/wellknown"
+)
+
+// PodKey names a pod, "namespace/name".
+type PodKey string
+
+// Target is one pod to sample: its processes and its tier.
+type Target struct {
+	Pod  PodKey
+	Tier wellknown.Tier
+	// TGIDs are the pod's processes (thread group ids, as cgroup.procs lists
+	// them). ReadCgroupProcs reads them from the pod's cgroup.
+	TGIDs []int
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxThreadsPerPod = 256
+	DefaultMaxThreads       = 8192
+	DefaultTopN             = 20
+	// maxComm bounds a sanitized comm; the kernel's is at most 15 bytes.
+	maxComm = 32
+	// statBufSize holds any stat line: 52 numeric fields of at most 20
+	// digits plus a 64-byte comm.
+	statBufSize = 2048
+)
+
+// Options configure a Sampler.
+type Options struct {
+	// ProcRoot is where procfs is mounted; default /proc.
+	ProcRoot string
+	// MaxThreadsPerPod bounds the threads read per pod per sample
+	// (default 256); MaxThreads bounds them over all pods (default 8192).
+	MaxThreadsPerPod, MaxThreads int
+	// TopN is how many of the busiest threads Sample.Top holds (default 20).
+	TopN int
+	// ClockTicks is USER_HZ, the unit of utime and stime (default 100, what
+	// every Linux architecture Temper runs on exports).
+	ClockTicks int
+	// Clock timestamps samples; default the real clock.
+	Clock clock.PassiveClock
+}
+
+// Thread is one thread that ran between two samples.
+type Thread struct {
+	TID, PID int
+	// Comm is the thread's name, sanitized: printable ASCII only, other
+	// bytes replaced by '?', at most 32 bytes.
+	Comm string
+	Pod  PodKey
+	Tier wellknown.Tier
+	// CPU is the CPU the thread last ran on when it was sampled.
+	CPU int
+	// MilliCPU is its CPU time between the two samples, in milliseconds per
+	// second (1000 = one full CPU).
+	MilliCPU float64
+}
+
+// CPUUsage is the observed usage of one CPU: the MilliCPU of the threads
+// whose last CPU it was.
+type CPUUsage struct {
+	CPU      int
+	MilliCPU float64
+}
+
+// Cap says that a pod's threads were not all read.
+type Cap struct {
+	Pod PodKey
+	// Threads is how many threads the pod's processes have (their stat's
+	// num_threads, or one per process not read), Read how many were read,
+	// Idle how many were not read because their process was idle.
+	Threads, Read, Idle int
+	// Node is true when the node-wide MaxThreads, not MaxThreadsPerPod,
+	// was what cut this pod short.
+	Node bool
+}
+
+// Sample is what one call of Sampler.Sample saw.
+type Sample struct {
+	Time time.Time
+	// Interval is the time since the previous sample; 0 on the first, which
+	// has no usage.
+	Interval time.Duration
+	// Threads are the sampled threads that used CPU since the previous
+	// sample, busiest first.
+	Threads []Thread
+	// Top are the first TopN of Threads.
+	Top []Thread
+	// CPUs is the usage per CPU, ascending CPU, CPUs without usage left out.
+	CPUs []CPUUsage
+	// Pods and Processes are how many were given; ProcessesIdle how many
+	// were not descended into because their CPU time did not move;
+	// ThreadsRead how many thread stat files were read.
+	Pods, Processes, ProcessesIdle, ThreadsRead int
+	// Capped lists the caps hit, at most one entry per pod.
+	Capped []Cap
+	// Vanished counts processes and threads that exited while being read.
+	Vanished int
+	// Errors counts other read failures; FirstError describes the first.
+	Errors     int
+	FirstError string
+	// Wall is how long the sample took; CPUTime the CPU the sampling
+	// thread spent on it.
+	Wall, CPUTime time.Duration
+}
+
+type procState struct {
+	ticks, start uint64
+	gen          uint64
+	idle         bool
+}
+
+type threadState struct {
+	ticks, start uint64
+	pid          int
+	gen          uint64
+}
+
+// Sampler keeps the previous sample of every thread it saw. It is not safe
+// for concurrent use.
+type Sampler struct {
+	opts    Options
+	procs   map[int]*procState
+	threads map[int]*threadState
+	gen     uint64
+	last    time.Time
+	buf     []byte
+	rot     int
+}
+
+// New returns a Sampler.
+func New(opts Options) (*Sampler, error) {
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.MaxThreadsPerPod == 0 {
+		opts.MaxThreadsPerPod = DefaultMaxThreadsPerPod
+	}
+	if opts.MaxThreads == 0 {
+		opts.MaxThreads = DefaultMaxThreads
+	}
+	if opts.TopN == 0 {
+		opts.TopN = DefaultTopN
+	}
+	if opts.ClockTicks == 0 {
+		opts.ClockTicks = 100
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	switch {
+	case opts.MaxThreadsPerPod < 0:
+		return nil, fmt.Errorf("invalid procscan options: MaxThreadsPerPod %d is negative", opts.MaxThreadsPerPod)
+	case opts.MaxThreads < 0:
+		return nil, fmt.Errorf("invalid procscan options: MaxThreads %d is negative", opts.MaxThreads)
+	case opts.TopN < 0:
+		return nil, fmt.Errorf("invalid procscan options: TopN %d is negative", opts.TopN)
+	case opts.ClockTicks < 0:
+		return nil, fmt.Errorf("invalid procscan options: ClockTicks %d is negative", opts.ClockTicks)
+	}
+	if st, err := os.Stat(opts.ProcRoot); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("invalid procscan options: ProcRoot %q is not a directory", opts.ProcRoot)
+	}
+	return &Sampler{
+		opts:    opts,
+		procs:   map[int]*procState{},
+		threads: map[int]*threadState{},
+		buf:     make([]byte, statBufSize),
+	}, nil
+}
+
+// Sample reads the threads of targets and returns what ran since the
+// previous call. Call it every few seconds (10 s is what the agent does):
+// the usage resolution is one clock tick (10 ms) per interval.
+func (s *Sampler) Sample(targets []Target) *Sample {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := threadCPU()
+	now := s.opts.Clock.Now()
+	s.gen++
+	out := &Sample{Time: now, Pods: len(targets)}
+	if !s.last.IsZero() && now.After(s.last) {
+		out.Interval = now.Sub(s.last)
+	}
+	s.last = now
+	budget := s.opts.MaxThreads
+	// Rotate the first pod so that a total cap does not starve the same
+	// pods every time.
+	if len(targets) > 0 {
+		s.rot = (s.rot + 1) % len(targets)
+	}
+	for i := range targets {
+		budget = s.samplePod(&targets[(i+s.rot)%len(targets)], budget, out)
+	}
+	s.evict()
+	s.finish(out)
+	out.Wall = s.opts.Clock.Since(now)
+	out.CPUTime = threadCPU() - cpu0
+	return out
+}
+
+func (s *Sampler) samplePod(t *Target, budget int, out *Sample) int {
+	podBudget := min(s.opts.MaxThreadsPerPod, budget)
+	read, total, idle := 0, 0, 0
+	hit := false
+	for i, pid := range t.TGIDs {
+		if i >= s.opts.MaxThreadsPerPod {
+			// Each process has at least one thread: the rest cannot fit.
+			total += len(t.TGIDs) - i
+			hit = true
+			break
+		}
+		out.Processes++
+		st, err := s.readStat(s.procPath(pid))
+		if err != nil {
+			s.fail(out, fmt.Sprintf("process %d of pod %s", pid, t.Pod), err)
+			continue
+		}
+		total += max(st.threads, 1)
+		ps := s.procs[pid]
+		quiet := ps != nil && ps.start == st.start && ps.ticks == st.ticks && ps.gen == s.gen-1
+		if ps == nil {
+			ps = &procState{}
+			s.procs[pid] = ps
+		}
+		ps.ticks, ps.start, ps.gen, ps.idle = st.ticks, st.start, s.gen, quiet
+		if quiet {
+			out.ProcessesIdle++
+			idle += max(st.threads, 1)
+			continue
+		}
+		if podBudget-read <= 0 {
+			// Not read: drop it so that the next sample reads its threads
+			// instead of taking it for idle.
+			delete(s.procs, pid)
+			hit = true
+			continue
+		}
+		n, more := s.sampleThreads(t, pid, podBudget-read, out)
+		read += n
+		hit = hit || more
+	}
+	out.ThreadsRead += read
+	if hit {
+		out.Capped = append(out.Capped, Cap{Pod: t.Pod, Threads: total, Read: read, Idle: idle, Node: podBudget < s.opts.MaxThreadsPerPod})
+	}
+	return budget - read
+}
+
+// sampleThreads reads at most limit threads of process pid; more says it
+// has more threads than that.
+func (s *Sampler) sampleThreads(t *Target, pid, limit int, out *Sample) (read int, more bool) {
+	dir := filepath.Join(s.opts.ProcRoot, strconv.Itoa(pid), "task")
+	d, err := os.Open(dir)
+	if err != nil {
+		s.fail(out, fmt.Sprintf("threads of process %d of pod %s", pid, t.Pod), err)
+		return 0, false
+	}
+	defer d.Close()
+	// One name more than the limit tells whether the limit cut the list.
+	names, err := d.Readdirnames(limit + 1)
+	if err != nil && len(names) == 0 {
+		s.fail(out, fmt.Sprintf("threads of process %d of pod %s", pid, t.Pod), err)
+		return 0, false
+	}
+	if len(names) > limit {
+		names, more = names[:limit], true
+	}
+	dfd := int(d.Fd())
+	for _, name := range names {
+		tid, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		read++
+		st, err := s.readStatAt(dfd, name+"/stat")
+		if err != nil {
+			s.fail(out, fmt.Sprintf("thread %d of process %d of pod %s", tid, pid, t.Pod), err)
+			continue
+		}
+		th := s.threads[tid]
+		if th == nil || th.start != st.start || th.pid != pid {
+			s.threads[tid] = &threadState{ticks: st.ticks, start: st.start, pid: pid, gen: s.gen}
+			continue
+		}
+		delta := st.ticks - th.ticks
+		if st.ticks < th.ticks {
+			delta = 0
+		}
+		th.ticks, th.gen = st.ticks, s.gen
+		if delta == 0 || out.Interval <= 0 || len(out.Threads) >= s.opts.MaxThreads {
+			continue
+		}
+		ms := float64(delta) * 1000 / float64(s.opts.ClockTicks)
+		out.Threads = append(out.Threads, Thread{
+			TID: tid, PID: pid, Comm: st.comm, Pod: t.Pod, Tier: t.Tier, CPU: st.cpu,
+			MilliCPU: ms * float64(time.Second) / float64(out.Interval),
+		})
+	}
+	return read, more
+}
+
+// evict forgets processes and threads not seen in this sample. The threads
+// of an idle process were not read but are still there.
+func (s *Sampler) evict() {
+	for pid, p := range s.procs {
+		if p.gen != s.gen {
+			delete(s.procs, pid)
+		}
+	}
+	for tid, t := range s.threads {
+		if t.gen == s.gen {
+			continue
+		}
+		if p := s.procs[t.pid]; p != nil && p.idle {
+			continue
+		}
+		delete(s.threads, tid)
+	}
+}
+
+func (s *Sampler) finish(out *Sample) {
+	slices.SortFunc(out.Threads, func(a, b Thread) int {
+		switch {
+		case a.MilliCPU > b.MilliCPU:
+			return -1
+		case a.MilliCPU < b.MilliCPU:
+			return 1
+		}
+		return a.TID - b.TID
+	})
+	out.Top = out.Threads[:min(len(out.Threads), s.opts.TopN)]
+	per := map[int]float64{}
+	for _, t := range out.Threads {
+		per[t.CPU] += t.MilliCPU
+	}
+	for c, m := range per {
+		out.CPUs = append(out.CPUs, CPUUsage{CPU: c, MilliCPU: m})
+	}
+	slices.SortFunc(out.CPUs, func(a, b CPUUsage) int { return a.CPU - b.CPU })
+}
+
+func (s *Sampler) fail(out *Sample, what string, err error) {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, os.ErrNotExist) {
+		out.Vanished++
+		return
+	}
+	out.Errors++
+	if out.FirstError == "" {
+		out.FirstError = fmt.Sprintf("failed to read %s: %v", what, err)
+	}
+}
+
+func (s *Sampler) procPath(pid int) string {
+	b := s.buf[:0]
+	b = append(b, s.opts.ProcRoot...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(pid), 10)
+	b = append(b, "/stat"...)
+	return string(b)
+}
+
+type stat struct {
+	comm         string
+	ticks, start uint64
+	threads, cpu int
+}
+
+func (s *Sampler) readStat(path string) (stat, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stat{}, err
+	}
+	return s.readFD(fd)
+}
+
+func (s *Sampler) readStatAt(dirfd int, name string) (stat, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stat{}, err
+	}
+	return s.readFD(fd)
+}
+
+// readFD reads a stat file with one pread and closes it.
+func (s *Sampler) readFD(fd int) (stat, error) {
+	n, err := unix.Pread(fd, s.buf[:statBufSize], 0)
+	// A read-only procfs file: closing it cannot lose data.
+	_ = unix.Close(fd)
+	if err != nil {
+		return stat{}, err
+	}
+	return ParseStat(s.buf[:n])
+}
+
+// ErrMalformed is returned for a stat line that cannot be parsed.
+var ErrMalformed = errors.New("malformed stat line")
+
+// ParseStat parses a /proc stat line. The comm is whatever lies between
+// the first '(' and the last ')' (a comm may itself hold spaces and
+// parentheses); fields are counted after the last ')'.
+func ParseStat(b []byte) (stat, error) {
+	var st stat
+	open := indexByte(b, '(')
+	closing := lastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return st, fmt.Errorf("%w: no (comm)", ErrMalformed)
+	}
+	st.comm = sanitize(b[open+1 : closing])
+	// Fields after ") ": index 0 is field 3 (state). We need utime (14),
+	// stime (15), num_threads (20), starttime (22) and processor (39).
+	rest := b[closing+1:]
+	field := 2
+	var utime, stime uint64
+	got := 0
+	for i := 0; i < len(rest) && got < 5; {
+		for i < len(rest) && rest[i] == ' ' {
+			i++
+		}
+		j := i
+		for j < len(rest) && rest[j] != ' ' && rest[j] != '\n' {
+			j++
+		}
+		if j == i {
+			break
+		}
+		field++
+		switch field {
+		case 14, 15, 20, 22, 39:
+			v, ok := parseUint(rest[i:j])
+			if !ok {
+				return st, fmt.Errorf("%w: field %d is %q", ErrMalformed, field, sanitize(rest[i:j]))
+			}
+			switch field {
+			case 14:
+				utime = v
+			case 15:
+				stime = v
+			case 20:
+				st.threads = int(min(v, 1<<31))
+			case 22:
+				st.start = v
+			case 39:
+				st.cpu = int(min(v, 1<<31))
+			}
+			got++
+		}
+		i = j
+	}
+	if got < 5 {
+		return st, fmt.Errorf("%w: %d fields after comm, need 37", ErrMalformed, field-2)
+	}
+	st.ticks = utime + stime
+	return st, nil
+}
+
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func lastIndexByte(b []byte, c byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// sanitize keeps printable ASCII and replaces every other byte by '?',
+// cutting at maxComm bytes: comms are set by the workload and end up in
+// JSON, logs and metric labels.
+func sanitize(b []byte) string {
+	if len(b) > maxComm {
+		b = b[:maxComm]
+	}
+	clean := true
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return string(b)
+	}
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out[i] = c
+	}
+	return string(out)
+}
+
+// threadCPU is the CPU time of the calling OS thread.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
