@@ -166,6 +166,15 @@ func (c *AgentConfiguration) Validate() error {
 	if n := len(c.Server.GRPCSocket); n > maxAgentSocketPath {
 		return fmt.Errorf("server.grpc_socket: %d bytes is longer than a unix socket path may be (%d)", n, maxAgentSocketPath)
 	}
+	if d := c.Observation.SampleInterval.Duration; d < MinSampleInterval || d > MaxSampleInterval {
+		return fmt.Errorf("observation.sample_interval: %s is out of range [%s, %s]", d, MinSampleInterval, MaxSampleInterval)
+	}
+	if err := agentAbsPath("observation.trace_dir", c.Observation.TraceDir); err != nil {
+		return err
+	}
+	if n := c.Observation.TraceMaxBytes; n < MinTraceMaxBytes || n > MaxTraceMaxBytes {
+		return fmt.Errorf("observation.trace_max_bytes: %d is out of range [%d, %d]", n, MinTraceMaxBytes, MaxTraceMaxBytes)
+	}
 	if err := agentAbsPath("state_dir", c.StateDir); err != nil {
 		return err
 	}

@@ -55,6 +55,11 @@ type AgentConfiguration struct {
 	// Server holds the agent's listeners.
 	Server AgentServerConfig `toml:"server" json:"server"`
 
+	// Observation configures the always-on observation layer (thread
+	// sampling, the placement linter, eBPF run-queue latency) and trace
+	// capture.
+	Observation AgentObservationConfig `toml:"observation" json:"observation"`
+
 	// StateDir keeps what must survive an agent restart (the original
 	// cgroup values to restore, the last applied assignment). Default
 	// /var/lib/infera.
@@ -157,6 +162,28 @@ type AgentServerConfig struct {
 	GRPCSocket string `toml:"grpc_socket" json:"grpcSocket"`
 }
 
+// AgentObservationConfig is the [observation] section.
+type AgentObservationConfig struct {
+	// Enabled turns the observation layer on. Off, the agent still
+	// enforces and serves /metrics with what enforcement knows. Default
+	// true.
+	Enabled bool `toml:"enabled" json:"enabled"`
+	// SampleInterval is how often the agent samples where the pods'
+	// threads run and lints their placement. Default 10s; at least 1s, at
+	// most 5m.
+	SampleInterval Duration `toml:"sample_interval" json:"sampleInterval"`
+	// EBPF loads the run-queue latency programs (needs root or CAP_BPF +
+	// CAP_PERFMON, and BTF). Without them the metrics are absent with a
+	// reason. Default true.
+	EBPF bool `toml:"ebpf" json:"ebpf"`
+	// TraceDir keeps captured traces (one capture at a time, the newest
+	// few kept). Default /var/lib/infera/traces.
+	TraceDir string `toml:"trace_dir" json:"traceDir"`
+	// TraceMaxBytes caps one trace file. Default 64 MiB; at least 64 KiB,
+	// at most 1 GiB.
+	TraceMaxBytes int64 `toml:"trace_max_bytes" json:"traceMaxBytes"`
+}
+
 // Duration is a time.Duration written as a Go duration string ("2s",
 // "1m30s"). A bare number is refused: TOML would otherwise read 60 as 60
 // nanoseconds.
@@ -191,6 +218,9 @@ const (
 	DefaultAgentAddress    = ":9100"
 	DefaultAgentGRPCSocket = "/run/infera/agent.sock"
 	DefaultAgentStateDir   = "/var/lib/infera"
+	DefaultSampleInterval  = 10 * time.Second
+	DefaultTraceDir        = "/var/lib/infera/traces"
+	DefaultTraceMaxBytes   = 64 << 20
 	DefaultAgentSysRoot    = "/sys"
 )
 
@@ -200,6 +230,10 @@ const (
 	MaxCoalesceWindow  = 30 * time.Second
 	MinHeartbeat       = 10 * time.Second
 	MinCgroupReconcile = time.Second
+	MinSampleInterval  = time.Second
+	MaxSampleInterval  = 5 * time.Minute
+	MinTraceMaxBytes   = 64 << 10
+	MaxTraceMaxBytes   = 1 << 30
 	MaxCgroupReconcile = 5 * time.Minute
 	MaxHeartbeat       = wellknown.TierLoadHeartbeat
 )
@@ -234,6 +268,13 @@ func DefaultAgentConfiguration() *AgentConfiguration {
 		Server: AgentServerConfig{
 			Address:    DefaultAgentAddress,
 			GRPCSocket: DefaultAgentGRPCSocket,
+		},
+		Observation: AgentObservationConfig{
+			Enabled:        true,
+			SampleInterval: Duration{DefaultSampleInterval},
+			EBPF:           true,
+			TraceDir:       DefaultTraceDir,
+			TraceMaxBytes:  DefaultTraceMaxBytes,
 		},
 		StateDir: DefaultAgentStateDir,
 		SysRoot:  DefaultAgentSysRoot,

@@ -354,6 +354,14 @@ func TestParseAgentConfigurationErrors(t *testing.T) {
 			toml:    agentHeader + "[cgroup]\ncpu_manager_state = \"cpu_manager_state\"\n",
 			wantErr: `cgroup.cpu_manager_state: "cpu_manager_state" must be an absolute path`,
 		},
+		"sample interval too long": {
+			toml:    agentHeader + "[observation]\nsample_interval = \"6m\"\n",
+			wantErr: "observation.sample_interval: 6m0s is out of range [1s, 5m0s]",
+		},
+		"trace cap too small": {
+			toml:    agentHeader + "[observation]\ntrace_max_bytes = 1024\n",
+			wantErr: "observation.trace_max_bytes: 1024 is out of range [65536, 1073741824]",
+		},
 		"heartbeat too frequent": {
 			toml:    agentHeader + "heartbeat = \"9s\"\n",
 			wantErr: "heartbeat: 9s is out of range [10s, 1m0s]",
