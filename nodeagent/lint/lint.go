@@ -2,6 +2,7 @@ package lint
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ func Invariants() []string {
 // Layer is what enforcement promises about one layer.
 type Layer struct {
 	Name string
+	// Kind is the layer kind (Confined, Grouped, Open), for display only.
+	Kind string
 	// Tiers are the tiers whose pods the layer holds.
 	Tiers []wellknown.Tier
 	// CPUs are the CPUs its threads may run on; empty means every CPU of
@@ -214,6 +217,24 @@ func newEval(p Promise, m Machine, opts Options) *eval {
 		e.allowed = append(e.allowed, out)
 	}
 	return e
+}
+
+// AllowedCPUs returns, per layer of p in order, the CPUs its threads may
+// run on: its CPUs (every CPU of m when it has none) minus the CPUs
+// confined to another layer.
+func AllowedCPUs(p Promise, m Machine) []cpuset.Set {
+	return newEval(p, m, Options{}.withDefaults()).allowed
+}
+
+// LayerOf returns the index of the layer of p holding tier t: the first
+// that lists it.
+func LayerOf(p Promise, t wellknown.Tier) (int, bool) {
+	for i, l := range p.Layers {
+		if slices.Contains(l.Tiers, t) {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 func (e *eval) layer(t procscan.Thread) (int, bool) {

@@ -1,0 +1,72 @@
+package observe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ReadPSI reads the node's CPU pressure from procRoot/pressure/cpu. When
+// the file is missing (a kernel without CONFIG_PSI, or booted without
+// psi=1 where it defaults off) or unreadable, PSI is not available and
+// Reason says why.
+func ReadPSI(procRoot string) PSI {
+	p := filepath.Join(procRoot, "pressure", "cpu")
+	b, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return PSI{Reason: fmt.Sprintf("%s does not exist: the kernel has no PSI (CONFIG_PSI off, or psi=0 on its command line)", p)}
+	case err != nil:
+		// EOPNOTSUPP when PSI is compiled in but disabled at boot.
+		return PSI{Reason: fmt.Sprintf("failed to read %s: %v", p, err)}
+	}
+	out := PSI{Available: true}
+	for _, line := range strings.Split(string(b), "\n") {
+		kind, rest, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		r, err := parsePSIRecord(rest)
+		if err != nil {
+			return PSI{Reason: fmt.Sprintf("failed to parse %s: %v", p, err)}
+		}
+		switch kind {
+		case "some":
+			out.Some = &r
+		case "full":
+			out.Full = &r
+		}
+	}
+	if out.Some == nil {
+		return PSI{Reason: fmt.Sprintf("failed to parse %s: no \"some\" line", p)}
+	}
+	return out
+}
+
+func parsePSIRecord(s string) (PSIRecord, error) {
+	var r PSIRecord
+	for _, kv := range strings.Fields(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return r, fmt.Errorf("field %q is not key=value", kv)
+		}
+		var err error
+		switch k {
+		case "avg10":
+			r.Avg10, err = strconv.ParseFloat(v, 64)
+		case "avg60":
+			r.Avg60, err = strconv.ParseFloat(v, 64)
+		case "avg300":
+			r.Avg300, err = strconv.ParseFloat(v, 64)
+		case "total":
+			r.TotalUS, err = strconv.ParseUint(v, 10, 64)
+		}
+		if err != nil {
+			return r, fmt.Errorf("field %s: %w", k, err)
+		}
+	}
+	return r, nil
+}
