@@ -7,3 +7,13 @@ CODE_GENERATOR_VERSION   ?= v0.37.2
 GOLANGCI_LINT_VERSION    ?= v2.15.0
 GOTESTSUM_VERSION        ?= v1.13.0
 KWOK_VERSION             ?= v0.8.0
+# Proto generation (hack/update-proto.sh): the plugins are Go tools; protoc
+# comes from Debian (protobuf-compiler + libprotobuf-dev) and must report
+# exactly PROTOC_VERSION, so generated headers match byte for byte.
+PROTOC_VERSION                ?= 3.21.12
+PROTOC_GEN_GO_VERSION         ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION    ?= v1.6.2
+GRPC_GATEWAY_VERSION          ?= v2.29.0
+# The google/api/{annotations,http}.proto sources come from this Go module
+# (its third_party/googleapis tree), read from the module cache.
+GOOGLEAPIS_PROTO_MODULE       ?= github.com/grpc-ecosystem/grpc-gateway@v1.16.0
