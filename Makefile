@@ -41,7 +41,7 @@ help: ## Show this help.
 ##@ Generation
 
 .PHONY: generate
-generate: generate-deepcopy generate-client ## Generate code: deepcopy and the typed client.
+generate: generate-deepcopy generate-client generate-proto ## Generate code: deepcopy, the typed client and the agent's gRPC API.
 
 .PHONY: generate-deepcopy
 generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with controller-gen.
@@ -50,6 +50,10 @@ generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with c
 .PHONY: generate-client
 generate-client: ## Generate clientset, listers, informers and applyconfigurations into apis/client.
 	hack/update-codegen.sh
+
+.PHONY: generate-proto
+generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto/**/*.proto (needs Debian's protoc, version pinned).
+	hack/update-proto.sh
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
