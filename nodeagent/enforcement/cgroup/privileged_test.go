@@ -328,11 +328,13 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 	}
 
 	// Drift: another writer (the kubelet resizing a pod, an operator) puts
-	// the high pod's weight back and widens the critical container onto
-	// every CPU; the next reconcile re-asserts both.
+	// the high pod's weight back and widens the critical pod and its
+	// container onto every CPU (on v2 a cgroup's effective CPUs are within
+	// its parent's, so both); the next reconcile re-asserts all three.
 	high, critical := pods[1].Cgroup, pods[0].Cgroup
 	for f, v := range map[string]string{
 		filepath.Join(high.Dirs[cg.CPU], "cpu.weight"):                       "20",
+		filepath.Join(critical.Dirs[cg.CPUSet], "cpuset.cpus"):               nodeCPUs.String(),
 		filepath.Join(critical.Containers[0].Dirs[cg.CPUSet], "cpuset.cpus"): nodeCPUs.String(),
 	} {
 		if err := os.WriteFile(f, []byte(v), 0); err != nil {
@@ -343,8 +345,8 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 		t.Fatalf("drift did not take: the critical process may run on %s, want %s", got, nodeCPUs)
 	}
 	res, err := b.Reconcile()
-	if err != nil || res.Drifted != 2 {
-		t.Errorf("Reconcile() after drift = %+v, %v; want 2 drifted", res, err)
+	if err != nil || res.Drifted != 3 {
+		t.Errorf("Reconcile() after drift = %+v, %v; want 3 drifted", res, err)
 	}
 	check("after drift and Reconcile()")
 
