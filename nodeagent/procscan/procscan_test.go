@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,4 +295,61 @@ func TestSampleRealBusyThread(t *testing.T) {
 		}
 	}
 	t.Fatalf("spinner %d never showed usage; last sample %+v", pid, got)
+}
+
+// TestSampleRacesWithExitingThreads samples this process while threads
+// start and exit under it (a goroutine that exits while locked to its OS
+// thread takes the thread with it), and a process that is already gone:
+// exits are counted as vanished, never as errors.
+func TestSampleRacesWithExitingThreads(t *testing.T) {
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("cannot run /bin/true: %v", err)
+	}
+	gone := cmd.Process.Pid
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+					for i := 0; i < 20000; i++ {
+						_ = i * i
+					}
+				}()
+			}
+			wg.Wait()
+		}
+	}()
+	targets := []Target{{Pod: "ns/self", TGIDs: []int{os.Getpid(), gone}}}
+	vanished := 0
+	for range 200 {
+		got := s.Sample(targets)
+		if got.Errors != 0 {
+			t.Fatalf("sample errors %d: %s", got.Errors, got.FirstError)
+		}
+		vanished += got.Vanished
+	}
+	close(stop)
+	<-done
+	if vanished < 200 {
+		t.Errorf("vanished %d over 200 samples; want at least the gone pid %d each time", vanished, gone)
+	}
+	if len(s.threads) > DefaultMaxThreads {
+		t.Errorf("sampler keeps %d thread states", len(s.threads))
+	}
 }
