@@ -65,7 +65,7 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
 command -v xz >/dev/null || need+=(xz-utils)
-command -v flock >/dev/null || need+=(util-linux)
+command -v wget >/dev/null || need+=(wget) # debootstrap downloads with it
 if ! [ -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
 if ((${#need[@]})); then
 	log "installing ${need[*]}"
