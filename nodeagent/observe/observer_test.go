@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cpuset"
@@ -63,8 +64,19 @@ func TestObserverRealNode(t *testing.T) {
 	if got := o.LintViolations()[lint.LayerMismatch]; got == 0 {
 		t.Errorf("layer_mismatch count is 0; want the violations counted")
 	}
+	// Make the agent (this test process) use at least 50 ms of CPU, as
+	// getrusage says, so that /proc/self/stat's 10 ms ticks must show it.
+	for rusageCPU(t) < 50*time.Millisecond {
+		for i := 0; i < 1e6; i++ {
+			_ = i * i
+		}
+	}
+	snap = o.Snapshot()
 	ov := snap.Overhead
-	if ov.Ticks < 2 || ov.CPUSeconds <= 0 || ov.AgentCPUSeconds <= 0 || ov.AgentRSSBytes <= 0 || ov.ObservedSeconds <= 0 || ov.CoreFraction <= 0 {
+	if ov.AgentCPUSeconds < 0.04 {
+		t.Errorf("agent CPU %.3f s; want at least the 50 ms getrusage counted (less one tick)", ov.AgentCPUSeconds)
+	}
+	if ov.Ticks < 2 || ov.CPUSeconds <= 0 || ov.AgentRSSBytes <= 0 || ov.ObservedSeconds <= 0 || ov.CoreFraction <= 0 {
 		t.Errorf("overhead %+v; want ticks, measured CPU, the agent's CPU and RSS", ov)
 	}
 	if snap.Machine.CPUCount == 0 || snap.SchemaVersion != SchemaVersion || snap.Node != "this-host" {
@@ -93,6 +105,14 @@ func TestObserverRealNode(t *testing.T) {
 	if post.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST status %d; want 405", post.StatusCode)
 	}
+}
+
+func rusageCPU(t *testing.T) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestNewFailsWithoutSysfs(t *testing.T) {
