@@ -21,16 +21,16 @@ const (
 	maxShortLen  = 64 // tier, tier source, QoS class, backend, invariant
 )
 
-// bound returns s as valid UTF-8 (invalid bytes become U+FFFD) of at most
-// n bytes, cut at a character boundary. Hostile or corrupt values from the
-// node must neither break proto marshalling (proto3 strings are UTF-8) nor
-// make a response unbounded.
+// bound returns s as valid UTF-8 (each run of invalid bytes becomes one
+// U+FFFD) of at most n bytes, cut at a character boundary. Hostile or
+// corrupt values from the node must neither break proto marshalling (proto3
+// strings are UTF-8) nor make a response unbounded.
 func bound(s string, n int) string {
 	if len(s) <= n && utf8.ValidString(s) {
 		return s
 	}
 	if len(s) > 4*n {
-		s = s[:4*n] // a U+FFFD per byte triples the length at most
+		s = s[:4*n] // enough to fill n bytes; the rest is cut anyway
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {

@@ -173,9 +173,10 @@ func (s *HTTPServer) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *HTTPServer) observe(w http.ResponseWriter, r *http.Request) {
+	// The slot is released when the snapshot returns, not when the
+	// request ends, so snapshots that outlive their timeout cannot pile up.
 	select {
 	case s.observeSem <- struct{}{}:
-		defer func() { <-s.observeSem }()
 	default:
 		writeText(w, http.StatusServiceUnavailable, "busy: too many /observe requests in flight")
 		return
@@ -188,10 +189,10 @@ func (s *HTTPServer) observe(w http.ResponseWriter, r *http.Request) {
 		err  error
 	}
 	// Run the snapshot and its encoding aside, so a snapshot that ignores
-	// ctx cannot hold the request past the timeout. The in-flight cap
-	// bounds how many of those can pile up.
+	// ctx cannot hold the request past the timeout.
 	res := make(chan result, 1)
 	go func() {
+		defer func() { <-s.observeSem }()
 		v, err := s.opts.Observe(ctx)
 		if err != nil {
 			res <- result{err: err}
