@@ -80,7 +80,7 @@ func statusToProto(s Status) *inferav1.GetStatusResponse {
 		}
 		r.Tiers = append(r.Tiers, &inferav1.TierUsage{
 			Tier:         bound(t.Tier, maxShortLen),
-			Pods:         int32(min(t.Pods, 1<<31-1)), //nolint:gosec // clamped above
+			Pods:         int32(min(t.Pods, 1<<31-1)),
 			RequestMilli: t.RequestMilli,
 			LimitMilli:   t.LimitMilli,
 		})

@@ -242,7 +242,7 @@ func (s *GRPCServer) ListPods(ctx context.Context, req *inferav1.ListPodsRequest
 		return nil, s.toStatus("list the node's pods", err)
 	}
 	page, next, total := q.page(pods)
-	r := &inferav1.ListPodsResponse{NextPageToken: next, TotalSize: int32(min(total, 1<<31-1))} //nolint:gosec // clamped
+	r := &inferav1.ListPodsResponse{NextPageToken: next, TotalSize: int32(min(total, 1<<31-1))}
 	for _, p := range page {
 		r.Pods = append(r.Pods, podToProto(p))
 	}
@@ -287,7 +287,7 @@ func (s *GRPCServer) CaptureTrace(ctx context.Context, req *inferav1.CaptureTrac
 }
 
 func (s *GRPCServer) validateTrace(req *inferav1.CaptureTraceRequest) (TraceRequest, error) {
-	maxSec := int32(s.opts.MaxTraceDuration / time.Second) //nolint:gosec // at most a few minutes
+	maxSec := int32(s.opts.MaxTraceDuration / time.Second)
 	if d := req.GetDurationSeconds(); d < 1 || d > maxSec {
 		return TraceRequest{}, fmt.Errorf("duration_seconds: must be between 1 and %d, got %d", maxSec, d)
 	}

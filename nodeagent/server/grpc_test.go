@@ -96,7 +96,7 @@ func (a *fakeAgent) CaptureTrace(ctx context.Context, req TraceRequest) (TraceRe
 func startServer(t *testing.T, agent Agent, o Options) (*GRPCServer, inferav1.AgentServiceClient) {
 	t.Helper()
 	if o.SocketPath == "" {
-		o.SocketPath = filepath.Join(shortTempDir(t), "run", "infera", "agent.sock")
+		o.SocketPath = filepath.Join(t.TempDir(), "run", "infera", "agent.sock")
 	}
 	o.Agent = agent
 	o.Logger = testr.New(t)
@@ -125,18 +125,6 @@ func dial(t *testing.T, path string) inferav1.AgentServiceClient {
 	return inferav1.NewAgentServiceClient(conn)
 }
 
-// shortTempDir returns a temp dir short enough for a unix socket path
-// (108 bytes), which t.TempDir under a long test name may not be.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(d) })
-	return d
-}
-
 // wantStatus fails unless err is a gRPC status with code and a message
 // containing every one of parts.
 func wantStatus(t *testing.T, err error, code codes.Code, parts ...string) {
@@ -153,7 +141,7 @@ func wantStatus(t *testing.T, err error, code codes.Code, parts ...string) {
 }
 
 func TestSocketLifecycle(t *testing.T) {
-	dir := filepath.Join(shortTempDir(t), "run", "infera")
+	dir := filepath.Join(t.TempDir(), "run", "infera")
 	path := filepath.Join(dir, "agent.sock")
 
 	// A stale socket (its process died without unlinking it) is replaced.
@@ -228,7 +216,7 @@ func TestSocketLifecycle(t *testing.T) {
 }
 
 func TestSocketDirectoryCreatedPrivate(t *testing.T) {
-	root := shortTempDir(t)
+	root := t.TempDir()
 	path := filepath.Join(root, "run", "infera", "agent.sock")
 	startServer(t, newFakeAgent(), Options{SocketPath: path})
 	for _, d := range []string{filepath.Join(root, "run"), filepath.Join(root, "run", "infera")} {
@@ -737,7 +725,7 @@ func TestWatchEventsClientThatNeverReads(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 { //nolint:gosec // heap sizes fit int64
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
 		t.Fatalf("heap grew by %d bytes while a stalled client was sent ~20 MiB of events; want bounded", grew)
 	}
 	st := agent.Stats()
@@ -795,7 +783,7 @@ func TestWatchEventsClientThatNeverReads(t *testing.T) {
 		t.Fatalf("last event %v, want the lint violation reporting the gap", last)
 	}
 	t.Logf("stalled client: %d events delivered, %d dropped and reported; heap grew %d bytes",
-		len(got), lost, int64(after.HeapAlloc)-int64(before.HeapAlloc)) //nolint:gosec // heap sizes fit int64
+		len(got), lost, int64(after.HeapAlloc)-int64(before.HeapAlloc))
 }
 
 func TestWatchEventsStreamCap(t *testing.T) {
