@@ -419,18 +419,42 @@ func TestPrivilegedV2(t *testing.T) {
 	if hasCpuset {
 		control += " +cpuset"
 	}
+	// The kubelet's two layouts: the systemd driver's slices and scopes, and
+	// the cgroupfs driver's plain directories.
+	t.Run("systemd", func(t *testing.T) {
+		privilegedV2(t, control, hasCpuset, "kubepods.slice", []v2Pod{
+			{"/kubepods-pod1b4e2c9a_7d1f_4c55_9a0e_3f1d2b6c8e70.slice", "cri-containerd-" + cid + ".scope", "containerd://" + cid, corev1.PodQOSGuaranteed, uidG, "39"},
+			{"/kubepods-burstable.slice/kubepods-burstable-pod7f3a9d12_0c4e_4b8a_b1d2_5e6f7a8b9c0d.slice", "crio-" + cid + ".scope", "cri-o://" + cid, corev1.PodQOSBurstable, uidB, "20"},
+			{"/kubepods-besteffort.slice/kubepods-besteffort-podc0ffee00_1234_4abc_8def_0123456789ab.slice", "docker-" + cid + ".scope", "docker://" + cid, corev1.PodQOSBestEffort, uidE, "1"},
+		})
+	})
+	t.Run("cgroupfs", func(t *testing.T) {
+		privilegedV2(t, control, hasCpuset, "kubepods", []v2Pod{
+			{"/pod" + uidG, cid, "containerd://" + cid, corev1.PodQOSGuaranteed, uidG, "39"},
+			{"/burstable/pod" + uidB, "crio-" + cid, "cri-o://" + cid, corev1.PodQOSBurstable, uidB, "20"},
+			{"/besteffort/pod" + uidE, cid, "docker://" + cid, corev1.PodQOSBestEffort, uidE, "1"},
+		})
+	})
+}
 
+// v2Pod is one pod of TestPrivilegedV2: its cgroup below the pod root, its
+// container's cgroup name, and the weight the kubelet gave it.
+type v2Pod struct {
+	rel, crel, cid string
+	qos            corev1.PodQOSClass
+	uid, weight    string
+}
+
+func privilegedV2(t *testing.T, control string, hasCpuset bool, kubepods string, specs []v2Pod) {
 	base := hostcg.RandomName(t)
 	sb := hostcg.New(t)
-	kp := base + "/kubepods.slice"
-	specs := []struct {
-		rel, crel, cid string
-		qos            corev1.PodQOSClass
-		uid, weight    string
-	}{
-		{kp + "/kubepods-pod1b4e2c9a_7d1f_4c55_9a0e_3f1d2b6c8e70.slice", "cri-containerd-" + cid + ".scope", "containerd://" + cid, corev1.PodQOSGuaranteed, uidG, "39"},
-		{kp + "/kubepods-burstable.slice/kubepods-burstable-pod7f3a9d12_0c4e_4b8a_b1d2_5e6f7a8b9c0d.slice", "crio-" + cid + ".scope", "cri-o://" + cid, corev1.PodQOSBurstable, uidB, "20"},
-		{kp + "/kubepods-besteffort.slice/kubepods-besteffort-podc0ffee00_1234_4abc_8def_0123456789ab.slice", "docker-" + cid + ".scope", "docker://" + cid, corev1.PodQOSBestEffort, uidE, "1"},
+	kp := base + "/" + kubepods
+	qosDirs := map[bool][]string{
+		true:  {kp + "/kubepods-burstable.slice", kp + "/kubepods-besteffort.slice"},
+		false: {kp + "/burstable", kp + "/besteffort"},
+	}[strings.HasSuffix(kubepods, ".slice")]
+	for i := range specs {
+		specs[i].rel = kp + specs[i].rel
 	}
 	// Inner cgroups delegate cpu (and cpuset) to their children; only the
 	// container leaves hold processes (v2's no-internal-processes rule).
@@ -441,7 +465,7 @@ func TestPrivilegedV2(t *testing.T) {
 			t.Fatalf("failed to enable %q in %s: %v", control, dir, err)
 		}
 	}
-	for _, rel := range []string{base, kp, kp + "/kubepods-burstable.slice", kp + "/kubepods-besteffort.slice"} {
+	for _, rel := range append([]string{base, kp}, qosDirs...) {
 		inner(rel)
 	}
 	pods := map[corev1.PodQOSClass]*realPod{}
@@ -506,12 +530,19 @@ func TestPrivilegedV2(t *testing.T) {
 		if got := hostcg.ProcStatus(t, g.proc.Process.Pid, "Cpus_allowed_list"); got != fence {
 			t.Errorf("fenced process may run on %s, want %s", got, fence)
 		}
+		if got := hostcg.ProcStatus(t, b.proc.Process.Pid, "Cpus_allowed_list"); slices.Contains(cpuList(t, got), cpus[len(cpus)-1]) {
+			t.Errorf("unfenced process may run on %s, which includes the fenced CPU %s", got, fence)
+		}
 	}
+	// Drift: the kubelet rewrites a pod's weight; Reassert puts ours back.
 	if err := os.WriteFile(filepath.Join(dir(b.rel), "cpu.weight"), []byte("100"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := w.Reassert(); err != nil || res.Drifted != 1 {
 		t.Errorf("Reassert() = %+v, %v; want 1 drifted", res, err)
+	}
+	if got := hostcg.ReadTrimmed(t, filepath.Join(dir(b.rel), "cpu.weight")); got != "1" {
+		t.Errorf("cpu.weight after Reassert() = %s, want 1", got)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -528,5 +559,11 @@ func TestPrivilegedV2(t *testing.T) {
 	t.Logf("restore: %+v; writer stats %+v", res, w2.Stats())
 	if diff := cmp.Diff(before, hostcg.ConfigSnapshot(t, allDirs)); diff != "" {
 		t.Errorf("cgroup configuration after RestoreAll() differs (-before +after):\n%s", diff)
+	}
+	all := hostcg.ReadTrimmed(t, filepath.Join(dir(base), "cpuset.cpus.effective"))
+	for _, p := range []*realPod{g, b, e} {
+		if got := hostcg.ProcStatus(t, p.proc.Process.Pid, "Cpus_allowed_list"); got != all {
+			t.Errorf("process of pod %s after restore may run on %s, want %s", p.ref.UID, got, all)
+		}
 	}
 }
