@@ -60,11 +60,14 @@ type Agent struct {
 	metrics *telemetry.Metrics
 	// cpuacctRoot is the v1 cpuacct hierarchy when not co-mounted with cpu.
 	cpuacctRoot string
+	// observation is nil when disabled or unavailable (set under mu).
+	observation *observation
 
 	mu          sync.Mutex
 	assignments []Assignment
 	gen         int64
 	fencedMilli int64
+	applied     Applied // the last apply, for the observation layer
 	safeMode    bool
 	notes       []string
 	reported    map[string]struct{} // findings already logged, by pod UID + text
@@ -169,6 +172,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	retry := a.o.Clock.NewTicker(time.Second)
 	defer retry.Stop()
 
+	a.startObservation(bctx)
 	a.reconcile(ctx)
 	for {
 		select {
@@ -261,7 +265,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 		}
 		a.mu.Lock()
 		prevNotes := a.notes
-		a.fencedMilli, a.notes = applied.FencedMilli, applied.Notes
+		a.fencedMilli, a.notes, a.applied = applied.FencedMilli, applied.Notes, applied
 		a.mu.Unlock()
 		// Operator-facing remarks (a demoted critical layer, pods left to
 		// the catch-all) are logged when they change, not on every apply.

@@ -12,6 +12,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
+	scxgen "github.com/infera-io/temper/nodeagent/scx"
 )
 
 // backend is one way of enforcing the assignment.
@@ -37,6 +38,11 @@ type backend interface {
 type Applied struct {
 	Changed     bool
 	FencedMilli int64
+	// FencedCPUs is the CPU list the cgroup backend fenced critical pods
+	// on, empty when none.
+	FencedCPUs string
+	// Layers are the scx_layered layers generated, nil on other backends.
+	Layers []scxgen.LayerSummary
 	// Notes are operator-facing remarks (e.g. a demoted critical layer).
 	Notes []string
 }

@@ -125,6 +125,7 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 	rep, err := c.b.Apply(ca)
 	applied.Changed = rep.Changed
 	applied.Notes = append(applied.Notes, rep.Notes...)
+	applied.FencedCPUs = rep.Fenced
 	if rep.Fenced != "" {
 		if set, perr := cpuset.Parse(rep.Fenced); perr == nil {
 			applied.FencedMilli = int64(len(set)) * 1000

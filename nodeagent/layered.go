@@ -34,6 +34,7 @@ func generateLayered(as []Assignment, m Machine) ([]byte, Applied, error) {
 		return nil, applied, err
 	}
 	applied.FencedMilli = res.FencedMilli
+	applied.Layers = res.Layers
 	if res.Demotion != nil {
 		applied.Notes = append(applied.Notes, "critical layer demoted to Grouped: "+res.Demotion.Reason)
 	}

@@ -167,3 +167,10 @@ func (b *scxBackend) Status() string {
 		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered not running"+cov)
 	}
 }
+
+// coveringNow reports whether the cgroup backend covers an outage.
+func (b *scxBackend) coveringNow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.covering
+}

@@ -36,7 +36,9 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		s.Pods = append(s.Pods, p)
 	}
 	b := a.backend
+	obs := a.observation
 	a.mu.Unlock()
+	s.Lint = obs.lintCounts()
 	if b == nil {
 		return s
 	}

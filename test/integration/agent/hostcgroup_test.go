@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
 
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
@@ -56,6 +57,7 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 
 	r := newRigWith(t, "agent-node-host", 200*time.Millisecond, rigOptions{
 		noSchedExt: true, safeMode: true, hostCgroups: true, kubepodsPath: kp,
+		configure: func(c *configv1alpha1.AgentConfiguration) { c.Observation.SampleInterval.Duration = time.Second },
 	})
 	r.waitAnnotations("safe mode at start", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
 	specs := []podSpec{
@@ -131,6 +133,29 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 			t.Fatalf("the busy pod's CPU usage did not grow from %v", first)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The observation layer samples the pods' real threads and lints them:
+	// every invariant has a verdict.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		fams, err := r.agent.Metrics().Registry().Gather()
+		must(t, err)
+		invariants := map[string]bool{}
+		for _, f := range fams {
+			if f.GetName() == "infera_lint_violation" {
+				for _, m := range f.GetMetric() {
+					invariants[labelValue(m, "invariant")] = true
+				}
+			}
+		}
+		if len(invariants) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("infera_lint_violation has invariants %v, want the 4 of the linter", invariants)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	r.setSafeMode(true)
