@@ -124,7 +124,16 @@ B=$CACHE/scx-$KABI-r$SCHED_RECIPE
 if [ ! -f "$B/.done" ]; then
 	log "building tools/sched_ext schedulers from linux-source-7.2 $KVER (once; about 2 minutes)"
 	W=$CACHE/build.tmp
-	rm -rf "$W" && mkdir -p "$W"
+	# debootstrap unmounts what it mounts in the chroot; never rm -rf
+	# through a mount that was left behind.
+	rm_build() {
+		if grep -q " $W/" /proc/mounts; then
+			log "refusing to remove $W: something is still mounted in it"
+			exit 4
+		fi
+		rm -rf "$W"
+	}
+	rm_build && mkdir -p "$W"
 	dpkg-deb -x "$(fetch_deb debootstrap)" "$W/debootstrap"
 	DEBOOTSTRAP_DIR=$W/debootstrap/usr/share/debootstrap "$W/debootstrap/usr/sbin/debootstrap" \
 		--variant=minbase \
@@ -156,7 +165,8 @@ if [ ! -f "$B/.done" ]; then
 	rm -rf "$B" && mkdir -p "$B"
 	for s in "${SCHEDS[@]}"; do cp "$W/root/build/static/$s" "$B/"; done
 	touch "$B/.done"
-	rm -rf "$W" "$CACHE"/debs/linux-source-7.2_*.deb
+	rm_build
+	rm -f "$CACHE"/debs/linux-source-7.2_*.deb
 fi
 flock -u 9
 
