@@ -114,7 +114,9 @@ K=$CACHE/kernel-$KABI
 if [ ! -f "$K/vmlinuz" ]; then
 	log "fetching kernel linux-binary-$KABI $KVER"
 	rm -rf "$K.tmp" && mkdir -p "$K.tmp"
-	dpkg-deb -x "$(fetch_deb "linux-binary-$KABI" "$KVER" "$SHA_KERNEL")" "$K.tmp/x"
+	# An assignment, so that fetch_deb's exit status (3) is the script's.
+	deb=$(fetch_deb "linux-binary-$KABI" "$KVER" "$SHA_KERNEL")
+	dpkg-deb -x "$deb" "$K.tmp/x"
 	mv "$K.tmp/x/usr/lib/modules/$KABI/vmlinuz" "$K.tmp/vmlinuz"
 	rm -rf "$K.tmp/x" "$K" && mv "$K.tmp" "$K"
 fi
@@ -134,7 +136,8 @@ if [ ! -f "$B/.done" ]; then
 		rm -rf "$W"
 	}
 	rm_build && mkdir -p "$W"
-	dpkg-deb -x "$(fetch_deb debootstrap)" "$W/debootstrap"
+	deb=$(fetch_deb debootstrap)
+	dpkg-deb -x "$deb" "$W/debootstrap"
 	DEBOOTSTRAP_DIR=$W/debootstrap/usr/share/debootstrap "$W/debootstrap/usr/sbin/debootstrap" \
 		--variant=minbase \
 		--include=clang,llvm,make,gcc,libc6-dev,libelf-dev,zlib1g-dev,libzstd-dev,pkgconf,python3-minimal,libssl-dev \
@@ -142,7 +145,8 @@ if [ ! -f "$B/.done" ]; then
 		tail -30 "$W/debootstrap.log" >&2
 		exit 4
 	}
-	dpkg-deb -x "$(fetch_deb linux-source-7.2 "$KVER" "$SHA_SOURCE")" "$W/src"
+	deb=$(fetch_deb linux-source-7.2 "$KVER" "$SHA_SOURCE")
+	dpkg-deb -x "$deb" "$W/src"
 	mkdir -p "$W/root/src" "$W/root/build/out"
 	tar -xJf "$W"/src/usr/src/linux-source-7.2.tar.xz -C "$W/root/src" --strip-components=1 \
 		linux-source-7.2/tools linux-source-7.2/include linux-source-7.2/scripts \
