@@ -24,7 +24,7 @@ var ErrMissingFile = errors.New("cgroup file missing")
 // read-only (EROFS) or the agent lacks the privilege (EACCES, EPERM).
 var ErrNotWritable = errors.New("cgroup filesystem not writable")
 
-// ErrRejected means the kernel refused the value (EINVAL, EBUSY; EACCES on
+// ErrRejected means the kernel refused the value (EINVAL, EBUSY, ERANGE for an out-of-range v2 weight; EACCES on
 // a v1 cpuset file). Known causes: a weight written while cpu.idle=1, a
 // cpuset narrowed below a child's, a v1 cpuset not a subset of its
 // parent's, a value out of range.
@@ -84,7 +84,7 @@ func classify(fsys fileSystem, verb, path, file string, err error) error {
 		return fmt.Errorf("failed to %s %s: %w (a v1 cpuset must be a subset of its parent's): %w", verb, p, ErrRejected, err)
 	case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		return fmt.Errorf("failed to %s %s: %w (mount the cgroup filesystem read-write and run the agent privileged): %w", verb, p, ErrNotWritable, err)
-	case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.EBUSY):
+	case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.ERANGE):
 		return fmt.Errorf("failed to %s %s: %w: %w", verb, p, ErrRejected, err)
 	default:
 		return fmt.Errorf("failed to %s %s: %w", verb, p, err)
