@@ -23,6 +23,7 @@ import (
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 	"github.com/infera-io/temper/nodeagent/podstate"
 	"github.com/infera-io/temper/nodeagent/publish"
+	"github.com/infera-io/temper/nodeagent/server"
 	"github.com/infera-io/temper/nodeagent/telemetry"
 )
 
@@ -62,12 +63,18 @@ type Agent struct {
 	cpuacctRoot string
 	// observation is nil when disabled or unavailable (set under mu).
 	observation *observation
+	// events feeds the gRPC API's WatchEvents.
+	events *server.Broadcaster
 
 	mu          sync.Mutex
 	assignments []Assignment
 	gen         int64
 	fencedMilli int64
 	applied     Applied // the last apply, for the observation layer
+	appliedAt   time.Time
+	reconciled  bool // the first assignment was applied (or stood down)
+	httpAddr    string
+	lastStatus  string // the agent-status last published, for events
 	safeMode    bool
 	notes       []string
 	reported    map[string]struct{} // findings already logged, by pod UID + text
@@ -104,6 +111,7 @@ func New(o Options) (*Agent, error) {
 		pub:      publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
 		kick:     make(chan struct{}, 1),
 		reported: map[string]struct{}{},
+		events:   server.NewBroadcaster(server.BroadcasterOptions{Now: o.Clock.Now}),
 	}
 	a.metrics, err = telemetry.New(telemetry.Options{Snapshot: a.metricsSnapshot, ProcRoot: o.ProcRoot})
 	if err != nil {
@@ -153,6 +161,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "status", a.backend.Status())
+
+	var servers sync.WaitGroup
+	sctx, stopServers := context.WithCancel(ctx)
+	defer func() { stopServers(); servers.Wait() }()
+	a.startServers(sctx, &servers)
 
 	if err := a.store.Start(ctx); err != nil {
 		return err
@@ -239,13 +252,23 @@ func (a *Agent) reconcile(ctx context.Context) {
 
 	a.mu.Lock()
 	wasSafe := a.safeMode
+	prev := a.assignments
 	a.assignments, a.safeMode = as, safe
 	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.reconciled = true
+		gen := a.gen
+		a.mu.Unlock()
+		a.assignmentEvents(prev, as, gen)
+	}()
 
 	switch {
 	case safe:
 		if !wasSafe {
 			a.log.Info("Safe mode requested: standing down to stock kernel behaviour")
+			a.events.Publish(server.Event{Type: server.EventSafeModeEntered, Reason: "infera.io/safe-mode-requested is set on the node",
+				Message: "safe mode: standing down to stock kernel behaviour"})
 		}
 		if err := a.backend.StandDown(ctx); err != nil {
 			a.log.Error(err, "Failed to stand down")
@@ -256,6 +279,8 @@ func (a *Agent) reconcile(ctx context.Context) {
 	default:
 		if wasSafe {
 			a.log.Info("Safe mode lifted: re-engaging enforcement")
+			a.events.Publish(server.Event{Type: server.EventSafeModeLeft, Reason: "infera.io/safe-mode-requested was removed",
+				Message: "safe mode lifted: re-engaging enforcement"})
 		}
 		start := a.o.Clock.Now()
 		applied, err := a.backend.Apply(ctx, as, a.machine)
@@ -266,6 +291,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.mu.Lock()
 		prevNotes := a.notes
 		a.fencedMilli, a.notes, a.applied = applied.FencedMilli, applied.Notes, applied
+		if applied.Changed || a.appliedAt.IsZero() {
+			a.appliedAt = a.o.Clock.Now()
+		}
 		a.mu.Unlock()
 		// Operator-facing remarks (a demoted critical layer, pods left to
 		// the catch-all) are logged when they change, not on every apply.
@@ -335,7 +363,16 @@ func (a *Agent) publish(ctx context.Context) {
 			load.AllocatableMilli = q.MilliValue()
 		}
 	}
-	if _, err := a.pub.Publish(ctx, a.Status(), load); err != nil {
+	status := a.Status()
+	a.mu.Lock()
+	prevStatus := a.lastStatus
+	a.lastStatus = status
+	a.mu.Unlock()
+	if prevStatus != status {
+		a.events.Publish(server.Event{Type: server.EventBackendStateChanged, Backend: load.Backend,
+			PreviousStatus: prevStatus, Status: status, Message: "agent-status: " + status})
+	}
+	if _, err := a.pub.Publish(ctx, status, load); err != nil {
 		// The API server may be gone; enforcement carries on and the
 		// heartbeat retries.
 		a.log.Error(err, "Failed to publish node annotations")

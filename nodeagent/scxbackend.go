@@ -18,6 +18,8 @@ import (
 type scxBackend struct {
 	sup      *scxenf.Supervisor
 	generate func([]Assignment, Machine) ([]byte, Applied, error)
+	// configPath is where the supervisor writes the config it runs.
+	configPath string
 	// cover is the cgroup backend, nil when the node has none.
 	cover   *cgroupBackend
 	changed chan struct{}
@@ -30,7 +32,7 @@ type scxBackend struct {
 
 func (a *Agent) newSCXBackend() backend {
 	cfg := a.o.Config
-	b := &scxBackend{generate: generateLayered, changed: make(chan struct{}, 1)}
+	b := &scxBackend{generate: generateLayered, configPath: cfg.SCX.ConfigPath, changed: make(chan struct{}, 1)}
 	b.sup = scxenf.New(scxenf.Options{
 		Binary:     cfg.SCX.Binary,
 		ExtraArgs:  cfg.SCX.ExtraArgs,

@@ -110,7 +110,7 @@ type Snapshot struct {
 	Tiers    map[wellknown.Tier]TierUsage
 	Pods     []Pod
 	// Scheduler is nil unless the scx backend runs; Cgroup is nil unless
-	// the cgroup backend runs.
+	// the cgroup backend runs (or covers); their counters then read 0.
 	Scheduler *Scheduler
 	Cgroup    *Cgroup
 	// RunQueue holds the per-tier run-queue latency; nil when the eBPF
@@ -248,18 +248,24 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.backend, v, label(s.Backend), st)
 	}
 	gauge(c.safeMode, b2f(s.SafeMode))
-	if sc := s.Scheduler; sc != nil {
-		counter(c.schedStarts, float64(sc.Starts))
-		counter(c.schedExits, float64(sc.Exits))
-		counter(c.schedEjections, float64(sc.Ejections))
+	// The counters exist (at zero) whichever backend runs, so dashboards
+	// and alerts need no absent() special cases.
+	sc := Scheduler{}
+	if s.Scheduler != nil {
+		sc = *s.Scheduler
 	}
-	if cg := s.Cgroup; cg != nil {
-		counter(c.cgWrites, float64(cg.Writes))
-		counter(c.cgDrift, float64(cg.Drift))
-		counter(c.cgErrors, float64(cg.Errors))
-		counter(c.cgRestored, float64(cg.Restored))
-		counter(c.cgGone, float64(cg.Gone))
+	counter(c.schedStarts, float64(sc.Starts))
+	counter(c.schedExits, float64(sc.Exits))
+	counter(c.schedEjections, float64(sc.Ejections))
+	cg := Cgroup{}
+	if s.Cgroup != nil {
+		cg = *s.Cgroup
 	}
+	counter(c.cgWrites, float64(cg.Writes))
+	counter(c.cgDrift, float64(cg.Drift))
+	counter(c.cgErrors, float64(cg.Errors))
+	counter(c.cgRestored, float64(cg.Restored))
+	counter(c.cgGone, float64(cg.Gone))
 	pods := s.Pods
 	gauge(c.truncated, b2f(len(pods) > MaxPods))
 	if len(pods) > MaxPods {

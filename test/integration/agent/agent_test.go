@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,6 +189,8 @@ func newRigWith(t *testing.T, node string, window time.Duration, ro rigOptions) 
 	r.cfg.StateDir = filepath.Join(dir, "state")
 	r.cfg.CoalesceWindow.Duration = window
 	r.cfg.Cgroup.ReconcileInterval.Duration = time.Second
+	r.cfg.Server.Address = freeAddr(t)
+	r.cfg.Server.GRPCSocket = filepath.Join(dir, "agent.sock")
 	if ro.configure != nil {
 		ro.configure(r.cfg)
 	}
@@ -481,4 +484,17 @@ func TestAgentPatchDoesNotClobberOtherAnnotations(t *testing.T) {
 	if n.Annotations["team.example/owner"] != "platform" {
 		t.Fatalf("agent patch clobbered another annotation: %v", n.Annotations)
 	}
+}
+
+// freeAddr is a loopback address with a port free right now (the agent's
+// config refuses port 0, which would be useless to a Prometheus scrape).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	must(t, l.Close())
+	return addr
 }

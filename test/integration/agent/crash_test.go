@@ -129,8 +129,11 @@ driver = "cgroupfs"
 cpu_manager_state = %q
 [scx]
 config_path = %q
+[server]
+address = %q
+grpc_socket = %q
 `, configv1alpha1.AgentAPIVersion, configv1alpha1.AgentKind, filepath.Join(dir, "state"), sysRoot, r.tree.Root,
-		filepath.Join(dir, "no-cpu-manager-state"), filepath.Join(dir, "layered.json"))), 0o644))
+		filepath.Join(dir, "no-cpu-manager-state"), filepath.Join(dir, "layered.json"), freeAddr(t), filepath.Join(dir, "agent.sock"))), 0o644))
 	logFile := filepath.Join(dir, "agent.log")
 
 	enforced := func(s string, l wellknown.TierLoad) bool { return s == wellknown.AgentStatusEnforcingCgroup }

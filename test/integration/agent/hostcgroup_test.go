@@ -2,15 +2,24 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
@@ -135,6 +144,41 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Over HTTP, as Prometheus scrapes it: every family the agent exports
+	// on this backend and kernel.
+	scrapeFamilies(t, r.agent.HTTPAddress(), []string{
+		"infera_tier_pods", "infera_tier_cpu_request_cores", "infera_config_generation", "infera_backend_state", "infera_safe_mode",
+		"infera_scheduler_starts_total", "infera_scheduler_exits_total", "infera_scheduler_ejections_total",
+		"infera_apply_duration_seconds", "infera_cgroup_writes_total", "infera_cgroup_drift_total",
+		"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_seconds_total", "infera_pod_cpu_throttled_periods_total",
+		"infera_node_cpu_pressure_seconds_total",
+		"infera_agent_process_cpu_seconds_total", "infera_agent_process_resident_memory_bytes",
+	})
+	// /readyz means enforcement verified, and the gRPC API on its socket
+	// says the same.
+	if code, body := httpGet(t, "http://"+r.agent.HTTPAddress()+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d %q, want 200: enforcement verified", code, body)
+	}
+	conn, err := grpc.NewClient("unix://"+r.cfg.Server.GRPCSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	defer func() { _ = conn.Close() }()
+	api := inferav1.NewAgentServiceClient(conn)
+	st, err := api.GetStatus(context.Background(), &inferav1.GetStatusRequest{})
+	must(t, err)
+	if !st.GetEnforcementVerified() || st.GetAgentStatus() != wellknown.AgentStatusEnforcingCgroup || !strings.Contains(st.GetEnforcementReason(), "read back") {
+		t.Errorf("GetStatus = %v", st)
+	}
+	pl, err := api.ListPods(context.Background(), &inferav1.ListPodsRequest{})
+	must(t, err)
+	if len(pl.GetPods()) != len(specs) {
+		t.Errorf("ListPods returned %d pods, want %d", len(pl.GetPods()), len(specs))
+	}
+	for _, p := range pl.GetPods() {
+		if p.GetEnforcement() != inferav1.EnforcementState_ENFORCEMENT_STATE_ENFORCED || p.GetCgroupPath() == "" {
+			t.Errorf("ListPods: %v", p)
+		}
+	}
+
 	// The observation layer samples the pods' real threads and lints them:
 	// every invariant has a verdict.
 	deadline = time.Now().Add(20 * time.Second)
@@ -158,6 +202,40 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// /observe: the machine, the layers, the lint verdicts and, from the
+	// second sample on, the busy pod's thread at the top.
+	type observeBody struct {
+		SchemaVersion int `json:"schema_version"`
+		Machine       struct {
+			CPUCount int `json:"cpu_count"`
+		} `json:"machine"`
+		Layers []struct {
+			Name string `json:"name"`
+		} `json:"layers"`
+		TopThreads []struct {
+			Pod string `json:"pod"`
+		} `json:"top_threads"`
+		Lint []struct {
+			Invariant string `json:"invariant"`
+		} `json:"lint"`
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		code, body := httpGet(t, "http://"+r.agent.HTTPAddress()+"/observe")
+		var obs observeBody
+		must(t, json.Unmarshal([]byte(body), &obs))
+		if code != 200 || obs.SchemaVersion != 1 || obs.Machine.CPUCount < 1 || len(obs.Layers) == 0 || len(obs.Lint) != 4 {
+			t.Fatalf("/observe = %d %s", code, body)
+		}
+		if len(obs.TopThreads) > 0 && obs.TopThreads[0].Pod == r.ns+"/batch" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/observe top_threads does not lead with the busy pod: %s", body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
 	r.setSafeMode(true)
 	r.waitAnnotations("safe mode", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
 	if diff := cmp.Diff(stock, hostcg.ConfigSnapshot(t, dirs)); diff != "" {
@@ -172,4 +250,35 @@ func labelValue(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// scrapeFamilies scrapes /metrics and checks every family is there.
+func scrapeFamilies(t *testing.T, addr string, want []string) {
+	t.Helper()
+	code, body := httpGet(t, "http://"+addr+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics is not the text format: %v", err)
+	}
+	for _, n := range want {
+		if _, ok := fams[n]; !ok {
+			t.Errorf("/metrics has no %s", n)
+		}
+	}
 }
