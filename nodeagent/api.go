@@ -6,8 +6,11 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/lint"
 	"github.com/infera-io/temper/nodeagent/server"
 )
 
@@ -200,5 +203,37 @@ func (a *Agent) assignmentEvents(prev, cur []Assignment, gen int64) {
 	if n > maxEvents {
 		a.events.Publish(server.Event{Type: server.EventAssignmentChanged, Generation: gen,
 			Message: fmt.Sprintf("%d more assignment changes not sent one by one", n-maxEvents)})
+	}
+}
+
+// driftEvents publishes re-asserted cgroup values.
+func (a *Agent) driftEvents(recs []writer.Record) {
+	for _, r := range recs {
+		a.events.Publish(server.Event{Type: server.EventDriftReasserted, CgroupPath: r.Path, File: r.File,
+			Found: r.Old, Expected: r.New, Time: r.Time,
+			Message: fmt.Sprintf("%s/%s was %s behind the agent's back; set to %s again", r.Path, r.File, r.Old, r.New)})
+	}
+}
+
+// lintEvents publishes an invariant that starts being violated (not every
+// sample of a lasting violation).
+func (a *Agent) lintEvents(prev, cur []lint.Verdict) {
+	was := map[string]bool{}
+	for _, v := range prev {
+		was[v.Invariant] = v.Violations > 0
+	}
+	for _, v := range cur {
+		if v.Violations == 0 || was[v.Invariant] {
+			continue
+		}
+		ev := server.Event{Type: server.EventLintViolation, Invariant: v.Invariant, Detail: v.Message, Message: v.Invariant + ": " + v.Message}
+		if len(v.Examples) > 0 {
+			ex := v.Examples[0]
+			ev.Tier = ex.Tier
+			if ns, name, ok := strings.Cut(ex.Pod, "/"); ok {
+				ev.Pod = &server.PodRef{Namespace: ns, Name: name}
+			}
+		}
+		a.events.Publish(ev)
 	}
 }

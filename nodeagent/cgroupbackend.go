@@ -35,6 +35,8 @@ type cgroupBackend struct {
 	clock    clock.WithTicker
 	log      logr.Logger
 	onChange func()
+	// onDrift receives the audit records of values re-asserted.
+	onDrift func([]writer.Record)
 
 	// mu serialises Apply, StandDown, Close and the drift reconcile: the
 	// backend is not safe for concurrent use.
@@ -42,8 +44,10 @@ type cgroupBackend struct {
 	standby bool   // stood down (safe mode) or closed
 	problem string // why enforcement is incomplete, "" when it is not
 	lastErr string // the last error logged, to log each once
-	drift   uint64 // values re-asserted since start
-	stats   cgroupStats
+	drift   uint64 // values re-asserted by the timer since start
+	// reported is the writer's drift count already passed to onDrift.
+	reported uint64
+	stats    cgroupStats
 }
 
 // cgroupStats is what the backend reports for metrics.
@@ -93,6 +97,7 @@ func (a *Agent) newCgroupBackend() (backend, error) {
 		b: b, w: w, layout: a.layout, fence: cfg.Cgroup.FenceCritical,
 		interval: cfg.Cgroup.ReconcileInterval.Duration, clock: a.o.Clock, log: log,
 		onChange: a.poke,
+		onDrift:  a.driftEvents,
 	}
 	cb.stats.StateReport = w.StateReport()
 	return cb, nil
@@ -123,6 +128,7 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 		}
 	}
 	rep, err := c.b.Apply(ca)
+	c.reportDrift()
 	applied.Changed = rep.Changed
 	applied.Notes = append(applied.Notes, rep.Notes...)
 	applied.FencedCPUs = rep.Fenced
@@ -267,6 +273,7 @@ func (c *cgroupBackend) reassert() {
 		c.drift += uint64(res.Drifted)
 		c.log.Info("Re-asserted cgroup values changed behind the agent's back", "drifted", res.Drifted, "checked", res.Checked)
 	}
+	c.reportDrift()
 	if err != nil {
 		if msg := err.Error(); msg != c.lastErr {
 			c.lastErr = msg
@@ -296,6 +303,26 @@ func (c *cgroupBackend) Stats() cgroupStats {
 	s.Writer = c.w.Stats()
 	s.Drift = c.drift
 	return s
+}
+
+// reportDrift passes the values re-asserted since the last report (by the
+// timer or by an apply that found a value changed) to onDrift. Callers hold
+// mu.
+func (c *cgroupBackend) reportDrift() {
+	total := c.w.Stats().Drift
+	n := int(total - c.reported)
+	c.reported = total
+	if n <= 0 || c.onDrift == nil {
+		return
+	}
+	audit := c.w.Audit()
+	var drifted []writer.Record
+	for i := len(audit) - 1; i >= 0 && len(drifted) < n; i-- {
+		if audit[i].Kind == writer.KindDrift && audit[i].Err == "" {
+			drifted = append(drifted, audit[i])
+		}
+	}
+	c.onDrift(drifted)
 }
 
 // Audit returns the writer's audit ring, oldest first.

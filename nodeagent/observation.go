@@ -55,8 +55,10 @@ func (a *Agent) startObservation(ctx context.Context) {
 			case <-t.C():
 				vs := obs.Tick(a.observeInput())
 				o.mu.Lock()
+				prev := o.verdicts
 				o.verdicts = vs
 				o.mu.Unlock()
+				a.lintEvents(prev, vs)
 			}
 		}
 	}()

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +10,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent"
 	"github.com/infera-io/temper/nodeagent/cgroup"
@@ -77,6 +81,16 @@ func TestAgentCgroupBackend(t *testing.T) {
 	pods := r.assignedCgroups(len(specs))
 	stock := cgrouptest.Snapshot(t, r.tree.Root)
 
+	// Watch the agent's events over its gRPC socket from here on.
+	conn, err := grpc.NewClient("unix://"+r.cfg.Server.GRPCSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	defer func() { _ = conn.Close() }()
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	stream, err := inferav1.NewAgentServiceClient(conn).WatchEvents(wctx, &inferav1.WatchEventsRequest{Types: []inferav1.EventType{
+		inferav1.EventType_EVENT_TYPE_SAFE_MODE_LEFT, inferav1.EventType_EVENT_TYPE_DRIFT_REASSERTED}})
+	must(t, err)
+
 	r.setSafeMode(false)
 	_, load := r.waitAnnotations("cgroup enforcement", func(s string, l wellknown.TierLoad) bool {
 		return s == wellknown.AgentStatusEnforcingCgroup && l.Backend == wellknown.BackendCgroup
@@ -127,6 +141,23 @@ func TestAgentCgroupBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFile(t, crit, "cpu.weight", "156")
+
+	// The stream carried the lift of safe mode and the re-asserted value.
+	var left, drift bool
+	for !left || !drift {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("WatchEvents: %v (safe mode left %v, drift %v)", err, left, drift)
+		}
+		switch ev.GetType() {
+		case inferav1.EventType_EVENT_TYPE_SAFE_MODE_LEFT:
+			left = true
+		case inferav1.EventType_EVENT_TYPE_DRIFT_REASSERTED:
+			d := ev.GetDriftReasserted()
+			drift = drift || d.GetCgroupPath() == crit && d.GetFile() == "cpu.weight" && d.GetFound() == "39" && d.GetExpected() == "156"
+		}
+	}
+	stopWatch()
 
 	// Safe mode: byte-for-byte the kubelet's tree again.
 	r.setSafeMode(true)
