@@ -127,6 +127,8 @@ func NewGRPC(o Options) (*GRPCServer, error) {
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxSendMsgSize(maxSendMsgSize),
 		grpc.ConnectionTimeout(10*time.Second),
+		// Stop returns only once every handler has (no stream outlives it).
+		grpc.WaitForHandlers(true),
 		// Find dead clients of long streams; allow client pings while a
 		// stream is open, but not a flood of them.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -826,5 +827,56 @@ func TestWatchEventsStreamCap(t *testing.T) {
 	// Stop ends the open streams even though nobody reads them.
 	if err := s.Stop(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSocketGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the socket another group")
+	}
+	const gid = 4242
+	s, _ := startServer(t, newFakeAgent(), Options{SocketGID: gid})
+	fi, err := os.Lstat(s.SocketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Gid != gid {
+		t.Fatalf("socket group = %v, want %d", fi.Sys(), gid)
+	}
+}
+
+// TestStopWithStalledStream: a client that never reads keeps the server's
+// Send blocked; Stop must still end, close the connection and remove the
+// socket.
+func TestStopWithStalledStream(t *testing.T) {
+	agent := newFakeAgent()
+	s, c := startServer(t, agent, Options{StreamBuffer: 4, ShutdownTimeout: 100 * time.Millisecond})
+	stream, err := c.WatchEvents(t.Context(), &inferav1.WatchEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("s", 1000)
+	for range 2000 { // far more than the HTTP/2 window: Send blocks
+		agent.Publish(Event{Type: EventDriftReasserted, Message: msg})
+	}
+	if st := agent.Stats(); st.Dropped == 0 {
+		t.Fatalf("no event dropped (%+v): the stream is not stalled and the test proves nothing", st)
+	}
+	if err := s.Stop(t.Context()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := os.Lstat(s.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket still there after Stop: %v", err)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			break // the connection is gone; the client sees an error, not a hang
+		}
+	}
+	if st := agent.Stats(); st.Subscribers != 0 {
+		t.Fatalf("%d subscriptions left after Stop, want 0", st.Subscribers)
 	}
 }
