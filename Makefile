@@ -99,6 +99,11 @@ bench-scheduler: controlplane ## Scheduler plugin placement benchmark: 500 simul
 bench-agent: controlplane ## Node agent benchmark: event→applied latency, steady-state CPU and RSS with 110 pods.
 	go run ./test/bench/agent -duration 60s -samples 60 -pods 110
 
+.PHONY: bench-observation
+bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with observation on vs off (110 busy pod cgroups, 60 s, root) and scrape latency.
+	KUBEBUILDER_ASSETS=$(BIN) go run ./test/bench/observation -duration 60s -pods 110 > docs/bench/observation.json
+	cat docs/bench/observation.json
+
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).
 	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ ./cmd/...
