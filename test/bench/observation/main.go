@@ -95,8 +95,8 @@ func main() {
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	res, err := run(ctx, *duration, *pods, *interval, *scrapes)
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -416,8 +416,11 @@ func measureScrape(url string, n int) (scrape, error) {
 		}
 		b, err := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 {
-			return scrape{}, fmt.Errorf("GET %s: %d %v", url, resp.StatusCode, err)
+		if err != nil {
+			return scrape{}, fmt.Errorf("GET %s: %w", url, err)
+		}
+		if resp.StatusCode != 200 {
+			return scrape{}, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 		}
 		ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
 		size = len(b)
