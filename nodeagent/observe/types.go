@@ -52,7 +52,8 @@ type CPUGroup struct {
 
 // Enforcement summarises what enforces the tiers.
 type Enforcement struct {
-	// Backend is "scx", "cgroup" or "none".
+	// Backend is the backend as tier-load names it: "scx_layered",
+	// "cgroup" or "observe-only".
 	Backend string `json:"backend"`
 	// Status is the agent status (the infera.io/agent-status value).
 	Status string `json:"status"`
