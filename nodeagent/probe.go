@@ -1,0 +1,49 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/go-logr/logr"
+
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroup"
+	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
+)
+
+// probed stands for a backend the probe would select.
+type probed struct {
+	observeOnly
+	name, status string
+}
+
+func (p probed) Name() string   { return p.name }
+func (p probed) Status() string { return p.status }
+
+// Probe says which backend an agent with cfg would select on this node, and
+// the agent-status it would start from, by the same rules as the agent
+// (`infera-agent --probe`). It starts nothing, writes nothing and takes no
+// lock, so it may run beside a live agent.
+func Probe(cfg *configv1alpha1.AgentConfiguration, log logr.Logger) (name, status string) {
+	sysfs := scxenf.SysFS{Root: filepath.Join(cfg.SysRoot, "kernel", "sched_ext")}
+	newSCX := func() backend {
+		return probed{name: wellknown.BackendSCXLayered, status: wellknown.AgentStatusEnforcingSCX}
+	}
+	newCgroup := func() (backend, error) {
+		l, err := cgroup.Detect(cfg.Cgroup.Root, cgroup.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath})
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := l.Hierarchies[cgroup.CPU]; !ok {
+			return nil, fmt.Errorf("no cpu controller in the %s tree at %s", l.Version, l.Root)
+		}
+		if l.KubepodsDir == "" {
+			return nil, errors.New("no kubelet pod root")
+		}
+		return probed{name: wellknown.BackendCgroup, status: wellknown.AgentStatusEnforcingCgroup}, nil
+	}
+	b := selectBackend(cfg, sysfs, newSCX, newCgroup, log)
+	return b.Name(), b.Status()
+}
