@@ -1,0 +1,570 @@
+// Command isolation measures latency isolation of the cgroup enforcement
+// backend (nodeagent/enforcement/cgroup) on this machine's real kernel
+// (issue 4) and writes docs/bench/isolation.json and an SVG plot.
+//
+// In a private temper-bench-<random> subtree of the real cgroup v1
+// hierarchies it builds a kubelet-shaped tree (kubepods, kubepods/burstable,
+// kubepods/besteffort, pod<uid>/<container id>) with the kubelet's own
+// values, and runs:
+//
+//   - memcached in a Guaranteed, critical-tier pod, next to a wakeup
+//     probe (1 ms timer sleeps, run delay after the expected wake-up);
+//   - an open-loop load generator (this binary, -role loadgen) in a
+//     Burstable, high-tier pod: fixed request rate, latency counted from
+//     each request's due time;
+//   - a ladder of CPU burners in background-tier pods, BestEffort or
+//     Burstable with requests.
+//
+// Per ladder step the arms alternate (ABBA): stock (the backend stood
+// down: the kubelet's values only) and enforced (the real Backend applied
+// to the pods' tiers). After every enforced segment the tree's
+// configuration is compared with its snapshot from before: a difference
+// fails the run. Everything is removed at the end, on error or SIGINT.
+//
+//	sudo go run ./test/bench/isolation            # default run (~5 min)
+//	sudo go run ./test/bench/isolation -explore   # lever variants
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/infera-io/temper/apis/wellknown"
+	cg "github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cpuset"
+	enforce "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
+)
+
+// armConfig is one way of running the pods: stock, or the backend with
+// some levers and with or without the critical fence.
+type armConfig struct {
+	Name   string         `json:"name"`
+	Stock  bool           `json:"stock,omitempty"`
+	Levers enforce.Levers `json:"levers"`
+	Fence  bool           `json:"fence"`
+}
+
+// defaultEnforced is the enforced arm of a default run: the combination
+// the exploratory runs measured best (docs/benchmarks.md).
+var defaultEnforced = armConfig{Name: "enforced"}
+
+// exploreArms are the lever variants of -explore.
+func exploreArms() []armConfig {
+	return []armConfig{
+		{Name: "stock", Stock: true},
+		{Name: "idle"},
+		{Name: "minweight", Levers: enforce.Levers{NoBackgroundIdle: true}},
+		{Name: "idle-crit16", Levers: enforce.Levers{CriticalWeightFactor: 16, HighWeightFactor: 8}},
+		{Name: "idle-fence", Fence: true},
+	}
+}
+
+type options struct {
+	rate     float64
+	segment  time.Duration
+	conns    int
+	ladder   []int
+	variants []corev1.PodQOSClass
+	arms     []armConfig
+	out, svg string
+	root     string
+}
+
+func main() {
+	role := flag.String("role", "", "internal: loadgen or probe (the bench runs itself in these roles)")
+	addr := flag.String("addr", "", "internal: memcached address for -role loadgen")
+	rate := flag.Float64("rate", 2000, "memcached requests per second, both arms")
+	conns := flag.Int("conns", 4, "load generator connections")
+	segment := flag.Duration("duration", 6*time.Second, "one measuring segment; each arm gets two per ladder step (ABBA)")
+	ladder := flag.String("ladder", "0,1,2,4,8", "burner counts")
+	variants := flag.String("variants", "burstable,besteffort", "burner pod QoS classes")
+	explore := flag.Bool("explore", false, "compare lever variants (see exploreArms) instead of stock vs the default enforced arm")
+	out := flag.String("out", "docs/bench/isolation.json", "JSON result file ('' for none)")
+	svg := flag.String("svg", "docs/bench/isolation.svg", "SVG plot file ('' for none)")
+	root := flag.String("cgroup-root", "/sys/fs/cgroup", "cgroup mount root")
+	flag.Parse()
+
+	var err error
+	switch *role {
+	case "loadgen":
+		err = runLoadgen(*addr, *rate, *conns, *segment)
+	case "probe":
+		err = runProbe(*segment)
+	case "":
+		opts := options{rate: *rate, segment: *segment, conns: *conns, out: *out, svg: *svg, root: *root}
+		opts.ladder, err = parseLadder(*ladder)
+		if err == nil {
+			opts.variants, err = parseVariants(*variants)
+		}
+		opts.arms = []armConfig{{Name: "stock", Stock: true}, defaultEnforced}
+		if *explore {
+			opts.arms = exploreArms()
+		}
+		if err == nil {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			err = run(ctx, opts)
+			stop()
+		}
+	default:
+		err = fmt.Errorf("unknown -role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "isolation:", err)
+		os.Exit(1)
+	}
+}
+
+func parseLadder(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 64 {
+			return nil, fmt.Errorf("invalid -ladder entry %q: want a burner count 0..64", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseVariants(s string) ([]corev1.PodQOSClass, error) {
+	var out []corev1.PodQOSClass
+	for f := range strings.SplitSeq(s, ",") {
+		switch strings.TrimSpace(f) {
+		case "burstable":
+			out = append(out, corev1.PodQOSBurstable)
+		case "besteffort":
+			out = append(out, corev1.PodQOSBestEffort)
+		default:
+			return nil, fmt.Errorf("invalid -variants entry %q: want burstable or besteffort", f)
+		}
+	}
+	return out, nil
+}
+
+func variantName(q corev1.PodQOSClass) string { return strings.ToLower(string(q)) }
+
+// bench is one run's state.
+type bench struct {
+	opts     options
+	self     string
+	t        *tree
+	layout   *cg.Layout
+	w        *writer.Writer
+	backends map[string]*enforce.Backend
+	nodeCPUs cpuset.Set
+	fence    string
+	critical *pod
+	loadgen  *pod
+	addr     string
+	log      logr.Logger
+}
+
+func run(ctx context.Context, opts options) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root to create cgroups and move processes")
+	}
+	if v, derr := cg.DetectVersion(opts.root); derr != nil || v != cg.V1 {
+		return fmt.Errorf("%s is not cgroup v1 (%v, %v); this bench builds v1 kubelet trees", opts.root, v, derr)
+	}
+	memcached, err := exec.LookPath("memcached")
+	if err != nil {
+		return fmt.Errorf("memcached is not installed (apt-get install -y memcached): %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	host, err := cg.Detect(opts.root, cg.DetectOptions{Driver: cg.DriverCgroupfs, KubepodsDir: "kubepods"})
+	if err != nil {
+		return err
+	}
+	b := &bench{opts: opts, self: self, backends: map[string]*enforce.Backend{},
+		log: funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{})}
+	b.t = &tree{cpuH: host.Hierarchies[cg.CPU], cpusetH: host.Hierarchies[cg.CPUSet], base: "temper-bench-" + randomHex(6)}
+	if b.t.cpusetH == "" {
+		return errors.New("no cgroup v1 cpuset hierarchy")
+	}
+	stateDir, err := os.MkdirTemp("", "temper-bench-state-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if b.w != nil {
+			if _, serr := b.standDown(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+			_ = b.w.Close()
+		}
+		if cerr := b.t.cleanup(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		_ = os.RemoveAll(stateDir)
+		fmt.Fprintf(os.Stderr, "removed %s\n", b.t.base)
+	}()
+	if err := b.setup(memcached, stateDir); err != nil {
+		return err
+	}
+	res := newResult(opts, b)
+	fmt.Fprintf(os.Stderr, "tree %s, memcached at %s, node CPUs %s\n", b.t.base, b.addr, b.nodeCPUs)
+	for _, variant := range opts.variants {
+		for step, n := range opts.ladder {
+			rows, err := b.step(ctx, variant, n, step)
+			if err != nil {
+				return err
+			}
+			for arm, r := range rows {
+				res.Arms[arm] = append(res.Arms[arm], r)
+			}
+		}
+	}
+	res.finish(opts)
+	fmt.Print(res.table())
+	if opts.out != "" {
+		data, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(opts.out, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if opts.svg != "" {
+		if err := os.WriteFile(opts.svg, []byte(res.svg()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setup builds the QoS level, the critical and load generator pods,
+// starts memcached, and creates the writer and one backend per enforced
+// arm.
+func (b *bench) setup(memcached, stateDir string) error {
+	t := b.t
+	nodeCPUs, err := cpuset.Parse(readTrimmed(filepath.Join(t.cpusetH, "cpuset.cpus")))
+	if err != nil {
+		return err
+	}
+	b.nodeCPUs = nodeCPUs
+	last := -1
+	for c := range nodeCPUs {
+		last = max(last, c)
+	}
+	b.fence = cpuset.Set{last: true}.String()
+	kp := filepath.Join(t.base, "kubepods")
+	for _, rel := range []string{t.base, kp, kp + "/burstable", kp + "/besteffort"} {
+		if err := t.mkdir(rel); err != nil {
+			return err
+		}
+	}
+	// kubepods carries the node allocatable (every CPU here; no
+	// reservations); the wrapper competes at the top with the same weight
+	// a real kubepods has.
+	alloc := milliCPUToShares(int64(len(nodeCPUs)) * milliPerCPU)
+	for _, rel := range []string{t.base, kp} {
+		if err := t.setCPU(rel, "cpu.shares", alloc); err != nil {
+			return err
+		}
+	}
+	l, err := cg.Detect(b.opts.root, cg.DetectOptions{Driver: cg.DriverCgroupfs, KubepodsDir: kp})
+	if err != nil {
+		return err
+	}
+	b.layout = l
+	b.critical = &pod{name: "bench/memcached", qos: corev1.PodQOSGuaranteed, tier: wellknown.TierCritical,
+		containers: []container{{name: "memcached", request: 1000, limit: 1000}, {name: "probe", request: 100, limit: 100}}}
+	b.loadgen = &pod{name: "bench/loadgen", qos: corev1.PodQOSBurstable, tier: wellknown.TierHigh,
+		containers: []container{{name: "loadgen", request: 500}}}
+	for _, p := range []*pod{b.critical, b.loadgen} {
+		if err := t.addPod(l, p); err != nil {
+			return err
+		}
+	}
+	if err := b.setQOS(nil); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	b.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cmd := exec.Command(memcached, "-u", "nobody", "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-t", "2", "-m", "64")
+	cmd.Stderr = os.Stderr
+	if err := t.start(cmd, b.critical.containerRel(0)); err != nil {
+		return err
+	}
+	if err := waitListening(b.addr, 5*time.Second); err != nil {
+		return err
+	}
+	b.w, err = writer.New(writer.Options{Root: b.opts.root, StateDir: stateDir, Log: b.log})
+	if err != nil {
+		return err
+	}
+	for _, a := range b.opts.arms {
+		if a.Stock {
+			continue
+		}
+		be, err := enforce.New(enforce.Options{Layout: l, Writer: b.w, Levers: a.Levers,
+			CPUManagerStateFile: filepath.Join(stateDir, "no-cpu-manager-state"), Log: b.log})
+		if err != nil {
+			return err
+		}
+		b.backends[a.Name] = be
+	}
+	return nil
+}
+
+// setQOS writes the QoS-level shares as the kubelet computes them for the
+// Burstable pods present (the load generator and any Burstable burners).
+func (b *bench) setQOS(burners []*pod) error {
+	pods := [][]container{b.loadgen.containers}
+	for _, p := range burners {
+		if p.qos == corev1.PodQOSBurstable {
+			pods = append(pods, p.containers)
+		}
+	}
+	burstable, besteffort := qosShares(pods)
+	kp := filepath.Join(b.t.base, "kubepods")
+	if err := b.t.setCPU(kp+"/burstable", "cpu.shares", burstable); err != nil {
+		return err
+	}
+	return b.t.setCPU(kp+"/besteffort", "cpu.shares", besteffort)
+}
+
+func (b *bench) standDown() (writer.RestoreResult, error) {
+	var res writer.RestoreResult
+	var errs []error
+	for _, be := range b.backends {
+		r, err := be.StandDown()
+		res.Restored += r.Restored
+		errs = append(errs, err)
+	}
+	return res, errors.Join(errs...)
+}
+
+// step runs one ladder step of one burner variant: every arm twice, in
+// ABBA order (rotated per step), and returns a row per arm.
+func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx int) (map[string]row, error) {
+	var burners []*pod
+	defer func() {
+		for _, p := range burners {
+			if err := b.t.rmdir(p.rel); err != nil {
+				fmt.Fprintln(os.Stderr, "isolation:", err)
+			}
+		}
+		_ = b.setQOS(nil)
+	}()
+	for i := range n {
+		p := &pod{name: fmt.Sprintf("batch/burner-%d", i), qos: variant, tier: wellknown.TierBackground,
+			containers: []container{{name: "burn"}}}
+		if variant == corev1.PodQOSBurstable {
+			p.containers[0].request = 50
+		}
+		if err := b.t.addPod(b.layout, p); err != nil {
+			return nil, err
+		}
+		burners = append(burners, p)
+	}
+	if err := b.setQOS(burners); err != nil {
+		return nil, err
+	}
+	var burnCmds []*exec.Cmd
+	defer func() {
+		for _, c := range burnCmds {
+			b.t.stop(c)
+		}
+	}()
+	for _, p := range burners {
+		c := exec.Command("sh", "-c", "while :; do :; done")
+		if err := b.t.start(c, p.containerRel(0)); err != nil {
+			return nil, err
+		}
+		burnCmds = append(burnCmds, c)
+	}
+	before, err := b.t.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	order := slices.Clone(b.opts.arms)
+	rot := stepIdx % len(order)
+	order = append(order[rot:], order[:rot]...)
+	rev := slices.Clone(order)
+	slices.Reverse(rev)
+	lat, wake := map[string]*Hist{}, map[string]*Hist{}
+	errCount := map[string]int64{}
+	for _, a := range append(order, rev...) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !a.Stock {
+			if err := b.apply(a, burners); err != nil {
+				return nil, err
+			}
+		}
+		l, w, missing, err := b.segment(ctx)
+		if !a.Stock {
+			if _, serr := b.standDown(); serr != nil {
+				err = errors.Join(err, fmt.Errorf("failed to stand down after arm %s: %w", a.Name, serr))
+			}
+			after, serr := b.t.snapshot()
+			if serr != nil {
+				return nil, serr
+			}
+			if d := diffSnapshots(before, after); len(d) > 0 {
+				return nil, fmt.Errorf("the tree is not back to what it was after standing down arm %s (%d burners, %s):\n  %s",
+					a.Name, n, variantName(variant), strings.Join(d, "\n  "))
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("arm %s, %d %s burners: %w", a.Name, n, variantName(variant), err)
+		}
+		if lat[a.Name] == nil {
+			lat[a.Name], wake[a.Name] = &Hist{}, &Hist{}
+		}
+		lat[a.Name].Merge(l)
+		wake[a.Name].Merge(w)
+		errCount[a.Name] += missing
+	}
+	rows := map[string]row{}
+	for _, a := range b.opts.arms {
+		r := newRow(n, variantName(variant), lat[a.Name], wake[a.Name])
+		r.Missing = errCount[a.Name]
+		rows[a.Name] = r
+		fmt.Fprintf(os.Stderr, "%-10s %-11s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs\n",
+			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999)
+	}
+	return rows, nil
+}
+
+// apply enforces arm a with the real backend.
+func (b *bench) apply(a armConfig, burners []*pod) error {
+	var pods []enforce.Pod
+	for _, p := range append([]*pod{b.critical, b.loadgen}, burners...) {
+		found, err := p.find(b.layout)
+		if err != nil {
+			return err
+		}
+		pods = append(pods, enforce.Pod{Name: p.name, Tier: p.tier, Cgroup: found})
+	}
+	as := enforce.Assignment{Pods: pods}
+	if a.Fence {
+		as.FenceCPUs, as.NodeCPUs = b.fence, b.nodeCPUs.String()
+	}
+	rep, err := b.backends[a.Name].Apply(as)
+	if err != nil {
+		return fmt.Errorf("arm %s: %w", a.Name, err)
+	}
+	if rep.Enforced != len(pods) {
+		return fmt.Errorf("arm %s: the backend enforced %d of %d pods (%+v)", a.Name, rep.Enforced, len(pods), rep)
+	}
+	return nil
+}
+
+// segment runs the load generator and the probe for one segment.
+func (b *bench) segment(ctx context.Context) (lat, wake *Hist, missing int64, err error) {
+	d := b.opts.segment.String()
+	lg := exec.CommandContext(ctx, b.self, "-role", "loadgen", "-addr", b.addr, "-rate", fmt.Sprint(b.opts.rate),
+		"-conns", strconv.Itoa(b.opts.conns), "-duration", d)
+	pr := exec.CommandContext(ctx, b.self, "-role", "probe", "-duration", d)
+	type child struct {
+		cmd   *exec.Cmd
+		rel   string
+		in    io.WriteCloser
+		out   strings.Builder
+		res   childResult
+		label string
+	}
+	children := []*child{{cmd: lg, rel: b.loadgen.containerRel(0), label: "load generator"}, {cmd: pr, rel: b.critical.containerRel(1), label: "wakeup probe"}}
+	for _, c := range children {
+		c.cmd.Stdout, c.cmd.Stderr = &c.out, os.Stderr
+		if c.in, err = c.cmd.StdinPipe(); err != nil {
+			return nil, nil, 0, err
+		}
+		if err := b.t.start(c.cmd, c.rel); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	defer func() {
+		for _, c := range children {
+			if c.cmd.Process != nil && c.cmd.ProcessState == nil {
+				_ = c.cmd.Process.Kill()
+				_ = c.cmd.Wait()
+			}
+			b.t.forget(c.cmd)
+		}
+	}()
+	for _, c := range children {
+		if _, err := io.WriteString(c.in, "go\n"); err != nil {
+			return nil, nil, 0, fmt.Errorf("failed to start the %s: %w", c.label, err)
+		}
+	}
+	var errs []error
+	for _, c := range children {
+		if werr := c.cmd.Wait(); werr != nil {
+			errs = append(errs, fmt.Errorf("%s failed: %w", c.label, werr))
+			continue
+		}
+		if jerr := json.Unmarshal([]byte(c.out.String()), &c.res); jerr != nil || c.res.Hist == nil {
+			errs = append(errs, fmt.Errorf("%s printed %q: %v", c.label, c.out.String(), jerr))
+			continue
+		}
+		if c.res.Error != "" {
+			errs = append(errs, fmt.Errorf("%s: %s", c.label, c.res.Error))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, 0, err
+	}
+	lr := children[0].res
+	return lr.Hist, children[1].res.Hist, lr.Sent - lr.Received, nil
+}
+
+func readTrimmed(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitListening(addr string, timeout time.Duration) error {
+	end := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("memcached did not listen on %s within %v: %w", addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
