@@ -104,6 +104,11 @@ bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with ob
 	KUBEBUILDER_ASSETS=$(BIN) go run ./test/bench/observation -duration 60s -pods 110 > docs/bench/observation.json
 	cat docs/bench/observation.json
 
+.PHONY: bench-isolation
+bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners (root, cgroup v1, ~5 min).
+	command -v memcached >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y memcached
+	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
+
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).
 	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ ./cmd/...
