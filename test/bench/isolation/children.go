@@ -167,7 +167,7 @@ func setKey(c net.Conn) error {
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "STORED" {
-		return fmt.Errorf("loadgen: set %s answered %q, %v; want STORED", memcachedKey, line, err)
+		return fmt.Errorf("loadgen: set %s answered %q, %w; want STORED", memcachedKey, line, err)
 	}
 	return nil
 }

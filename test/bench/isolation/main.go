@@ -183,7 +183,7 @@ func run(ctx context.Context, opts options) (err error) {
 		return errors.New("needs root to create cgroups and move processes")
 	}
 	if v, derr := cg.DetectVersion(opts.root); derr != nil || v != cg.V1 {
-		return fmt.Errorf("%s is not cgroup v1 (%v, %v); this bench builds v1 kubelet trees", opts.root, v, derr)
+		return fmt.Errorf("%s is not cgroup v1 (%v, %w); this bench builds v1 kubelet trees", opts.root, v, derr)
 	}
 	memcached, err := exec.LookPath("memcached")
 	if err != nil {
@@ -523,8 +523,12 @@ func (b *bench) segment(ctx context.Context) (lat, wake *Hist, missing int64, er
 			errs = append(errs, fmt.Errorf("%s failed: %w", c.label, werr))
 			continue
 		}
-		if jerr := json.Unmarshal([]byte(c.out.String()), &c.res); jerr != nil || c.res.Hist == nil {
-			errs = append(errs, fmt.Errorf("%s printed %q: %v", c.label, c.out.String(), jerr))
+		jerr := json.Unmarshal([]byte(c.out.String()), &c.res)
+		if jerr == nil && c.res.Hist == nil {
+			jerr = errors.New("no histogram")
+		}
+		if jerr != nil {
+			errs = append(errs, fmt.Errorf("%s printed %q: %w", c.label, c.out.String(), jerr))
 			continue
 		}
 		if c.res.Error != "" {
