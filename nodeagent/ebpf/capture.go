@@ -285,8 +285,13 @@ func (p *Probe) run(ctx context.Context, objs *traceObjects, maxBytes int64) (Ca
 	}
 	p.log.V(1).Info("trace capture started", "id", res.ID)
 
-	// Wake the reader when the capture ends.
-	stop := context.AfterFunc(ctx, func() { rd.SetDeadline(time.Now()) })
+	// Wake the reader when the capture ends: at its deadline, or through
+	// Flush when ctx is canceled early (SetDeadline cannot interrupt a
+	// blocked read).
+	if d, ok := ctx.Deadline(); ok {
+		rd.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = rd.Flush() })
 	defer stop()
 
 	w := bufio.NewWriterSize(f, 64<<10)
@@ -298,7 +303,7 @@ func (p *Probe) run(ctx context.Context, objs *traceObjects, maxBytes int64) (Ca
 	)
 	for {
 		err := rd.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 			if drained {
 				break
 			}
