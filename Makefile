@@ -20,7 +20,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum
+GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum nodeagent/ebpf
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -41,7 +41,7 @@ help: ## Show this help.
 ##@ Generation
 
 .PHONY: generate
-generate: generate-deepcopy generate-client generate-proto ## Generate code: deepcopy, the typed client and the agent's gRPC API.
+generate: generate-deepcopy generate-client generate-proto generate-bpf ## Generate code: deepcopy, the typed client, the agent's gRPC API and its BPF objects.
 
 .PHONY: generate-deepcopy
 generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with controller-gen.
@@ -54,6 +54,10 @@ generate-client: ## Generate clientset, listers, informers and applyconfiguratio
 .PHONY: generate-proto
 generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto/**/*.proto (needs Debian's protoc, version pinned).
 	hack/update-proto.sh
+
+.PHONY: generate-bpf
+generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
+	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
