@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 			time.Sleep(500 * time.Microsecond)
 		}
 	case "burner":
-		for {
+		for { //nolint:staticcheck // SA5002: a burner spins on purpose
 		}
 	case "load":
 		// Run unprivileged by TestLoadUnprivileged.
@@ -456,11 +456,7 @@ func TestLoadUnprivileged(t *testing.T) {
 	requireBPF(t)
 	// The go test build directory is private to root: copy the binary
 	// where nobody can run it.
-	dir, err := os.MkdirTemp("", "temper-ebpf-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir := t.TempDir()
 	bin := filepath.Join(dir, "ebpf.test")
 	data, err := os.ReadFile(os.Args[0])
 	if err != nil {
@@ -469,8 +465,10 @@ func TestLoadUnprivileged(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c := exec.Command(bin)
 	c.Dir = dir

@@ -84,8 +84,7 @@ func Load(opts Options) (*Probe, error) {
 	for _, prog := range []*ebpf.Program{p.objs.RqWakeup, p.objs.RqWakeupNew, p.objs.RqSwitch} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
-			p.closeLocked()
-			return nil, unavailable("attach "+prog.String(), err)
+			return nil, errors.Join(unavailable("attach "+prog.String(), err), p.closeLocked())
 		}
 		p.links = append(p.links, l)
 	}
