@@ -10,7 +10,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
 
+	"github.com/infera-io/temper/apis/wellknown"
 	tebpf "github.com/infera-io/temper/nodeagent/ebpf"
 )
 
@@ -67,6 +70,11 @@ func run(dur time.Duration, pairs int) error {
 		return err
 	}
 	res := result{Machine: machine(), CPUs: runtime.NumCPU(), Pairs: pairs, Duration: dur.String()}
+	podID, cleanup, err := enterPod(h)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 
 	res.Off.RoundTripsPerSec, err = pingPong(dur, pairs)
 	if err != nil {
@@ -77,6 +85,11 @@ func run(dur time.Duration, pairs int) error {
 		return err
 	}
 	defer p.Close()
+	// The load runs in a container cgroup of a pod mapped to a tier, as a
+	// pod's tasks do: each event resolves its tier in two lookups.
+	if err := p.SetTiers(map[uint64]wellknown.Tier{podID: wellknown.TierNormal}); err != nil {
+		return err
+	}
 
 	// Quiet host: whatever the machine does on its own.
 	before, err := p.Stats()
@@ -230,4 +243,36 @@ func splitLines(s string) []string {
 		s = s[i:]
 	}
 	return out
+}
+
+// enterPod moves this process into <root>/temper-ebpf-bench/pod/c0 and
+// returns the pod cgroup's id and a func that moves it back and removes the
+// cgroups.
+func enterPod(h tebpf.Hierarchy) (uint64, func(), error) {
+	root := "/sys/fs/cgroup"
+	if h == tebpf.HierarchyV1CPU {
+		root = "/sys/fs/cgroup/cpu"
+	}
+	top := filepath.Join(root, "temper-ebpf-bench")
+	pod := filepath.Join(top, "pod")
+	c0 := filepath.Join(pod, "c0")
+	cleanup := func() {
+		_ = os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		for _, d := range []string{c0, pod, top} {
+			_ = os.Remove(d)
+		}
+	}
+	if err := os.MkdirAll(c0, 0o755); err != nil {
+		return 0, cleanup, fmt.Errorf("failed to create cgroup %s: %w", c0, err)
+	}
+	if err := os.WriteFile(filepath.Join(c0, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		cleanup()
+		return 0, cleanup, fmt.Errorf("failed to move into cgroup %s: %w", c0, err)
+	}
+	id, err := tebpf.CgroupID(pod)
+	if err != nil {
+		cleanup()
+		return 0, cleanup, err
+	}
+	return id, cleanup, nil
 }
