@@ -445,12 +445,14 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 		errCount[a.Name] += missing
 	}
 	rows := map[string]row{}
+	load, _ := strconv.ParseFloat(strings.Fields(readTrimmed("/proc/loadavg") + " 0")[0], 64)
 	for _, a := range b.opts.arms {
 		r := newRow(n, variantName(variant), lat[a.Name], wake[a.Name])
 		r.Missing = errCount[a.Name]
+		r.LoadAvg1 = load
 		rows[a.Name] = r
-		fmt.Fprintf(os.Stderr, "%-10s %-11s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs\n",
-			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999)
+		fmt.Fprintf(os.Stderr, "%-11s %-10s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs  load %.1f\n",
+			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999, load)
 	}
 	return rows, nil
 }

@@ -26,6 +26,9 @@ type row struct {
 	WakeP99  float64 `json:"wakeup_p99_us"`
 	WakeP999 float64 `json:"wakeup_p999_us"`
 	WakeMax  float64 `json:"wakeup_max_us"`
+	// LoadAvg1 is the machine's 1-minute load average at the end of the
+	// step (every arm's segments): how busy the shared machine was.
+	LoadAvg1 float64 `json:"loadavg1"`
 }
 
 func us(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }
@@ -216,8 +219,8 @@ func findTop(rows []row, variant string) *row {
 // table renders the rows as a markdown table, then the ratios and goal.
 func (r *result) table() string {
 	var sb strings.Builder
-	sb.WriteString("| burners | variant | arm | p50 µs | p99 µs | p99.9 µs | max µs | wakeup p99 µs | wakeup p99.9 µs | requests |\n")
-	sb.WriteString("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("| burners | variant | arm | p50 µs | p99 µs | p99.9 µs | max µs | wakeup p99 µs | wakeup p99.9 µs | requests | load avg |\n")
+	sb.WriteString("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	stock := r.Arms["stock"]
 	for _, v := range variantsOf(stock) {
 		for _, s := range stock {
@@ -229,8 +232,8 @@ func (r *result) table() string {
 				if x == nil {
 					continue
 				}
-				fmt.Fprintf(&sb, "| %d | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d |\n",
-					x.Burners, x.Variant, arm, x.P50, x.P99, x.P999, x.Max, x.WakeP99, x.WakeP999, x.Requests)
+				fmt.Fprintf(&sb, "| %d | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %.1f |\n",
+					x.Burners, x.Variant, arm, x.P50, x.P99, x.P999, x.Max, x.WakeP99, x.WakeP999, x.Requests, x.LoadAvg1)
 			}
 		}
 	}
