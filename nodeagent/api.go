@@ -237,3 +237,7 @@ func (a *Agent) lintEvents(prev, cur []lint.Verdict) {
 		a.events.Publish(ev)
 	}
 }
+
+// EventStats are the event broadcaster's counters (live WatchEvents
+// subscribers, events dropped for slow ones).
+func (a *Agent) EventStats() server.BroadcasterStats { return a.events.Stats() }

@@ -2,15 +2,18 @@ package nodeagent
 
 import (
 	"context"
+	"maps"
 	"sort"
 	"sync"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroup"
 	"github.com/infera-io/temper/nodeagent/cpuset"
+	"github.com/infera-io/temper/nodeagent/ebpf"
 	"github.com/infera-io/temper/nodeagent/lint"
 	"github.com/infera-io/temper/nodeagent/observe"
 	"github.com/infera-io/temper/nodeagent/procscan"
+	"github.com/infera-io/temper/nodeagent/telemetry"
 )
 
 // maxProcsPerPod bounds the processes read from one pod's cgroup.procs.
@@ -20,9 +23,14 @@ const maxProcsPerPod = 256
 // run, linted against what enforcement promises.
 type observation struct {
 	obs *observe.Observer
+	// probe is the eBPF run-queue latency and trace capture, nil when it
+	// could not load (probeErr says why).
+	probe    *ebpf.Probe
+	probeErr string
 
 	mu       sync.Mutex
 	verdicts []lint.Verdict
+	tiers    map[uint64]wellknown.Tier // what the probe was last told
 }
 
 // startObservation starts sampling when the config enables it. A failure
@@ -42,9 +50,23 @@ func (a *Agent) startObservation(ctx context.Context) {
 		return
 	}
 	o := &observation{obs: obs}
+	if cfg.EBPF {
+		o.probe, o.probeErr = a.loadProbe()
+	} else {
+		o.probeErr = "disabled by config ([observation] ebpf = false)"
+	}
 	a.mu.Lock()
 	a.observation = o
 	a.mu.Unlock()
+	a.setProbeTiers(o)
+	go func() {
+		<-ctx.Done()
+		if o.probe != nil {
+			if err := o.probe.Close(); err != nil {
+				a.log.Error(err, "Failed to unload the eBPF programs")
+			}
+		}
+	}()
 	go func() {
 		t := a.o.Clock.NewTicker(cfg.SampleInterval.Duration)
 		defer t.Stop()
@@ -53,6 +75,7 @@ func (a *Agent) startObservation(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C():
+				a.setProbeTiers(o)
 				vs := obs.Tick(a.observeInput())
 				o.mu.Lock()
 				prev := o.verdicts
@@ -136,4 +159,88 @@ func parseSet(s string) cpuset.Set {
 		return nil
 	}
 	return set
+}
+
+// loadProbe loads the eBPF run-queue latency programs. Without the
+// privilege, BTF or the tracepoints the run-queue metrics are absent, trace
+// capture answers unavailable, and the reason is logged; nothing else
+// changes.
+func (a *Agent) loadProbe() (*ebpf.Probe, string) {
+	cfg := a.o.Config
+	h, err := ebpf.DetectHierarchy(cfg.Cgroup.Root)
+	if err != nil {
+		a.log.Error(err, "eBPF run-queue latency unavailable")
+		return nil, err.Error()
+	}
+	p, err := ebpf.Load(ebpf.Options{
+		Logger: a.log.WithName("ebpf"), Hierarchy: h,
+		Trace: ebpf.TraceOptions{Dir: cfg.Observation.TraceDir, MaxBytes: cfg.Observation.TraceMaxBytes, MaxDuration: maxTraceDuration},
+	})
+	if err != nil {
+		a.log.Info("eBPF run-queue latency unavailable; its metrics are absent", "reason", err.Error())
+		return nil, err.Error()
+	}
+	a.log.Info("eBPF run-queue latency programs loaded", "hierarchy", h.String())
+	return p, ""
+}
+
+// setProbeTiers tells the eBPF programs which pod cgroup is in which tier
+// (when it changed). Pods whose cgroup appeared since the last tick count
+// as system until the next one.
+func (a *Agent) setProbeTiers(o *observation) {
+	if o == nil || o.probe == nil {
+		return
+	}
+	dir := cgroup.CPU // the v1 cpu hierarchy, or the unified tree
+	a.mu.Lock()
+	as := a.assignments
+	a.mu.Unlock()
+	m := make(map[uint64]wellknown.Tier, len(as))
+	for _, p := range as {
+		if p.Cgroup == nil {
+			continue
+		}
+		d, ok := p.Cgroup.Dirs[dir]
+		if !ok {
+			continue
+		}
+		id, err := ebpf.CgroupID(d)
+		if err != nil {
+			continue // gone
+		}
+		m[id] = p.Tier
+		if len(m) == ebpf.MaxTierCgroups {
+			break
+		}
+	}
+	o.mu.Lock()
+	same := maps.Equal(m, o.tiers)
+	o.mu.Unlock()
+	if same {
+		return
+	}
+	if err := o.probe.SetTiers(m); err != nil {
+		a.log.Error(err, "Failed to update the eBPF tier map")
+		return
+	}
+	o.mu.Lock()
+	o.tiers = m
+	o.mu.Unlock()
+}
+
+// runQueue is the per-tier run-queue latency for the metrics, nil when the
+// probe is not loaded.
+func (o *observation) runQueue() map[wellknown.Tier]telemetry.Histogram {
+	if o == nil || o.probe == nil {
+		return nil
+	}
+	hs, err := o.probe.Histograms()
+	if err != nil {
+		return nil
+	}
+	out := make(map[wellknown.Tier]telemetry.Histogram, len(hs))
+	for t, h := range hs {
+		out[t] = telemetry.Histogram{Count: h.Count, Sum: h.SumSeconds, Buckets: h.Buckets()}
+	}
+	return out
 }

@@ -39,6 +39,7 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	obs := a.observation
 	a.mu.Unlock()
 	s.Lint = obs.lintCounts()
+	s.RunQueue = obs.runQueue()
 	if b == nil {
 		return s
 	}

@@ -183,6 +183,8 @@ func newRigWith(t *testing.T, node string, window time.Duration, ro rigOptions) 
 		cpuRoot = "/sys/devices/system/cpu"
 	} else {
 		r.cfg.Cgroup.Root = r.tree.Root
+		// No real cgroups to key the eBPF tiers by.
+		r.cfg.Observation.EBPF = false
 	}
 	r.cfg.SCX.Binary = standin
 	r.cfg.SCX.ConfigPath = filepath.Join(dir, "run", "layered.json")

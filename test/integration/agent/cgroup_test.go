@@ -90,6 +90,14 @@ func TestAgentCgroupBackend(t *testing.T) {
 	stream, err := inferav1.NewAgentServiceClient(conn).WatchEvents(wctx, &inferav1.WatchEventsRequest{Types: []inferav1.EventType{
 		inferav1.EventType_EVENT_TYPE_SAFE_MODE_LEFT, inferav1.EventType_EVENT_TYPE_DRIFT_REASSERTED}})
 	must(t, err)
+	// The stream is open once the agent has the subscriber; events before
+	// that are not the stream's.
+	for deadline := time.Now().Add(10 * time.Second); r.agent.EventStats().Subscribers == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("WatchEvents did not subscribe")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	r.setSafeMode(false)
 	_, load := r.waitAnnotations("cgroup enforcement", func(s string, l wellknown.TierLoad) bool {

@@ -16,7 +16,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
@@ -66,7 +68,10 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 
 	r := newRigWith(t, "agent-node-host", 200*time.Millisecond, rigOptions{
 		noSchedExt: true, safeMode: true, hostCgroups: true, kubepodsPath: kp,
-		configure: func(c *configv1alpha1.AgentConfiguration) { c.Observation.SampleInterval.Duration = time.Second },
+		configure: func(c *configv1alpha1.AgentConfiguration) {
+			c.Observation.SampleInterval.Duration = time.Second
+			c.Observation.TraceDir = filepath.Join(t.TempDir(), "traces")
+		},
 	})
 	r.waitAnnotations("safe mode at start", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusSafeMode })
 	specs := []podSpec{
@@ -234,6 +239,48 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 			t.Fatalf("/observe top_threads does not lead with the busy pod: %s", body)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	// eBPF (root, BTF here): the busy background pod's wakeups land in the
+	// background tier's run-queue latency histogram.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		fams, err := r.agent.Metrics().Registry().Gather()
+		must(t, err)
+		var count uint64
+		for _, f := range fams {
+			if f.GetName() != "infera_runqueue_latency_seconds" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				if labelValue(m, "tier") == string(wellknown.TierBackground) {
+					count = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		if count > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("infera_runqueue_latency_seconds{tier=background} has no samples (is the eBPF probe loaded? see the log)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Trace capture over the API: the busy pod for 1 s, a pod that is not
+	// on this node, and the file it wrote.
+	tr, err := api.CaptureTrace(context.Background(), &inferav1.CaptureTraceRequest{
+		Pod: &inferav1.PodRef{Namespace: r.ns, Name: "batch"}, DurationSeconds: 1})
+	must(t, err)
+	if tr.GetEvents() == 0 || tr.GetSizeBytes() == 0 {
+		t.Errorf("CaptureTrace(batch) = %v, want events", tr)
+	}
+	if _, err := os.Stat(tr.GetPath()); err != nil {
+		t.Errorf("trace file: %v", err)
+	}
+	if _, err := api.CaptureTrace(context.Background(), &inferav1.CaptureTraceRequest{
+		Pod: &inferav1.PodRef{Namespace: r.ns, Name: "elsewhere"}, DurationSeconds: 1}); status.Code(err) != codes.NotFound {
+		t.Errorf("CaptureTrace(a pod not on this node) = %v, want NotFound", err)
 	}
 
 	r.setSafeMode(true)
