@@ -410,7 +410,7 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 	rev := slices.Clone(order)
 	slices.Reverse(rev)
 	lat, wake := map[string]*Hist{}, map[string]*Hist{}
-	errCount := map[string]int64{}
+	errCount, throttled := map[string]int64{}, map[string]int64{}
 	for _, a := range append(order, rev...) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -420,7 +420,9 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 				return nil, err
 			}
 		}
+		thr0 := b.throttled()
 		l, w, missing, err := b.segment(ctx)
+		throttled[a.Name] += b.throttled() - thr0
 		if !a.Stock {
 			if _, serr := b.standDown(); serr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to stand down after arm %s: %w", a.Name, serr))
@@ -450,9 +452,10 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 		r := newRow(n, variantName(variant), lat[a.Name], wake[a.Name])
 		r.Missing = errCount[a.Name]
 		r.LoadAvg1 = load
+		r.Throttled = throttled[a.Name]
 		rows[a.Name] = r
-		fmt.Fprintf(os.Stderr, "%-11s %-10s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs  load %.1f\n",
-			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999, load)
+		fmt.Fprintf(os.Stderr, "%-11s %-10s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs  load %.1f throttled %d\n",
+			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999, load, r.Throttled)
 	}
 	return rows, nil
 }
@@ -542,6 +545,19 @@ func (b *bench) segment(ctx context.Context) (lat, wake *Hist, missing int64, er
 	}
 	lr := children[0].res
 	return lr.Hist, children[1].res.Hist, lr.Sent - lr.Received, nil
+}
+
+// throttled is nr_throttled of the critical pod's cpu cgroup (0 when
+// unreadable).
+func (b *bench) throttled() int64 {
+	data := readTrimmed(filepath.Join(b.t.cpuH, b.critical.rel, "cpu.stat"))
+	for l := range strings.SplitSeq(data, "\n") {
+		if v, ok := strings.CutPrefix(l, "nr_throttled "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func readTrimmed(p string) string {

@@ -29,6 +29,10 @@ type row struct {
 	// LoadAvg1 is the machine's 1-minute load average at the end of the
 	// step (every arm's segments): how busy the shared machine was.
 	LoadAvg1 float64 `json:"loadavg1"`
+	// Throttled counts the CFS periods the critical pod was throttled in
+	// (its cpu.stat nr_throttled over the arm's segments): a stall from
+	// its own limit rather than from neighbours.
+	Throttled int64 `json:"critical_nr_throttled"`
 }
 
 func us(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }
