@@ -170,7 +170,7 @@ func (r *result) finish(opts options) {
 				WakeStockOverEnforcedP999: div(st.WakeP999, top.WakeP999)}
 			q.Met = q.EnforcedP99OverIdle <= 1.5 && (q.StockOverEnforcedP99 >= 3 || q.StockOverEnforcedP999 >= 3)
 			r.Ratios = append(r.Ratios, q)
-			if arm == defaultEnforced.Name {
+			if arm == defaultEnforced {
 				any = true
 				r.Goal.Met = r.Goal.Met && q.Met
 				r.Goal.Detail = append(r.Goal.Detail, fmt.Sprintf("%s burners ×%d: enforced p99 %.2f× its idle p99 (goal ≤ 1.5); stock/enforced %.2f× at p99, %.2f× at p99.9 (goal ≥ 3 at either): %s",

@@ -7,8 +7,6 @@ import (
 	"strings"
 )
 
-var armColors = []string{"#c0392b", "#2471a3", "#229954", "#b9770e", "#7d3c98", "#566573"}
-
 // svg plots p50, p99 and p99.9 request latency against the burner count,
 // one panel per burner variant, one colour per arm, on a log scale.
 func (r *result) svg() string {
@@ -17,6 +15,7 @@ func (r *result) svg() string {
 		left, top      = 70.0, 50.0
 		gap            = 90.0
 	)
+	armColors := []string{"#c0392b", "#2471a3", "#229954", "#b9770e", "#7d3c98", "#566573"}
 	variants := variantsOf(r.Arms["stock"])
 	width := left + float64(len(variants))*(panelW+gap)
 	height := top + panelH + 60 + 20*float64(len(r.armOrder)+1)
