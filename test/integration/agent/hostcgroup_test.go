@@ -267,6 +267,9 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// And over HTTP, the families the observation layer adds.
+	scrapeFamilies(t, r.agent.HTTPAddress(), []string{"infera_runqueue_latency_seconds", "infera_lint_violation"})
+
 	// Trace capture over the API: the busy pod for 1 s, a pod that is not
 	// on this node, and the file it wrote.
 	tr, err := api.CaptureTrace(context.Background(), &inferav1.CaptureTraceRequest{
