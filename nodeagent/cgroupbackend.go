@@ -44,22 +44,20 @@ type cgroupBackend struct {
 	standby bool   // stood down (safe mode) or closed
 	problem string // why enforcement is incomplete, "" when it is not
 	lastErr string // the last error logged, to log each once
-	drift   uint64 // values re-asserted by the timer since start
 	// reported is the writer's drift count already passed to onDrift.
 	reported uint64
 	stats    cgroupStats
 }
 
-// cgroupStats is what the backend reports for metrics.
+// cgroupStats is what the backend reports for metrics, the API and the
+// observation layer.
 type cgroupStats struct {
-	Writer       writer.Stats
-	Drift        uint64
-	Enforced     int
-	Pending      int
-	FencedCPUs   string
-	Restored     uint64
-	StateReport  writer.StateReport
-	LastReassert time.Time
+	// Writer counts writes, drift, errors and restores.
+	Writer      writer.Stats
+	Enforced    int
+	Pending     int
+	FencedCPUs  string
+	StateReport writer.StateReport
 }
 
 // cgroupStateSubdir is where, under the agent's state_dir, the cgroup
@@ -141,7 +139,6 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 		applied.Notes = append(applied.Notes, fmt.Sprintf("state file %s was set aside (%s); originals it held are not restored", sr.Path, sr.Reason))
 	}
 	c.stats.Enforced, c.stats.Pending, c.stats.FencedCPUs = rep.Enforced, len(rep.Pending), rep.Fenced
-	c.stats.Restored += uint64(rep.Restored)
 	c.problem = ""
 	if err != nil {
 		c.problem = firstLine(err.Error())
@@ -232,7 +229,6 @@ func (c *cgroupBackend) StandDown(context.Context) error {
 	if res.Restored > 0 {
 		c.log.Info("Restored original cgroup values", "restored", res.Restored, "gone", res.Gone)
 	}
-	c.stats.Restored += uint64(res.Restored)
 	return err
 }
 
@@ -268,9 +264,7 @@ func (c *cgroupBackend) reassert() {
 		return
 	}
 	res, err := c.b.Reconcile()
-	c.stats.LastReassert = c.clock.Now()
 	if res.Drifted > 0 {
-		c.drift += uint64(res.Drifted)
 		c.log.Info("Re-asserted cgroup values changed behind the agent's back", "drifted", res.Drifted, "checked", res.Checked)
 	}
 	c.reportDrift()
@@ -301,7 +295,6 @@ func (c *cgroupBackend) Stats() cgroupStats {
 	defer c.mu.Unlock()
 	s := c.stats
 	s.Writer = c.w.Stats()
-	s.Drift = c.drift
 	return s
 }
 
@@ -324,9 +317,6 @@ func (c *cgroupBackend) reportDrift() {
 	}
 	c.onDrift(drifted)
 }
-
-// Audit returns the writer's audit ring, oldest first.
-func (c *cgroupBackend) Audit() []writer.Record { return c.w.Audit() }
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -2,10 +2,13 @@ package nodeagent
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
+	"github.com/infera-io/temper/nodeagent/cgroup/writer"
 	"github.com/infera-io/temper/nodeagent/server"
 )
 
@@ -23,6 +26,7 @@ func (a *Agent) startServers(ctx context.Context, wg *sync.WaitGroup) {
 		Observe:  a.observeJSON,
 		Ready:    a.Ready,
 		Logger:   log,
+		Extra:    map[string]http.Handler{"/audit": http.HandlerFunc(a.serveAudit)},
 	})
 	if err != nil {
 		log.Error(err, "Failed to set up the HTTP server; no /metrics, /observe or probes")
@@ -93,4 +97,26 @@ func (a *Agent) observeJSON(context.Context) (any, error) {
 		}, nil
 	}
 	return o.obs.Snapshot(), nil
+}
+
+// serveAudit is GET /audit: the cgroup writer's audit ring (every write:
+// path, file, old value, new value read back, reason, time, kind set / drift
+// / restore, error), oldest first, bounded to the last 1024 writes. Empty on
+// a node without the cgroup backend.
+func (a *Agent) serveAudit(w http.ResponseWriter, _ *http.Request) {
+	var cb *cgroupBackend
+	switch b := a.backend.(type) {
+	case *cgroupBackend:
+		cb = b
+	case *scxBackend:
+		cb = b.cover
+	}
+	recs := []writer.Record{}
+	if cb != nil {
+		recs = cb.w.Audit()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	_ = enc.Encode(map[string]any{"records": recs})
 }

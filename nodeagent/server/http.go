@@ -60,6 +60,9 @@ type HTTPOptions struct {
 	// ShutdownTimeout bounds Run's graceful stop; DefaultShutdownTimeout
 	// when 0.
 	ShutdownTimeout time.Duration
+	// Extra are more GET routes by path (e.g. "/audit"); they may not
+	// replace the four above.
+	Extra map[string]http.Handler
 }
 
 // HTTPServer serves /metrics, /observe, /healthz and /readyz.
@@ -106,6 +109,13 @@ func NewHTTP(o HTTPOptions) (*HTTPServer, error) {
 	mux.HandleFunc("GET /observe", s.observe)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
+	for path, h := range o.Extra {
+		switch path {
+		case "/metrics", "/observe", "/healthz", "/readyz":
+			return nil, fmt.Errorf("http options: Extra may not replace %s", path)
+		}
+		mux.Handle("GET "+path, h)
+	}
 	s.handler = mux
 	return s, nil
 }

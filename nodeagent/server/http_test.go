@@ -208,3 +208,18 @@ func TestNewHTTPRequiresDependencies(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPExtraRoutes(t *testing.T) {
+	o := baseOptions(prometheus.NewRegistry(), &readiness{}, func(context.Context) (any, error) { return map[string]int{}, nil })
+	o.Extra = map[string]http.Handler{"/audit": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("[]"))
+	})}
+	base := serveHTTP(t, o)
+	if code, body, _ := get(t, base+"/audit"); code != http.StatusOK || body != "[]" {
+		t.Errorf("GET /audit = %d %q", code, body)
+	}
+	o.Extra = map[string]http.Handler{"/metrics": http.NotFoundHandler()}
+	if _, err := NewHTTP(o); err == nil {
+		t.Error("NewHTTP let an extra route replace /metrics")
+	}
+}

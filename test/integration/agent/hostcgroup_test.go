@@ -159,6 +159,23 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 		"infera_node_cpu_pressure_seconds_total",
 		"infera_agent_process_cpu_seconds_total", "infera_agent_process_resident_memory_bytes",
 	})
+	// Every write is in the audit, with the value found and the reason.
+	code, body := httpGet(t, "http://"+r.agent.HTTPAddress()+"/audit")
+	var audit struct {
+		Records []struct {
+			Path, File, Old, New, Reason string
+			Kind                         string
+		}
+	}
+	must(t, json.Unmarshal([]byte(body), &audit))
+	found := false
+	for _, rec := range audit.Records {
+		found = found || rec.Path == cpuDirs["batch"] && rec.File == "cpu.idle" && rec.Old == "0" && rec.New == "1" && rec.Kind == "set" && strings.Contains(rec.Reason, "background")
+	}
+	if code != 200 || !found {
+		t.Errorf("/audit = %d, no record of batch's cpu.idle 0 → 1: %s", code, body)
+	}
+
 	// /readyz means enforcement verified, and the gRPC API on its socket
 	// says the same.
 	if code, body := httpGet(t, "http://"+r.agent.HTTPAddress()+"/readyz"); code != 200 {
