@@ -59,6 +59,8 @@ type Agent struct {
 	machine Machine
 	kick    chan struct{}
 	metrics *telemetry.Metrics
+	// layoutErr is why the cgroup layout could not be detected.
+	layoutErr error
 	// cpuacctRoot is the v1 cpuacct hierarchy when not co-mounted with cpu.
 	cpuacctRoot string
 	// observation is nil when disabled or unavailable (set under mu).
@@ -147,7 +149,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// cannot enforce by cgroup or match pods by path.
 		a.log.Error(err, "Failed to detect the cgroup layout; pods will be reported without cgroups", "root", cfg.Cgroup.Root)
 	}
-	a.layout = layout
+	a.layout, a.layoutErr = layout, err
 	a.cpuacctRoot = cpuacctHierarchy(layout)
 
 	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.newCgroupBackend, a.log)

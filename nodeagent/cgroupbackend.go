@@ -69,7 +69,10 @@ const cgroupStateSubdir = "cgroup"
 func (a *Agent) newCgroupBackend() (backend, error) {
 	cfg := a.o.Config
 	if a.layout == nil {
-		return nil, errors.New("no cgroup layout (see the detection error above)")
+		if a.layoutErr != nil {
+			return nil, a.layoutErr
+		}
+		return nil, errors.New("no cgroup layout")
 	}
 	log := a.log.WithName("cgroup")
 	w, err := writer.New(writer.Options{
