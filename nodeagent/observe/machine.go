@@ -17,27 +17,15 @@ import (
 // cache or NUMA files leave those lists empty.
 func ReadMachine(sysRoot string) (Machine, error) {
 	cpuRoot := filepath.Join(sysRoot, "devices", "system", "cpu")
-	online, err := readList(filepath.Join(cpuRoot, "online"))
+	online, cores, err := ReadCores(cpuRoot)
 	if err != nil {
-		return Machine{}, fmt.Errorf("failed to read the machine shape: %w", err)
+		return Machine{}, err
 	}
 	cpus := online.Sorted()
-	m := Machine{CPUs: online.String(), CPUCount: len(cpus), SMTSiblings: [][]int{}, LLCs: []CPUGroup{}, NUMANodes: []CPUGroup{}}
-	seen := cpuset.Set{}
+	m := Machine{CPUs: online.String(), CPUCount: len(cpus), SMTSiblings: cores, LLCs: []CPUGroup{}, NUMANodes: []CPUGroup{}}
 	llcs := map[string]CPUGroup{}
 	for _, c := range cpus {
-		dir := filepath.Join(cpuRoot, "cpu"+strconv.Itoa(c))
-		if !seen[c] {
-			core := cpuset.Set{c: true}
-			if s, err := readList(filepath.Join(dir, "topology", "thread_siblings_list")); err == nil && s[c] {
-				core = intersect(s, online)
-			}
-			for x := range core {
-				seen[x] = true
-			}
-			m.SMTSiblings = append(m.SMTSiblings, core.Sorted())
-		}
-		if g, ok := lastLevelCache(dir, online); ok {
+		if g, ok := lastLevelCache(filepath.Join(cpuRoot, "cpu"+strconv.Itoa(c)), online); ok {
 			llcs[g.CPUs] = g
 		}
 	}
@@ -59,6 +47,34 @@ func ReadMachine(sysRoot string) (Machine, error) {
 	}
 	slices.SortFunc(m.NUMANodes, func(a, b CPUGroup) int { return a.ID - b.ID })
 	return m, nil
+}
+
+// ReadCores reads the online CPUs under cpuRoot (/sys/devices/system/cpu)
+// and groups them by physical core (SMT siblings), each group ascending,
+// groups ordered by their first CPU. Without topology files each CPU is its
+// own core. It is the one reader of the CPU topology: the agent sizes
+// fences from it, the observation layer reports it.
+func ReadCores(cpuRoot string) (online cpuset.Set, cores [][]int, err error) {
+	online, err = readList(filepath.Join(cpuRoot, "online"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to read the machine shape: %w", err)
+	}
+	cores = [][]int{}
+	seen := cpuset.Set{}
+	for _, c := range online.Sorted() {
+		if seen[c] {
+			continue
+		}
+		core := cpuset.Set{c: true}
+		if s, err := readList(filepath.Join(cpuRoot, "cpu"+strconv.Itoa(c), "topology", "thread_siblings_list")); err == nil && s[c] {
+			core = intersect(s, online)
+		}
+		for x := range core {
+			seen[x] = true
+		}
+		cores = append(cores, core.Sorted())
+	}
+	return online, cores, nil
 }
 
 // lastLevelCache returns the highest-level data or unified cache of one
