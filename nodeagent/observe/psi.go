@@ -14,7 +14,12 @@ import (
 // psi=1 where it defaults off) or unreadable, PSI is not available and
 // Reason says why.
 func ReadPSI(procRoot string) PSI {
-	p := filepath.Join(procRoot, "pressure", "cpu")
+	return ReadPSIFile(filepath.Join(procRoot, "pressure", "cpu"))
+}
+
+// ReadPSIFile reads one pressure file: the node's (/proc/pressure/cpu) or
+// a cgroup v2 cgroup's cpu.pressure, which share the format.
+func ReadPSIFile(p string) PSI {
 	b, err := os.ReadFile(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/observe"
 )
 
 // Namespace prefixes every metric.
@@ -365,28 +366,18 @@ func readUint(p string) (float64, bool) {
 	return float64(v), err == nil
 }
 
-// readPSI reads the total stall time of a pressure file ("some ... total=N"
-// and "full ... total=N", in microseconds) as seconds per kind.
+// readPSI reads the total stall time of a pressure file as seconds per
+// kind ("some", and "full" where the kernel reports it).
 func readPSI(p string) (map[string]float64, bool) {
-	b, err := os.ReadFile(p)
-	if err != nil {
+	psi := observe.ReadPSIFile(p)
+	if !psi.Available {
 		return nil, false
 	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 || (fields[0] != "some" && fields[0] != "full") {
-			continue
-		}
-		for _, f := range fields[1:] {
-			if v, ok := strings.CutPrefix(f, "total="); ok {
-				if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-					out[fields[0]] = float64(n) / 1e6
-				}
-			}
-		}
+	out := map[string]float64{"some": float64(psi.Some.TotalUS) / 1e6}
+	if psi.Full != nil {
+		out["full"] = float64(psi.Full.TotalUS) / 1e6
 	}
-	return out, len(out) > 0
+	return out, true
 }
 
 // label bounds a label value and keeps it valid UTF-8.
