@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -131,18 +130,16 @@ func (a *Agent) Ready() (bool, string) {
 	}
 }
 
-// configInForce is the scx_layered config the supervisor runs, read from
-// the file it was given, when its hash is the running one.
+// configInForce is the scx_layered config the supervisor runs, from
+// memory: the one last handed over, when its hash is the running one.
 func (b *scxBackend) configInForce() ([]byte, string) {
 	st := b.sup.Status()
-	if st.ConfigHash == "" {
-		return nil, ""
-	}
-	data, err := os.ReadFile(b.configPath)
-	if err != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st.ConfigHash == "" || st.ConfigHash != b.cfgHash {
 		return nil, st.ConfigHash
 	}
-	return data, st.ConfigHash
+	return b.cfg, st.ConfigHash
 }
 
 func version() string {

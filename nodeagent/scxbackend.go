@@ -18,8 +18,6 @@ import (
 type scxBackend struct {
 	sup      *scxenf.Supervisor
 	generate func([]Assignment, Machine) ([]byte, Applied, error)
-	// configPath is where the supervisor writes the config it runs.
-	configPath string
 	// cover is the cgroup backend, nil when the node has none.
 	cover   *cgroupBackend
 	changed chan struct{}
@@ -28,11 +26,14 @@ type scxBackend struct {
 	last     []Assignment // the assignment to cover with; nil in safe mode
 	lastM    Machine
 	covering bool
+	// cfg is the config last handed to the supervisor, and its hash.
+	cfg     []byte
+	cfgHash string
 }
 
 func (a *Agent) newSCXBackend() backend {
 	cfg := a.o.Config
-	b := &scxBackend{generate: generateLayered, configPath: cfg.SCX.ConfigPath, changed: make(chan struct{}, 1)}
+	b := &scxBackend{generate: generateLayered, changed: make(chan struct{}, 1)}
 	b.sup = scxenf.New(scxenf.Options{
 		Binary:     cfg.SCX.Binary,
 		ExtraArgs:  cfg.SCX.ExtraArgs,
@@ -116,9 +117,15 @@ func (b *scxBackend) Apply(ctx context.Context, as []Assignment, m Machine) (App
 	// backoff after a crash); the same config again is not a change, and
 	// re-applying it would skip the backoff.
 	if st := b.sup.Status(); st.Phase != scxenf.PhaseStopped && st.ConfigHash == scxenf.ConfigHash(cfg) {
+		b.mu.Lock()
+		b.cfg, b.cfgHash = cfg, st.ConfigHash // an adopted instance runs it too
+		b.mu.Unlock()
 		return applied, nil
 	}
 	applied.Changed = true
+	b.mu.Lock()
+	b.cfg, b.cfgHash = cfg, scxenf.ConfigHash(cfg)
+	b.mu.Unlock()
 	if err := b.sup.Apply(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
 		// The supervisor reports degraded and retries with backoff.
 		return applied, err

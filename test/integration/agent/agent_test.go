@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/internal/localcluster"
 	"github.com/infera-io/temper/nodeagent"
@@ -428,6 +432,15 @@ func TestAgentEnforcesThirtyPods(t *testing.T) {
 	must(t, err)
 	if err := scxschema.Validate(cfg); err != nil {
 		t.Fatalf("generated config is invalid: %v", err)
+	}
+	// The gRPC API serves exactly that config, from memory.
+	conn, err := grpc.NewClient("unix://"+r.cfg.Server.GRPCSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	lc, err := inferav1.NewAgentServiceClient(conn).GetLayeredConfig(context.Background(), &inferav1.GetLayeredConfigRequest{})
+	_ = conn.Close()
+	must(t, err)
+	if lc.GetBackend() != wellknown.BackendSCXLayered || !bytes.Equal([]byte(lc.GetConfigJson()), cfg) {
+		t.Errorf("GetLayeredConfig = backend %q, %d bytes; want the %d bytes scx_layered runs", lc.GetBackend(), len(lc.GetConfigJson()), len(cfg))
 	}
 	critical := byName["critical-0"]
 	if !strings.Contains(string(cfg), critical.CgroupRelPath+"/") {
