@@ -52,6 +52,7 @@ import (
 	"github.com/infera-io/temper/nodeagent/cgroup/writer"
 	"github.com/infera-io/temper/nodeagent/cpuset"
 	enforce "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
+	"github.com/infera-io/temper/test/bench/internal/hosttree"
 )
 
 // armConfig is one way of running the pods: stock, or the backend with
@@ -200,7 +201,8 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	b := &bench{opts: opts, self: self, backends: map[string]*enforce.Backend{},
 		log: funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{})}
-	b.t = &tree{cpuH: host.Hierarchies[cg.CPU], cpusetH: host.Hierarchies[cg.CPUSet], base: "temper-bench-" + randomHex(6)}
+	cpuH, cpusetH := host.Hierarchies[cg.CPU], host.Hierarchies[cg.CPUSet]
+	b.t = &tree{Tree: &hosttree.Tree{Hierarchies: []string{cpuH, cpusetH}, CPUSet: cpusetH, Base: "temper-bench-" + hosttree.RandomHex(6)}, cpuH: cpuH, cpusetH: cpusetH}
 	if b.t.cpusetH == "" {
 		return errors.New("no cgroup v1 cpuset hierarchy")
 	}
@@ -215,17 +217,17 @@ func run(ctx context.Context, opts options) (err error) {
 			}
 			_ = b.w.Close()
 		}
-		if cerr := b.t.cleanup(); cerr != nil {
+		if cerr := b.t.Cleanup(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		_ = os.RemoveAll(stateDir)
-		fmt.Fprintf(os.Stderr, "removed %s\n", b.t.base)
+		fmt.Fprintf(os.Stderr, "removed %s\n", b.t.Base)
 	}()
 	if err := b.setup(memcached, stateDir); err != nil {
 		return err
 	}
 	res := newResult(opts, b)
-	fmt.Fprintf(os.Stderr, "tree %s, memcached at %s, node CPUs %s\n", b.t.base, b.addr, b.nodeCPUs)
+	fmt.Fprintf(os.Stderr, "tree %s, memcached at %s, node CPUs %s\n", b.t.Base, b.addr, b.nodeCPUs)
 	for _, variant := range opts.variants {
 		for step, n := range opts.ladder {
 			rows, err := b.step(ctx, variant, n, step)
@@ -271,9 +273,9 @@ func (b *bench) setup(memcached, stateDir string) error {
 		last = max(last, c)
 	}
 	b.fence = cpuset.Set{last: true}.String()
-	kp := filepath.Join(t.base, "kubepods")
-	for _, rel := range []string{t.base, kp, kp + "/burstable", kp + "/besteffort"} {
-		if err := t.mkdir(rel); err != nil {
+	kp := filepath.Join(t.Base, "kubepods")
+	for _, rel := range []string{t.Base, kp, kp + "/burstable", kp + "/besteffort"} {
+		if err := t.Mkdir(rel); err != nil {
 			return err
 		}
 	}
@@ -281,7 +283,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 	// reservations); the wrapper competes at the top with the same weight
 	// a real kubepods has.
 	alloc := milliCPUToShares(int64(len(nodeCPUs)) * milliPerCPU)
-	for _, rel := range []string{t.base, kp} {
+	for _, rel := range []string{t.Base, kp} {
 		if err := t.setCPU(rel, "cpu.shares", alloc); err != nil {
 			return err
 		}
@@ -310,7 +312,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 	b.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(memcached, "-u", "nobody", "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-t", "2", "-m", "64")
 	cmd.Stderr = os.Stderr
-	if err := t.start(cmd, b.critical.containerRel(0)); err != nil {
+	if err := t.Start(cmd, b.critical.containerRel(0)); err != nil {
 		return err
 	}
 	if err := waitListening(b.addr, 5*time.Second); err != nil {
@@ -344,7 +346,7 @@ func (b *bench) setQOS(burners []*pod) error {
 		}
 	}
 	burstable, besteffort := qosShares(pods)
-	kp := filepath.Join(b.t.base, "kubepods")
+	kp := filepath.Join(b.t.Base, "kubepods")
 	if err := b.t.setCPU(kp+"/burstable", "cpu.shares", burstable); err != nil {
 		return err
 	}
@@ -368,7 +370,7 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 	var burners []*pod
 	defer func() {
 		for _, p := range burners {
-			if err := b.t.rmdir(p.rel); err != nil {
+			if err := b.t.Rmdir(p.rel); err != nil {
 				fmt.Fprintln(os.Stderr, "isolation:", err)
 			}
 		}
@@ -391,12 +393,12 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 	var burnCmds []*exec.Cmd
 	defer func() {
 		for _, c := range burnCmds {
-			b.t.stop(c)
+			b.t.Stop(c)
 		}
 	}()
 	for _, p := range burners {
 		c := exec.Command("sh", "-c", "while :; do :; done")
-		if err := b.t.start(c, p.containerRel(0)); err != nil {
+		if err := b.t.Start(c, p.containerRel(0)); err != nil {
 			return nil, err
 		}
 		burnCmds = append(burnCmds, c)
@@ -505,7 +507,7 @@ func (b *bench) segment(ctx context.Context) (lat, wake *Hist, missing int64, er
 		if c.in, err = c.cmd.StdinPipe(); err != nil {
 			return nil, nil, 0, err
 		}
-		if err := b.t.start(c.cmd, c.rel); err != nil {
+		if err := b.t.Start(c.cmd, c.rel); err != nil {
 			return nil, nil, 0, err
 		}
 	}
@@ -515,7 +517,7 @@ func (b *bench) segment(ctx context.Context) (lat, wake *Hist, missing int64, er
 				_ = c.cmd.Process.Kill()
 				_ = c.cmd.Wait()
 			}
-			b.t.forget(c.cmd)
+			b.t.Forget(c.cmd)
 		}
 	}()
 	for _, c := range children {

@@ -1,66 +1,25 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	cg "github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/test/bench/internal/hosttree"
 )
 
 // tree is the bench's private kubelet-shaped subtree in the cpu and cpuset
-// v1 hierarchies. It removes what it created, processes first.
+// v1 hierarchies (hosttree removes what it created, processes first).
 type tree struct {
+	*hosttree.Tree
 	cpuH, cpusetH string
-	base          string // relative to the hierarchy roots
-	created       []string
-	procs         []*exec.Cmd
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b)
-}
-
-// mkdir creates rel in both hierarchies; the cpuset copy inherits its
-// parent's CPUs and memory nodes, as runtimes and the kubelet set them
-// (every CPU while the CPU manager policy is none).
-func (t *tree) mkdir(rel string) error {
-	for _, h := range []string{t.cpuH, t.cpusetH} {
-		dir := filepath.Join(h, rel)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			return fmt.Errorf("failed to create cgroup %s: %w", dir, err)
-		}
-		t.created = append(t.created, dir)
-		if h != t.cpusetH {
-			continue
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
-			if err != nil {
-				return fmt.Errorf("failed to read %s of %s: %w", f, filepath.Dir(dir), err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, f), b, 0); err != nil {
-				return fmt.Errorf("failed to write %s of %s: %w", f, dir, err)
-			}
-		}
-	}
-	return nil
 }
 
 // setCPU writes a file of the cpu hierarchy.
@@ -72,84 +31,12 @@ func (t *tree) setCPU(rel, file string, v int64) error {
 	return nil
 }
 
-// start runs cmd and moves it (every thread) into rel in both hierarchies.
-func (t *tree) start(cmd *exec.Cmd, rel string) error {
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("failed to start %s: %w", cmd.Path, err)
-	}
-	t.procs = append(t.procs, cmd)
-	for _, h := range []string{t.cpuH, t.cpusetH} {
-		p := filepath.Join(h, rel, "cgroup.procs")
-		if err := os.WriteFile(p, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-			return fmt.Errorf("failed to move pid %d into %s: %w", cmd.Process.Pid, p, err)
-		}
-	}
-	return nil
-}
-
-// stop kills cmd and forgets it.
-func (t *tree) stop(cmd *exec.Cmd) {
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	t.forget(cmd)
-}
-
-func (t *tree) forget(cmd *exec.Cmd) {
-	t.procs = slices.DeleteFunc(t.procs, func(c *exec.Cmd) bool { return c == cmd })
-}
-
-// rmdir removes the cgroups under rel (both hierarchies), deepest first.
-func (t *tree) rmdir(rel string) error {
-	var errs []error
-	keep := t.created[:0:0]
-	for i := len(t.created) - 1; i >= 0; i-- {
-		d := t.created[i]
-		in := false
-		for _, h := range []string{t.cpuH, t.cpusetH} {
-			r := filepath.Join(h, rel)
-			if d == r || strings.HasPrefix(d, r+"/") {
-				in = true
-			}
-		}
-		if !in {
-			keep = append(keep, d)
-			continue
-		}
-		if err := removeCgroup(d); err != nil {
-			errs = append(errs, err)
-			keep = append(keep, d)
-		}
-	}
-	slices.Reverse(keep)
-	t.created = keep
-	return errors.Join(errs...)
-}
-
-func removeCgroup(d string) error {
-	var err error
-	for range 100 { // a killed task takes a moment to leave its cgroup
-		if err = syscall.Rmdir(d); err == nil || errors.Is(err, syscall.ENOENT) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("failed to remove cgroup %s: %w", d, err)
-}
-
-// cleanup kills every process and removes every cgroup the tree made.
-func (t *tree) cleanup() error {
-	for _, cmd := range slices.Clone(t.procs) {
-		t.stop(cmd)
-	}
-	return t.rmdir(t.base)
-}
-
 // snapshot reads the configuration of every cgroup the tree made: every
 // readable, writable file except the cpuacct counters (writable only to
 // reset them) and membership, leaving out read-only counters.
 func (t *tree) snapshot() (map[string]string, error) {
 	snap := map[string]string{}
-	for _, d := range t.created {
+	for _, d := range t.Created() {
 		entries, err := os.ReadDir(d)
 		if err != nil {
 			return nil, fmt.Errorf("failed to list %s: %w", d, err)
@@ -206,13 +93,13 @@ func (p *pod) containerRel(i int) string { return filepath.Join(p.rel, p.cids[i]
 // kubelet (pod level) and the runtime (container level, from the
 // kubelet's container config) write.
 func (t *tree) addPod(l *cg.Layout, p *pod) error {
-	p.uid = fmt.Sprintf("%s-%s-4%s-8%s-%s", randomHex(4), randomHex(2), randomHex(2)[:3], randomHex(2)[:3], randomHex(6))
+	p.uid = fmt.Sprintf("%s-%s-4%s-8%s-%s", hosttree.RandomHex(4), hosttree.RandomHex(2), hosttree.RandomHex(2)[:3], hosttree.RandomHex(2)[:3], hosttree.RandomHex(6))
 	rel, err := l.PodRelPath(p.uid, p.qos)
 	if err != nil {
 		return err
 	}
 	p.rel = rel
-	if err := t.mkdir(rel); err != nil {
+	if err := t.Mkdir(rel); err != nil {
 		return err
 	}
 	if err := t.setCPU(rel, "cpu.shares", podShares(p.containers)); err != nil {
@@ -223,10 +110,10 @@ func (t *tree) addPod(l *cg.Layout, p *pod) error {
 	}
 	p.cids = nil
 	for _, c := range p.containers {
-		cid := randomHex(32)
+		cid := hosttree.RandomHex(32)
 		p.cids = append(p.cids, cid)
 		crel := filepath.Join(rel, cid)
-		if err := t.mkdir(crel); err != nil {
+		if err := t.Mkdir(crel); err != nil {
 			return err
 		}
 		if err := t.setCPU(crel, "cpu.shares", milliCPUToShares(c.request)); err != nil {

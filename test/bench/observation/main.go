@@ -19,8 +19,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -46,6 +44,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/internal/localcluster"
 	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/test/bench/internal/hosttree"
 	"github.com/infera-io/temper/test/envtest"
 )
 
@@ -105,15 +104,9 @@ func main() {
 	fmt.Println(string(out))
 }
 
-// sandbox is a private subtree of the real cgroup v1 hierarchies.
-type sandbox struct {
-	cpuH, cpusetH, acctH string
-	base                 string
-	dirs                 []string // created, in order
-	procs                []*exec.Cmd
-}
-
-func newSandbox() (*sandbox, error) {
+// newSandbox is a private subtree of the real cgroup v1 cpu, cpuset and
+// (when mounted apart) cpuacct hierarchies.
+func newSandbox() (*hosttree.Tree, error) {
 	l, err := cgroup.Detect("/sys/fs/cgroup", cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
 	if err != nil {
 		return nil, err
@@ -121,75 +114,18 @@ func newSandbox() (*sandbox, error) {
 	if l.Version != cgroup.V1 {
 		return nil, errors.New("this bench builds cgroup v1 trees; the host is not v1")
 	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	s := &sandbox{cpuH: l.Hierarchies[cgroup.CPU], cpusetH: l.Hierarchies[cgroup.CPUSet], base: "temper-bench-" + hex.EncodeToString(b)}
-	if _, err := os.Stat(filepath.Join(s.cpuH, "cpuacct.usage")); err != nil {
-		s.acctH = "/sys/fs/cgroup/cpuacct"
+	cpuH, cpusetH := l.Hierarchies[cgroup.CPU], l.Hierarchies[cgroup.CPUSet]
+	t := &hosttree.Tree{Hierarchies: []string{cpuH, cpusetH}, CPUSet: cpusetH, Base: "temper-bench-" + hosttree.RandomHex(6)}
+	if _, err := os.Stat(filepath.Join(cpuH, "cpuacct.usage")); err != nil {
+		t.Hierarchies = append(t.Hierarchies, "/sys/fs/cgroup/cpuacct")
 	}
-	return s, s.mkdir(s.base)
+	return t, t.Mkdir(t.Base)
 }
 
-func (s *sandbox) hierarchies() []string {
-	h := []string{s.cpuH, s.cpusetH}
-	if s.acctH != "" {
-		h = append(h, s.acctH)
-	}
-	return h
-}
-
-// mkdir creates rel in every hierarchy (a v1 cpuset copies its parent's).
-func (s *sandbox) mkdir(rel string) error {
-	for _, h := range s.hierarchies() {
-		d := filepath.Join(h, rel)
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-		s.dirs = append(s.dirs, d)
-		if h == s.cpusetH {
-			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-				v, err := os.ReadFile(filepath.Join(filepath.Dir(d), f))
-				if err != nil {
-					return err
-				}
-				if err := os.WriteFile(filepath.Join(d, f), v, 0); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// start runs a process that works in short bursts (a few hundred
-// iterations, then 0.5 s asleep) in rel.
-func (s *sandbox) start(rel string) error {
-	cmd := exec.Command("sh", "-c", "while :; do i=0; while [ $i -lt 100 ]; do i=$((i+1)); done; sleep 0.5; done")
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	s.procs = append(s.procs, cmd)
-	for _, h := range s.hierarchies() {
-		if err := os.WriteFile(filepath.Join(h, rel, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *sandbox) cleanup() {
-	for _, c := range s.procs {
-		_ = c.Process.Kill()
-		_ = c.Wait()
-	}
-	for i := len(s.dirs) - 1; i >= 0; i-- {
-		for range 50 {
-			if err := syscall.Rmdir(s.dirs[i]); err == nil || errors.Is(err, syscall.ENOENT) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+// burst is a process that works in short bursts (100 loop iterations, then
+// 0.5 s asleep), so the sampler finds it busy at every tick.
+func burst() *exec.Cmd {
+	return exec.Command("sh", "-c", "while :; do i=0; while [ $i -lt 100 ]; do i=$((i+1)); done; sleep 0.5; done")
 }
 
 func run(ctx context.Context, duration time.Duration, nPods int, interval time.Duration, nScrapes int) (*result, error) {
@@ -202,7 +138,7 @@ func run(ctx context.Context, duration time.Duration, nPods int, interval time.D
 	if err != nil {
 		return nil, err
 	}
-	defer sb.cleanup()
+	defer func() { _ = sb.Cleanup() }()
 
 	env, err := envtest.Start(envtest.Options{PriorityClasses: true})
 	if err != nil {
@@ -231,9 +167,9 @@ func run(ctx context.Context, duration time.Duration, nPods int, interval time.D
 		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
 			return nil, err
 		}
-		kp := sb.base + "/" + node
+		kp := sb.Base + "/" + node
 		for _, rel := range []string{kp, kp + "/burstable", kp + "/besteffort"} {
-			if err := sb.mkdir(rel); err != nil {
+			if err := sb.Mkdir(rel); err != nil {
 				return nil, err
 			}
 		}
@@ -256,10 +192,10 @@ func run(ctx context.Context, duration time.Duration, nPods int, interval time.D
 			if err != nil {
 				return nil, err
 			}
-			if err := sb.mkdir(rel); err != nil {
+			if err := sb.Mkdir(rel); err != nil {
 				return nil, err
 			}
-			if err := sb.start(rel); err != nil {
+			if err := sb.Start(burst(), rel); err != nil {
 				return nil, err
 			}
 		}
