@@ -38,9 +38,6 @@ type backend interface {
 type Applied struct {
 	Changed     bool
 	FencedMilli int64
-	// FencedCPUs is the CPU list the cgroup backend fenced critical pods
-	// on, empty when none.
-	FencedCPUs string
 	// Layers are the scx_layered layers generated, nil on other backends.
 	Layers []scxgen.LayerSummary
 	// Notes are operator-facing remarks (e.g. a demoted critical layer).

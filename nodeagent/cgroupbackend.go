@@ -132,7 +132,6 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 	c.reportDrift()
 	applied.Changed = rep.Changed
 	applied.Notes = append(applied.Notes, rep.Notes...)
-	applied.FencedCPUs = rep.Fenced
 	if rep.Fenced != "" {
 		if set, perr := cpuset.Parse(rep.Fenced); perr == nil {
 			applied.FencedMilli = int64(len(set)) * 1000

@@ -142,7 +142,7 @@ func (a *Agent) observeInput() observe.Input {
 	sort.Slice(present, func(i, j int) bool { return present[i] < present[j] })
 	switch b := a.backend.(type) {
 	case *cgroupBackend:
-		in.Promise = lint.CgroupPromise(parseSet(applied.FencedCPUs), present)
+		in.Promise = lint.CgroupPromise(parseSet(b.Stats().FencedCPUs), present)
 	case *scxBackend:
 		if b.coveringNow() {
 			in.Promise = lint.CgroupPromise(parseSet(b.cover.Stats().FencedCPUs), present)
