@@ -8,10 +8,10 @@ import (
 	"maps"
 	"sync"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 )

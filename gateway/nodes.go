@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,9 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inferaclient "github.com/infera-io/temper/apis/client/clientset/versioned"
 	inferalisters "github.com/infera-io/temper/apis/client/listers/infera/v1alpha1"
@@ -36,17 +36,17 @@ import (
 type Service struct {
 	inferav1.UnimplementedClusterServiceServer
 
-	auth       *Auth
-	kube       kubernetes.Interface
-	infera     inferaclient.Interface
-	nodes      corelisters.NodeLister
-	reports    func() inferalisters.NodeQoSReportLister // nil lister: CRD absent
+	auth        *Auth
+	kube        kubernetes.Interface
+	infera      inferaclient.Interface
+	nodes       corelisters.NodeLister
+	reports     func() inferalisters.NodeQoSReportLister // nil lister: CRD absent
 	impersonate func(u *authnv1.UserInfo) (kubernetes.Interface, error)
-	auditor    *Auditor
-	events     *broadcaster
-	cfg        configv1alpha1.GatewayConfiguration
-	thresholds tiering.Thresholds
-	now        func() time.Time
+	auditor     *Auditor
+	events      *broadcaster
+	cfg         configv1alpha1.GatewayConfiguration
+	thresholds  tiering.Thresholds
+	now         func() time.Time
 }
 
 func (s *Service) authorize(ctx context.Context, attrs Attributes) error {
@@ -279,7 +279,7 @@ func (s *Service) ExplainTier(ctx context.Context, req *inferav1.ExplainTierRequ
 	e := &inferav1.TierExplanation{
 		Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, PriorityClassName: p.Spec.PriorityClassName,
 		QosClass: string(r.QOSClass), PriorityTier: string(r.PriorityTier), Tier: string(r.Tier), DecidingRule: string(r.Source),
-		Thresholds: &inferav1.Thresholds{System: wellknown.DefaultSystemMinPriority, Critical: t.Critical, High: t.High, Normal: t.Normal, Low: t.Low},
+		Thresholds:  &inferav1.Thresholds{System: wellknown.DefaultSystemMinPriority, Critical: t.Critical, High: t.High, Normal: t.Normal, Low: t.Low},
 		CpuRequests: map[string]string{},
 	}
 	if p.Spec.Priority != nil {

@@ -215,7 +215,7 @@ func run(nNodes, nRounds, nReq int, out, bin string) error {
 		Nodes int `json:"nodes"`
 	}
 	if err := json.Unmarshal(sample, &f); err != nil || f.Nodes != nNodes {
-		return fmt.Errorf("fleet view reports %d nodes, want %d (%v)", f.Nodes, nNodes, err)
+		return fmt.Errorf("fleet view reports %d nodes, want %d (%w)", f.Nodes, nNodes, err)
 	}
 	rep.FleetSample = sample
 	endpoints := []string{"/api/v1/fleet", "/api/v1/nodes?pageSize=500"}

@@ -34,9 +34,9 @@ import (
 // Callers: ServiceAccounts in callerNS with these roles.
 const (
 	callerNS     = "gw-callers"
-	viewer       = "viewer"       // infera-viewer
-	operator     = "operator"     // infera-operator
-	nobody       = "nobody"       // no role at all
+	viewer       = "viewer"        // infera-viewer
+	operator     = "operator"      // infera-operator
+	nobody       = "nobody"        // no role at all
 	safeModeOnly = "safemode-only" // update safemodes.infera.io, but no patch on core Nodes
 )
 
