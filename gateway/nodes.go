@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -26,6 +27,46 @@ const (
 // nodeView builds the view of one node from its annotations and, when
 // given, its NodeQoSReport.
 func nodeView(n *corev1.Node, rep *inferav1alpha1.NodeQoSReport, now time.Time, maxAge time.Duration) *inferav1.NodeView {
+	return nodeViewCached(n, rep, now, maxAge, nil)
+}
+
+// loadCache keeps each Node's parsed tier-load by resourceVersion, so a
+// fleet view of many nodes parses only what changed since the last one.
+type loadCache struct {
+	mu sync.Mutex
+	m  map[string]parsedLoad
+}
+
+type parsedLoad struct {
+	rv   string
+	raw  string
+	load wellknown.TierLoad
+	err  error
+}
+
+func newLoadCache() *loadCache { return &loadCache{m: map[string]parsedLoad{}} }
+
+func (c *loadCache) parse(n *corev1.Node, raw string) (wellknown.TierLoad, error) {
+	if c == nil {
+		return wellknown.ParseTierLoad(raw)
+	}
+	c.mu.Lock()
+	p, ok := c.m[n.Name]
+	c.mu.Unlock()
+	if ok && p.rv == n.ResourceVersion && p.raw == raw {
+		return p.load, p.err
+	}
+	l, err := wellknown.ParseTierLoad(raw)
+	c.mu.Lock()
+	if len(c.m) > 100000 {
+		clear(c.m)
+	}
+	c.m[n.Name] = parsedLoad{rv: n.ResourceVersion, raw: raw, load: l, err: err}
+	c.mu.Unlock()
+	return l, err
+}
+
+func nodeViewCached(n *corev1.Node, rep *inferav1alpha1.NodeQoSReport, now time.Time, maxAge time.Duration, lc *loadCache) *inferav1.NodeView {
 	v := &inferav1.NodeView{
 		Name:              n.Name,
 		Labels:            n.Labels,
@@ -58,7 +99,7 @@ func nodeView(n *corev1.Node, rep *inferav1alpha1.NodeQoSReport, now time.Time, 
 		}
 	}
 	raw, ok := n.Annotations[wellknown.TierLoadAnnotation]
-	load, err := wellknown.ParseTierLoad(raw)
+	load, err := lc.parse(n, raw)
 	switch {
 	case !ok:
 		v.TierLoadError = "annotation " + wellknown.TierLoadAnnotation + " is absent"

@@ -134,6 +134,7 @@ func New(o Options) (*Gateway, error) {
 		events:      newBroadcaster(now),
 		cfg:         cfg,
 		thresholds:  tiering.Thresholds{Critical: m.Critical, High: m.High, Normal: m.Normal, Low: m.Low},
+		loads:       newLoadCache(),
 		now:         now,
 	}
 	if _, err := nodes.Informer().AddEventHandler(nodeEventHandler(g.svc.events)); err != nil {

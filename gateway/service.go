@@ -46,6 +46,7 @@ type Service struct {
 	events      *broadcaster
 	cfg         configv1alpha1.GatewayConfiguration
 	thresholds  tiering.Thresholds
+	loads       *loadCache
 	now         func() time.Time
 }
 
@@ -134,7 +135,7 @@ func (s *Service) GetFleet(ctx context.Context, _ *inferav1.GetFleetRequest) (*i
 		NodeQosReportsInstalled: s.reportLister() != nil}
 	sums := map[string]*inferav1.TierUsage{}
 	for _, n := range ns {
-		v := nodeView(n, nil, now, s.cfg.TierLoadMaxAge.Duration)
+		v := nodeViewCached(n, nil, now, s.cfg.TierLoadMaxAge.Duration, s.loads)
 		f.AgentStates[v.AgentState]++
 		f.AllocatableMilli += v.AllocatableMilli
 		if v.SafeModeRequested {
@@ -183,7 +184,7 @@ func (s *Service) ListNodes(ctx context.Context, req *inferav1.ListNodesRequest)
 	now, rl := s.now(), s.reportLister()
 	out := &inferav1.ListNodesResponse{NextPageToken: next, TotalSize: int32(len(ns))}
 	for _, n := range ns[start:end] {
-		out.Nodes = append(out.Nodes, nodeView(n, s.report(rl, n.Name), now, s.cfg.TierLoadMaxAge.Duration))
+		out.Nodes = append(out.Nodes, nodeViewCached(n, s.report(rl, n.Name), now, s.cfg.TierLoadMaxAge.Duration, s.loads))
 	}
 	return out, nil
 }
