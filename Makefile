@@ -88,6 +88,10 @@ fmt: $(GOLANGCI_LINT) ## Format the code.
 test: controlplane $(GOTESTSUM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
 	$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(TEST_PACKAGES)
 
+.PHONY: test-run
+test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a namespace finalized, Ctrl-C stops everything, nothing left.
+	test/smoke/make-run.sh
+
 .PHONY: test-vm
 test-vm: ## Run the privileged cgroup v2 and sched_ext tests in a QEMU VM on Debian's sched_ext kernel (docs/testing.md).
 	hack/vm/test-vm.sh

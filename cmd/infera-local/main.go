@@ -22,7 +22,7 @@ import (
 func main() {
 	host, _ := os.Hostname()
 	o := localcluster.Options{Out: os.Stdout}
-	flag.StringVar(&o.BinDir, "bin-dir", "bin", "directory with kube-apiserver, etcd and kubectl (make controlplane)")
+	flag.StringVar(&o.BinDir, "bin-dir", "bin", "directory with kube-apiserver, etcd, kube-controller-manager and kubectl (make controlplane)")
 	flag.StringVar(&o.CRDDir, "crd-dir", "config/crd/bases", "directory with the CRD manifests")
 	flag.StringVar(&o.StateDir, "state-dir", ".run", "directory for the kubeconfig")
 	flag.StringVar(&o.NodeName, "node-name", host, "name of the Node this machine registers as")
@@ -30,6 +30,11 @@ func main() {
 	flag.Parse()
 	o.Components = func(kubeconfig string) []localcluster.Component {
 		return []localcluster.Component{
+			// The stock controllers a user expects of a cluster: namespaces
+			// are finalized, owners collect their dependents, workloads
+			// create pods. Not the node lifecycle controller: no kubelet
+			// renews this Node's lease, and it would taint the node.
+			{Name: "kube-controller-manager", Args: localcluster.ControllerManagerArgs(kubeconfig)},
 			// The node agent for this machine, on its default config:
 			// scx_layered where the kernel has sched_ext, otherwise it
 			// reports why it only observes.

@@ -46,6 +46,8 @@ type Cluster struct {
 	Client     client.Client
 	env        *envtest.Environment
 	procs      []*process
+	stopReaper context.CancelFunc
+	reaperDone chan struct{}
 }
 
 // Start brings the control plane up and seeds it. The caller must Stop it.
@@ -75,6 +77,12 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		_ = env.Stop()
 		return nil, err
 	}
+	rctx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+	c.stopReaper, c.reaperDone = stopReaper, make(chan struct{})
+	go func() {
+		defer close(c.reaperDone)
+		reapPods(rctx, c.Client, o.NodeName, o.Log)
+	}()
 	if o.Components != nil {
 		for _, comp := range o.Components(c.Kubeconfig) {
 			p, err := startComponent(o.BinDir, o.StateDir, comp, o.Log)
@@ -139,15 +147,26 @@ Component logs are in %s/*.log. Ctrl-C stops it and every process it started.
 	return nil
 }
 
-// Stop stops the control plane and removes the kubeconfig it wrote.
+// Stop stops the components, all at once so that a slow one does not hold
+// up the others, then the control plane, and removes the kubeconfig it
+// wrote. The API server stays up until every component has stopped, so an
+// agent standing down can still reach it.
 func (c *Cluster) Stop() error {
+	errCh := make(chan error, len(c.procs))
+	for _, p := range c.procs {
+		go func() { errCh <- p.stop(context.Background()) }()
+	}
 	var errs []error
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		if err := c.procs[i].stop(context.Background()); err != nil {
+	for range c.procs {
+		if err := <-errCh; err != nil {
 			errs = append(errs, err)
 		}
 	}
 	c.procs = nil
+	if c.stopReaper != nil {
+		c.stopReaper()
+		<-c.reaperDone
+	}
 	if c.Kubeconfig != "" {
 		_ = os.Remove(c.Kubeconfig)
 	}
