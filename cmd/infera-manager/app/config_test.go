@@ -45,7 +45,7 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestLocalConfigMatchesFile(t *testing.T) {
-	fromFile, err := LoadConfig(filepath.Join("..", "..", "config", "manager", "local.yaml"))
+	fromFile, err := LoadConfig(filepath.Join("..", "..", "..", "config", "manager", "local.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
