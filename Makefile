@@ -20,7 +20,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum nodeagent/ebpf
+GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -71,6 +71,7 @@ verify: ## Regenerate everything and fail on any diff or untracked generated fil
 	$(MAKE) generate manifests
 	go mod tidy
 	cd hack/tools/controlplane && go mod tidy
+	cd hack/tools/images && go mod tidy
 	hack/verify-clean.sh $(GENERATED_PATHS)
 
 ##@ Development
@@ -120,6 +121,28 @@ build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).
 .PHONY: run
 run: controlplane build ## Run the platform on an embedded local control plane (Ctrl-C stops it).
 	$(BIN)/infera-local --bin-dir=$(BIN) --state-dir=$(ROOT)/.run
+
+##@ Images
+
+# Image labels and the tag each layout is named by. SOURCE_DATE_EPOCH (the
+# last commit's time) is every timestamp in the images, so two builds of one
+# commit give the same digests.
+IMAGE_VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE_SOURCE      ?= https://github.com/infera-io/temper
+IMAGE_PLATFORMS   ?= linux/amd64,linux/arm64
+IMAGES            ?=
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+
+.PHONY: images
+images: ## Build the images (agent, manager, scheduler; multi-arch, no shell) as OCI layouts under bin/images/ (docs/operations.md).
+	cd hack/tools/images && go run . -repo-root=$(ROOT) -out=$(BIN)/images -platforms=$(IMAGE_PLATFORMS) \
+		-version=$(IMAGE_VERSION) -revision=$(IMAGE_REVISION) -source=$(IMAGE_SOURCE) -images=$(IMAGES) -ldflags="$(VERSION_LDFLAGS)"
+
+.PHONY: test-images
+test-images: ## Test the image builder: reproducible digests, push and pull through an in-memory registry.
+	cd hack/tools/images && go test $(TEST_FLAGS) ./...
 
 ##@ Tools
 
