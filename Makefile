@@ -14,6 +14,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 GOTESTSUM      := $(BIN)/gotestsum
 KWOK           := $(BIN)/kwok
+HELM           := $(BIN)/helm
 
 # envtest and `make run` find kube-apiserver, etcd and kubectl here.
 export KUBEBUILDER_ASSETS := $(BIN)
@@ -151,7 +152,7 @@ controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from sou
 	hack/build-controlplane.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) ## Install the pinned Go tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) ## Install the pinned Go tools into bin/.
 
 $(CONTROLLER_GEN): hack/tools/versions.mk
 	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
@@ -161,3 +162,10 @@ $(GOTESTSUM): hack/tools/versions.mk
 	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
 $(KWOK): hack/tools/versions.mk
 	hack/tools/install.sh kwok sigs.k8s.io/kwok/cmd/kwok $(KWOK_VERSION)
+# helm v3 takes its default Kubernetes version and its own from ldflags
+# (TOOLCHAIN.md §5), as helm's Makefile sets them.
+$(HELM): hack/tools/versions.mk
+	hack/tools/install.sh helm helm.sh/helm/v3/cmd/helm $(HELM_VERSION) -ldflags "-s -w \
+		-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)"
