@@ -21,7 +21,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
+GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -66,10 +66,18 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=infera-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
 	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/..." output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
+	@# Helm reads only files inside the chart: it carries copies of the CRDs
+	@# and the dashboard (test/chart fails when they differ).
+	rm -f charts/temper/crds/*.yaml && cp config/crd/bases/*.yaml charts/temper/crds/
+	cp config/grafana/infera-node-dashboard.json charts/temper/files/
+
+.PHONY: chart-docs
+chart-docs: ## Generate charts/temper/README.md from its values.yaml.
+	go run ./hack/chartdocs charts/temper
 
 .PHONY: verify
 verify: ## Regenerate everything and fail on any diff or untracked generated file.
-	$(MAKE) generate manifests
+	$(MAKE) generate manifests chart-docs
 	go mod tidy
 	cd hack/tools/controlplane && go mod tidy
 	cd hack/tools/images && go mod tidy
