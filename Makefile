@@ -94,8 +94,12 @@ fmt: $(GOLANGCI_LINT) ## Format the code.
 	$(GOLANGCI_LINT) fmt ./...
 
 .PHONY: test
-test: controlplane $(GOTESTSUM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
+test: controlplane $(GOTESTSUM) $(HELM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
 	$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(TEST_PACKAGES)
+
+.PHONY: test-chart
+test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall charts/temper with helm --wait on kwok nodes (real control plane with kube-controller-manager and kube-scheduler).
+	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
 
 .PHONY: test-vm
 test-vm: ## Run the privileged cgroup v2 and sched_ext tests in a QEMU VM on Debian's sched_ext kernel (docs/testing.md).
