@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/telemetry"
 	"github.com/infera-io/temper/webhooks/overcommit"
@@ -178,9 +179,26 @@ func TestAgentDaemonSets(t *testing.T) {
 		}
 	}
 	cm := find[*corev1.ConfigMap](t, full, "infera-agent-config")
-	if !strings.Contains(cm.Data["agent.toml"], "[priority_mapping]\ncritical = 2000000") {
-		t.Errorf("agent.extraConfig missing from the agent config:\n%s", cm.Data["agent.toml"])
+	cfg := loadAgentConfig(t, cm)
+	if cfg.PriorityMapping.Critical != 2000000 || cfg.SysRoot != "/host/sys" || cfg.Cgroup.Root != "/host/sys/fs/cgroup" {
+		t.Errorf("agent config from the chart: priority mapping %+v, sys_root %s, cgroup root %s", cfg.PriorityMapping, cfg.SysRoot, cfg.Cgroup.Root)
 	}
+	loadAgentConfig(t, find[*corev1.ConfigMap](t, def, "infera-agent-config"))
+}
+
+// loadAgentConfig loads the chart's agent.toml the way the agent does
+// (strict: unknown keys and bad values are errors).
+func loadAgentConfig(t *testing.T, cm *corev1.ConfigMap) *configv1alpha1.AgentConfiguration {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.toml")
+	if err := os.WriteFile(path, []byte(cm.Data["agent.toml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configv1alpha1.LoadAgentConfiguration(path)
+	if err != nil {
+		t.Fatalf("the agent refuses the chart's config: %v\n%s", err, cm.Data["agent.toml"])
+	}
+	return cfg
 }
 
 func equalMaps(sub, m map[string]string) bool {
@@ -481,5 +499,7 @@ func (r *recorder) Register(c prometheus.Collector) error {
 	r.collectors = append(r.collectors, c)
 	return nil
 }
-func (r *recorder) MustRegister(cs ...prometheus.Collector) { r.collectors = append(r.collectors, cs...) }
-func (r *recorder) Unregister(prometheus.Collector) bool    { return true }
+func (r *recorder) MustRegister(cs ...prometheus.Collector) {
+	r.collectors = append(r.collectors, cs...)
+}
+func (r *recorder) Unregister(prometheus.Collector) bool { return true }
