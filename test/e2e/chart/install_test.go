@@ -164,7 +164,7 @@ func startCluster(t *testing.T) *cluster {
 	c.run(t, dir, "kube-scheduler", "--kubeconfig="+kubeconfig, "--leader-elect=false", "--secure-port=0")
 	c.run(t, dir, "kwok", "--kubeconfig="+kubeconfig, "--config="+filepath.Join(root, "test/e2e/chart/testdata/kwok-stages.yaml"),
 		"--manage-nodes-with-annotation-selector="+fakeNodeAnno+"=fake",
-		"--cidr=10.244.0.0/16", "--node-ip=10.0.0.1", "--server-address=")
+		"--cidr=10.244.0.0/16", "--node-ip=10.0.0.1")
 	return c
 }
 
