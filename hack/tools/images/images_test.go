@@ -202,8 +202,8 @@ func checkImage(t *testing.T, img v1.Image, c Component, o Options, p v1.Platfor
 	if !slices.Equal(cf.Config.Entrypoint, []string{"/" + c.Name}) {
 		t.Errorf("%s: entrypoint %v", p.Architecture, cf.Config.Entrypoint)
 	}
-	if !cf.Created.Time.Equal(o.Created) {
-		t.Errorf("%s: created %v, want %v", p.Architecture, cf.Created.Time, o.Created)
+	if !cf.Created.Equal(o.Created) {
+		t.Errorf("%s: created %v, want %v", p.Architecture, cf.Created, o.Created)
 	}
 	for k, v := range map[string]string{labelVersion: o.Version, labelRevision: o.Revision, labelSource: o.Source} {
 		if cf.Config.Labels[k] != v {
