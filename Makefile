@@ -65,6 +65,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./apis/infera/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=infera-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
 	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/..." output:rbac:artifacts:config=config/rbac/manager
+	$(CONTROLLER_GEN) rbac:roleName=infera-gateway paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
 	@# Helm reads only files inside the chart: it carries copies of the CRDs
 	@# and the dashboard (test/chart fails when they differ).
@@ -101,6 +102,10 @@ test: controlplane $(GOTESTSUM) $(HELM) ## Run every test: unit, envtest against
 test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall charts/temper with helm --wait on kwok nodes (real control plane with kube-controller-manager and kube-scheduler).
 	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
 
+.PHONY: test-run
+test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a namespace finalized, Ctrl-C stops everything, nothing left.
+	test/smoke/make-run.sh
+
 .PHONY: test-vm
 test-vm: ## Run the privileged cgroup v2 and sched_ext tests in a QEMU VM on Debian's sched_ext kernel (docs/testing.md).
 	hack/vm/test-vm.sh
@@ -126,6 +131,10 @@ bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with ob
 bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners (root, cgroup v1, ~5 min).
 	command -v memcached >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y memcached
 	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
+
+.PHONY: bench-gateway
+bench-gateway: controlplane build ## infera-gateway: GET fleet view and node list with 500 nodes (envtest), p50/p99 and gateway RSS (~2 min).
+	go run ./test/bench/gateway -nodes 500 -rounds 5 -requests 400 -out docs/bench/gateway.json
 
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).

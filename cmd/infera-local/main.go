@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -21,13 +22,19 @@ import (
 func main() {
 	host, _ := os.Hostname()
 	o := localcluster.Options{Out: os.Stdout}
-	flag.StringVar(&o.BinDir, "bin-dir", "bin", "directory with kube-apiserver, etcd and kubectl (make controlplane)")
+	flag.StringVar(&o.BinDir, "bin-dir", "bin", "directory with kube-apiserver, etcd, kube-controller-manager and kubectl (make controlplane)")
 	flag.StringVar(&o.CRDDir, "crd-dir", "config/crd/bases", "directory with the CRD manifests")
 	flag.StringVar(&o.StateDir, "state-dir", ".run", "directory for the kubeconfig")
 	flag.StringVar(&o.NodeName, "node-name", host, "name of the Node this machine registers as")
+	flag.StringVar(&o.GatewayRBACDir, "gateway-rbac-dir", "config/rbac/gateway", "directory with infera-gateway's user_roles.yaml (\"\" skips the gateway's caller token)")
 	flag.Parse()
 	o.Components = func(kubeconfig string) []localcluster.Component {
 		return []localcluster.Component{
+			// The stock controllers a user expects of a cluster: namespaces
+			// are finalized, owners collect their dependents, workloads
+			// create pods. Not the node lifecycle controller: no kubelet
+			// renews this Node's lease, and it would taint the node.
+			{Name: "kube-controller-manager", Args: localcluster.ControllerManagerArgs(kubeconfig)},
 			// The node agent for this machine, on its default config:
 			// scx_layered where the kernel has sched_ext, otherwise it
 			// reports why it only observes.
@@ -38,6 +45,10 @@ func main() {
 			// A real kube-scheduler with the InferaDensity plugin: the stock
 			// profile and the infera-scheduler profile.
 			{Name: "infera-scheduler", Args: []string{"--config=config/scheduler/local/scheduler-config.yaml", "--secure-port=0"}},
+			// The cluster API on 127.0.0.1:8090 (/api/v1, OpenAPI, probes,
+			// metrics); callers authenticate with Kubernetes tokens.
+			{Name: "infera-gateway", Args: []string{"--kubeconfig", kubeconfig, "--bind-address", "127.0.0.1:8090",
+				"--audit-log", filepath.Join(o.StateDir, "gateway-audit.log")}},
 		}
 	}
 	o.Log = textlogger.NewLogger(textlogger.NewConfig())

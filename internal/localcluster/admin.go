@@ -10,7 +10,7 @@ import (
 )
 
 // ControlPlaneBinaries are what a local control plane needs in its bin dir.
-var controlPlaneBinaries = []string{"kube-apiserver", "etcd", "kubectl"}
+var controlPlaneBinaries = []string{"kube-apiserver", "etcd", "kubectl", "kube-controller-manager"}
 
 // CheckBinaries fails, saying how to build them, when binDir lacks a
 // control-plane binary.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,4 +86,28 @@ func exitError(name string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("component %s exited uncleanly: %w", name, err)
+}
+
+// ControllerManagerControllers are the kube-controller-manager controllers
+// the local cluster runs: what a user creating namespaces, Deployments,
+// DaemonSets and Jobs expects. The node lifecycle controller is left out
+// (no kubelet renews the Node's lease, so it would mark the Node NotReady
+// and taint it), and so are the cloud and service-account-token ones,
+// which need keys or a cloud the local cluster does not have.
+var ControllerManagerControllers = []string{
+	"namespace", "garbagecollector", "deployment", "replicaset", "statefulset",
+	"daemonset", "job", "cronjob", "disruption", "endpointslice", "podgc",
+	"ttl-after-finished", "serviceaccount",
+}
+
+// ControllerManagerArgs are kube-controller-manager's flags against the
+// local control plane's admin kubeconfig.
+func ControllerManagerArgs(kubeconfig string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--controllers=" + strings.Join(ControllerManagerControllers, ","),
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--concurrent-namespace-syncs=2",
+	}
 }

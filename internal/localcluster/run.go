@@ -30,6 +30,11 @@ type Options struct {
 	Out io.Writer
 	// Log receives structured progress.
 	Log logr.Logger
+	// GatewayRBACDir, when set, holds the gateway's user_roles.yaml: the
+	// roles are installed and a token of an infera-operator
+	// ServiceAccount is written to StateDir/gateway-token for the banner's
+	// curl example.
+	GatewayRBACDir string
 	// Components returns the platform binaries to start once the control
 	// plane is seeded, given the admin kubeconfig path.
 	Components func(kubeconfig string) []Component
@@ -41,6 +46,8 @@ type Cluster struct {
 	Client     client.Client
 	env        *envtest.Environment
 	procs      []*process
+	stopReaper context.CancelFunc
+	reaperDone chan struct{}
 }
 
 // Start brings the control plane up and seeds it. The caller must Stop it.
@@ -70,6 +77,12 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		_ = env.Stop()
 		return nil, err
 	}
+	rctx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+	c.stopReaper, c.reaperDone = stopReaper, make(chan struct{})
+	go func() {
+		defer close(c.reaperDone)
+		reapPods(rctx, c.Client, o.NodeName, o.Log)
+	}()
 	if o.Components != nil {
 		for _, comp := range o.Components(c.Kubeconfig) {
 			p, err := startComponent(o.BinDir, o.StateDir, comp, o.Log)
@@ -98,6 +111,20 @@ func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
 	if err := InstallPriorityClasses(ctx, cl); err != nil {
 		return err
 	}
+	if o.GatewayRBACDir != "" {
+		tokenPath := filepath.Join(o.StateDir, "gateway-token")
+		if err := GatewayAccess(ctx, admin, cl, o.GatewayRBACDir, tokenPath); err != nil {
+			return err
+		}
+		defer fmt.Fprintf(o.Out, `The cluster API (infera-gateway) is on http://127.0.0.1:8090, as an infera-operator:
+
+  TOKEN=$(cat %s)
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/fleet
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/nodes/%s
+  curl http://127.0.0.1:8090/api/v1/openapi.json
+
+`, tokenPath, o.NodeName)
+	}
 	node, err := MachineNode(o.NodeName)
 	if err != nil {
 		return err
@@ -120,15 +147,26 @@ Component logs are in %s/*.log. Ctrl-C stops it and every process it started.
 	return nil
 }
 
-// Stop stops the control plane and removes the kubeconfig it wrote.
+// Stop stops the components, all at once so that a slow one does not hold
+// up the others, then the control plane, and removes the kubeconfig it
+// wrote. The API server stays up until every component has stopped, so an
+// agent standing down can still reach it.
 func (c *Cluster) Stop() error {
+	errCh := make(chan error, len(c.procs))
+	for _, p := range c.procs {
+		go func() { errCh <- p.stop(context.Background()) }()
+	}
 	var errs []error
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		if err := c.procs[i].stop(context.Background()); err != nil {
+	for range c.procs {
+		if err := <-errCh; err != nil {
 			errs = append(errs, err)
 		}
 	}
 	c.procs = nil
+	if c.stopReaper != nil {
+		c.stopReaper()
+		<-c.reaperDone
+	}
 	if c.Kubeconfig != "" {
 		_ = os.Remove(c.Kubeconfig)
 	}
