@@ -14,13 +14,14 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 GOTESTSUM      := $(BIN)/gotestsum
 KWOK           := $(BIN)/kwok
+HELM           := $(BIN)/helm
 
 # envtest and `make run` find kube-apiserver, etcd and kubectl here.
 export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum nodeagent/ebpf
+GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -66,12 +67,21 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/..." output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=infera-gateway paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
+	@# Helm reads only files inside the chart: it carries copies of the CRDs
+	@# and the dashboard (test/chart fails when they differ).
+	rm -f charts/temper/crds/*.yaml && cp config/crd/bases/*.yaml charts/temper/crds/
+	cp config/grafana/infera-node-dashboard.json charts/temper/files/
+
+.PHONY: chart-docs
+chart-docs: ## Generate charts/temper/README.md from its values.yaml.
+	go run ./hack/chartdocs charts/temper
 
 .PHONY: verify
 verify: ## Regenerate everything and fail on any diff or untracked generated file.
-	$(MAKE) generate manifests
+	$(MAKE) generate manifests chart-docs
 	go mod tidy
 	cd hack/tools/controlplane && go mod tidy
+	cd hack/tools/images && go mod tidy
 	hack/verify-clean.sh $(GENERATED_PATHS)
 
 ##@ Development
@@ -85,8 +95,12 @@ fmt: $(GOLANGCI_LINT) ## Format the code.
 	$(GOLANGCI_LINT) fmt ./...
 
 .PHONY: test
-test: controlplane $(GOTESTSUM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
+test: controlplane $(GOTESTSUM) $(HELM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
 	$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(TEST_PACKAGES)
+
+.PHONY: test-chart
+test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall charts/temper with helm --wait on kwok nodes (real control plane with kube-controller-manager and kube-scheduler).
+	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
 
 .PHONY: test-run
 test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a namespace finalized, Ctrl-C stops everything, nothing left.
@@ -130,6 +144,28 @@ build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).
 run: controlplane build ## Run the platform on an embedded local control plane (Ctrl-C stops it).
 	$(BIN)/infera-local --bin-dir=$(BIN) --state-dir=$(ROOT)/.run
 
+##@ Images
+
+# Image labels and the tag each layout is named by. SOURCE_DATE_EPOCH (the
+# last commit's time) is every timestamp in the images, so two builds of one
+# commit give the same digests.
+IMAGE_VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE_SOURCE      ?= https://github.com/infera-io/temper
+IMAGE_PLATFORMS   ?= linux/amd64,linux/arm64
+IMAGES            ?=
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+
+.PHONY: images
+images: ## Build the images (agent, manager, scheduler; multi-arch, no shell) as OCI layouts under bin/images/ (docs/operations.md).
+	cd hack/tools/images && go run . -repo-root=$(ROOT) -out=$(BIN)/images -platforms=$(IMAGE_PLATFORMS) \
+		-version=$(IMAGE_VERSION) -revision=$(IMAGE_REVISION) -source=$(IMAGE_SOURCE) -images=$(IMAGES) -ldflags="$(VERSION_LDFLAGS)"
+
+.PHONY: test-images
+test-images: ## Test the image builder: reproducible digests, push and pull through an in-memory registry.
+	cd hack/tools/images && go test $(TEST_FLAGS) ./...
+
 ##@ Tools
 
 .PHONY: controlplane
@@ -137,7 +173,7 @@ controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from sou
 	hack/build-controlplane.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) ## Install the pinned Go tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) ## Install the pinned Go tools into bin/.
 
 $(CONTROLLER_GEN): hack/tools/versions.mk
 	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
@@ -147,3 +183,10 @@ $(GOTESTSUM): hack/tools/versions.mk
 	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
 $(KWOK): hack/tools/versions.mk
 	hack/tools/install.sh kwok sigs.k8s.io/kwok/cmd/kwok $(KWOK_VERSION)
+# helm v3 takes its default Kubernetes version and its own from ldflags
+# (TOOLCHAIN.md §5), as helm's Makefile sets them.
+$(HELM): hack/tools/versions.mk
+	hack/tools/install.sh helm helm.sh/helm/v3/cmd/helm $(HELM_VERSION) -ldflags "-s -w \
+		-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)"
