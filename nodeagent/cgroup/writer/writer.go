@@ -151,7 +151,15 @@ func New(opts Options) (*Writer, error) {
 	}
 	if rep.SetAside != "" {
 		opts.Log.Info("Set aside an untrusted cgroup state file; its originals are not restored",
-			"stateFile", rep.Path, "movedTo", rep.SetAside, "reason", rep.Reason)
+			"stateFile", rep.Path, "movedTo", rep.SetAside, "reason", rep.Reason, "originalsUnknown", rep.OriginalsUnknown)
+		if rep.OriginalsUnknown {
+			// Remember for the rest of the boot, even across a crash before
+			// the first write, that found values are not originals.
+			if err := saveState(opts.StateDir, bootID, opts.Now(), originals, true); err != nil {
+				lock.Close()
+				return nil, fmt.Errorf("failed to create cgroup writer: %w", err)
+			}
+		}
 	} else if rep.Adopted > 0 {
 		opts.Log.Info("Adopted cgroup originals from a previous run in this boot", "stateFile", rep.Path, "originals", rep.Adopted)
 	}
@@ -161,6 +169,40 @@ func New(opts Options) (*Writer, error) {
 		originals: originals, desired: map[key]desired{},
 		audit: newRing(opts.AuditSize), missingLogged: map[string]bool{},
 	}, nil
+}
+
+// ErrOriginalUnknown means the writer cannot tell a file's original: a
+// state file of this boot was set aside, so the file may hold a value an
+// earlier agent wrote. The caller derives the original (Derive) or leaves
+// the file alone.
+var ErrOriginalUnknown = errors.New("original value unknown: a state file of this boot was set aside")
+
+func (w *Writer) save() error {
+	return saveState(w.stateDir, w.bootID, w.now(), w.originals, w.report.OriginalsUnknown)
+}
+
+// Derive records value, derived by the caller from the pod spec with the
+// kubelet's formula, as the original of path/file when none is recorded,
+// and persists it. Use it when Found reports ErrOriginalUnknown.
+func (w *Writer) Derive(path, file, value string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := key{path, file}
+	if _, ok := w.originals[k]; ok {
+		return nil
+	}
+	if err := w.validTarget(path, file); err != nil {
+		return err
+	}
+	if _, err := w.fs.ReadFile(filepath.Join(path, file)); err != nil {
+		return w.failed(classify(w.fs, "read", path, file, err), path, file)
+	}
+	w.originals[k] = Original{Path: path, File: file, Value: strings.TrimSpace(value) + "\n", Recorded: w.now().UTC(), Derived: true}
+	if err := w.save(); err != nil {
+		delete(w.originals, k)
+		return fmt.Errorf("failed to record the derived original of %s: %w", filepath.Join(path, file), err)
+	}
+	return nil
 }
 
 // Close releases the state directory lock. It writes nothing back: the
@@ -275,7 +317,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 	}
 
 	if len(added) > 0 {
-		if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+		if err := w.save(); err != nil {
 			// Never change a value whose original is not safely on disk.
 			for _, k := range added {
 				delete(w.originals, k)
@@ -328,7 +370,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 		}
 	}
 	if unrecorded {
-		if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+		if err := w.save(); err != nil {
 			w.log.Error(err, "Failed to persist cgroup originals after a failed write")
 		}
 	}
@@ -480,7 +522,7 @@ func (w *Writer) forget(path string) {
 		}
 	}
 	if changed {
-		if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+		if err := w.save(); err != nil {
 			w.log.Error(err, "Failed to persist cgroup originals after forgetting a cgroup", "cgroupPath", path)
 		}
 	}
@@ -712,7 +754,7 @@ func (w *Writer) restore(sel func(key) bool) (RestoreResult, error) {
 		return res.Failed[i].File < res.Failed[j].File
 	})
 	var errs []error
-	if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+	if err := w.save(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(res.Failed) > 0 {
@@ -766,6 +808,9 @@ func (w *Writer) Found(path, file string) (string, error) {
 	}
 	if err := w.validTarget(path, file); err != nil {
 		return "", err
+	}
+	if w.report.OriginalsUnknown {
+		return "", fmt.Errorf("failed to tell the original of %s: %w", filepath.Join(path, file), ErrOriginalUnknown)
 	}
 	cur, err := w.read(path, file)
 	if err != nil {

@@ -564,13 +564,17 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 		content    func(e *env, valid []byte) []byte
 		wantReason string
 		wantTag    string
+		// wantUnknown: the file may be of this boot, so found values are
+		// not originals (issue #18, defect 3).
+		wantUnknown bool
 	}{
 		{"another boot", func(e *env, valid []byte) []byte { e.boot("4b0c9d2e-0000-4000-8000-000000000002"); return valid },
-			"written in boot", "other-boot"},
-		{"not JSON", func(*env, []byte) []byte { return []byte(`{"version":1,"bootID":`) }, "corrupt", "corrupt"},
+			"written in boot", "other-boot", false},
+		{"not JSON", func(*env, []byte) []byte { return []byte(`{"version":1,"bootID":`) }, "corrupt", "corrupt", true},
 		{"unknown version", func(_ *env, valid []byte) []byte {
-			return []byte(strings.Replace(string(valid), `"version": 1`, `"version": 7`, 1))
-		}, "unknown version 7", "corrupt"},
+			s := strings.Replace(string(valid), `"version": 2`, `"version": 7`, 1)
+			return []byte(strings.Replace(s, `"minReaderVersion": 2`, `"minReaderVersion": 7`, 1))
+		}, "unknown version 7", "corrupt", true},
 		{"relative path", func(_ *env, valid []byte) []byte {
 			var st stateFile
 			if err := json.Unmarshal(valid, &st); err != nil {
@@ -579,7 +583,7 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			st.Originals[0].Path = "kubepods/burstable"
 			b, _ := json.Marshal(st)
 			return b
-		}, "must be absolute", "corrupt"},
+		}, "must be absolute", "corrupt", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -612,7 +616,17 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			if got, err := os.ReadFile(rep.SetAside); err != nil || string(got) != string(bad) {
 				t.Errorf("set-aside file = %q, %v; want the untrusted content kept", got, err)
 			}
-			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			if rep.OriginalsUnknown != tt.wantUnknown {
+				t.Errorf("StateReport().OriginalsUnknown = %v, want %v", rep.OriginalsUnknown, tt.wantUnknown)
+			}
+			if got, err := os.ReadFile(p); tt.wantUnknown {
+				// A fresh file that only remembers, for the rest of the boot,
+				// that found values are not originals.
+				var st stateFile
+				if err != nil || json.Unmarshal(got, &st) != nil || !st.OriginalsUnknown || len(st.Originals) != 0 {
+					t.Errorf("state file after setting aside = %q, %v; want originalsUnknown and no originals", got, err)
+				}
+			} else if !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("state file still in place: %v", err)
 			}
 			if rep.Adopted != 0 || len(w2.Originals()) != 0 {
@@ -623,6 +637,50 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			}
 			if got := readTrim(t, filepath.Join(pod, "cpu.shares")); got != "768" {
 				t.Errorf("cpu.shares after RestoreAll() = %s, want 768 untouched", got)
+			}
+		})
+	}
+}
+
+// Issue #18, defect 3: version 1 files (before minReaderVersion) are
+// migrated, and a later version that says this reader may read it is
+// adopted, not set aside (a downgrade keeps the originals).
+func TestStateFileVersions(t *testing.T) {
+	for name, rewrite := range map[string]func(string) string{
+		"version 1": func(s string) string {
+			return strings.Replace(strings.Replace(s, `"version": 2`, `"version": 1`, 1), `"minReaderVersion": 2,`, ``, 1)
+		},
+		"version 3 readable by 2": func(s string) string {
+			return strings.Replace(strings.Replace(s, `"version": 2`, `"version": 3`, 1), `"written"`, `"futureField": {"x": 1}, "written"`, 1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+			pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+			w1 := e.writer(testr.New(t))
+			mustSet(t, w1, pod, "cpu.shares", "64", "low")
+			_ = w1.Close()
+			p := filepath.Join(e.stateDir, stateFileName)
+			valid, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := rewrite(string(valid))
+			if changed == string(valid) {
+				t.Fatalf("rewrite changed nothing in %s", valid)
+			}
+			if err := os.WriteFile(p, []byte(changed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			w2 := e.writer(testr.New(t))
+			if rep := w2.StateReport(); rep.SetAside != "" || rep.Adopted != 1 || rep.OriginalsUnknown {
+				t.Fatalf("StateReport() = %+v, want 1 original adopted", rep)
+			}
+			if _, err := w2.RestoreAll(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readTrim(t, filepath.Join(pod, "cpu.shares")); got != "512" {
+				t.Errorf("cpu.shares after RestoreAll() = %s, want the original 512", got)
 			}
 		})
 	}
