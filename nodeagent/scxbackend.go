@@ -156,6 +156,15 @@ func (b *scxBackend) Close(ctx context.Context) error {
 	return b.cover.Close(ctx)
 }
 
+// Release leaves scx_layered running and the covering cgroup values as
+// set, for the next agent to adopt.
+func (b *scxBackend) Release(ctx context.Context) error {
+	if b.cover == nil {
+		return nil
+	}
+	return b.cover.Release(ctx)
+}
+
 func (b *scxBackend) Status() string {
 	st := b.sup.Status()
 	b.mu.Lock()
