@@ -45,6 +45,12 @@ type Op struct {
 	Value string
 	// Reason says why, for the audit ("tier background: idle").
 	Reason string
+	// Rebase marks a value the caller derives from the file's original (a
+	// tier's weight scaled from the kubelet's). When something else later
+	// sets the file to a value that is neither this one nor the original,
+	// that value is the new original (the kubelet resized the pod in
+	// place), not drift to revert: see Rebase.
+	Rebase bool
 }
 
 // Change is what Set did to one file.
@@ -93,6 +99,7 @@ type key struct{ path, file string }
 
 type desired struct {
 	value, reason, applied string
+	rebase                 bool
 }
 
 // Writer is the one writer of cgroup files. It is safe for concurrent use.
@@ -309,7 +316,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 		same := known && d.value == op.Value
 		if curT == strings.TrimSpace(op.Value) || same && curT == d.applied {
 			w.unchanged.Add(1)
-			w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: curT}
+			w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: curT, rebase: op.Rebase}
 			continue
 		}
 		plans[i] = plan{cur: cur, write: true, drift: same || kind == KindDrift, added: w.recordOriginal(op.Path, op.File, cur)}
@@ -357,7 +364,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 		if plans[i].drift {
 			w.drift.Add(1)
 		}
-		w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: newV}
+		w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: newV, rebase: op.Rebase}
 		res[i].Change.New, res[i].Change.Wrote, res[i].Change.Drift = newV, true, plans[i].drift
 	}
 	// A failed write changed nothing, so the originals only it recorded are
@@ -554,6 +561,11 @@ type ReassertResult struct {
 	Drifted int
 	// Gone is the number whose cgroup had vanished (now forgotten).
 	Gone int
+	// Rebased is the number of values derived from their original (Op
+	// Rebase) that something else set to a new value: that value became
+	// the original and the desired value was dropped, for the caller to
+	// derive again (a kubelet in-place resize).
+	Rebased int
 }
 
 // Reassert reads every desired value and re-writes those something else
@@ -563,14 +575,25 @@ type ReassertResult struct {
 func (w *Writer) Reassert() (ReassertResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var res ReassertResult
+	var errs []error
 	keys := sortedKeys(w.desired, false)
 	ops := make([]Op, 0, len(keys))
 	for _, k := range keys {
 		d := w.desired[k]
-		ops = append(ops, Op{Path: k.path, File: k.file, Value: d.value, Reason: d.reason})
+		if d.rebase {
+			rebased, err := w.rebase(k)
+			if err != nil && !errors.Is(err, ErrGone) {
+				errs = append(errs, err)
+			}
+			if rebased {
+				res.Checked++
+				res.Rebased++
+				continue
+			}
+		}
+		ops = append(ops, Op{Path: k.path, File: k.file, Value: d.value, Reason: d.reason, Rebase: d.rebase})
 	}
-	var res ReassertResult
-	var errs []error
 	for _, r := range w.apply(ops, KindDrift) {
 		res.Checked++
 		switch {
@@ -793,6 +816,51 @@ func (w *Writer) restoreOne(o Original, res *RestoreResult) (done bool, err erro
 	}
 	res.Restored++
 	w.restored.Add(1)
+	return true, nil
+}
+
+// Rebase checks a value set with Op.Rebase: when the file now holds
+// something that is neither what the writer applied nor the recorded
+// original, something else (the kubelet resizing the pod in place) made a
+// change the writer did not make, and that value becomes the new original
+// (persisted, audited as KindRebase) and the desired value is dropped, so
+// the caller derives it again from Found. It reports whether it rebased.
+// A value put back to the original is drift, left to Reassert.
+func (w *Writer) Rebase(path, file string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rebase(key{path, file})
+}
+
+func (w *Writer) rebase(k key) (bool, error) {
+	d, ok := w.desired[k]
+	if !ok || !d.rebase {
+		return false, nil
+	}
+	cur, err := w.read(k.path, k.file)
+	if err != nil {
+		return false, err
+	}
+	curT := strings.TrimSpace(cur)
+	o, hasOrig := w.originals[k]
+	if curT == d.applied || curT == strings.TrimSpace(d.value) || hasOrig && curT == strings.TrimSpace(o.Value) {
+		return false, nil
+	}
+	prev := o
+	w.originals[k] = Original{Path: k.path, File: k.file, Value: cur, Recorded: w.now().UTC()}
+	if err := w.save(); err != nil {
+		if hasOrig {
+			w.originals[k] = prev
+		} else {
+			delete(w.originals, k)
+		}
+		return false, fmt.Errorf("failed to record the new original of %s: %w", filepath.Join(k.path, k.file), err)
+	}
+	delete(w.desired, k)
+	w.audit.add(Record{Time: w.now(), Kind: KindRebase, Path: k.path, File: k.file, Old: strings.TrimSpace(prev.Value), New: curT,
+		Reason: "changed behind the writer's back to a new value: the new original (was " + d.reason + ")"})
+	w.log.Info("A value the writer derived was changed to a new value by something else; it is the new original",
+		"cgroupPath", k.path, "file", k.file, "previousOriginal", strings.TrimSpace(prev.Value), "newOriginal", curT)
 	return true, nil
 }
 

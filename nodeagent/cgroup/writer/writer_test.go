@@ -186,18 +186,18 @@ func TestRestoreAllByteForByte(t *testing.T) {
 			ePod, eCtr := e.pod(cgroup.CPU, corev1.PodQOSBestEffort, false), e.pod(cgroup.CPU, corev1.PodQOSBestEffort, true)
 			oPod, oCtr := e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, true)
 			ops := []Op{
-				{gPod, weight, high, "critical: raised weight"},
-				{gCtr, weight, high, "critical: raised weight"},
+				{gPod, weight, high, "critical: raised weight", false},
+				{gCtr, weight, high, "critical: raised weight", false},
 				// Fence: narrow the container before the pod (v1 refuses the
 				// other order with EBUSY).
-				{sCtr, "cpuset.cpus", "2-3", "critical: fenced cores"},
-				{sPod, "cpuset.cpus", "2-3", "critical: fenced cores"},
-				{oCtr, "cpuset.cpus", "0-1", "normal: outside the fence"},
-				{oPod, "cpuset.cpus", "0-1", "normal: outside the fence"},
-				{bPod, "cpu.idle", "1", "background: idle"},
-				{ePod, "cpu.idle", "1", "background: idle"},
-				{eCtr, "cpu.idle", "1", "background: idle"},
-				{goneDir, "cpu.idle", "1", "background: idle"},
+				{sCtr, "cpuset.cpus", "2-3", "critical: fenced cores", false},
+				{sPod, "cpuset.cpus", "2-3", "critical: fenced cores", false},
+				{oCtr, "cpuset.cpus", "0-1", "normal: outside the fence", false},
+				{oPod, "cpuset.cpus", "0-1", "normal: outside the fence", false},
+				{bPod, "cpu.idle", "1", "background: idle", false},
+				{ePod, "cpu.idle", "1", "background: idle", false},
+				{eCtr, "cpu.idle", "1", "background: idle", false},
+				{goneDir, "cpu.idle", "1", "background: idle", false},
 			}
 			for _, r := range w.Apply(ops...) {
 				if r.Err != nil {
@@ -270,8 +270,8 @@ func TestRestoreRetriesInTheOrderTheKernelAccepts(t *testing.T) {
 	e.tree.Set(t, cgroup.CPUSet, e.pods[corev1.PodQOSBurstable].RelPath, "cpuset.cpus", "1\n")
 	before := cgrouptest.Snapshot(t, e.tree.Root)
 	for _, r := range w.Apply(
-		Op{pod, "cpuset.cpus", "0-3", "widen"},
-		Op{ctr, "cpuset.cpus", "0-3", "widen"},
+		Op{pod, "cpuset.cpus", "0-3", "widen", false},
+		Op{ctr, "cpuset.cpus", "0-3", "widen", false},
 	) {
 		if r.Err != nil {
 			t.Fatalf("Apply() error = %v", r.Err)
@@ -880,9 +880,9 @@ func TestFailedWriteKeepsOriginalsOthersNeed(t *testing.T) {
 	e.kfs.failWrite(filepath.Join(pod, "cpu.idle"), syscall.EIO)
 	e.kfs.failWrite(filepath.Join(other, "cpu.shares"), syscall.EIO)
 	res := w.Apply(
-		Op{pod, "cpu.idle", "1", "background"},
-		Op{pod, "cpu.shares", "64", "low"},
-		Op{other, "cpu.shares", "64", "low"},
+		Op{pod, "cpu.idle", "1", "background", false},
+		Op{pod, "cpu.shares", "64", "low", false},
+		Op{other, "cpu.shares", "64", "low", false},
 	)
 	if res[0].Err == nil || res[1].Err != nil || res[2].Err == nil {
 		t.Fatalf("Apply() errors = %v, %v, %v; want fail, ok, fail", res[0].Err, res[1].Err, res[2].Err)
@@ -942,8 +942,8 @@ func TestApplySameFileTwice(t *testing.T) {
 	w := e.writer(testr.New(t))
 	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
 	res := w.Apply(
-		Op{pod, "cpu.shares", "1024", "transition"},
-		Op{pod, "cpu.shares", "512", "back to the start"},
+		Op{pod, "cpu.shares", "1024", "transition", false},
+		Op{pod, "cpu.shares", "512", "back to the start", false},
 	)
 	for _, r := range res {
 		if r.Err != nil {

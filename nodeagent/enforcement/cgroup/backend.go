@@ -118,6 +118,8 @@ type Backend struct {
 	fenceBlocked string
 	// pods is what was last enforced, by pod UID.
 	pods map[string]enforced
+	// last is the last assignment applied, re-applied after a rebase.
+	last *Assignment
 }
 
 type enforced struct {
@@ -174,6 +176,7 @@ func staticCPUManager(p string) (bool, error) {
 // pending. A failure on one pod does not stop the others; the failures come
 // back joined in one error.
 func (b *Backend) Apply(a Assignment) (Report, error) {
+	b.last = &a
 	var rep Report
 	before := b.w.Stats().Writes
 	fence, shared, note := b.fence(a)
@@ -324,6 +327,9 @@ func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMis
 	// request, recorded as a derived original. Never the current value of
 	// a file an earlier agent may have scaled: that would compound.
 	found := func() (int64, error) {
+		if _, err := b.w.Rebase(cpuDir, file); err != nil {
+			return 0, err
+		}
 		v, err := b.w.Found(cpuDir, file)
 		if errors.Is(err, writer.ErrOriginalUnknown) {
 			stock, derr := b.stockWeight(p, cpuDir, file)
@@ -350,7 +356,7 @@ func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMis
 			return writer.Op{}, err
 		}
 		n = min(max(n*mul/div, lo), hi)
-		return writer.Op{Path: cpuDir, File: file, Value: strconv.FormatInt(n, 10), Reason: reason}, nil
+		return writer.Op{Path: cpuDir, File: file, Value: strconv.FormatInt(n, 10), Reason: reason, Rebase: true}, nil
 	}
 	var op writer.Op
 	switch p.Tier {
@@ -523,11 +529,23 @@ func (b *Backend) cpusetOps(p Pod, target, node cpuset.Set, reason string) ([]wr
 }
 
 // Reconcile re-asserts every value against drift (call it on a timer).
-func (b *Backend) Reconcile() (writer.ReassertResult, error) { return b.w.Reassert() }
+// Weights the kubelet changed to a new value (an in-place resize) are not
+// reverted: they are the pods' new baselines, and the last assignment is
+// applied again to scale them.
+func (b *Backend) Reconcile() (writer.ReassertResult, error) {
+	res, err := b.w.Reassert()
+	if res.Rebased > 0 && b.last != nil {
+		if _, aerr := b.Apply(*b.last); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+	}
+	return res, err
+}
 
 // StandDown restores every original value (safe mode, a clean stop,
 // uninstall) and forgets what was enforced.
 func (b *Backend) StandDown() (writer.RestoreResult, error) {
 	clear(b.pods)
+	b.last = nil
 	return b.w.RestoreAll()
 }
