@@ -63,7 +63,7 @@ generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's cla
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./apis/infera/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=infera-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
-	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/..." output:rbac:artifacts:config=config/rbac/manager
+	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/...;./cmd/infera-manager/..." output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: verify
