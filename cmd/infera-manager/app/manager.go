@@ -207,6 +207,7 @@ func Run(ctx context.Context, o Options) error {
 		Taint:             *cfg.SilentAgent.Taint,
 		TaintKey:          cfg.SilentAgent.TaintKey,
 		TaintEffect:       cfg.SilentAgent.TaintEffect,
+		MaxSilentPercent:  cfg.SilentAgent.MaxSilentPercent,
 		Clock:             o.Clock,
 		Controller:        controller.Options{SkipNameValidation: &o.SkipControllerNameValidation},
 	}); err != nil {
