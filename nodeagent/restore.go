@@ -69,6 +69,7 @@ func Restore(ro RestoreOptions) error {
 	sup := scxenf.New(scxenf.Options{
 		Binary:     cfg.SCX.Binary,
 		ConfigPath: cfg.SCX.ConfigPath,
+		StateDir:   filepath.Join(cfg.StateDir, scxStateSubdir),
 		SysFS:      scxenf.SysFS{Root: filepath.Join(cfg.SysRoot, "kernel", "sched_ext")},
 		ProcRoot:   ro.ProcRoot,
 		Log:        ro.Log.WithName("scx"),
