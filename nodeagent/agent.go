@@ -94,6 +94,11 @@ type Agent struct {
 	// each distinct one is reported once.
 	safeModeValue string
 	recorder      record.EventRecorder
+	// persisted is the assignment file's content last written or read.
+	persisted []byte
+	// publishReq asks the publisher goroutine for a publish: the API
+	// server's latency never holds the main loop.
+	publishReq chan struct{}
 }
 
 // New wires the agent. Nothing touches the node or the API server until Run.
@@ -121,13 +126,14 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		o:        o,
-		log:      o.Log.WithValues("node", o.NodeName),
-		store:    store,
-		pub:      publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
-		kick:     make(chan struct{}, 1),
-		reported: map[string]struct{}{},
-		events:   server.NewBroadcaster(server.BroadcasterOptions{Now: o.Clock.Now}),
+		o:          o,
+		log:        o.Log.WithValues("node", o.NodeName),
+		store:      store,
+		pub:        publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
+		kick:       make(chan struct{}, 1),
+		publishReq: make(chan struct{}, 1),
+		reported:   map[string]struct{}{},
+		events:     server.NewBroadcaster(server.BroadcasterOptions{Now: o.Clock.Now}),
 	}
 	a.metrics, err = telemetry.New(telemetry.Options{Snapshot: a.metricsSnapshot, ProcRoot: o.ProcRoot})
 	if err != nil {
@@ -212,22 +218,45 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 	defer func() { stopServers(); servers.Wait() }()
 	a.startServers(sctx, &servers)
 
-	// The informers stop with storeCtx; Shutdown waits for them, so an
-	// error exit must cancel it too.
-	storeCtx, stopStore := context.WithCancel(ctx)
-	defer func() { stopStore(); a.store.Shutdown() }()
-	if err := a.store.Start(storeCtx); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped before the informers synced: a clean stop
-		}
-		return err
-	}
-	a.gen = a.pub.Seed(a.store.Node())
-
+	// Enforcement does not wait on the control plane: the last assignment
+	// is enforced and the backend's own work (drift re-assertion, the scx
+	// supervisor and its outage cover) runs before the informers sync.
+	a.enforcePersisted(ctx)
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	backendDone := make(chan error, 1)
 	go func() { backendDone <- a.backend.Run(bctx) }()
+
+	// The informers stop with storeCtx; Shutdown waits for them, so an
+	// error exit must cancel it too.
+	storeCtx, stopStore := context.WithCancel(ctx)
+	defer func() { stopStore(); a.store.Shutdown() }()
+	synced := make(chan error, 1)
+	go func() { synced <- a.store.Start(storeCtx) }()
+	select {
+	case err := <-synced:
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before the informers synced: a clean stop
+			}
+			return err
+		}
+	case err := <-backendDone:
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("enforcement backend %s stopped: %w", a.backend.Name(), err)
+		}
+		return nil
+	}
+	a.gen = a.pub.Seed(a.store.Node())
+
+	var publisher sync.WaitGroup
+	pubCtx, stopPublisher := context.WithCancel(ctx)
+	defer func() { stopPublisher(); publisher.Wait() }()
+	publisher.Add(1)
+	go func() {
+		defer publisher.Done()
+		a.publishLoop(pubCtx)
+	}()
 
 	window := cfg.CoalesceWindow.Duration
 	var timerC <-chan time.Time // the open coalescing window, if any
@@ -260,13 +289,13 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 			timerC = nil
 			a.reconcile(ctx)
 		case <-a.kick:
-			a.publish(ctx)
+			a.requestPublish()
 		case <-retry.C():
 			if a.hasPending() || a.standDownIncomplete() {
 				a.reconcile(ctx)
 			}
 		case <-heartbeat.C():
-			a.publish(ctx)
+			a.requestPublish()
 		}
 	}
 }
@@ -410,7 +439,34 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.bumpGen()
 		}
 	}
-	a.publish(ctx)
+	a.persistAssignment(as, safe)
+	a.requestPublish()
+}
+
+// publishTimeout bounds one publish: a hung API server costs a heartbeat,
+// never enforcement.
+const publishTimeout = 10 * time.Second
+
+func (a *Agent) requestPublish() {
+	select {
+	case a.publishReq <- struct{}{}:
+	default: // one is pending; it publishes the latest state
+	}
+}
+
+// publishLoop publishes on request until ctx is done, one at a time, each
+// with publishTimeout.
+func (a *Agent) publishLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.publishReq:
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			a.publish(pctx)
+			cancel()
+		}
+	}
 }
 
 func (a *Agent) bumpGen() {

@@ -15,7 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/nodeagent/cgroup"
@@ -82,7 +84,11 @@ func newExitRigOn(t *testing.T, prev *exitRig) *exitRig {
 func startExitRig(t *testing.T, tree *cgrouptest.Tree, dir string, pod *corev1.Pod, podRel string) *exitRig {
 	t.Helper()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
-	cs := fake.NewClientset(node, pod.DeepCopy())
+	return startExitRigWith(t, tree, dir, pod, podRel, fake.NewClientset(node, pod.DeepCopy()))
+}
+
+func startExitRigWith(t *testing.T, tree *cgrouptest.Tree, dir string, pod *corev1.Pod, podRel string, cs kubernetes.Interface) *exitRig {
+	t.Helper()
 	cfg := configv1alpha1.DefaultAgentConfiguration()
 	cfg.Backend = configv1alpha1.AgentBackendCgroup
 	cfg.Cgroup.Root = tree.Root
@@ -192,4 +198,49 @@ func TestAgentErrorExitKeepsEnforcement(t *testing.T) {
 	if got := r2.weight(t); got != "39" {
 		t.Errorf("after a clean stop cpu.weight = %s, want the kubelet's 39", got)
 	}
+}
+
+// Issue #18, defect 6: an agent that starts while the API server is
+// unreachable enforces the last assignment it persisted (drift
+// re-assertion included) instead of waiting for its informers to sync.
+// The API server here is an address nothing listens on.
+func TestAgentStartsFromPersistedAssignmentWithoutAPIServer(t *testing.T) {
+	r := newExitRig(t)
+	r.waitWeight(t, "156")
+	r.fail <- errors.New("injected: the backend failed")
+	if err := <-r.done; err == nil {
+		t.Fatal("Run returned nil after the backend failed")
+	}
+	// Behind the agent's back, the weight goes back to the kubelet's.
+	if err := os.WriteFile(filepath.Join(r.podDir, "cpu.weight"), []byte("39\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r2 := startExitRigWith(t, r.tree, r.dir, r.pod, r.cpRel, unreachableClient(t))
+	r2.waitWeight(t, "156")
+	r2.cancel()
+	select {
+	case err := <-r2.done:
+		if err != nil {
+			t.Fatalf("clean stop: Run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not stop")
+	}
+}
+
+// unreachableClient is a real client-go clientset for an API server that
+// does not answer (a closed port).
+func unreachableClient(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
