@@ -87,6 +87,20 @@ fmt: $(GOLANGCI_LINT) ## Format the code.
 test: controlplane $(GOTESTSUM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
 	$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(TEST_PACKAGES)
 
+# Fuzz targets as package:Target; each runs for FUZZTIME (seed corpora run
+# with every `go test`). A crash lands in the package's testdata/fuzz.
+FUZZTIME ?= 10s
+FUZZ_TARGETS = ./apis/wellknown:FuzzParseTierLoad ./apis/wellknown:FuzzParseSafeMode ./apis/tiering:FuzzClassify \
+	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroup/writer:FuzzLoadState
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo ">> $$name ($$pkg, $(FUZZTIME))"; \
+		go test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	done
+
 .PHONY: test-vm
 test-vm: ## Run the privileged cgroup v2 and sched_ext tests in a QEMU VM on Debian's sched_ext kernel (docs/testing.md).
 	hack/vm/test-vm.sh
