@@ -91,7 +91,7 @@ test: controlplane $(GOTESTSUM) ## Run every test: unit, envtest against a real 
 # with every `go test`). A crash lands in the package's testdata/fuzz.
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./apis/wellknown:FuzzParseTierLoad ./apis/wellknown:FuzzParseSafeMode ./apis/tiering:FuzzClassify \
-	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroup/writer:FuzzLoadState
+	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 )
 
 // failingRun makes the real backend's Run fail once told to: the agent's
@@ -67,7 +67,7 @@ func newExitRigOn(t *testing.T, prev *exitRig) *exitRig {
 		return startExitRig(t, prev.tree, prev.dir, prev.pod, prev.cpRel)
 	}
 	tree := cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-3"})
-	tree.Kubelet(t, cgroup.DriverSystemd)
+	tree.Kubelet(t, cgroupfs.DriverSystemd)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "crit", Namespace: "ns", UID: types.UID("8a1e0c2e-0000-4000-8000-000000000001")},
 		Spec: corev1.PodSpec{NodeName: "n1", PriorityClassName: "infera-critical", Priority: ptr(int32(1000000)),
@@ -77,7 +77,7 @@ func newExitRigOn(t *testing.T, prev *exitRig) *exitRig {
 			}}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: corev1.PodQOSGuaranteed},
 	}
-	cp := tree.AddPod(t, cgroup.DriverSystemd, string(pod.UID), corev1.PodQOSGuaranteed, cgroup.RuntimeContainerd)
+	cp := tree.AddPod(t, cgroupfs.DriverSystemd, string(pod.UID), corev1.PodQOSGuaranteed, cgroupfs.RuntimeContainerd)
 	return startExitRig(t, tree, t.TempDir(), pod, cp.RelPath)
 }
 
@@ -110,7 +110,7 @@ func startExitRigWith(t *testing.T, tree *cgrouptest.Tree, dir string, pod *core
 	if err := os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := &exitRig{tree: tree, dir: dir, pod: pod, cpRel: podRel, podDir: tree.Path(cgroup.CPU, podRel, ""), fail: make(chan error, 1), done: make(chan error, 1)}
+	r := &exitRig{tree: tree, dir: dir, pod: pod, cpRel: podRel, podDir: tree.Path(cgroupfs.CPU, podRel, ""), fail: make(chan error, 1), done: make(chan error, 1)}
 	a, err := New(Options{Config: cfg, NodeName: "n1", Client: cs, Log: testr.New(t),
 		SchedExtRoot: filepath.Join(dir, "no-sched-ext"), SysCPURoot: cpuRoot, BootIDFile: bootID,
 		wrapBackend: func(b backend) backend { return failingRun{backend: b, fail: r.fail} }})

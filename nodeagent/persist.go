@@ -15,7 +15,7 @@ import (
 
 	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 )
 
 // assignmentFileName is, under the agent's state_dir, the last assignment
@@ -93,7 +93,7 @@ func (a *Agent) loadAssignment() (as []Assignment, safe, ok bool) {
 		})
 		if a.layout != nil {
 			last := &as[len(as)-1]
-			if cg, err := a.layout.FindPod(cgroup.PodRef{UID: string(x.UID), QOSClass: x.QOSClass, ContainerIDs: x.ContainerIDs}); err == nil {
+			if cg, err := a.layout.FindPod(cgroupfs.PodRef{UID: string(x.UID), QOSClass: x.QOSClass, ContainerIDs: x.ContainerIDs}); err == nil {
 				last.Cgroup = cg
 			}
 		}

@@ -9,9 +9,9 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	cg "github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 )
 
 // requests are the faked pods' CPU requests in millicores, as the kubelet
@@ -55,12 +55,12 @@ func TestSetAsideStateNeverCompounds(t *testing.T) {
 		"unknown version": `{"version": 99, "minReaderVersion": 99, "bootID": "b1", "originals": []}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			n := newNode(t, cg.V1, cgrouptest.Options{}, "")
+			n := newNode(t, cgroupfs.V1, cgrouptest.Options{}, "")
 			crit, high, low, bg := n.rel[wellknown.TierCritical], n.rel[wellknown.TierHigh], n.rel[wellknown.TierLow], n.rel[wellknown.TierBackground]
-			if _, err := n.b.Apply(Assignment{Pods: n.withRequests()}); err != nil {
+			if _, err := n.b.Apply(Plan{Pods: n.withRequests()}); err != nil {
 				t.Fatal(err)
 			}
-			if got := n.read(cg.CPU, crit, "cpu.shares"); got != "4096" {
+			if got := n.read(cgroupfs.CPU, crit, "cpu.shares"); got != "4096" {
 				t.Fatalf("critical cpu.shares = %s, want 4096", got)
 			}
 			// The agent crashes; its state file is spoilt; a new agent starts.
@@ -73,22 +73,22 @@ func TestSetAsideStateNeverCompounds(t *testing.T) {
 			}
 			for range 2 {
 				n.find()
-				if _, err := n.b.Apply(Assignment{Pods: n.withRequests()}); err != nil {
+				if _, err := n.b.Apply(Plan{Pods: n.withRequests()}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for _, c := range []struct{ rel, want string }{{crit, "4096"}, {high, "1024"}, {low, "128"}} {
-				if got := n.read(cg.CPU, c.rel, "cpu.shares"); got != c.want {
+				if got := n.read(cgroupfs.CPU, c.rel, "cpu.shares"); got != c.want {
 					t.Errorf("%s cpu.shares = %s after the restart, want %s (never compounded)", c.rel, got, c.want)
 				}
 			}
 			// A second restart in the same boot keeps the derived originals.
 			n.restart()
 			n.find()
-			if _, err := n.b.Apply(Assignment{Pods: n.withRequests()}); err != nil {
+			if _, err := n.b.Apply(Plan{Pods: n.withRequests()}); err != nil {
 				t.Fatal(err)
 			}
-			if got := n.read(cg.CPU, crit, "cpu.shares"); got != "4096" {
+			if got := n.read(cgroupfs.CPU, crit, "cpu.shares"); got != "4096" {
 				t.Errorf("critical cpu.shares = %s after a second restart, want 4096", got)
 			}
 			if _, err := n.b.StandDown(); err != nil {
@@ -97,7 +97,7 @@ func TestSetAsideStateNeverCompounds(t *testing.T) {
 			for _, c := range []struct{ rel, file, want string }{
 				{crit, "cpu.shares", "1024"}, {high, "cpu.shares", "512"}, {low, "cpu.shares", "512"}, {bg, "cpu.shares", "2"}, {bg, "cpu.idle", "0"},
 			} {
-				if got := n.read(cg.CPU, c.rel, c.file); got != c.want {
+				if got := n.read(cgroupfs.CPU, c.rel, c.file); got != c.want {
 					t.Errorf("after the stand-down %s/%s = %s, want the kubelet's %s", c.rel, c.file, got, c.want)
 				}
 			}
@@ -109,9 +109,9 @@ func TestSetAsideStateNeverCompounds(t *testing.T) {
 // fails closed for that pod (no write, an error naming it) instead of
 // scaling a value that may already be scaled.
 func TestSetAsideStateFailsClosedWithoutRequest(t *testing.T) {
-	n := newNode(t, cg.V1, cgrouptest.Options{}, "")
+	n := newNode(t, cgroupfs.V1, cgrouptest.Options{}, "")
 	crit := n.rel[wellknown.TierCritical]
-	if _, err := n.b.Apply(Assignment{Pods: n.withRequests()}); err != nil {
+	if _, err := n.b.Apply(Plan{Pods: n.withRequests()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(n.stateDir, "cgroup-originals.json"), []byte("{"), 0o600); err != nil {
@@ -119,11 +119,11 @@ func TestSetAsideStateFailsClosedWithoutRequest(t *testing.T) {
 	}
 	n.restart()
 	n.find()
-	_, err := n.b.Apply(Assignment{Pods: n.all()}) // no requests known
+	_, err := n.b.Apply(Plan{Pods: n.all()}) // no requests known
 	if err == nil || !strings.Contains(err.Error(), "ns/critical") || !strings.Contains(err.Error(), "original") {
 		t.Fatalf("Apply error = %v, want one naming pod ns/critical and its unknown original", err)
 	}
-	if got := n.read(cg.CPU, crit, "cpu.shares"); got != "4096" {
+	if got := n.read(cgroupfs.CPU, crit, "cpu.shares"); got != "4096" {
 		t.Errorf("critical cpu.shares = %s, want 4096 left alone (fail closed)", got)
 	}
 }

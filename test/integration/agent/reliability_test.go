@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 )
 
 // chattr sets or clears the immutable attribute: even root cannot write an
@@ -46,7 +46,7 @@ func TestAgentFailedStandDownIsDegradedAndRetried(t *testing.T) {
 	specs := []podSpec{{name: "critical-0", class: "infera-critical", cpu: "1", mem: "64Mi", limitCPU: "=", want: wellknown.TierCritical}}
 	r.createPods(specs)
 	pods := r.assignedCgroups(1)
-	dir := pods["critical-0"].Cgroup.Dirs[cgroup.CPU]
+	dir := pods["critical-0"].Cgroup.Dirs[cgroupfs.CPU]
 	waitFile(t, dir, "cpu.weight", "156")
 
 	weight := filepath.Join(dir, "cpu.weight")

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest/hostcg"
 )
 
 // kernelFS runs the writer's file access against a faked tree with the
@@ -229,19 +229,19 @@ func subset(a, b map[int]bool) bool {
 func TestKernelFSMatchesTheKernel(t *testing.T) {
 	hostcg.RequireRoot(t)
 	const root = "/sys/fs/cgroup"
-	v, err := cgroup.DetectVersion(root)
+	v, err := cgroupfs.DetectVersion(root)
 	if err != nil {
 		t.Skipf("no cgroup tree at %s: %v", root, err)
 	}
-	host, err := cgroup.Detect(root, cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	host, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		t.Fatalf("Detect(%s) error = %v", root, err)
 	}
-	cpuH, cpusetH := host.Hierarchies[cgroup.CPU], host.Hierarchies[cgroup.CPUSet]
+	cpuH, cpusetH := host.Hierarchies[cgroupfs.CPU], host.Hierarchies[cgroupfs.CPUSet]
 	if cpuH == "" || cpusetH == "" {
 		t.Skipf("need the cpu and cpuset controllers, have %v", host.Hierarchies)
 	}
-	v2 := v == cgroup.V2
+	v2 := v == cgroupfs.V2
 	weight := "cpu.shares"
 	if v2 {
 		weight = "cpu.weight"

@@ -1,4 +1,4 @@
-// Package scx generates the scx_layered layer config that enforces Temper's
+// Package layered generates the scx_layered layer config that enforces Temper's
 // tiers on one node (DESIGN.md §2, docs/agent.md "Tiers to scx_layered
 // layers"): from the node's CPU shape, the node's pods with their tier,
 // cgroup path and CPU requests and limits, and a few options, it builds the
@@ -13,4 +13,4 @@
 // the scheduler. It does not run or supervise scx_layered
 // (nodeagent/enforcement/scx does) and does not decide tiers (apis/tiering
 // does). Subpackage scxschema validates configs against the strict schema.
-package scx
+package layered

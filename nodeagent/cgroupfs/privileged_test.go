@@ -1,4 +1,4 @@
-package cgroup_test
+package cgroupfs_test
 
 import (
 	"errors"
@@ -16,9 +16,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest/hostcg"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 )
 
 // The TestPrivileged* tests build pod-shaped cgroups in a private subtree
@@ -31,7 +31,7 @@ const hostRoot = "/sys/fs/cgroup"
 
 // realPod is one pod-shaped cgroup with one container and a process in it.
 type realPod struct {
-	ref  cgroup.PodRef
+	ref  cgroupfs.PodRef
 	rel  string // pod cgroup, relative to the hierarchy roots
 	crel string // container cgroup
 	proc *exec.Cmd
@@ -39,7 +39,7 @@ type realPod struct {
 
 // procCgroup returns the cgroup of pid in the v1 hierarchy carrying
 // controller c, or in the v2 tree when c is "".
-func procCgroup(t *testing.T, pid int, c cgroup.Controller) string {
+func procCgroup(t *testing.T, pid int, c cgroupfs.Controller) string {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
@@ -100,15 +100,15 @@ func mustApply(t *testing.T, w *writer.Writer, ops ...writer.Op) []writer.Change
 // hierarchies (cpu and cpuset), with a sleeping process in every container.
 func TestPrivilegedV1(t *testing.T) {
 	hostcg.RequireRoot(t)
-	if v, err := cgroup.DetectVersion(hostRoot); err != nil || v != cgroup.V1 {
+	if v, err := cgroupfs.DetectVersion(hostRoot); err != nil || v != cgroupfs.V1 {
 		t.Skipf("%s is not cgroup v1 here (%v, %v); the v2 path is TestPrivilegedV2", hostRoot, v, err)
 	}
-	host, err := cgroup.Detect(hostRoot, cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	host, err := cgroupfs.Detect(hostRoot, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		t.Fatalf("Detect(%s) error = %v", hostRoot, err)
 	}
-	cpuH := host.Hierarchies[cgroup.CPU]
-	cpusetH, hasCpuset := host.Hierarchies[cgroup.CPUSet]
+	cpuH := host.Hierarchies[cgroupfs.CPU]
+	cpusetH, hasCpuset := host.Hierarchies[cgroupfs.CPUSet]
 	if !hasCpuset {
 		t.Skip("no v1 cpuset hierarchy on this host")
 	}
@@ -162,7 +162,7 @@ func TestPrivilegedV1(t *testing.T) {
 	}
 	pods := map[corev1.PodQOSClass]*realPod{}
 	for _, s := range specs {
-		p := &realPod{ref: cgroup.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{s.cid}}, rel: s.rel, crel: s.crel}
+		p := &realPod{ref: cgroupfs.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{s.cid}}, rel: s.rel, crel: s.crel}
 		p.proc = sb.Start(filepath.Join(cpuH, s.crel), filepath.Join(cpusetH, s.crel))
 		pods[s.qos] = p
 	}
@@ -171,7 +171,7 @@ func TestPrivilegedV1(t *testing.T) {
 	// process is.
 	for _, s := range specs {
 		t.Run("discover/"+string(s.qos), func(t *testing.T) {
-			l, err := cgroup.Detect(hostRoot, cgroup.DetectOptions{KubepodsDir: s.kubepods})
+			l, err := cgroupfs.Detect(hostRoot, cgroupfs.DetectOptions{KubepodsDir: s.kubepods})
 			if err != nil {
 				t.Fatalf("Detect() error = %v", err)
 			}
@@ -179,19 +179,19 @@ func TestPrivilegedV1(t *testing.T) {
 			if err != nil {
 				t.Fatalf("FindPod() error = %v", err)
 			}
-			want := &cgroup.Pod{
+			want := &cgroupfs.Pod{
 				UID: s.uid, QOSClass: s.qos, RelPath: s.rel,
-				Dirs: map[cgroup.Controller]string{cgroup.CPU: filepath.Join(cpuH, s.rel), cgroup.CPUSet: filepath.Join(cpusetH, s.rel)},
-				Containers: []cgroup.Container{{
-					ID: s.cid, Runtime: cgroup.Runtime(strings.SplitN(s.cid, ":", 2)[0]), RelPath: s.crel,
-					Dirs: map[cgroup.Controller]string{cgroup.CPU: filepath.Join(cpuH, s.crel), cgroup.CPUSet: filepath.Join(cpusetH, s.crel)},
+				Dirs: map[cgroupfs.Controller]string{cgroupfs.CPU: filepath.Join(cpuH, s.rel), cgroupfs.CPUSet: filepath.Join(cpusetH, s.rel)},
+				Containers: []cgroupfs.Container{{
+					ID: s.cid, Runtime: cgroupfs.Runtime(strings.SplitN(s.cid, ":", 2)[0]), RelPath: s.crel,
+					Dirs: map[cgroupfs.Controller]string{cgroupfs.CPU: filepath.Join(cpuH, s.crel), cgroupfs.CPUSet: filepath.Join(cpusetH, s.crel)},
 				}},
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("FindPod() mismatch (-want +got):\n%s", diff)
 			}
 			pid := pods[s.qos].proc.Process.Pid
-			for _, c := range []cgroup.Controller{cgroup.CPU, cgroup.CPUSet} {
+			for _, c := range []cgroupfs.Controller{cgroupfs.CPU, cgroupfs.CPUSet} {
 				if kernel := procCgroup(t, pid, c); kernel != "/"+got.Containers[0].RelPath {
 					t.Errorf("/proc/%d/cgroup puts the process in %s for %s, discovery says /%s", pid, kernel, c, got.Containers[0].RelPath)
 				}
@@ -199,11 +199,11 @@ func TestPrivilegedV1(t *testing.T) {
 		})
 	}
 	t.Run("discover/not yet created", func(t *testing.T) {
-		l, err := cgroup.Detect(hostRoot, cgroup.DetectOptions{KubepodsDir: base + "/kubepods"})
+		l, err := cgroupfs.Detect(hostRoot, cgroupfs.DetectOptions{KubepodsDir: base + "/kubepods"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.FindPod(cgroup.PodRef{UID: "00000000-0000-4000-8000-00000000beef", QOSClass: corev1.PodQOSBurstable}); !errors.Is(err, cgroup.ErrNotFound) {
+		if _, err := l.FindPod(cgroupfs.PodRef{UID: "00000000-0000-4000-8000-00000000beef", QOSClass: corev1.PodQOSBurstable}); !errors.Is(err, cgroupfs.ErrNotFound) {
 			t.Errorf("FindPod() of a pod not created yet: error = %v, want ErrNotFound", err)
 		}
 	})
@@ -345,20 +345,20 @@ func fileExists(p string) bool {
 // records nothing.
 func TestPrivilegedReadOnly(t *testing.T) {
 	hostcg.RequireRoot(t)
-	v, err := cgroup.DetectVersion(hostRoot)
+	v, err := cgroupfs.DetectVersion(hostRoot)
 	if err != nil {
 		t.Skipf("no cgroup tree at %s: %v", hostRoot, err)
 	}
-	host, err := cgroup.Detect(hostRoot, cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	host, err := cgroupfs.Detect(hostRoot, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		t.Fatalf("Detect(%s) error = %v", hostRoot, err)
 	}
-	cpuH, ok := host.Hierarchies[cgroup.CPU]
+	cpuH, ok := host.Hierarchies[cgroupfs.CPU]
 	if !ok {
 		t.Skip("no cpu controller available")
 	}
 	weight := "cpu.shares"
-	if v == cgroup.V2 {
+	if v == cgroupfs.V2 {
 		weight = "cpu.weight"
 	}
 	sb := hostcg.New(t)
@@ -407,7 +407,7 @@ func TestPrivilegedReadOnly(t *testing.T) {
 // "+cpu +cpuset" to the root's cgroup.subtree_control first).
 func TestPrivilegedV2(t *testing.T) {
 	hostcg.RequireRoot(t)
-	if v, err := cgroup.DetectVersion(hostRoot); err != nil || v != cgroup.V2 {
+	if v, err := cgroupfs.DetectVersion(hostRoot); err != nil || v != cgroupfs.V2 {
 		t.Skipf("%s is not a cgroup2 mount here (%v, %v): cgroup v2 is covered by the faked-tree tests", hostRoot, v, err)
 	}
 	enabled := strings.Fields(hostcg.ReadTrimmed(t, filepath.Join(hostRoot, "cgroup.subtree_control")))
@@ -474,7 +474,7 @@ func privilegedV2(t *testing.T, control string, hasCpuset bool, kubepods string,
 		inner(s.rel)
 		s.crel = s.rel + "/" + s.crel
 		sb.Mkdir(filepath.Join(hostRoot, s.crel), false)
-		p := &realPod{ref: cgroup.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{s.cid}}, rel: s.rel, crel: s.crel}
+		p := &realPod{ref: cgroupfs.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{s.cid}}, rel: s.rel, crel: s.crel}
 		p.proc = sb.Start(filepath.Join(hostRoot, s.crel))
 		pods[s.qos] = p
 		if err := os.WriteFile(filepath.Join(hostRoot, s.rel, "cpu.weight"), []byte(s.weight), 0); err != nil {
@@ -483,7 +483,7 @@ func privilegedV2(t *testing.T, control string, hasCpuset bool, kubepods string,
 	}
 	allDirs := sb.Created()
 
-	l, err := cgroup.Detect(hostRoot, cgroup.DetectOptions{KubepodsDir: kp})
+	l, err := cgroupfs.Detect(hostRoot, cgroupfs.DetectOptions{KubepodsDir: kp})
 	if err != nil {
 		t.Fatalf("Detect() error = %v", err)
 	}
@@ -492,7 +492,7 @@ func privilegedV2(t *testing.T, control string, hasCpuset bool, kubepods string,
 		if err != nil {
 			t.Fatalf("FindPod(%s) error = %v", s.qos, err)
 		}
-		if len(got.Containers) != 1 || got.Containers[0].RelPath != s.crel || got.Dirs[cgroup.CPU] != filepath.Join(hostRoot, s.rel) {
+		if len(got.Containers) != 1 || got.Containers[0].RelPath != s.crel || got.Dirs[cgroupfs.CPU] != filepath.Join(hostRoot, s.rel) {
 			t.Errorf("FindPod(%s) = %+v, want pod %s and container %s", s.qos, got, s.rel, s.crel)
 			continue
 		}

@@ -1,4 +1,4 @@
-// Package cgroup finds the cgroup directories the kubelet and the container
+// Package cgroupfs finds the cgroup directories the kubelet and the container
 // runtime created for each pod and container on this node: cgroup v1 (one
 // hierarchy per controller, /sys/fs/cgroup/cpu,cpuacct/..., /sys/fs/cgroup/cpuset/...)
 // and v2 (one unified tree), the systemd and cgroupfs drivers, and the
@@ -12,4 +12,4 @@
 // It only reads. Every write to a cgroup file goes through the one writer in
 // nodeagent/cgroup/writer, which deduplicates, audits and can undo; this
 // package must never write, create or remove anything under the root.
-package cgroup
+package cgroupfs

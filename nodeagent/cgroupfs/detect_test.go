@@ -1,4 +1,4 @@
-package cgroup_test
+package cgroupfs_test
 
 import (
 	"bufio"
@@ -11,53 +11,53 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 )
 
 func TestDetect(t *testing.T) {
 	type want struct {
-		version     cgroup.Version
-		driver      cgroup.Driver
-		hierarchies map[cgroup.Controller]string // relative to the tree root
+		version     cgroupfs.Version
+		driver      cgroupfs.Driver
+		hierarchies map[cgroupfs.Controller]string // relative to the tree root
 		kubepods    string
 		err         error // matched with errors.Is; nil = success
 	}
 	tests := []struct {
 		name  string
 		build func(t *testing.T) string // returns the root
-		opts  cgroup.DetectOptions
+		opts  cgroupfs.DetectOptions
 		want  want
 	}{
 		{
 			name: "v1 cpu,cpuacct with symlinks, systemd",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV1(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverSystemd)
+				tr.Kubelet(t, cgroupfs.DriverSystemd)
 				return tr.Root
 			},
-			want: want{version: cgroup.V1, driver: cgroup.DriverSystemd, kubepods: "kubepods.slice",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "cpu,cpuacct", cgroup.CPUSet: "cpuset"}},
+			want: want{version: cgroupfs.V1, driver: cgroupfs.DriverSystemd, kubepods: "kubepods.slice",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "cpu,cpuacct", cgroupfs.CPUSet: "cpuset"}},
 		},
 		{
 			name: "v1 cpu mounted alone (this CI host's shape), cgroupfs",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV1(t, cgrouptest.Options{V1CPUDir: "cpu"})
-				tr.Kubelet(t, cgroup.DriverCgroupfs)
+				tr.Kubelet(t, cgroupfs.DriverCgroupfs)
 				return tr.Root
 			},
-			want: want{version: cgroup.V1, driver: cgroup.DriverCgroupfs, kubepods: "kubepods",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "cpu", cgroup.CPUSet: "cpuset"}},
+			want: want{version: cgroupfs.V1, driver: cgroupfs.DriverCgroupfs, kubepods: "kubepods",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "cpu", cgroupfs.CPUSet: "cpuset"}},
 		},
 		{
 			name: "v1 without a cpuset hierarchy",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV1(t, cgrouptest.Options{NoCPUSet: true})
-				tr.Kubelet(t, cgroup.DriverCgroupfs)
+				tr.Kubelet(t, cgroupfs.DriverCgroupfs)
 				return tr.Root
 			},
-			want: want{version: cgroup.V1, driver: cgroup.DriverCgroupfs, kubepods: "kubepods",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "cpu,cpuacct"}},
+			want: want{version: cgroupfs.V1, driver: cgroupfs.DriverCgroupfs, kubepods: "kubepods",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "cpu,cpuacct"}},
 		},
 		{
 			name: "v1 directory named cpu without cpu files is not a hierarchy",
@@ -66,131 +66,131 @@ func TestDetect(t *testing.T) {
 				mustMkdir(t, filepath.Join(root, "cpu", "kubepods"))
 				return root
 			},
-			want: want{err: cgroup.ErrNoHierarchy},
+			want: want{err: cgroupfs.ErrNoHierarchy},
 		},
 		{
 			name: "v2 systemd",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV2(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverSystemd)
+				tr.Kubelet(t, cgroupfs.DriverSystemd)
 				return tr.Root
 			},
-			want: want{version: cgroup.V2, driver: cgroup.DriverSystemd, kubepods: "kubepods.slice",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "", cgroup.CPUSet: ""}},
+			want: want{version: cgroupfs.V2, driver: cgroupfs.DriverSystemd, kubepods: "kubepods.slice",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "", cgroupfs.CPUSet: ""}},
 		},
 		{
 			name: "v2 without cpuset enabled at the root",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV2(t, cgrouptest.Options{NoCPUSet: true})
-				tr.Kubelet(t, cgroup.DriverCgroupfs)
+				tr.Kubelet(t, cgroupfs.DriverCgroupfs)
 				return tr.Root
 			},
-			want: want{version: cgroup.V2, driver: cgroup.DriverCgroupfs, kubepods: "kubepods",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: ""}},
+			want: want{version: cgroupfs.V2, driver: cgroupfs.DriverCgroupfs, kubepods: "kubepods",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: ""}},
 		},
 		{
 			name:  "empty root",
 			build: func(t *testing.T) string { return t.TempDir() },
-			want:  want{err: cgroup.ErrNoHierarchy},
+			want:  want{err: cgroupfs.ErrNoHierarchy},
 		},
 		{
 			name: "kubelet not started: retry",
 			build: func(t *testing.T) string {
 				return cgrouptest.NewV2(t, cgrouptest.Options{}).Root
 			},
-			want: want{err: cgroup.ErrNotFound},
+			want: want{err: cgroupfs.ErrNotFound},
 		},
 		{
 			name: "both pod roots, only kubepods.slice has QoS cgroups",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV1(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverSystemd)
+				tr.Kubelet(t, cgroupfs.DriverSystemd)
 				tr.Mkdir(t, "kubepods")
 				return tr.Root
 			},
-			want: want{version: cgroup.V1, driver: cgroup.DriverSystemd, kubepods: "kubepods.slice",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "cpu,cpuacct", cgroup.CPUSet: "cpuset"}},
+			want: want{version: cgroupfs.V1, driver: cgroupfs.DriverSystemd, kubepods: "kubepods.slice",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "cpu,cpuacct", cgroupfs.CPUSet: "cpuset"}},
 		},
 		{
 			name: "both pod roots, only kubepods has QoS cgroups",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV2(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverCgroupfs)
+				tr.Kubelet(t, cgroupfs.DriverCgroupfs)
 				tr.Mkdir(t, "kubepods.slice")
 				return tr.Root
 			},
-			want: want{version: cgroup.V2, driver: cgroup.DriverCgroupfs, kubepods: "kubepods",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "", cgroup.CPUSet: ""}},
+			want: want{version: cgroupfs.V2, driver: cgroupfs.DriverCgroupfs, kubepods: "kubepods",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "", cgroupfs.CPUSet: ""}},
 		},
 		{
 			name: "both pod roots with QoS cgroups",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV2(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverCgroupfs)
-				tr.Kubelet(t, cgroup.DriverSystemd)
+				tr.Kubelet(t, cgroupfs.DriverCgroupfs)
+				tr.Kubelet(t, cgroupfs.DriverSystemd)
 				return tr.Root
 			},
-			want: want{err: cgroup.ErrAmbiguousDriver},
+			want: want{err: cgroupfs.ErrAmbiguousDriver},
 		},
 		{
 			name: "override settles an ambiguous tree",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV2(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverCgroupfs)
-				tr.Kubelet(t, cgroup.DriverSystemd)
+				tr.Kubelet(t, cgroupfs.DriverCgroupfs)
+				tr.Kubelet(t, cgroupfs.DriverSystemd)
 				return tr.Root
 			},
-			opts: cgroup.DetectOptions{Driver: cgroup.DriverSystemd},
-			want: want{version: cgroup.V2, driver: cgroup.DriverSystemd, kubepods: "kubepods.slice",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "", cgroup.CPUSet: ""}},
+			opts: cgroupfs.DetectOptions{Driver: cgroupfs.DriverSystemd},
+			want: want{version: cgroupfs.V2, driver: cgroupfs.DriverSystemd, kubepods: "kubepods.slice",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "", cgroupfs.CPUSet: ""}},
 		},
 		{
 			name:  "driver override needs no pod root yet",
 			build: func(t *testing.T) string { return cgrouptest.NewV1(t, cgrouptest.Options{}).Root },
-			opts:  cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs},
-			want: want{version: cgroup.V1, driver: cgroup.DriverCgroupfs, kubepods: "kubepods",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "cpu,cpuacct", cgroup.CPUSet: "cpuset"}},
+			opts:  cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs},
+			want: want{version: cgroupfs.V1, driver: cgroupfs.DriverCgroupfs, kubepods: "kubepods",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "cpu,cpuacct", cgroupfs.CPUSet: "cpuset"}},
 		},
 		{
 			name:  "kubepods dir override implies systemd",
 			build: func(t *testing.T) string { return cgrouptest.NewV2(t, cgrouptest.Options{}).Root },
-			opts:  cgroup.DetectOptions{KubepodsDir: "kubelet.slice/kubelet-kubepods.slice"},
-			want: want{version: cgroup.V2, driver: cgroup.DriverSystemd, kubepods: "kubelet.slice/kubelet-kubepods.slice",
-				hierarchies: map[cgroup.Controller]string{cgroup.CPU: "", cgroup.CPUSet: ""}},
+			opts:  cgroupfs.DetectOptions{KubepodsDir: "kubelet.slice/kubelet-kubepods.slice"},
+			want: want{version: cgroupfs.V2, driver: cgroupfs.DriverSystemd, kubepods: "kubelet.slice/kubelet-kubepods.slice",
+				hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "", cgroupfs.CPUSet: ""}},
 		},
 		{
 			name:  "kubepods dir override contradicting the driver",
 			build: func(t *testing.T) string { return cgrouptest.NewV2(t, cgrouptest.Options{}).Root },
-			opts:  cgroup.DetectOptions{KubepodsDir: "kubelet/kubepods", Driver: cgroup.DriverSystemd},
+			opts:  cgroupfs.DetectOptions{KubepodsDir: "kubelet/kubepods", Driver: cgroupfs.DriverSystemd},
 			want:  want{err: errAny},
 		},
 		{
 			name:  "kubepods dir override stepping out",
 			build: func(t *testing.T) string { return cgrouptest.NewV2(t, cgrouptest.Options{}).Root },
-			opts:  cgroup.DetectOptions{KubepodsDir: "../kubepods"},
+			opts:  cgroupfs.DetectOptions{KubepodsDir: "../kubepods"},
 			want:  want{err: errAny},
 		},
 		{
 			name:  "version override v2 on a v1 tree",
 			build: func(t *testing.T) string { return cgrouptest.NewV1(t, cgrouptest.Options{}).Root },
-			opts:  cgroup.DetectOptions{Version: cgroup.V2, Driver: cgroup.DriverSystemd},
+			opts:  cgroupfs.DetectOptions{Version: cgroupfs.V2, Driver: cgroupfs.DriverSystemd},
 			want:  want{err: errAny},
 		},
 		{
 			name: "version override v1 on a v2 tree",
 			build: func(t *testing.T) string {
 				tr := cgrouptest.NewV2(t, cgrouptest.Options{})
-				tr.Kubelet(t, cgroup.DriverSystemd)
+				tr.Kubelet(t, cgroupfs.DriverSystemd)
 				return tr.Root
 			},
-			opts: cgroup.DetectOptions{Version: cgroup.V1},
-			want: want{err: cgroup.ErrNoHierarchy},
+			opts: cgroupfs.DetectOptions{Version: cgroupfs.V1},
+			want: want{err: cgroupfs.ErrNoHierarchy},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := tt.build(t)
-			got, err := cgroup.Detect(root, tt.opts)
+			got, err := cgroupfs.Detect(root, tt.opts)
 			if tt.want.err != nil {
 				if err == nil || (!errors.Is(tt.want.err, errAny) && !errors.Is(err, tt.want.err)) {
 					t.Fatalf("Detect() = %+v, %v; want error %v", got, err, tt.want.err)
@@ -200,11 +200,11 @@ func TestDetect(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Detect() error = %v", err)
 			}
-			h := map[cgroup.Controller]string{}
+			h := map[cgroupfs.Controller]string{}
 			for c, rel := range tt.want.hierarchies {
 				h[c] = filepath.Join(root, rel)
 			}
-			want := &cgroup.Layout{Root: root, Version: tt.want.version, Driver: tt.want.driver, Hierarchies: h, KubepodsDir: tt.want.kubepods}
+			want := &cgroupfs.Layout{Root: root, Version: tt.want.version, Driver: tt.want.driver, Hierarchies: h, KubepodsDir: tt.want.kubepods}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Detect() mismatch (-want +got):\n%s", diff)
 			}
@@ -218,35 +218,35 @@ var errAny = errors.New("any error")
 func TestParseDriverAndVersion(t *testing.T) {
 	drivers := []struct {
 		in      string
-		want    cgroup.Driver
+		want    cgroupfs.Driver
 		wantErr bool
 	}{
-		{"", cgroup.DriverAuto, false},
-		{"auto", cgroup.DriverAuto, false},
-		{"systemd", cgroup.DriverSystemd, false},
-		{" cgroupfs ", cgroup.DriverCgroupfs, false},
+		{"", cgroupfs.DriverAuto, false},
+		{"auto", cgroupfs.DriverAuto, false},
+		{"systemd", cgroupfs.DriverSystemd, false},
+		{" cgroupfs ", cgroupfs.DriverCgroupfs, false},
 		{"Systemd", "", true},
 		{"cgroupfs2", "", true},
 	}
 	for _, tt := range drivers {
-		got, err := cgroup.ParseDriver(tt.in)
+		got, err := cgroupfs.ParseDriver(tt.in)
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("ParseDriver(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
 	versions := []struct {
 		in      string
-		want    cgroup.Version
+		want    cgroupfs.Version
 		wantErr bool
 	}{
-		{"", cgroup.VersionAuto, false},
-		{"auto", cgroup.VersionAuto, false},
-		{"v1", cgroup.V1, false},
-		{"2", cgroup.V2, false},
-		{"v3", cgroup.VersionAuto, true},
+		{"", cgroupfs.VersionAuto, false},
+		{"auto", cgroupfs.VersionAuto, false},
+		{"v1", cgroupfs.V1, false},
+		{"2", cgroupfs.V2, false},
+		{"v3", cgroupfs.VersionAuto, true},
 	}
 	for _, tt := range versions {
-		got, err := cgroup.ParseVersion(tt.in)
+		got, err := cgroupfs.ParseVersion(tt.in)
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("ParseVersion(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
@@ -262,11 +262,11 @@ func TestDetectHost(t *testing.T) {
 	}
 	mounts := cgroupMounts(t)
 
-	wantVersion := cgroup.V1
+	wantVersion := cgroupfs.V1
 	if m, ok := mounts[root]; ok && m.fstype == "cgroup2" {
-		wantVersion = cgroup.V2
+		wantVersion = cgroupfs.V2
 	}
-	got, err := cgroup.DetectVersion(root)
+	got, err := cgroupfs.DetectVersion(root)
 	if err != nil {
 		t.Fatalf("DetectVersion(%s) error = %v", root, err)
 	}
@@ -275,17 +275,17 @@ func TestDetectHost(t *testing.T) {
 	}
 
 	// A driver given explicitly, so a host without a kubelet is fine.
-	l, err := cgroup.Detect(root, cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	l, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		t.Fatalf("Detect(%s) error = %v", root, err)
 	}
-	for _, c := range []cgroup.Controller{cgroup.CPU, cgroup.CPUSet} {
+	for _, c := range []cgroupfs.Controller{cgroupfs.CPU, cgroupfs.CPUSet} {
 		wantDir := ""
 		for mp, m := range mounts {
-			if wantVersion == cgroup.V1 && m.fstype == "cgroup" && slices.Contains(m.opts, string(c)) && filepath.Dir(mp) == root {
+			if wantVersion == cgroupfs.V1 && m.fstype == "cgroup" && slices.Contains(m.opts, string(c)) && filepath.Dir(mp) == root {
 				wantDir = mp
 			}
-			if wantVersion == cgroup.V2 && mp == root && slices.Contains(m.controllers, string(c)) {
+			if wantVersion == cgroupfs.V2 && mp == root && slices.Contains(m.controllers, string(c)) {
 				wantDir = mp
 			}
 		}
@@ -302,20 +302,20 @@ func TestDetectHost(t *testing.T) {
 	t.Logf("host: %s, hierarchies %v", l.Version, l.Hierarchies)
 
 	// Auto-detection of the driver agrees with what exists on the host.
-	auto, err := cgroup.Detect(root, cgroup.DetectOptions{})
-	slice := dirExists(filepath.Join(l.Hierarchies[cgroup.CPU], "kubepods.slice"))
-	fs := dirExists(filepath.Join(l.Hierarchies[cgroup.CPU], "kubepods"))
+	auto, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{})
+	slice := dirExists(filepath.Join(l.Hierarchies[cgroupfs.CPU], "kubepods.slice"))
+	fs := dirExists(filepath.Join(l.Hierarchies[cgroupfs.CPU], "kubepods"))
 	switch {
 	case !slice && !fs:
-		if !errors.Is(err, cgroup.ErrNotFound) {
+		if !errors.Is(err, cgroupfs.ErrNotFound) {
 			t.Errorf("Detect(%s) on a host without kubelet cgroups: error = %v, want ErrNotFound", root, err)
 		}
 	case slice && !fs:
-		if err != nil || auto.Driver != cgroup.DriverSystemd {
+		if err != nil || auto.Driver != cgroupfs.DriverSystemd {
 			t.Errorf("Detect(%s) = %+v, %v; want the systemd driver", root, auto, err)
 		}
 	case fs && !slice:
-		if err != nil || auto.Driver != cgroup.DriverCgroupfs {
+		if err != nil || auto.Driver != cgroupfs.DriverCgroupfs {
 			t.Errorf("Detect(%s) = %+v, %v; want the cgroupfs driver", root, auto, err)
 		}
 	}

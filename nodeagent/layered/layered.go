@@ -1,4 +1,4 @@
-package scx
+package layered
 
 // The JSON shape of scx_layered's config (FORMAT.md §2–§7): a bare array
 // of layers. Only the fields the generator sets are modelled; integer fields

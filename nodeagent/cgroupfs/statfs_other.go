@@ -1,6 +1,6 @@
 //go:build !linux
 
-package cgroup
+package cgroupfs
 
 import "os"
 

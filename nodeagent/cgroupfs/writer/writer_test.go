@@ -18,8 +18,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 )
 
 const (
@@ -39,20 +39,20 @@ type env struct {
 	pods     map[corev1.PodQOSClass]cgrouptest.Pod
 }
 
-func newEnv(t *testing.T, v cgroup.Version, o cgrouptest.Options) *env {
+func newEnv(t *testing.T, v cgroupfs.Version, o cgrouptest.Options) *env {
 	t.Helper()
 	var tr *cgrouptest.Tree
-	if v == cgroup.V1 {
+	if v == cgroupfs.V1 {
 		tr = cgrouptest.NewV1(t, o)
 	} else {
 		tr = cgrouptest.NewV2(t, o)
 	}
-	tr.Kubelet(t, cgroup.DriverSystemd)
-	e := &env{t: t, tree: tr, kfs: newKernelFS(v == cgroup.V2), stateDir: filepath.Join(t.TempDir(), "state"),
+	tr.Kubelet(t, cgroupfs.DriverSystemd)
+	e := &env{t: t, tree: tr, kfs: newKernelFS(v == cgroupfs.V2), stateDir: filepath.Join(t.TempDir(), "state"),
 		bootFile: filepath.Join(t.TempDir(), "boot_id"), pods: map[corev1.PodQOSClass]cgrouptest.Pod{}}
 	e.boot("4b0c9d2e-0000-4000-8000-000000000001")
 	for q, uid := range map[corev1.PodQOSClass]string{corev1.PodQOSGuaranteed: uidG, corev1.PodQOSBurstable: uidB, corev1.PodQOSBestEffort: uidE} {
-		e.pods[q] = tr.AddPod(t, cgroup.DriverSystemd, uid, q, cgroup.RuntimeContainerd, strings.Repeat(uid[:1], 64))
+		e.pods[q] = tr.AddPod(t, cgroupfs.DriverSystemd, uid, q, cgroupfs.RuntimeContainerd, strings.Repeat(uid[:1], 64))
 	}
 	return e
 }
@@ -78,7 +78,7 @@ func (e *env) writer(log logr.Logger) *Writer {
 
 // pod returns the absolute directory of a pod (or, with container, of its
 // container) in controller c's hierarchy.
-func (e *env) pod(c cgroup.Controller, q corev1.PodQOSClass, container bool) string {
+func (e *env) pod(c cgroupfs.Controller, q corev1.PodQOSClass, container bool) string {
 	p := e.pods[q]
 	rel := p.RelPath
 	if container {
@@ -106,10 +106,10 @@ func mustSet(t *testing.T, w *Writer, path, file, value, reason string) Change {
 }
 
 func TestSetWritesOnlyWhenDifferentAndReadsBack(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
-	cpuset := e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, true)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
+	cpuset := e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, true)
 
 	steps := []struct {
 		file, value string
@@ -167,24 +167,24 @@ func TestSetWritesOnlyWhenDifferentAndReadsBack(t *testing.T) {
 // versions, lets one pod vanish, restores, and compares every file of the
 // tree with a snapshot taken before.
 func TestRestoreAllByteForByte(t *testing.T) {
-	for _, v := range []cgroup.Version{cgroup.V1, cgroup.V2} {
+	for _, v := range []cgroupfs.Version{cgroupfs.V1, cgroupfs.V2} {
 		t.Run(v.String(), func(t *testing.T) {
 			e := newEnv(t, v, cgrouptest.Options{})
 			// A second BestEffort pod that will vanish before the restore.
-			gone := e.tree.AddPod(t, cgroup.DriverSystemd, "dead0000-0000-4000-8000-000000000000", corev1.PodQOSBestEffort, cgroup.RuntimeCRIO, strings.Repeat("d", 64))
-			goneDir := filepath.Join(e.tree.Hierarchies[cgroup.CPU], gone.RelPath)
+			gone := e.tree.AddPod(t, cgroupfs.DriverSystemd, "dead0000-0000-4000-8000-000000000000", corev1.PodQOSBestEffort, cgroupfs.RuntimeCRIO, strings.Repeat("d", 64))
+			goneDir := filepath.Join(e.tree.Hierarchies[cgroupfs.CPU], gone.RelPath)
 			before := cgrouptest.Snapshot(t, e.tree.Root)
 			w := e.writer(testr.New(t))
 
 			weight, high := "cpu.shares", "4096"
-			if v == cgroup.V2 {
+			if v == cgroupfs.V2 {
 				weight, high = "cpu.weight", "400"
 			}
-			gPod, gCtr := e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, false), e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, true)
-			sPod, sCtr := e.pod(cgroup.CPUSet, corev1.PodQOSGuaranteed, false), e.pod(cgroup.CPUSet, corev1.PodQOSGuaranteed, true)
-			bPod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
-			ePod, eCtr := e.pod(cgroup.CPU, corev1.PodQOSBestEffort, false), e.pod(cgroup.CPU, corev1.PodQOSBestEffort, true)
-			oPod, oCtr := e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, true)
+			gPod, gCtr := e.pod(cgroupfs.CPU, corev1.PodQOSGuaranteed, false), e.pod(cgroupfs.CPU, corev1.PodQOSGuaranteed, true)
+			sPod, sCtr := e.pod(cgroupfs.CPUSet, corev1.PodQOSGuaranteed, false), e.pod(cgroupfs.CPUSet, corev1.PodQOSGuaranteed, true)
+			bPod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
+			ePod, eCtr := e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, false), e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, true)
+			oPod, oCtr := e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, true)
 			ops := []Op{
 				{gPod, weight, high, "critical: raised weight", false},
 				{gCtr, weight, high, "critical: raised weight", false},
@@ -224,7 +224,7 @@ func TestRestoreAllByteForByte(t *testing.T) {
 			// cpu.idle was set on 4 cgroups, each also recording its weight
 			// (and on v2 cpu.weight.nice); one of them is gone.
 			goneFiles := 2
-			if v == cgroup.V2 {
+			if v == cgroupfs.V2 {
 				goneFiles = 3
 			}
 			if res.Gone != goneFiles {
@@ -240,8 +240,8 @@ func TestRestoreAllByteForByte(t *testing.T) {
 			}
 
 			for k := range before {
-				if strings.HasPrefix(k, strings.TrimPrefix(filepath.Join(e.tree.Hierarchies[cgroup.CPU], gone.RelPath), e.tree.Root+"/")) ||
-					strings.HasPrefix(k, strings.TrimPrefix(filepath.Join(e.tree.Hierarchies[cgroup.CPUSet], gone.RelPath), e.tree.Root+"/")) {
+				if strings.HasPrefix(k, strings.TrimPrefix(filepath.Join(e.tree.Hierarchies[cgroupfs.CPU], gone.RelPath), e.tree.Root+"/")) ||
+					strings.HasPrefix(k, strings.TrimPrefix(filepath.Join(e.tree.Hierarchies[cgroupfs.CPUSet], gone.RelPath), e.tree.Root+"/")) {
 					delete(before, k)
 				}
 			}
@@ -261,13 +261,13 @@ func TestRestoreAllByteForByte(t *testing.T) {
 // A weight changed after cpu.idle (EINVAL while idle is set) and a cpuset
 // widened (the parent first) restore in the order the kernel accepts.
 func TestRestoreRetriesInTheOrderTheKernelAccepts(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod, ctr := e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, true)
+	pod, ctr := e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, true)
 	// Start from a narrowed pod, as an operator might have left it, so
 	// that restoring means narrowing again: children first.
-	e.tree.Set(t, cgroup.CPUSet, e.pods[corev1.PodQOSBurstable].ContainerRelPaths[0], "cpuset.cpus", "1\n")
-	e.tree.Set(t, cgroup.CPUSet, e.pods[corev1.PodQOSBurstable].RelPath, "cpuset.cpus", "1\n")
+	e.tree.Set(t, cgroupfs.CPUSet, e.pods[corev1.PodQOSBurstable].ContainerRelPaths[0], "cpuset.cpus", "1\n")
+	e.tree.Set(t, cgroupfs.CPUSet, e.pods[corev1.PodQOSBurstable].RelPath, "cpuset.cpus", "1\n")
 	before := cgrouptest.Snapshot(t, e.tree.Root)
 	for _, r := range w.Apply(
 		Op{pod, "cpuset.cpus", "0-3", "widen", false},
@@ -292,13 +292,13 @@ func TestRestoreRetriesInTheOrderTheKernelAccepts(t *testing.T) {
 // Clearing cpu.idle resets the weight to the default rather than to what
 // it was, so the weight is recorded with cpu.idle and restored after it.
 func TestIdleRecordsAndRestoresTheWeight(t *testing.T) {
-	for _, v := range []cgroup.Version{cgroup.V1, cgroup.V2} {
+	for _, v := range []cgroupfs.Version{cgroupfs.V1, cgroupfs.V2} {
 		t.Run(v.String(), func(t *testing.T) {
 			e := newEnv(t, v, cgrouptest.Options{})
 			w := e.writer(testr.New(t))
-			pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+			pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 			weight, want, idleW := "cpu.shares", "512", "3"
-			if v == cgroup.V2 {
+			if v == cgroupfs.V2 {
 				weight, want, idleW = "cpu.weight", "20", "1"
 			}
 			mustSet(t, w, pod, "cpu.idle", "1", "background")
@@ -320,9 +320,9 @@ func TestIdleRecordsAndRestoresTheWeight(t *testing.T) {
 }
 
 func TestDriftIsReassertedAndCounted(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	rel := e.pods[corev1.PodQOSBurstable].RelPath
 	mustSet(t, w, pod, "cpu.shares", "1", "low: reduced weight") // reads back 2
 
@@ -335,7 +335,7 @@ func TestDriftIsReassertedAndCounted(t *testing.T) {
 	}
 
 	// The kubelet rewrites the pod's shares.
-	e.tree.Set(t, cgroup.CPU, rel, "cpu.shares", "512\n")
+	e.tree.Set(t, cgroupfs.CPU, rel, "cpu.shares", "512\n")
 	res, err = w.Reassert()
 	if err != nil {
 		t.Fatalf("Reassert() error = %v", err)
@@ -353,7 +353,7 @@ func TestDriftIsReassertedAndCounted(t *testing.T) {
 	}
 
 	// A Set of the same value also notices drift.
-	e.tree.Set(t, cgroup.CPU, rel, "cpu.shares", "1024\n")
+	e.tree.Set(t, cgroupfs.CPU, rel, "cpu.shares", "1024\n")
 	if ch := mustSet(t, w, pod, "cpu.shares", "1", "low: reduced weight"); !ch.Drift || !ch.Wrote {
 		t.Errorf("Set() after a rewrite = %+v, want a drift write", ch)
 	}
@@ -384,10 +384,10 @@ func TestGoneCgroup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+			e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 			w := e.writer(testr.New(t))
-			ctr := e.pod(cgroup.CPU, corev1.PodQOSBestEffort, true)
-			other := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+			ctr := e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, true)
+			other := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 			mustSet(t, w, ctr, "cpu.shares", "64", "low")
 			mustSet(t, w, other, "cpu.shares", "64", "low")
 
@@ -428,12 +428,12 @@ func TestGoneCgroup(t *testing.T) {
 
 // Many pods vanish at once: one aggregated result, no error.
 func TestRestoreAllWithManyVanishedPods(t *testing.T) {
-	e := newEnv(t, cgroup.V2, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V2, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
 	var dirs []string
 	for i := range 20 {
 		uid := strings.Replace("00000000-0000-4000-8000-0000000000xx", "xx", string(rune('a'+i/10))+string(rune('0'+i%10)), 1)
-		p := e.tree.AddPod(t, cgroup.DriverSystemd, uid, corev1.PodQOSBestEffort, cgroup.RuntimeDocker)
+		p := e.tree.AddPod(t, cgroupfs.DriverSystemd, uid, corev1.PodQOSBestEffort, cgroupfs.RuntimeDocker)
 		dir := filepath.Join(e.tree.Root, p.RelPath)
 		mustSet(t, w, dir, "cpu.max", "50000 100000", "background: quota")
 		dirs = append(dirs, dir)
@@ -455,9 +455,9 @@ func TestRestoreAllWithManyVanishedPods(t *testing.T) {
 func TestNotWritable(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.EROFS, syscall.EACCES, syscall.EPERM} {
 		t.Run(errno.Error(), func(t *testing.T) {
-			e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+			e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 			w := e.writer(testr.New(t))
-			pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+			pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 			e.kfs.failWrite(filepath.Join(pod, "cpu.shares"), errno)
 			_, err := w.Set(pod, "cpu.shares", "64", "low")
 			if !errors.Is(err, ErrNotWritable) || !errors.Is(err, errno) {
@@ -488,9 +488,9 @@ func TestNotWritable(t *testing.T) {
 // A v1 cpuset that is not a subset of its parent's is EACCES from the
 // kernel, which is a rejected value, not a permission problem.
 func TestCpusetEACCESIsRejectedNotReadOnly(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod, ctr := e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroup.CPUSet, corev1.PodQOSBurstable, true)
+	pod, ctr := e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, true)
 	mustSet(t, w, ctr, "cpuset.cpus", "1", "fence")
 	mustSet(t, w, pod, "cpuset.cpus", "1", "fence")
 	_, err := w.Set(ctr, "cpuset.cpus", "0-1", "widen the child first")
@@ -500,12 +500,12 @@ func TestCpusetEACCESIsRejectedNotReadOnly(t *testing.T) {
 }
 
 func TestMissingFile(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{Omit: []string{"cpu.idle"}})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{Omit: []string{"cpu.idle"}})
 	var logged []string
 	log := funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
 	w := e.writer(log)
 	for _, q := range []corev1.PodQOSClass{corev1.PodQOSBurstable, corev1.PodQOSBestEffort} {
-		_, err := w.Set(e.pod(cgroup.CPU, q, false), "cpu.idle", "1", "background")
+		_, err := w.Set(e.pod(cgroupfs.CPU, q, false), "cpu.idle", "1", "background")
 		if !errors.Is(err, ErrMissingFile) {
 			t.Errorf("Set(cpu.idle) on a kernel without it: error = %v, want ErrMissingFile", err)
 		}
@@ -530,11 +530,11 @@ func TestMissingFile(t *testing.T) {
 // A restarted agent (same boot) adopts the originals and can still restore
 // the tree as it was before the first agent touched it.
 func TestOriginalsSurviveARestart(t *testing.T) {
-	e := newEnv(t, cgroup.V2, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V2, cgrouptest.Options{})
 	before := cgrouptest.Snapshot(t, e.tree.Root)
 	w1 := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBestEffort, false)
-	ctr := e.pod(cgroup.CPU, corev1.PodQOSBestEffort, true)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, false)
+	ctr := e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, true)
 	mustSet(t, w1, pod, "cpu.idle", "1", "background")
 	mustSet(t, w1, ctr, "cpu.max", "10000 100000", "background")
 	if err := w1.Close(); err != nil { // the agent dies; nothing is restored
@@ -587,8 +587,8 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, cgroup.V1, cgrouptest.Options{})
-			pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+			e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
+			pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 			w1 := e.writer(testr.New(t))
 			mustSet(t, w1, pod, "cpu.shares", "64", "low")
 			_ = w1.Close()
@@ -603,7 +603,7 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			}
 			// Someone else sets a value meanwhile; a trusted stale original
 			// would overwrite it on restore.
-			e.tree.Set(t, cgroup.CPU, e.pods[corev1.PodQOSBurstable].RelPath, "cpu.shares", "768\n")
+			e.tree.Set(t, cgroupfs.CPU, e.pods[corev1.PodQOSBurstable].RelPath, "cpu.shares", "768\n")
 
 			w2 := e.writer(testr.New(t))
 			rep := w2.StateReport()
@@ -655,8 +655,8 @@ func TestStateFileVersions(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, cgroup.V1, cgrouptest.Options{})
-			pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+			e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
+			pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 			w1 := e.writer(testr.New(t))
 			mustSet(t, w1, pod, "cpu.shares", "64", "low")
 			_ = w1.Close()
@@ -687,7 +687,7 @@ func TestStateFileVersions(t *testing.T) {
 }
 
 func TestSecondWriterIsLockedOut(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w1 := e.writer(logr.Discard())
 	opts := Options{Root: e.tree.Root, StateDir: e.stateDir, BootIDFile: e.bootFile}
 	if _, err := New(opts); !errors.Is(err, ErrLocked) {
@@ -705,12 +705,12 @@ func TestSecondWriterIsLockedOut(t *testing.T) {
 
 // A value whose original cannot be persisted is not written.
 func TestNoWriteWithoutPersistedOriginal(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
 	if err := os.RemoveAll(e.stateDir); err != nil {
 		t.Fatal(err)
 	}
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	_, err := w.Set(pod, "cpu.shares", "64", "low")
 	if err == nil || !strings.Contains(err.Error(), "failed to record the original") {
 		t.Fatalf("Set() error = %v, want a failure to record the original", err)
@@ -726,9 +726,9 @@ func TestNoWriteWithoutPersistedOriginal(t *testing.T) {
 // A file that cannot be restored stays recorded, comes back in one error,
 // and a later RestoreAll finishes the job.
 func TestRestoreFailureKeepsTheOriginal(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	b, g := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false), e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, false)
+	b, g := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false), e.pod(cgroupfs.CPU, corev1.PodQOSGuaranteed, false)
 	mustSet(t, w, b, "cpu.shares", "64", "low")
 	mustSet(t, w, g, "cpu.shares", "4096", "critical")
 	e.kfs.failWrite(filepath.Join(b, "cpu.shares"), syscall.EROFS)
@@ -759,10 +759,10 @@ func TestRestoreFailureKeepsTheOriginal(t *testing.T) {
 
 // Restore(path) hands one pod back and leaves the others enforced.
 func TestRestoreOnePod(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	b, bc := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false), e.pod(cgroup.CPU, corev1.PodQOSBurstable, true)
-	g := e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, false)
+	b, bc := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false), e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, true)
+	g := e.pod(cgroupfs.CPU, corev1.PodQOSGuaranteed, false)
 	mustSet(t, w, b, "cpu.shares", "64", "low")
 	mustSet(t, w, bc, "cpu.shares", "64", "low")
 	mustSet(t, w, g, "cpu.shares", "4096", "critical")
@@ -780,14 +780,14 @@ func TestRestoreOnePod(t *testing.T) {
 }
 
 func TestAuditRingIsBounded(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w, err := New(Options{Root: e.tree.Root, StateDir: e.stateDir, BootIDFile: e.bootFile, AuditSize: 3,
 		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	for _, v := range []string{"10", "20", "30", "40", "50"} {
 		mustSet(t, w, pod, "cpu.shares", v, "step "+v)
 	}
@@ -804,9 +804,9 @@ func TestAuditRingIsBounded(t *testing.T) {
 }
 
 func TestRejectsPathsOutsideTheRoot(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "cpu.shares"), []byte("1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -833,12 +833,12 @@ func TestRejectsPathsOutsideTheRoot(t *testing.T) {
 }
 
 func TestConcurrentSets(t *testing.T) {
-	e := newEnv(t, cgroup.V2, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V2, cgrouptest.Options{})
 	w := e.writer(logr.Discard())
 	var wg sync.WaitGroup
 	for _, q := range []corev1.PodQOSClass{corev1.PodQOSGuaranteed, corev1.PodQOSBurstable, corev1.PodQOSBestEffort} {
 		for _, ctr := range []bool{false, true} {
-			dir := e.pod(cgroup.CPU, q, ctr)
+			dir := e.pod(cgroupfs.CPU, q, ctr)
 			wg.Go(func() {
 				for i := range 20 {
 					if _, err := w.Set(dir, "cpu.weight", []string{"50", "60"}[i%2], "flip"); err != nil {
@@ -871,10 +871,10 @@ func readState(t *testing.T, dir string) stateFile {
 // When one write of a batch fails, the originals it recorded are dropped,
 // but not those a successful write of the same batch needs.
 func TestFailedWriteKeepsOriginalsOthersNeed(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
-	other := e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
+	other := e.pod(cgroupfs.CPU, corev1.PodQOSGuaranteed, false)
 	// cpu.idle fails; it recorded cpu.idle and (coupled) cpu.shares, and the
 	// next op writes cpu.shares.
 	e.kfs.failWrite(filepath.Join(pod, "cpu.idle"), syscall.EIO)
@@ -899,12 +899,12 @@ func TestFailedWriteKeepsOriginalsOthersNeed(t *testing.T) {
 // Release stops re-asserting a value without restoring it; RestoreAll
 // still restores its original.
 func TestRelease(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	mustSet(t, w, pod, "cpu.shares", "64", "low")
 	w.Release(pod, "cpu.shares")
-	e.tree.Set(t, cgroup.CPU, e.pods[corev1.PodQOSBurstable].RelPath, "cpu.shares", "300\n")
+	e.tree.Set(t, cgroupfs.CPU, e.pods[corev1.PodQOSBurstable].RelPath, "cpu.shares", "300\n")
 	if res, err := w.Reassert(); err != nil || res.Checked != 0 {
 		t.Errorf("Reassert() after Release() = %+v, %v; want nothing checked", res, err)
 	}
@@ -920,9 +920,9 @@ func TestRelease(t *testing.T) {
 }
 
 func TestFound(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	if got, err := w.Found(pod, "cpu.shares"); err != nil || got != "512" {
 		t.Errorf("Found() before any write = %q, %v; want the current 512", got, err)
 	}
@@ -938,9 +938,9 @@ func TestFound(t *testing.T) {
 // A batch that writes a file twice sees its own first write: the second op
 // is decided on the value the first one left.
 func TestApplySameFileTwice(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
 	w := e.writer(testr.New(t))
-	pod := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
+	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	res := w.Apply(
 		Op{pod, "cpu.shares", "1024", "transition", false},
 		Op{pod, "cpu.shares", "512", "back to the start", false},
@@ -964,9 +964,9 @@ func TestApplySameFileTwice(t *testing.T) {
 // A restarted agent adopts the originals of the previous run; what the new
 // run no longer asserts goes back, what it asserts keeps its original.
 func TestRestoreUndesiredAfterRestart(t *testing.T) {
-	e := newEnv(t, cgroup.V1, cgrouptest.Options{})
-	b := e.pod(cgroup.CPU, corev1.PodQOSBurstable, false)
-	g := e.pod(cgroup.CPU, corev1.PodQOSGuaranteed, false)
+	e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
+	b := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
+	g := e.pod(cgroupfs.CPU, corev1.PodQOSGuaranteed, false)
 	origB, origG := readTrim(t, filepath.Join(b, "cpu.shares")), readTrim(t, filepath.Join(g, "cpu.shares"))
 
 	w1 := e.writer(testr.New(t))

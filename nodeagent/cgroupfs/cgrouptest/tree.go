@@ -11,7 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 )
 
 // Options shape a faked tree.
@@ -33,10 +33,10 @@ type Options struct {
 // Tree is a faked cgroup tree.
 type Tree struct {
 	Root    string
-	Version cgroup.Version
+	Version cgroupfs.Version
 	// Hierarchies maps each controller to its hierarchy root, as a correct
-	// cgroup.Detect reports it.
-	Hierarchies map[cgroup.Controller]string
+	// cgroupfs.Detect reports it.
+	Hierarchies map[cgroupfs.Controller]string
 	opts        Options
 }
 
@@ -45,11 +45,11 @@ func NewV1(t testing.TB, o Options) *Tree {
 	t.Helper()
 	o = defaults(o)
 	root := t.TempDir()
-	tr := &Tree{Root: root, Version: cgroup.V1, Hierarchies: map[cgroup.Controller]string{}, opts: o}
+	tr := &Tree{Root: root, Version: cgroupfs.V1, Hierarchies: map[cgroupfs.Controller]string{}, opts: o}
 	cpuDir := filepath.Join(root, o.V1CPUDir)
 	mkdir(t, cpuDir)
-	tr.writeFiles(t, cpuDir, cgroup.CPU, true)
-	tr.Hierarchies[cgroup.CPU] = cpuDir
+	tr.writeFiles(t, cpuDir, cgroupfs.CPU, true)
+	tr.Hierarchies[cgroupfs.CPU] = cpuDir
 	if strings.Contains(o.V1CPUDir, ",") {
 		for _, name := range strings.Split(o.V1CPUDir, ",") {
 			if err := os.Symlink(o.V1CPUDir, filepath.Join(root, name)); err != nil {
@@ -60,8 +60,8 @@ func NewV1(t testing.TB, o Options) *Tree {
 	if !o.NoCPUSet {
 		dir := filepath.Join(root, "cpuset")
 		mkdir(t, dir)
-		tr.writeFiles(t, dir, cgroup.CPUSet, true)
-		tr.Hierarchies[cgroup.CPUSet] = dir
+		tr.writeFiles(t, dir, cgroupfs.CPUSet, true)
+		tr.Hierarchies[cgroupfs.CPUSet] = dir
 	}
 	// Hierarchies Temper does not use, and the hybrid layout's cgroup2 mount
 	// without controllers.
@@ -80,9 +80,9 @@ func NewV2(t testing.TB, o Options) *Tree {
 	t.Helper()
 	o = defaults(o)
 	root := t.TempDir()
-	tr := &Tree{Root: root, Version: cgroup.V2, Hierarchies: map[cgroup.Controller]string{cgroup.CPU: root}, opts: o}
+	tr := &Tree{Root: root, Version: cgroupfs.V2, Hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: root}, opts: o}
 	if !o.NoCPUSet {
-		tr.Hierarchies[cgroup.CPUSet] = root
+		tr.Hierarchies[cgroupfs.CPUSet] = root
 	}
 	writeFile(t, filepath.Join(root, "cgroup.controllers"), tr.v2Controllers())
 	writeFile(t, filepath.Join(root, "cgroup.subtree_control"), tr.v2Controllers())
@@ -123,7 +123,7 @@ func (tr *Tree) Mkdir(t testing.TB, rel string) {
 
 // MkdirIn creates a cgroup at rel in one controller's hierarchy only (on v2,
 // in the one tree).
-func (tr *Tree) MkdirIn(t testing.TB, c cgroup.Controller, rel string) {
+func (tr *Tree) MkdirIn(t testing.TB, c cgroupfs.Controller, rel string) {
 	t.Helper()
 	h, ok := tr.Hierarchies[c]
 	if !ok {
@@ -137,7 +137,7 @@ func (tr *Tree) MkdirIn(t testing.TB, c cgroup.Controller, rel string) {
 			continue
 		}
 		mkdir(t, dir)
-		if tr.Version == cgroup.V2 {
+		if tr.Version == cgroupfs.V2 {
 			tr.writeFiles(t, dir, "", false)
 		} else {
 			tr.writeFiles(t, dir, c, false)
@@ -146,13 +146,13 @@ func (tr *Tree) MkdirIn(t testing.TB, c cgroup.Controller, rel string) {
 }
 
 // Path returns the absolute path of file in the cgroup rel of controller c.
-func (tr *Tree) Path(c cgroup.Controller, rel, file string) string {
+func (tr *Tree) Path(c cgroupfs.Controller, rel, file string) string {
 	return filepath.Join(tr.Hierarchies[c], rel, file)
 }
 
 // Set overwrites a cgroup file in controller c's hierarchy, as the kubelet
 // or a runtime would.
-func (tr *Tree) Set(t testing.TB, c cgroup.Controller, rel, file, value string) {
+func (tr *Tree) Set(t testing.TB, c cgroupfs.Controller, rel, file, value string) {
 	t.Helper()
 	p := tr.Path(c, rel, file)
 	if _, err := os.Stat(p); err != nil {
@@ -163,11 +163,11 @@ func (tr *Tree) Set(t testing.TB, c cgroup.Controller, rel, file, value string) 
 
 // writeFiles fills a new cgroup directory. c is the v1 controller of the
 // hierarchy, "" on v2.
-func (tr *Tree) writeFiles(t testing.TB, dir string, c cgroup.Controller, root bool) {
+func (tr *Tree) writeFiles(t testing.TB, dir string, c cgroupfs.Controller, root bool) {
 	t.Helper()
 	files := map[string]string{"cgroup.procs": ""}
 	switch {
-	case tr.Version == cgroup.V2:
+	case tr.Version == cgroupfs.V2:
 		files["cgroup.controllers"] = tr.v2Controllers()
 		files["cgroup.subtree_control"] = ""
 		files["cgroup.type"] = "domain\n"
@@ -183,7 +183,7 @@ func (tr *Tree) writeFiles(t testing.TB, dir string, c cgroup.Controller, root b
 			files["cpuset.mems"] = "\n"
 			files["cpuset.mems.effective"] = "0\n"
 		}
-	case c == cgroup.CPU:
+	case c == cgroupfs.CPU:
 		files["tasks"] = ""
 		files["notify_on_release"] = "0\n"
 		files["cgroup.clone_children"] = "0\n"
@@ -195,7 +195,7 @@ func (tr *Tree) writeFiles(t testing.TB, dir string, c cgroup.Controller, root b
 		if strings.Contains(tr.opts.V1CPUDir, "cpuacct") {
 			files["cpuacct.usage"] = "0\n"
 		}
-	case c == cgroup.CPUSet:
+	case c == cgroupfs.CPUSet:
 		files["tasks"] = ""
 		files["notify_on_release"] = "0\n"
 		files["cgroup.clone_children"] = "0\n"
@@ -219,10 +219,10 @@ func (tr *Tree) writeFiles(t testing.TB, dir string, c cgroup.Controller, root b
 // Kubelet creates the kubelet's pod root and QoS cgroups for a driver, with
 // the values the kubelet writes on a 4-CPU node, and returns the pod root
 // relative to the hierarchy roots.
-func (tr *Tree) Kubelet(t testing.TB, d cgroup.Driver) string {
+func (tr *Tree) Kubelet(t testing.TB, d cgroupfs.Driver) string {
 	t.Helper()
 	root, burstable, besteffort := "kubepods", "kubepods/burstable", "kubepods/besteffort"
-	if d == cgroup.DriverSystemd {
+	if d == cgroupfs.DriverSystemd {
 		root = "kubepods.slice"
 		burstable = "kubepods.slice/kubepods-burstable.slice"
 		besteffort = "kubepods.slice/kubepods-besteffort.slice"
@@ -230,14 +230,14 @@ func (tr *Tree) Kubelet(t testing.TB, d cgroup.Driver) string {
 	for _, rel := range []string{root, burstable, besteffort} {
 		tr.Mkdir(t, rel)
 	}
-	if tr.Version == cgroup.V1 {
-		tr.Set(t, cgroup.CPU, root, "cpu.shares", "4096\n")
-		tr.Set(t, cgroup.CPU, burstable, "cpu.shares", "512\n")
-		tr.Set(t, cgroup.CPU, besteffort, "cpu.shares", "2\n")
+	if tr.Version == cgroupfs.V1 {
+		tr.Set(t, cgroupfs.CPU, root, "cpu.shares", "4096\n")
+		tr.Set(t, cgroupfs.CPU, burstable, "cpu.shares", "512\n")
+		tr.Set(t, cgroupfs.CPU, besteffort, "cpu.shares", "2\n")
 	} else {
-		tr.Set(t, cgroup.CPU, root, "cpu.weight", "157\n")
-		tr.Set(t, cgroup.CPU, burstable, "cpu.weight", "20\n")
-		tr.Set(t, cgroup.CPU, besteffort, "cpu.weight", "1\n")
+		tr.Set(t, cgroupfs.CPU, root, "cpu.weight", "157\n")
+		tr.Set(t, cgroupfs.CPU, burstable, "cpu.weight", "20\n")
+		tr.Set(t, cgroupfs.CPU, besteffort, "cpu.weight", "1\n")
 	}
 	return root
 }
@@ -255,22 +255,22 @@ type Pod struct {
 // AddPod creates the cgroups of a pod and its containers as the kubelet
 // (with driver d) and runtime rt name them, under the default pod root
 // (call Kubelet first), with pod-level values for its QoS class.
-func (tr *Tree) AddPod(t testing.TB, d cgroup.Driver, uid string, qos corev1.PodQOSClass, rt cgroup.Runtime, ids ...string) Pod {
+func (tr *Tree) AddPod(t testing.TB, d cgroupfs.Driver, uid string, qos corev1.PodQOSClass, rt cgroupfs.Runtime, ids ...string) Pod {
 	t.Helper()
 	var rel string
 	us := strings.ReplaceAll(uid, "-", "_")
 	switch {
-	case d == cgroup.DriverSystemd && qos == corev1.PodQOSGuaranteed:
+	case d == cgroupfs.DriverSystemd && qos == corev1.PodQOSGuaranteed:
 		rel = fmt.Sprintf("kubepods.slice/kubepods-pod%s.slice", us)
-	case d == cgroup.DriverSystemd && qos == corev1.PodQOSBurstable:
+	case d == cgroupfs.DriverSystemd && qos == corev1.PodQOSBurstable:
 		rel = fmt.Sprintf("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice", us)
-	case d == cgroup.DriverSystemd && qos == corev1.PodQOSBestEffort:
+	case d == cgroupfs.DriverSystemd && qos == corev1.PodQOSBestEffort:
 		rel = fmt.Sprintf("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s.slice", us)
-	case d == cgroup.DriverCgroupfs && qos == corev1.PodQOSGuaranteed:
+	case d == cgroupfs.DriverCgroupfs && qos == corev1.PodQOSGuaranteed:
 		rel = fmt.Sprintf("kubepods/pod%s", uid)
-	case d == cgroup.DriverCgroupfs && qos == corev1.PodQOSBurstable:
+	case d == cgroupfs.DriverCgroupfs && qos == corev1.PodQOSBurstable:
 		rel = fmt.Sprintf("kubepods/burstable/pod%s", uid)
-	case d == cgroup.DriverCgroupfs && qos == corev1.PodQOSBestEffort:
+	case d == cgroupfs.DriverCgroupfs && qos == corev1.PodQOSBestEffort:
 		rel = fmt.Sprintf("kubepods/besteffort/pod%s", uid)
 	default:
 		t.Fatalf("no faked naming for driver %q and QoS %q", d, qos)
@@ -283,26 +283,26 @@ func (tr *Tree) AddPod(t testing.TB, d cgroup.Driver, uid string, qos corev1.Pod
 	case corev1.PodQOSBestEffort:
 		shares, weight, quota, cpuMax = "2\n", "1\n", "-1\n", "max 100000\n"
 	}
-	if tr.Version == cgroup.V1 {
-		tr.Set(t, cgroup.CPU, rel, "cpu.shares", shares)
-		tr.Set(t, cgroup.CPU, rel, "cpu.cfs_quota_us", quota)
+	if tr.Version == cgroupfs.V1 {
+		tr.Set(t, cgroupfs.CPU, rel, "cpu.shares", shares)
+		tr.Set(t, cgroupfs.CPU, rel, "cpu.cfs_quota_us", quota)
 	} else {
-		tr.Set(t, cgroup.CPU, rel, "cpu.weight", weight)
-		tr.Set(t, cgroup.CPU, rel, "cpu.max", cpuMax)
+		tr.Set(t, cgroupfs.CPU, rel, "cpu.weight", weight)
+		tr.Set(t, cgroupfs.CPU, rel, "cpu.max", cpuMax)
 	}
 	p := Pod{RelPath: rel}
 	for _, id := range ids {
 		var name string
 		switch {
-		case d == cgroup.DriverSystemd && rt == cgroup.RuntimeContainerd:
+		case d == cgroupfs.DriverSystemd && rt == cgroupfs.RuntimeContainerd:
 			name = "cri-containerd-" + id + ".scope"
-		case d == cgroup.DriverSystemd && rt == cgroup.RuntimeCRIO:
+		case d == cgroupfs.DriverSystemd && rt == cgroupfs.RuntimeCRIO:
 			name = "crio-" + id + ".scope"
-		case d == cgroup.DriverSystemd && rt == cgroup.RuntimeDocker:
+		case d == cgroupfs.DriverSystemd && rt == cgroupfs.RuntimeDocker:
 			name = "docker-" + id + ".scope"
-		case d == cgroup.DriverCgroupfs && rt == cgroup.RuntimeCRIO:
+		case d == cgroupfs.DriverCgroupfs && rt == cgroupfs.RuntimeCRIO:
 			name = "crio-" + id
-		case d == cgroup.DriverCgroupfs && (rt == cgroup.RuntimeContainerd || rt == cgroup.RuntimeDocker):
+		case d == cgroupfs.DriverCgroupfs && (rt == cgroupfs.RuntimeContainerd || rt == cgroupfs.RuntimeDocker):
 			name = id
 		default:
 			t.Fatalf("no faked naming for driver %q and runtime %q", d, rt)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/infera-io/temper/nodeagent/scx/internal/sharedtest"
+	"github.com/infera-io/temper/nodeagent/layered/internal/sharedtest"
 )
 
 func newValidator(t *testing.T) *Validator {

@@ -1,4 +1,4 @@
-package scx
+package layered
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/scx/scxschema"
+	"github.com/infera-io/temper/nodeagent/layered/scxschema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")

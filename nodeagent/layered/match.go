@@ -1,4 +1,4 @@
-package scx
+package layered
 
 import (
 	"cmp"
