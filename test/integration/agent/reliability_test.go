@@ -42,7 +42,7 @@ func readyz(t *testing.T, addr string) int {
 // /readyz answers 503, and the agent retries until the stand-down is
 // complete.
 func TestAgentFailedStandDownIsDegradedAndRetried(t *testing.T) {
-	r := newRigWith(t, "agent-node-standdown", 50*time.Millisecond, rigOptions{noSchedExt: true})
+	r := newRigWith(t, "agent-node-standdown", 100*time.Millisecond, rigOptions{noSchedExt: true})
 	specs := []podSpec{{name: "critical-0", class: "infera-critical", cpu: "1", mem: "64Mi", limitCPU: "=", want: wellknown.TierCritical}}
 	r.createPods(specs)
 	pods := r.assignedCgroups(1)
@@ -77,7 +77,7 @@ func TestAgentFailedStandDownIsDegradedAndRetried(t *testing.T) {
 // keeps enforcing) and the agent reports the unreadable value with a
 // Warning Event on the Node.
 func TestAgentSafeModeSpellings(t *testing.T) {
-	r := newRigWith(t, "agent-node-spellings", 50*time.Millisecond, rigOptions{noSchedExt: true})
+	r := newRigWith(t, "agent-node-spellings", 100*time.Millisecond, rigOptions{noSchedExt: true})
 	r.waitAnnotations("enforcing", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusEnforcingCgroup })
 	set := func(v string) {
 		t.Helper()
