@@ -54,7 +54,7 @@ func TestSilentAgentBreaker(t *testing.T) {
 	}
 	startManager(t, func(c *configv1alpha1.ManagerConfiguration) {
 		c.TierLoadMaxAge = &metav1.Duration{Duration: 2 * time.Second}
-		c.SilentAgent.After = &metav1.Duration{Duration: 3 * time.Second}
+		c.SilentAgent.After = &metav1.Duration{Duration: 20 * time.Second}
 		on := true
 		c.SilentAgent.Taint = &on
 		c.SilentAgent.MaxSilentPercent = pct
@@ -91,7 +91,7 @@ func TestSilentAgentBreaker(t *testing.T) {
 	eventually(t, 30*time.Second, "the one silent node tainted", func() (bool, string) {
 		return tainted(t, names[0]), "not tainted"
 	})
-	// They fall silent again (3 s): the breaker opens and lifts the taint.
+	// They fall silent again (20 s): the breaker opens and lifts the taint.
 	eventually(t, 60*time.Second, "the taint lifted with the breaker open", func() (bool, string) {
 		return !tainted(t, names[0]), "still tainted"
 	})
