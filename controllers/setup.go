@@ -28,6 +28,8 @@ type Options struct {
 	Taint       bool
 	TaintKey    string
 	TaintEffect corev1.TaintEffect
+	// MaxSilentPercent is the taint's circuit breaker (0: the default).
+	MaxSilentPercent int32
 	// Clock is the time source of the NodeQoSReport controller.
 	Clock clock.PassiveClock
 	// Controller options every controller gets (concurrency, rate limits).
@@ -58,6 +60,8 @@ var controllers = []struct {
 			Taint:          o.Taint,
 			TaintKey:       o.TaintKey,
 			TaintEffect:    o.TaintEffect,
+			// 0 → the default; 100 → 1, never open.
+			MaxSilentFraction: float64(o.MaxSilentPercent) / 100,
 		}).SetupWithManager(ctx, mgr, o.Controller)
 	}},
 	{"overcommitprofile", func(ctx context.Context, mgr ctrl.Manager, c client.Client, o Options) error {

@@ -14,6 +14,9 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -46,6 +49,10 @@ type Options struct {
 	// BootIDFile tags the cgroup state file with the boot; empty means
 	// the kernel's.
 	BootIDFile string
+
+	// wrapBackend, for tests in this package only, wraps the selected
+	// backend (to make it fail on cue).
+	wrapBackend func(backend) backend
 }
 
 // Agent is the L0 node agent.
@@ -78,8 +85,20 @@ type Agent struct {
 	httpAddr    string
 	lastStatus  string // the agent-status last published, for events
 	safeMode    bool
-	notes       []string
-	reported    map[string]struct{} // findings already logged, by pod UID + text
+	// standDownErr is why the last stand-down (safe mode) did not
+	// complete, "" when it did; the retry ticker tries again.
+	standDownErr string
+	notes        []string
+	reported     map[string]struct{} // findings already logged, by pod UID + text
+	// safeModeValue is the unreadable safe-mode value last reported, so
+	// each distinct one is reported once.
+	safeModeValue string
+	recorder      record.EventRecorder
+	// persisted is the assignment file's content last written or read.
+	persisted []byte
+	// publishReq asks the publisher goroutine for a publish: the API
+	// server's latency never holds the main loop.
+	publishReq chan struct{}
 }
 
 // New wires the agent. Nothing touches the node or the API server until Run.
@@ -107,13 +126,14 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		o:        o,
-		log:      o.Log.WithValues("node", o.NodeName),
-		store:    store,
-		pub:      publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
-		kick:     make(chan struct{}, 1),
-		reported: map[string]struct{}{},
-		events:   server.NewBroadcaster(server.BroadcasterOptions{Now: o.Clock.Now}),
+		o:          o,
+		log:        o.Log.WithValues("node", o.NodeName),
+		store:      store,
+		pub:        publish.New(o.Client, o.NodeName, o.Config.Heartbeat.Duration, o.Clock),
+		kick:       make(chan struct{}, 1),
+		publishReq: make(chan struct{}, 1),
+		reported:   map[string]struct{}{},
+		events:     server.NewBroadcaster(server.BroadcasterOptions{Now: o.Clock.Now}),
 	}
 	a.metrics, err = telemetry.New(telemetry.Options{Snapshot: a.metricsSnapshot, ProcRoot: o.ProcRoot})
 	if err != nil {
@@ -129,11 +149,22 @@ func (a *Agent) poke() {
 	}
 }
 
-// Run runs the agent until ctx is done. On return, scx_layered is left
-// running (an agent restart adopts it) and cgroup values are restored;
-// safe mode and --restore stand both down.
-func (a *Agent) Run(ctx context.Context) error {
+// Run runs the agent until ctx is done. On a clean stop (ctx done),
+// scx_layered is left running (an agent restart adopts it) and cgroup
+// values are restored; on an error exit (or a panic) every value stays as
+// set, so a crash-looping agent does not flip the node between stock and
+// enforced on every restart: the next agent adopts them. Safe mode and
+// --restore stand both down (docs/design.md, failure matrix).
+func (a *Agent) Run(ctx context.Context) (runErr error) {
 	cfg := a.o.Config
+	if a.o.Client != nil {
+		// Kubernetes Events on the Node (lint findings the operator must
+		// see); sent in the background, dropped when the API server is gone.
+		eb := record.NewBroadcaster()
+		eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.o.Client.CoreV1().Events("")})
+		a.recorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "infera-agent", Host: a.o.NodeName})
+		defer eb.Shutdown()
+	}
 	m, err := ReadMachine(a.o.SysCPURoot)
 	if err != nil {
 		a.log.Error(err, "Failed to read the machine shape; assuming no SMT")
@@ -153,11 +184,29 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cpuacctRoot = cpuacctHierarchy(layout)
 
 	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.newCgroupBackend, a.log)
+	if a.o.wrapBackend != nil {
+		a.backend = a.o.wrapBackend(a.backend)
+	}
 	defer func() {
-		// A clean stop: the cgroup backend restores the originals, the scx
-		// backend leaves scx_layered for the next agent to adopt.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		if r := recover(); r != nil {
+			// A bug, not a stop: keep the values for the next agent.
+			_ = a.backend.Release(cctx)
+			panic(r)
+		}
+		if runErr != nil && ctx.Err() == nil {
+			// An error exit: the next agent (the DaemonSet restarts it)
+			// adopts what is enforced; restoring here would flip the node
+			// to stock and back on every crash-loop iteration.
+			a.log.Info("Exiting on an error; leaving enforcement as set for the next agent to adopt", "backend", a.backend.Name(), "err", runErr.Error())
+			if err := a.backend.Release(cctx); err != nil {
+				a.log.Error(err, "Failed to release the enforcement backend", "backend", a.backend.Name())
+			}
+			return
+		}
+		// A clean stop: the cgroup backend restores the originals, the scx
+		// backend leaves scx_layered for the next agent to adopt.
 		if err := a.backend.Close(cctx); err != nil {
 			a.log.Error(err, "Failed to stand down cleanly", "backend", a.backend.Name())
 		}
@@ -169,16 +218,45 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer func() { stopServers(); servers.Wait() }()
 	a.startServers(sctx, &servers)
 
-	if err := a.store.Start(ctx); err != nil {
-		return err
-	}
-	defer a.store.Shutdown()
-	a.gen = a.pub.Seed(a.store.Node())
-
+	// Enforcement does not wait on the control plane: the last assignment
+	// is enforced and the backend's own work (drift re-assertion, the scx
+	// supervisor and its outage cover) runs before the informers sync.
+	a.enforcePersisted(ctx)
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	backendDone := make(chan error, 1)
 	go func() { backendDone <- a.backend.Run(bctx) }()
+
+	// The informers stop with storeCtx; Shutdown waits for them, so an
+	// error exit must cancel it too.
+	storeCtx, stopStore := context.WithCancel(ctx)
+	defer func() { stopStore(); a.store.Shutdown() }()
+	synced := make(chan error, 1)
+	go func() { synced <- a.store.Start(storeCtx) }()
+	select {
+	case err := <-synced:
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before the informers synced: a clean stop
+			}
+			return err
+		}
+	case err := <-backendDone:
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("enforcement backend %s stopped: %w", a.backend.Name(), err)
+		}
+		return nil
+	}
+	a.gen = a.pub.Seed(a.store.Node())
+
+	var publisher sync.WaitGroup
+	pubCtx, stopPublisher := context.WithCancel(ctx)
+	defer func() { stopPublisher(); publisher.Wait() }()
+	publisher.Add(1)
+	go func() {
+		defer publisher.Done()
+		a.publishLoop(pubCtx)
+	}()
 
 	window := cfg.CoalesceWindow.Duration
 	var timerC <-chan time.Time // the open coalescing window, if any
@@ -211,13 +289,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			timerC = nil
 			a.reconcile(ctx)
 		case <-a.kick:
-			a.publish(ctx)
+			a.requestPublish()
 		case <-retry.C():
-			if a.hasPending() {
+			if a.hasPending() || a.standDownIncomplete() {
 				a.reconcile(ctx)
 			}
 		case <-heartbeat.C():
-			a.publish(ctx)
+			a.requestPublish()
 		}
 	}
 }
@@ -227,10 +305,47 @@ func (a *Agent) safeModeRequested() bool {
 	return n != nil && wellknown.IsSafeModeRequested(n.Annotations)
 }
 
+// lintSafeMode reports an unreadable infera.io/safe-mode-requested value
+// (which stands the node down, see wellknown.ParseSafeMode) once per
+// distinct value: a log line and a Warning Event on the Node.
+func (a *Agent) lintSafeMode() {
+	n := a.store.Node()
+	if n == nil {
+		return
+	}
+	v, ok := n.Annotations[wellknown.SafeModeRequestedAnnotation]
+	_, err := wellknown.ParseSafeMode(v)
+	a.mu.Lock()
+	if !ok || err == nil {
+		a.safeModeValue = ""
+		a.mu.Unlock()
+		return
+	}
+	if a.safeModeValue == v {
+		a.mu.Unlock()
+		return
+	}
+	a.safeModeValue = v
+	a.mu.Unlock()
+	a.log.Info("Lint finding", "object", klog.KObj(n), "field", "metadata.annotations["+wellknown.SafeModeRequestedAnnotation+"]", "finding", err.Error())
+	if a.recorder != nil {
+		ref := &corev1.ObjectReference{Kind: "Node", Name: n.Name, UID: n.UID, APIVersion: "v1"}
+		a.recorder.Event(ref, corev1.EventTypeWarning, "UnreadableSafeModeValue", err.Error())
+	}
+}
+
 func (a *Agent) inSafeMode() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.safeMode
+}
+
+// standDownIncomplete reports a safe-mode stand-down that failed and must
+// be retried.
+func (a *Agent) standDownIncomplete() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.safeMode && a.standDownErr != ""
 }
 
 func (a *Agent) hasPending() bool {
@@ -250,12 +365,16 @@ func (a *Agent) reconcile(ctx context.Context) {
 	th := a.o.Config.PriorityMapping.Thresholds()
 	as := classify(a.store.Pods(), th, a.layout)
 	a.lint(as)
+	a.lintSafeMode()
 	safe := a.safeModeRequested()
 
 	a.mu.Lock()
 	wasSafe := a.safeMode
 	prev := a.assignments
 	a.assignments, a.safeMode = as, safe
+	if !safe {
+		a.standDownErr = ""
+	}
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -272,8 +391,20 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.events.Publish(server.Event{Type: server.EventSafeModeEntered, Reason: "infera.io/safe-mode-requested is set on the node",
 				Message: "safe mode: standing down to stock kernel behaviour"})
 		}
-		if err := a.backend.StandDown(ctx); err != nil {
-			a.log.Error(err, "Failed to stand down")
+		err := a.backend.StandDown(ctx)
+		a.mu.Lock()
+		prevErr := a.standDownErr
+		a.standDownErr = ""
+		if err != nil {
+			a.standDownErr = "stand-down incomplete: " + firstLine(err.Error())
+		}
+		msg := a.standDownErr
+		a.mu.Unlock()
+		switch {
+		case err != nil && msg != prevErr:
+			a.log.Error(err, "Failed to stand down; retrying every second")
+		case err == nil && prevErr != "":
+			a.log.Info("Stand-down complete after a retry")
 		}
 		if !wasSafe {
 			a.bumpGen()
@@ -308,7 +439,34 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.bumpGen()
 		}
 	}
-	a.publish(ctx)
+	a.persistAssignment(as, safe)
+	a.requestPublish()
+}
+
+// publishTimeout bounds one publish: a hung API server costs a heartbeat,
+// never enforcement.
+const publishTimeout = 10 * time.Second
+
+func (a *Agent) requestPublish() {
+	select {
+	case a.publishReq <- struct{}{}:
+	default: // one is pending; it publishes the latest state
+	}
+}
+
+// publishLoop publishes on request until ctx is done, one at a time, each
+// with publishTimeout.
+func (a *Agent) publishLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.publishReq:
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			a.publish(pctx)
+			cancel()
+		}
+	}
 }
 
 func (a *Agent) bumpGen() {
@@ -342,7 +500,14 @@ func (a *Agent) lint(as []Assignment) {
 
 // Status is the agent's infera.io/agent-status value right now.
 func (a *Agent) Status() string {
-	if a.inSafeMode() {
+	a.mu.Lock()
+	safe, standDownErr := a.safeMode, a.standDownErr
+	a.mu.Unlock()
+	if safe {
+		if standDownErr != "" {
+			// Never claim stock behaviour the node does not have.
+			return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, standDownErr)
+		}
 		return wellknown.AgentStatusSafeMode
 	}
 	return a.backend.Status()

@@ -101,6 +101,9 @@ func (a *Agent) Ready() (bool, string) {
 		return false, "starting: no backend selected yet"
 	}
 	if a.inSafeMode() {
+		if st := a.Status(); st != wellknown.AgentStatusSafeMode {
+			return false, "safe mode requested but " + st
+		}
 		return true, "safe mode: stock kernel behaviour, as requested"
 	}
 	a.mu.Lock()

@@ -27,6 +27,9 @@ type Assignment struct {
 	CgroupRelPath string
 	// Findings are lint findings about the pod's input.
 	Findings []tiering.Finding
+	// ContainerIDs are the running containers' IDs (cgroup.RefForPod), to
+	// find the cgroups again from the persisted assignment.
+	ContainerIDs []string
 }
 
 // Pending reports whether the pod's cgroup is not there yet.
@@ -75,6 +78,7 @@ func classify(pods []*corev1.Pod, th tiering.Thresholds, layout *cgroupfs.Layout
 			}
 			ref := cgroupfs.RefForPod(p)
 			ref.QOSClass = r.QOSClass
+			a.ContainerIDs = ref.ContainerIDs
 			if cg, err := layout.FindPod(ref); err == nil {
 				a.Cgroup = cg
 			}

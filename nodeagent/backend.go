@@ -32,6 +32,10 @@ type backend interface {
 	// every original; scx_layered keeps running for the next agent to
 	// adopt (DESIGN.md §7).
 	Close(ctx context.Context) error
+	// Release is the error exit of the agent: every value stays as set and
+	// scx_layered keeps running, so the next agent adopts them instead of
+	// the node flipping to stock and back on each crash-loop iteration.
+	Release(ctx context.Context) error
 }
 
 // Applied says what an Apply did.
@@ -54,6 +58,7 @@ func (o observeOnly) Apply(context.Context, []Assignment, Machine) (Applied, err
 func (o observeOnly) StandDown(context.Context) error { return nil }
 func (o observeOnly) Run(ctx context.Context) error   { <-ctx.Done(); return nil }
 func (o observeOnly) Close(context.Context) error     { return nil }
+func (o observeOnly) Release(context.Context) error   { return nil }
 func (o observeOnly) Status() string {
 	if o.reason != "" {
 		return wellknown.FormatAgentStatus(wellknown.AgentStatusRefusedPrefix, o.reason)

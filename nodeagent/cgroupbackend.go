@@ -115,7 +115,7 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 	var critReq int64
 	var crit int
 	for _, a := range as {
-		ca.Pods = append(ca.Pods, cgroupenf.Pod{Name: a.Pod.String(), Tier: a.Tier, Cgroup: a.Cgroup})
+		ca.Pods = append(ca.Pods, cgroupenf.Pod{Name: a.Pod.String(), Tier: a.Tier, Cgroup: a.Cgroup, RequestMilli: a.CPU.RequestMilli, RequestKnown: true})
 		if a.Tier == wellknown.TierCritical {
 			crit++
 			critReq += a.CPU.RequestMilli
@@ -243,6 +243,15 @@ func (c *cgroupBackend) Close(ctx context.Context) error {
 		err = errors.Join(err, cerr)
 	}
 	return err
+}
+
+// Release keeps every value as set and releases the state directory: the
+// next agent adopts the originals from the state file.
+func (c *cgroupBackend) Release(context.Context) error {
+	c.mu.Lock()
+	c.standby = true
+	c.mu.Unlock()
+	return c.w.Close()
 }
 
 // Run re-asserts drift on the reconcile interval until ctx is done.

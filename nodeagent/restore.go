@@ -1,14 +1,23 @@
 package nodeagent
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/go-logr/logr"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
@@ -22,6 +31,11 @@ type RestoreOptions struct {
 	Log logr.Logger
 	// ProcRoot and BootIDFile are for tests; empty means the host's.
 	ProcRoot, BootIDFile string
+	// NodeName and Kubeconfig (empty: in-cluster) reach the API server to
+	// remove the agent's annotations from the Node, so the manager's
+	// silent-agent backstop sees a node without an agent, not a silent one.
+	// Without NodeName the annotations are left and the summary says so.
+	NodeName, Kubeconfig string
 }
 
 // Restore undoes everything an agent did on this node, for uninstall or
@@ -55,6 +69,7 @@ func Restore(ro RestoreOptions) error {
 	sup := scxenf.New(scxenf.Options{
 		Binary:     cfg.SCX.Binary,
 		ConfigPath: cfg.SCX.ConfigPath,
+		StateDir:   filepath.Join(cfg.StateDir, scxStateSubdir),
 		SysFS:      scxenf.SysFS{Root: filepath.Join(cfg.SysRoot, "kernel", "sched_ext")},
 		ProcRoot:   ro.ProcRoot,
 		Log:        ro.Log.WithName("scx"),
@@ -78,5 +93,40 @@ func Restore(ro RestoreOptions) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if err := removeAgentAnnotations(ro); err != nil {
+		errs = append(errs, err)
+	} else if ro.NodeName != "" {
+		fmt.Fprintf(ro.Out, "removed %s and %s from Node %s\n", wellknown.AgentStatusAnnotation, wellknown.TierLoadAnnotation, ro.NodeName)
+	} else {
+		fmt.Fprintln(ro.Out, "NODE_NAME is not set: the agent's annotations stay on the Node")
+	}
 	return errors.Join(errs...)
+}
+
+// removeAgentAnnotations deletes infera.io/agent-status and
+// infera.io/tier-load from the Node (a merge patch: other annotations and
+// safe-mode-requested stay). A Node that is gone is fine.
+func removeAgentAnnotations(ro RestoreOptions) error {
+	if ro.NodeName == "" {
+		return nil
+	}
+	rc, err := restConfig(ro.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("failed to remove the agent's annotations from Node %s: %w", ro.NodeName, err)
+	}
+	rc.UserAgent = "infera-agent-restore/" + ro.NodeName
+	rc.Timeout = 10 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("failed to remove the agent's annotations from Node %s: %w", ro.NodeName, err)
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{
+		wellknown.AgentStatusAnnotation: nil, wellknown.TierLoadAnnotation: nil}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err = cs.CoreV1().Nodes().Patch(ctx, ro.NodeName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "infera-agent"})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("failed to remove the agent's annotations from Node %s: %w", ro.NodeName, err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 
 	"github.com/infera-io/temper/apis/wellknown"
@@ -31,6 +32,10 @@ type scxBackend struct {
 	cfgHash string
 }
 
+// scxStateSubdir is where, under the agent's state_dir, the supervisor
+// records the identity of the scx_layered it started.
+const scxStateSubdir = "scx"
+
 func (a *Agent) newSCXBackend() backend {
 	cfg := a.o.Config
 	b := &scxBackend{generate: generateLayered, changed: make(chan struct{}, 1)}
@@ -38,6 +43,7 @@ func (a *Agent) newSCXBackend() backend {
 		Binary:     cfg.SCX.Binary,
 		ExtraArgs:  cfg.SCX.ExtraArgs,
 		ConfigPath: cfg.SCX.ConfigPath,
+		StateDir:   filepath.Join(cfg.StateDir, scxStateSubdir),
 		SysFS:      scxenf.SysFS{Root: a.o.SchedExtRoot},
 		ProcRoot:   a.o.ProcRoot,
 		Log:        a.log.WithName("scx"),
@@ -154,6 +160,15 @@ func (b *scxBackend) Close(ctx context.Context) error {
 		return nil
 	}
 	return b.cover.Close(ctx)
+}
+
+// Release leaves scx_layered running and the covering cgroup values as
+// set, for the next agent to adopt.
+func (b *scxBackend) Release(ctx context.Context) error {
+	if b.cover == nil {
+		return nil
+	}
+	return b.cover.Release(ctx)
 }
 
 func (b *scxBackend) Status() string {

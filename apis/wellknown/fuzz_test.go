@@ -69,3 +69,26 @@ func FuzzParseTierLoad(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSafeMode: any value of infera.io/safe-mode-requested gives an
+// answer; a value it cannot read requests safe mode and the error names
+// the annotation.
+func FuzzParseSafeMode(f *testing.F) {
+	for _, s := range []string{"true", "True", " yes ", "1", "on", "false", "0", "", "ture", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		on, err := ParseSafeMode(v)
+		if err != nil {
+			if !on {
+				t.Fatalf("ParseSafeMode(%q) = off with error %v; an unreadable value must stand down", v, err)
+			}
+			if !strings.Contains(err.Error(), SafeModeRequestedAnnotation) {
+				t.Fatalf("error %q does not name the annotation", err)
+			}
+		}
+		if got := IsSafeModeRequested(map[string]string{SafeModeRequestedAnnotation: v}); got != on {
+			t.Fatalf("IsSafeModeRequested(%q) = %v, ParseSafeMode %v", v, got, on)
+		}
+	})
+}

@@ -1,13 +1,19 @@
 package wellknown
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Domain is the prefix of every key Temper owns.
 const Domain = "infera.io"
 
 // Node annotations.
 const (
-	// SafeModeRequestedAnnotation on a Node: the value "true" makes the agent
-	// stand down to stock kernel behaviour. Absent or any other value means
-	// enforce. Written by operators, the dashboard and the manager.
+	// SafeModeRequestedAnnotation on a Node: "true" (or another yes, see
+	// ParseSafeMode) makes the agent stand down to stock kernel behaviour.
+	// Absent or a no means enforce; an unreadable value stands down too and
+	// is reported. Written by operators, the dashboard and the manager.
 	SafeModeRequestedAnnotation = Domain + "/safe-mode-requested"
 
 	// AgentStatusAnnotation on a Node: what the agent enforces right now. See
@@ -86,6 +92,28 @@ const (
 )
 
 // IsSafeModeRequested reports whether a Node's annotations request safe mode.
+// An unreadable value requests it (ParseSafeMode).
 func IsSafeModeRequested(annotations map[string]string) bool {
-	return annotations[SafeModeRequestedAnnotation] == SafeModeRequestedValue
+	v, ok := annotations[SafeModeRequestedAnnotation]
+	if !ok {
+		return false
+	}
+	on, _ := ParseSafeMode(v)
+	return on
+}
+
+// ParseSafeMode reads a value of infera.io/safe-mode-requested. Case and
+// surrounding space do not matter; true, yes, y, on, 1, enable(d) request
+// safe mode, and false, no, n, off, 0, disable(d) and the empty value do
+// not. Any other value also requests safe mode (the key exists only to ask
+// for stock behaviour, so a typo must not keep the node enforcing), and the
+// error says so, naming the key and the value for a lint finding.
+func ParseSafeMode(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "yes", "y", "on", "1", "enable", "enabled":
+		return true, nil
+	case "false", "no", "n", "off", "0", "disable", "disabled", "":
+		return false, nil
+	}
+	return true, fmt.Errorf("annotation %s: value %q is neither a yes (true, yes, on, 1) nor a no (false, no, off, 0); standing down to safe mode as the safe reading", SafeModeRequestedAnnotation, v)
 }

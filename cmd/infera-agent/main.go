@@ -34,7 +34,8 @@ func main() {
 		os.Exit(runProbe(ro))
 	}
 	if *restore {
-		if err := nodeagent.Restore(nodeagent.RestoreOptions{ConfigPath: ro.ConfigPath, Out: os.Stdout, Log: ro.Log}); err != nil {
+		if err := nodeagent.Restore(nodeagent.RestoreOptions{ConfigPath: ro.ConfigPath, Out: os.Stdout, Log: ro.Log,
+			NodeName: ro.NodeName, Kubeconfig: ro.Kubeconfig}); err != nil {
 			fmt.Fprintln(os.Stderr, "infera-agent --restore:", err)
 			os.Exit(1)
 		}

@@ -51,6 +51,40 @@ type Reconciler struct {
 	Taint       bool
 	TaintKey    string
 	TaintEffect corev1.TaintEffect
+	// MaxSilentFraction is the circuit breaker of the taint: when more
+	// than this share of all nodes have silent agents at once, the cause
+	// is fleet-wide (an uninstall, the agents cut off from the API server),
+	// not the nodes, and no node is tainted; taints already set are lifted.
+	// 0 means DefaultMaxSilentFraction; 1 or more turns the breaker off.
+	MaxSilentFraction float64
+}
+
+// DefaultMaxSilentFraction is the node lifecycle controller's
+// unhealthyZoneThreshold: above it a zone is in full disruption and
+// evictions stop.
+const DefaultMaxSilentFraction = 0.55
+
+// breakerOpen reports whether silent of total nodes is more than max's
+// share (max ≤ 0 or ≥ 1: never).
+func breakerOpen(silent, total int, max float64) bool {
+	if total == 0 || max <= 0 || max >= 1 {
+		return false
+	}
+	return float64(silent) > max*float64(total)
+}
+
+// silentShare counts the nodes whose agents are silent right now.
+func (r *Reconciler) silentShare(ctx context.Context, now time.Time) (silent, total int, err error) {
+	var nodes corev1.NodeList
+	if err := r.Client.List(ctx, &nodes); err != nil {
+		return 0, 0, fmt.Errorf("failed to list Nodes for the backstop's circuit breaker: %w", err)
+	}
+	for i := range nodes.Items {
+		if observe(&nodes.Items[i], now, r.TierLoadMaxAge, r.SilentAfter).silent {
+			silent++
+		}
+	}
+	return silent, len(nodes.Items), nil
 }
 
 // SetupWithManager registers the controller. The request name is the Node's
@@ -104,6 +138,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	if o.next > 0 {
 		return ctrl.Result{RequeueAfter: o.next}, nil
+	}
+	if r.Taint && o.silent {
+		// Other nodes falling silent or coming back open and close the
+		// breaker without an event on this node: look again.
+		return ctrl.Result{RequeueAfter: max(r.SilentAfter/5, 10*time.Second)}, nil
 	}
 	return ctrl.Result{}, nil
 }
@@ -181,7 +220,23 @@ func (r *Reconciler) backstop(ctx context.Context, node *corev1.Node, o observat
 			r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, EventAgentBack, "Backstop", "The Temper agent reports again")
 		}
 	}
-	return r.syncTaint(ctx, node, r.Taint && o.silent)
+	want := r.Taint && o.silent
+	if want {
+		max := r.MaxSilentFraction
+		if max == 0 {
+			max = DefaultMaxSilentFraction
+		}
+		silent, total, err := r.silentShare(ctx, r.Clock.Now())
+		if err != nil {
+			return err
+		}
+		if breakerOpen(silent, total, max) {
+			want = false
+			log.Info("Not tainting: too many agents are silent at once for the cause to be this node (backstop circuit breaker open)",
+				"silent", silent, "nodes", total, "maxSilentFraction", max)
+		}
+	}
+	return r.syncTaint(ctx, node, want)
 }
 
 func (r *Reconciler) syncTaint(ctx context.Context, node *corev1.Node, want bool) error {

@@ -199,6 +199,15 @@ type SilentAgentConfiguration struct {
 	// refused: the backstop never evicts.
 	// +optional
 	TaintEffect corev1.TaintEffect `json:"taintEffect,omitempty"`
+	// MaxSilentPercent is the taint's circuit breaker: when more than this
+	// percentage of all nodes have silent agents at once, the cause is
+	// fleet-wide (an uninstall, agents cut off from the API server), not
+	// the nodes, so no node is tainted and taints already set are lifted,
+	// as the node lifecycle controller stops evicting in a zone in full
+	// disruption. 0 means the default 55 (its unhealthyZoneThreshold);
+	// 100 turns the breaker off.
+	// +optional
+	MaxSilentPercent int32 `json:"maxSilentPercent,omitempty"`
 }
 
 // Default fills every unset field with its default.
@@ -295,6 +304,9 @@ func (c *ManagerConfiguration) Validate() error {
 	}
 	for _, msg := range validation.IsQualifiedName(s.TaintKey) {
 		errs = append(errs, field.Invalid(sp.Child("taintKey"), s.TaintKey, msg))
+	}
+	if s.MaxSilentPercent < 0 || s.MaxSilentPercent > 100 {
+		errs = append(errs, field.Invalid(sp.Child("maxSilentPercent"), s.MaxSilentPercent, "must be from 0 (the default, 55) to 100 (no breaker)"))
 	}
 	switch s.TaintEffect {
 	case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule:

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -98,6 +99,50 @@ func LocalConfig(port int32) configv1alpha1.ManagerConfiguration {
 	}
 }
 
+// hardenTLS is applied to every TLS server of the manager: HTTP/1.1 only
+// (HTTP/2 is off: the rapid-reset class of attacks, CVE-2023-44487 and
+// CVE-2023-39325, costs a server far more than the client) and TLS 1.2 or
+// newer.
+func hardenTLS(c *tls.Config) {
+	c.NextProtos = []string{"http/1.1"}
+	c.MinVersion = tls.VersionTLS12
+}
+
+// The metrics filter asks the API server who a scraper is and whether it
+// may GET /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions serves metrics on a loopback address as plain HTTP (only
+// the node itself reaches it: make run, a sidecar scraper); on any other
+// address over TLS (hardened like the webhook, a self-signed certificate
+// unless one is mounted) and only to callers whose bearer token TokenReview
+// accepts and SubjectAccessReview allows to GET the non-resource URL
+// /metrics (docs/manager.md).
+func metricsOptions(addr string) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: addr, TLSOpts: []func(*tls.Config){hardenTLS}}
+	if addr == "0" || loopback(addr) {
+		return o
+	}
+	o.SecureServing = true
+	o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	return o
+}
+
+// loopback reports whether a bind address only listens on a loopback
+// interface ("localhost:8080", "127.0.0.1:8080", "[::1]:8080").
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Run runs the manager until ctx is done.
 func Run(ctx context.Context, o Options) error {
 	// Default only fills unset fields, so a shallow copy keeps the caller's
@@ -123,7 +168,8 @@ func Run(ctx context.Context, o Options) error {
 
 	var rotator *certrotation.Rotator
 	webhookOn := *cfg.Webhook.Enabled
-	whOpts := webhook.Options{Host: cfg.Webhook.Host, Port: int(*cfg.Webhook.Port), CertDir: cfg.Webhook.CertDir}
+	whOpts := webhook.Options{Host: cfg.Webhook.Host, Port: int(*cfg.Webhook.Port), CertDir: cfg.Webhook.CertDir,
+		TLSOpts: []func(*tls.Config){hardenTLS}}
 	if webhookOn && cfg.Webhook.CertMode == configv1alpha1.CertModeSelfManaged {
 		rotator, err = newRotator(ctx, direct, cfg, o)
 		if err != nil {
@@ -139,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionID:              cfg.LeaderElection.LeaseName,
 		LeaderElectionNamespace:       cfg.PlatformNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		Metrics:                       metricsOptions(cfg.MetricsBindAddress),
 		HealthProbeBindAddress:        cfg.HealthProbeBindAddress,
 		WebhookServer:                 webhook.NewServer(whOpts),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -161,6 +207,7 @@ func Run(ctx context.Context, o Options) error {
 		Taint:             *cfg.SilentAgent.Taint,
 		TaintKey:          cfg.SilentAgent.TaintKey,
 		TaintEffect:       cfg.SilentAgent.TaintEffect,
+		MaxSilentPercent:  cfg.SilentAgent.MaxSilentPercent,
 		Clock:             o.Clock,
 		Controller:        controller.Options{SkipNameValidation: &o.SkipControllerNameValidation},
 	}); err != nil {

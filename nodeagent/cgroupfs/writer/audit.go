@@ -14,6 +14,10 @@ const (
 	KindDrift Kind = "drift"
 	// KindRestore writes an original value back.
 	KindRestore Kind = "restore"
+	// KindRebase records, without writing, that something else set a value
+	// derived from its original to a new value, which became the original
+	// (a kubelet in-place resize).
+	KindRebase Kind = "rebase"
 )
 
 // Record is one audited write attempt.

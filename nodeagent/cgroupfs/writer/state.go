@@ -16,7 +16,15 @@ import (
 const (
 	stateFileName = "cgroup-originals.json"
 	lockFileName  = "cgroup-writer.lock"
-	stateVersion  = 1
+	// stateVersion is the format this writer writes. Version 1 had no
+	// minReaderVersion, originalsUnknown or derived; it is read as is.
+	stateVersion = 2
+	// minReaderVersion is written into the file: the oldest reader that
+	// understands it. Version 2 needs a reader that honours
+	// originalsUnknown. A later format that only adds fields an older
+	// reader may ignore keeps this at 2, so a downgraded agent still adopts
+	// the originals instead of setting them aside.
+	minReaderVersion = 2
 )
 
 // ErrLocked means another writer (another agent on this node) holds the
@@ -26,9 +34,16 @@ var ErrLocked = errors.New("cgroup writer state is locked by another process")
 
 // stateFile is the on-disk form of the originals.
 type stateFile struct {
-	Version int       `json:"version"`
-	BootID  string    `json:"bootID"`
-	Written time.Time `json:"written"`
+	Version int `json:"version"`
+	// MinReaderVersion is the oldest reader that may use the file (absent
+	// in version 1: the version itself).
+	MinReaderVersion int       `json:"minReaderVersion,omitempty"`
+	BootID           string    `json:"bootID"`
+	Written          time.Time `json:"written"`
+	// OriginalsUnknown: an earlier state file of this boot was set aside,
+	// so values found in files not listed here may already be changed.
+	// Kept for the rest of the boot.
+	OriginalsUnknown bool `json:"originalsUnknown,omitempty"`
 	// Originals are the values found before the first write to each file.
 	Originals []Original `json:"originals"`
 }
@@ -41,6 +56,10 @@ type Original struct {
 	// included.
 	Value    string    `json:"value"`
 	Recorded time.Time `json:"recorded"`
+	// Derived marks a value not read from the file but derived from the
+	// pod spec with the kubelet's formula (the file's content could not be
+	// trusted to be the original).
+	Derived bool `json:"derived,omitempty"`
 }
 
 // StateReport says what New found in the state directory.
@@ -54,11 +73,20 @@ type StateReport struct {
 	// both empty when there was none.
 	SetAside string
 	Reason   string
+	// OriginalsUnknown means a state file of this boot (or of a boot that
+	// cannot be told) was set aside: the values found in cgroup files may
+	// be ones an earlier agent already changed, so they are not originals.
+	OriginalsUnknown bool
 }
 
-// loadState reads the state file. A missing file is an empty state. A file
-// that cannot be trusted (corrupt, unknown version, another boot) is moved
-// aside and reported; its originals are not used.
+// loadState reads the state file. A missing file is an empty state.
+// Version 1 files are migrated on read; a later version is read when its
+// minReaderVersion allows this reader. A file that cannot be trusted
+// (corrupt, a version this reader may not read, another boot) is moved
+// aside and reported; its originals are not used. When the set-aside file
+// may be of this boot (it names this boot, or its boot cannot be read), the
+// report says the originals are unknown: the cgroup files may hold values
+// an earlier agent changed.
 func loadState(dir, bootID string, now time.Time) (map[key]Original, StateReport, error) {
 	p := filepath.Join(dir, stateFileName)
 	rep := StateReport{Path: p}
@@ -73,12 +101,15 @@ func loadState(dir, bootID string, now time.Time) (map[key]Original, StateReport
 	reason, tag := "", ""
 	if err := json.Unmarshal(b, &st); err != nil {
 		reason, tag = fmt.Sprintf("corrupt: %v", err), "corrupt"
-	} else if st.Version != stateVersion {
-		reason, tag = fmt.Sprintf("unknown version %d (this agent reads %d)", st.Version, stateVersion), "corrupt"
+		rep.OriginalsUnknown = true // whose boot it was cannot be told
+	} else if min := max(st.MinReaderVersion, min(st.Version, 1)); st.Version < 1 || min > stateVersion {
+		reason, tag = fmt.Sprintf("unknown version %d (needs a reader of version %d; this agent reads up to %d)", st.Version, min, stateVersion), "corrupt"
+		rep.OriginalsUnknown = st.BootID == bootID || st.BootID == ""
 	} else if st.BootID != bootID {
 		reason, tag = fmt.Sprintf("written in boot %q, this is boot %q: the cgroups it describes were recreated at boot", st.BootID, bootID), "other-boot"
 	} else if bad := invalidOriginal(st.Originals); bad != "" {
 		reason, tag = "corrupt: "+bad, "corrupt"
+		rep.OriginalsUnknown = true
 	}
 	if reason != "" {
 		aside := fmt.Sprintf("%s.%s-%s", p, tag, now.UTC().Format("20060102T150405.000000000Z"))
@@ -93,6 +124,7 @@ func loadState(dir, bootID string, now time.Time) (map[key]Original, StateReport
 		m[key{o.Path, o.File}] = o
 	}
 	rep.Adopted = len(m)
+	rep.OriginalsUnknown = st.OriginalsUnknown
 	return m, rep, nil
 }
 
@@ -109,15 +141,15 @@ func invalidOriginal(origs []Original) string {
 // directory, fsynced, renamed over the state file, then the directory
 // fsynced so the rename survives a crash. With no originals the file is
 // removed.
-func saveState(dir, bootID string, now time.Time, originals map[key]Original) error {
+func saveState(dir, bootID string, now time.Time, originals map[key]Original, unknown bool) error {
 	p := filepath.Join(dir, stateFileName)
-	if len(originals) == 0 {
+	if len(originals) == 0 && !unknown {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("failed to remove cgroup state file %s: %w", p, err)
 		}
 		return syncDir(dir)
 	}
-	st := stateFile{Version: stateVersion, BootID: bootID, Written: now.UTC()}
+	st := stateFile{Version: stateVersion, MinReaderVersion: minReaderVersion, BootID: bootID, Written: now.UTC(), OriginalsUnknown: unknown}
 	for _, o := range originals {
 		st.Originals = append(st.Originals, o)
 	}

@@ -45,6 +45,12 @@ type Op struct {
 	Value string
 	// Reason says why, for the audit ("tier background: idle").
 	Reason string
+	// Rebase marks a value the caller derives from the file's original (a
+	// tier's weight scaled from the kubelet's). When something else later
+	// sets the file to a value that is neither this one nor the original,
+	// that value is the new original (the kubelet resized the pod in
+	// place), not drift to revert: see Rebase.
+	Rebase bool
 }
 
 // Change is what Set did to one file.
@@ -93,6 +99,7 @@ type key struct{ path, file string }
 
 type desired struct {
 	value, reason, applied string
+	rebase                 bool
 }
 
 // Writer is the one writer of cgroup files. It is safe for concurrent use.
@@ -151,7 +158,15 @@ func New(opts Options) (*Writer, error) {
 	}
 	if rep.SetAside != "" {
 		opts.Log.Info("Set aside an untrusted cgroup state file; its originals are not restored",
-			"stateFile", rep.Path, "movedTo", rep.SetAside, "reason", rep.Reason)
+			"stateFile", rep.Path, "movedTo", rep.SetAside, "reason", rep.Reason, "originalsUnknown", rep.OriginalsUnknown)
+		if rep.OriginalsUnknown {
+			// Remember for the rest of the boot, even across a crash before
+			// the first write, that found values are not originals.
+			if err := saveState(opts.StateDir, bootID, opts.Now(), originals, true); err != nil {
+				lock.Close()
+				return nil, fmt.Errorf("failed to create cgroup writer: %w", err)
+			}
+		}
 	} else if rep.Adopted > 0 {
 		opts.Log.Info("Adopted cgroup originals from a previous run in this boot", "stateFile", rep.Path, "originals", rep.Adopted)
 	}
@@ -161,6 +176,40 @@ func New(opts Options) (*Writer, error) {
 		originals: originals, desired: map[key]desired{},
 		audit: newRing(opts.AuditSize), missingLogged: map[string]bool{},
 	}, nil
+}
+
+// ErrOriginalUnknown means the writer cannot tell a file's original: a
+// state file of this boot was set aside, so the file may hold a value an
+// earlier agent wrote. The caller derives the original (Derive) or leaves
+// the file alone.
+var ErrOriginalUnknown = errors.New("original value unknown: a state file of this boot was set aside")
+
+func (w *Writer) save() error {
+	return saveState(w.stateDir, w.bootID, w.now(), w.originals, w.report.OriginalsUnknown)
+}
+
+// Derive records value, derived by the caller from the pod spec with the
+// kubelet's formula, as the original of path/file when none is recorded,
+// and persists it. Use it when Found reports ErrOriginalUnknown.
+func (w *Writer) Derive(path, file, value string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := key{path, file}
+	if _, ok := w.originals[k]; ok {
+		return nil
+	}
+	if err := w.validTarget(path, file); err != nil {
+		return err
+	}
+	if _, err := w.fs.ReadFile(filepath.Join(path, file)); err != nil {
+		return w.failed(classify(w.fs, "read", path, file, err), path, file)
+	}
+	w.originals[k] = Original{Path: path, File: file, Value: strings.TrimSpace(value) + "\n", Recorded: w.now().UTC(), Derived: true}
+	if err := w.save(); err != nil {
+		delete(w.originals, k)
+		return fmt.Errorf("failed to record the derived original of %s: %w", filepath.Join(path, file), err)
+	}
+	return nil
 }
 
 // Close releases the state directory lock. It writes nothing back: the
@@ -267,7 +316,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 		same := known && d.value == op.Value
 		if curT == strings.TrimSpace(op.Value) || same && curT == d.applied {
 			w.unchanged.Add(1)
-			w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: curT}
+			w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: curT, rebase: op.Rebase}
 			continue
 		}
 		plans[i] = plan{cur: cur, write: true, drift: same || kind == KindDrift, added: w.recordOriginal(op.Path, op.File, cur)}
@@ -275,7 +324,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 	}
 
 	if len(added) > 0 {
-		if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+		if err := w.save(); err != nil {
 			// Never change a value whose original is not safely on disk.
 			for _, k := range added {
 				delete(w.originals, k)
@@ -315,7 +364,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 		if plans[i].drift {
 			w.drift.Add(1)
 		}
-		w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: newV}
+		w.desired[k] = desired{value: op.Value, reason: op.Reason, applied: newV, rebase: op.Rebase}
 		res[i].Change.New, res[i].Change.Wrote, res[i].Change.Drift = newV, true, plans[i].drift
 	}
 	// A failed write changed nothing, so the originals only it recorded are
@@ -328,7 +377,7 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 		}
 	}
 	if unrecorded {
-		if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+		if err := w.save(); err != nil {
 			w.log.Error(err, "Failed to persist cgroup originals after a failed write")
 		}
 	}
@@ -480,7 +529,7 @@ func (w *Writer) forget(path string) {
 		}
 	}
 	if changed {
-		if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+		if err := w.save(); err != nil {
 			w.log.Error(err, "Failed to persist cgroup originals after forgetting a cgroup", "cgroupPath", path)
 		}
 	}
@@ -512,6 +561,11 @@ type ReassertResult struct {
 	Drifted int
 	// Gone is the number whose cgroup had vanished (now forgotten).
 	Gone int
+	// Rebased is the number of values derived from their original (Op
+	// Rebase) that something else set to a new value: that value became
+	// the original and the desired value was dropped, for the caller to
+	// derive again (a kubelet in-place resize).
+	Rebased int
 }
 
 // Reassert reads every desired value and re-writes those something else
@@ -521,14 +575,25 @@ type ReassertResult struct {
 func (w *Writer) Reassert() (ReassertResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	var res ReassertResult
+	var errs []error
 	keys := sortedKeys(w.desired, false)
 	ops := make([]Op, 0, len(keys))
 	for _, k := range keys {
 		d := w.desired[k]
-		ops = append(ops, Op{Path: k.path, File: k.file, Value: d.value, Reason: d.reason})
+		if d.rebase {
+			rebased, err := w.rebase(k)
+			if err != nil && !errors.Is(err, ErrGone) {
+				errs = append(errs, err)
+			}
+			if rebased {
+				res.Checked++
+				res.Rebased++
+				continue
+			}
+		}
+		ops = append(ops, Op{Path: k.path, File: k.file, Value: d.value, Reason: d.reason, Rebase: d.rebase})
 	}
-	var res ReassertResult
-	var errs []error
 	for _, r := range w.apply(ops, KindDrift) {
 		res.Checked++
 		switch {
@@ -712,7 +777,7 @@ func (w *Writer) restore(sel func(key) bool) (RestoreResult, error) {
 		return res.Failed[i].File < res.Failed[j].File
 	})
 	var errs []error
-	if err := saveState(w.stateDir, w.bootID, w.now(), w.originals); err != nil {
+	if err := w.save(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(res.Failed) > 0 {
@@ -754,6 +819,51 @@ func (w *Writer) restoreOne(o Original, res *RestoreResult) (done bool, err erro
 	return true, nil
 }
 
+// Rebase checks a value set with Op.Rebase: when the file now holds
+// something that is neither what the writer applied nor the recorded
+// original, something else (the kubelet resizing the pod in place) made a
+// change the writer did not make, and that value becomes the new original
+// (persisted, audited as KindRebase) and the desired value is dropped, so
+// the caller derives it again from Found. It reports whether it rebased.
+// A value put back to the original is drift, left to Reassert.
+func (w *Writer) Rebase(path, file string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rebase(key{path, file})
+}
+
+func (w *Writer) rebase(k key) (bool, error) {
+	d, ok := w.desired[k]
+	if !ok || !d.rebase {
+		return false, nil
+	}
+	cur, err := w.read(k.path, k.file)
+	if err != nil {
+		return false, err
+	}
+	curT := strings.TrimSpace(cur)
+	o, hasOrig := w.originals[k]
+	if curT == d.applied || curT == strings.TrimSpace(d.value) || hasOrig && curT == strings.TrimSpace(o.Value) {
+		return false, nil
+	}
+	prev := o
+	w.originals[k] = Original{Path: k.path, File: k.file, Value: cur, Recorded: w.now().UTC()}
+	if err := w.save(); err != nil {
+		if hasOrig {
+			w.originals[k] = prev
+		} else {
+			delete(w.originals, k)
+		}
+		return false, fmt.Errorf("failed to record the new original of %s: %w", filepath.Join(k.path, k.file), err)
+	}
+	delete(w.desired, k)
+	w.audit.add(Record{Time: w.now(), Kind: KindRebase, Path: k.path, File: k.file, Old: strings.TrimSpace(prev.Value), New: curT,
+		Reason: "changed behind the writer's back to a new value: the new original (was " + d.reason + ")"})
+	w.log.Info("A value the writer derived was changed to a new value by something else; it is the new original",
+		"cgroupPath", k.path, "file", k.file, "previousOriginal", strings.TrimSpace(prev.Value), "newOriginal", curT)
+	return true, nil
+}
+
 // Found returns the value path/file had before the writer first changed it
 // (its recorded original), or its current value when the writer has not
 // changed it; trimmed. Policies that derive a value from the kubelet's (a
@@ -766,6 +876,9 @@ func (w *Writer) Found(path, file string) (string, error) {
 	}
 	if err := w.validTarget(path, file); err != nil {
 		return "", err
+	}
+	if w.report.OriginalsUnknown {
+		return "", fmt.Errorf("failed to tell the original of %s: %w", filepath.Join(path, file), ErrOriginalUnknown)
 	}
 	cur, err := w.read(path, file)
 	if err != nil {

@@ -186,18 +186,18 @@ func TestRestoreAllByteForByte(t *testing.T) {
 			ePod, eCtr := e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, false), e.pod(cgroupfs.CPU, corev1.PodQOSBestEffort, true)
 			oPod, oCtr := e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, false), e.pod(cgroupfs.CPUSet, corev1.PodQOSBurstable, true)
 			ops := []Op{
-				{gPod, weight, high, "critical: raised weight"},
-				{gCtr, weight, high, "critical: raised weight"},
+				{gPod, weight, high, "critical: raised weight", false},
+				{gCtr, weight, high, "critical: raised weight", false},
 				// Fence: narrow the container before the pod (v1 refuses the
 				// other order with EBUSY).
-				{sCtr, "cpuset.cpus", "2-3", "critical: fenced cores"},
-				{sPod, "cpuset.cpus", "2-3", "critical: fenced cores"},
-				{oCtr, "cpuset.cpus", "0-1", "normal: outside the fence"},
-				{oPod, "cpuset.cpus", "0-1", "normal: outside the fence"},
-				{bPod, "cpu.idle", "1", "background: idle"},
-				{ePod, "cpu.idle", "1", "background: idle"},
-				{eCtr, "cpu.idle", "1", "background: idle"},
-				{goneDir, "cpu.idle", "1", "background: idle"},
+				{sCtr, "cpuset.cpus", "2-3", "critical: fenced cores", false},
+				{sPod, "cpuset.cpus", "2-3", "critical: fenced cores", false},
+				{oCtr, "cpuset.cpus", "0-1", "normal: outside the fence", false},
+				{oPod, "cpuset.cpus", "0-1", "normal: outside the fence", false},
+				{bPod, "cpu.idle", "1", "background: idle", false},
+				{ePod, "cpu.idle", "1", "background: idle", false},
+				{eCtr, "cpu.idle", "1", "background: idle", false},
+				{goneDir, "cpu.idle", "1", "background: idle", false},
 			}
 			for _, r := range w.Apply(ops...) {
 				if r.Err != nil {
@@ -270,8 +270,8 @@ func TestRestoreRetriesInTheOrderTheKernelAccepts(t *testing.T) {
 	e.tree.Set(t, cgroupfs.CPUSet, e.pods[corev1.PodQOSBurstable].RelPath, "cpuset.cpus", "1\n")
 	before := cgrouptest.Snapshot(t, e.tree.Root)
 	for _, r := range w.Apply(
-		Op{pod, "cpuset.cpus", "0-3", "widen"},
-		Op{ctr, "cpuset.cpus", "0-3", "widen"},
+		Op{pod, "cpuset.cpus", "0-3", "widen", false},
+		Op{ctr, "cpuset.cpus", "0-3", "widen", false},
 	) {
 		if r.Err != nil {
 			t.Fatalf("Apply() error = %v", r.Err)
@@ -564,13 +564,17 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 		content    func(e *env, valid []byte) []byte
 		wantReason string
 		wantTag    string
+		// wantUnknown: the file may be of this boot, so found values are
+		// not originals (issue #18, defect 3).
+		wantUnknown bool
 	}{
 		{"another boot", func(e *env, valid []byte) []byte { e.boot("4b0c9d2e-0000-4000-8000-000000000002"); return valid },
-			"written in boot", "other-boot"},
-		{"not JSON", func(*env, []byte) []byte { return []byte(`{"version":1,"bootID":`) }, "corrupt", "corrupt"},
+			"written in boot", "other-boot", false},
+		{"not JSON", func(*env, []byte) []byte { return []byte(`{"version":1,"bootID":`) }, "corrupt", "corrupt", true},
 		{"unknown version", func(_ *env, valid []byte) []byte {
-			return []byte(strings.Replace(string(valid), `"version": 1`, `"version": 7`, 1))
-		}, "unknown version 7", "corrupt"},
+			s := strings.Replace(string(valid), `"version": 2`, `"version": 7`, 1)
+			return []byte(strings.Replace(s, `"minReaderVersion": 2`, `"minReaderVersion": 7`, 1))
+		}, "unknown version 7", "corrupt", true},
 		{"relative path", func(_ *env, valid []byte) []byte {
 			var st stateFile
 			if err := json.Unmarshal(valid, &st); err != nil {
@@ -579,7 +583,7 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			st.Originals[0].Path = "kubepods/burstable"
 			b, _ := json.Marshal(st)
 			return b
-		}, "must be absolute", "corrupt"},
+		}, "must be absolute", "corrupt", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -612,7 +616,17 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			if got, err := os.ReadFile(rep.SetAside); err != nil || string(got) != string(bad) {
 				t.Errorf("set-aside file = %q, %v; want the untrusted content kept", got, err)
 			}
-			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			if rep.OriginalsUnknown != tt.wantUnknown {
+				t.Errorf("StateReport().OriginalsUnknown = %v, want %v", rep.OriginalsUnknown, tt.wantUnknown)
+			}
+			if got, err := os.ReadFile(p); tt.wantUnknown {
+				// A fresh file that only remembers, for the rest of the boot,
+				// that found values are not originals.
+				var st stateFile
+				if err != nil || json.Unmarshal(got, &st) != nil || !st.OriginalsUnknown || len(st.Originals) != 0 {
+					t.Errorf("state file after setting aside = %q, %v; want originalsUnknown and no originals", got, err)
+				}
+			} else if !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("state file still in place: %v", err)
 			}
 			if rep.Adopted != 0 || len(w2.Originals()) != 0 {
@@ -623,6 +637,50 @@ func TestUntrustedStateFileIsSetAside(t *testing.T) {
 			}
 			if got := readTrim(t, filepath.Join(pod, "cpu.shares")); got != "768" {
 				t.Errorf("cpu.shares after RestoreAll() = %s, want 768 untouched", got)
+			}
+		})
+	}
+}
+
+// Issue #18, defect 3: version 1 files (before minReaderVersion) are
+// migrated, and a later version that says this reader may read it is
+// adopted, not set aside (a downgrade keeps the originals).
+func TestStateFileVersions(t *testing.T) {
+	for name, rewrite := range map[string]func(string) string{
+		"version 1": func(s string) string {
+			return strings.Replace(strings.Replace(s, `"version": 2`, `"version": 1`, 1), `"minReaderVersion": 2,`, ``, 1)
+		},
+		"version 3 readable by 2": func(s string) string {
+			return strings.Replace(strings.Replace(s, `"version": 2`, `"version": 3`, 1), `"written"`, `"futureField": {"x": 1}, "written"`, 1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, cgroupfs.V1, cgrouptest.Options{})
+			pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
+			w1 := e.writer(testr.New(t))
+			mustSet(t, w1, pod, "cpu.shares", "64", "low")
+			_ = w1.Close()
+			p := filepath.Join(e.stateDir, stateFileName)
+			valid, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := rewrite(string(valid))
+			if changed == string(valid) {
+				t.Fatalf("rewrite changed nothing in %s", valid)
+			}
+			if err := os.WriteFile(p, []byte(changed), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			w2 := e.writer(testr.New(t))
+			if rep := w2.StateReport(); rep.SetAside != "" || rep.Adopted != 1 || rep.OriginalsUnknown {
+				t.Fatalf("StateReport() = %+v, want 1 original adopted", rep)
+			}
+			if _, err := w2.RestoreAll(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readTrim(t, filepath.Join(pod, "cpu.shares")); got != "512" {
+				t.Errorf("cpu.shares after RestoreAll() = %s, want the original 512", got)
 			}
 		})
 	}
@@ -822,9 +880,9 @@ func TestFailedWriteKeepsOriginalsOthersNeed(t *testing.T) {
 	e.kfs.failWrite(filepath.Join(pod, "cpu.idle"), syscall.EIO)
 	e.kfs.failWrite(filepath.Join(other, "cpu.shares"), syscall.EIO)
 	res := w.Apply(
-		Op{pod, "cpu.idle", "1", "background"},
-		Op{pod, "cpu.shares", "64", "low"},
-		Op{other, "cpu.shares", "64", "low"},
+		Op{pod, "cpu.idle", "1", "background", false},
+		Op{pod, "cpu.shares", "64", "low", false},
+		Op{other, "cpu.shares", "64", "low", false},
 	)
 	if res[0].Err == nil || res[1].Err != nil || res[2].Err == nil {
 		t.Fatalf("Apply() errors = %v, %v, %v; want fail, ok, fail", res[0].Err, res[1].Err, res[2].Err)
@@ -884,8 +942,8 @@ func TestApplySameFileTwice(t *testing.T) {
 	w := e.writer(testr.New(t))
 	pod := e.pod(cgroupfs.CPU, corev1.PodQOSBurstable, false)
 	res := w.Apply(
-		Op{pod, "cpu.shares", "1024", "transition"},
-		Op{pod, "cpu.shares", "512", "back to the start"},
+		Op{pod, "cpu.shares", "1024", "transition", false},
+		Op{pod, "cpu.shares", "512", "back to the start", false},
 	)
 	for _, r := range res {
 		if r.Err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -69,6 +70,12 @@ type Pod struct {
 	// Cgroup is the pod's cgroup (cgroupfs.Layout.FindPod); nil while it does not
 	// exist yet.
 	Cgroup *cgroupfs.Pod
+	// RequestMilli is the pod's effective CPU request (tiering.PodCPU),
+	// from which the kubelet sized the pod's cgroup; RequestKnown says it
+	// was computed. The backend derives the kubelet's value from it when
+	// the writer does not know a file's original (a set-aside state file).
+	RequestMilli int64
+	RequestKnown bool
 }
 
 // Plan is what to enforce on the node: the pods with their tiers and the
@@ -113,6 +120,8 @@ type Backend struct {
 	fenceBlocked string
 	// pods is what was last enforced, by pod UID.
 	pods map[string]enforced
+	// last is the last assignment applied, re-applied after a rebase.
+	last *Plan
 }
 
 type enforced struct {
@@ -169,6 +178,7 @@ func staticCPUManager(p string) (bool, error) {
 // pending. A failure on one pod does not stop the others; the failures come
 // back joined in one error.
 func (b *Backend) Apply(a Plan) (Report, error) {
+	b.last = &a
 	var rep Report
 	before := b.w.Stats().Writes
 	fence, shared, note := b.fence(a)
@@ -313,21 +323,58 @@ func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMis
 	}
 	file, lo, hi := b.weight()
 	reason := "tier " + string(p.Tier)
-	scaled := func(mul, div int64) (writer.Op, error) {
+	// found is the value the kubelet gave the pod's weight: the recorded
+	// original, or, when the writer cannot tell it (a state file of this
+	// boot was set aside), the kubelet's formula applied to the pod's
+	// request, recorded as a derived original. Never the current value of
+	// a file an earlier agent may have scaled: that would compound.
+	found := func() (int64, error) {
+		if _, err := b.w.Rebase(cpuDir, file); err != nil {
+			return 0, err
+		}
 		v, err := b.w.Found(cpuDir, file)
+		if errors.Is(err, writer.ErrOriginalUnknown) {
+			stock, derr := b.stockWeight(p, cpuDir, file)
+			if derr != nil {
+				return 0, fmt.Errorf("not changing %s of pod %s: %w; %w", file, p.Name, err, derr)
+			}
+			if derr := b.w.Derive(cpuDir, file, strconv.FormatInt(stock, 10)); derr != nil {
+				return 0, derr
+			}
+			return stock, nil
+		}
 		if err != nil {
-			return writer.Op{}, err
+			return 0, err
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return writer.Op{}, fmt.Errorf("failed to parse %s of %s: %w", file, cpuDir, err)
+			return 0, fmt.Errorf("failed to parse %s of %s: %w", file, cpuDir, err)
+		}
+		return n, nil
+	}
+	scaled := func(mul, div int64) (writer.Op, error) {
+		n, err := found()
+		if err != nil {
+			return writer.Op{}, err
 		}
 		n = min(max(n*mul/div, lo), hi)
-		return writer.Op{Path: cpuDir, File: file, Value: strconv.FormatInt(n, 10), Reason: reason}, nil
+		return writer.Op{Path: cpuDir, File: file, Value: strconv.FormatInt(n, 10), Reason: reason, Rebase: true}, nil
 	}
 	var op writer.Op
 	switch p.Tier {
 	case wellknown.TierBackground:
+		if b.w.StateReport().OriginalsUnknown {
+			// cpu.idle=1 rewrites the weight: record the kubelet's weight
+			// and cpu.idle=0 before anything reads them as originals.
+			if _, err := found(); err != nil {
+				return nil, false, err
+			}
+			if _, statErr := os.Stat(filepath.Join(cpuDir, "cpu.idle")); statErr == nil {
+				if err := b.w.Derive(cpuDir, "cpu.idle", "0"); err != nil {
+					return nil, false, err
+				}
+			}
+		}
 		if !b.levers.NoBackgroundIdle {
 			if _, statErr := os.Stat(filepath.Join(cpuDir, "cpu.idle")); statErr == nil {
 				ops = append(ops, writer.Op{Path: cpuDir, File: "cpu.idle", Value: "1", Reason: reason + ": idle class"})
@@ -357,7 +404,7 @@ func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMis
 		if p.Tier == wellknown.TierCritical {
 			target = fence
 		}
-		cops, err := b.cpusetOps(p, target, reason)
+		cops, err := b.cpusetOps(p, target, fence.Union(shared), reason)
 		if err != nil {
 			return nil, idleMissing, err
 		}
@@ -366,14 +413,92 @@ func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMis
 	return ops, idleMissing, nil
 }
 
+// stockWeight is the weight the kubelet gives the pod's cgroup: cpu.shares
+// from the pod's CPU request with the kubelet's MilliCPUToShares (minimum
+// 2, maximum 262144); on v2 cpu.weight from those shares with the runtime's
+// conversion. Runtimes changed that conversion (runc's linear formula, then
+// a quadratic one), so on v2 the value is trusted only when both formulas
+// agree or the file holds one of them (then it is not scaled).
+func (b *Backend) stockWeight(p Pod, dir, file string) (int64, error) {
+	if !p.RequestKnown {
+		return 0, errors.New("the pod's CPU request is not known to derive the kubelet's value")
+	}
+	shares := milliCPUToShares(p.RequestMilli)
+	if b.layout.Version != cgroupfs.V2 {
+		return shares, nil
+	}
+	lin, quad := sharesToWeightLinear(shares), sharesToWeightQuadratic(shares)
+	if lin == quad {
+		return lin, nil
+	}
+	cur, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read %s: %w", filepath.Join(dir, file), err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(cur)), 10, 64)
+	if err == nil && (n == lin || n == quad) {
+		return n, nil
+	}
+	return 0, fmt.Errorf("the runtime's shares-to-weight formula cannot be told (%d shares give %d or %d, the file holds %s)", shares, lin, quad, strings.TrimSpace(string(cur)))
+}
+
+// milliCPUToShares is the kubelet's (pkg/kubelet/cm MilliCPUToShares).
+func milliCPUToShares(milli int64) int64 {
+	const minShares, maxShares, sharesPerCPU, milliPerCPU = 2, 262144, 1024, 1000
+	if milli <= 0 {
+		return minShares
+	}
+	s := milli * sharesPerCPU / milliPerCPU
+	return min(max(s, minShares), maxShares)
+}
+
+// sharesToWeightLinear is runc's conversion up to 1.3.1 (and crun's).
+func sharesToWeightLinear(shares int64) int64 {
+	if shares == 0 {
+		return 0
+	}
+	return 1 + ((shares-2)*9999)/262142
+}
+
+// sharesToWeightQuadratic is runc's conversion from 1.3.2/1.4: a
+// quadratic in log2(shares) through (2, 1), (1024, 100), (262144, 10000).
+func sharesToWeightQuadratic(shares int64) int64 {
+	switch {
+	case shares == 0:
+		return 0
+	case shares <= 2:
+		return 1
+	case shares >= 262144:
+		return 10000
+	}
+	l := math.Log2(float64(shares))
+	exp := (l*l+125*l)/612.0 - 7.0/34.0
+	return int64(math.Ceil(math.Pow(10, exp)))
+}
+
 // cpusetOps moves a pod and its containers to target. On v1 a child's
 // cpuset must stay within its parent's and a parent cannot shrink below a
 // child's, so the pod is first widened to hold both the old and the new
 // CPUs, then the containers move, then the pod narrows.
-func (b *Backend) cpusetOps(p Pod, target cpuset.Set, reason string) ([]writer.Op, error) {
+func (b *Backend) cpusetOps(p Pod, target, node cpuset.Set, reason string) ([]writer.Op, error) {
 	podDir, ok := p.Cgroup.Dirs[cgroupfs.CPUSet]
 	if !ok {
 		return nil, fmt.Errorf("pod %s has no cpuset cgroup", p.Name)
+	}
+	if b.w.StateReport().OriginalsUnknown {
+		// Outside the static CPU manager (which blocks fencing) the kubelet
+		// leaves pods and containers every CPU of the pod root.
+		dirs := []string{podDir}
+		for _, c := range p.Cgroup.Containers {
+			if d, ok := c.Dirs[cgroupfs.CPUSet]; ok {
+				dirs = append(dirs, d)
+			}
+		}
+		for _, d := range dirs {
+			if err := b.w.Derive(d, "cpuset.cpus", node.String()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	want := target.String()
 	var ops []writer.Op
@@ -406,11 +531,23 @@ func (b *Backend) cpusetOps(p Pod, target cpuset.Set, reason string) ([]writer.O
 }
 
 // Reconcile re-asserts every value against drift (call it on a timer).
-func (b *Backend) Reconcile() (writer.ReassertResult, error) { return b.w.Reassert() }
+// Weights the kubelet changed to a new value (an in-place resize) are not
+// reverted: they are the pods' new baselines, and the last assignment is
+// applied again to scale them.
+func (b *Backend) Reconcile() (writer.ReassertResult, error) {
+	res, err := b.w.Reassert()
+	if res.Rebased > 0 && b.last != nil {
+		if _, aerr := b.Apply(*b.last); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+	}
+	return res, err
+}
 
 // StandDown restores every original value (safe mode, a clean stop,
 // uninstall) and forgets what was enforced.
 func (b *Backend) StandDown() (writer.RestoreResult, error) {
 	clear(b.pods)
+	b.last = nil
 	return b.w.RestoreAll()
 }

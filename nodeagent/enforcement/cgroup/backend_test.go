@@ -28,6 +28,8 @@ type node struct {
 	pods   map[wellknown.Tier]Pod
 	// rel is each tier's pod cgroup, relative to the hierarchy roots.
 	rel map[wellknown.Tier]string
+	// stateDir and bootFile are the writer's, for a restarted agent.
+	stateDir, bootFile, cpuManagerStateFile string
 }
 
 var tierPods = []struct {
@@ -66,11 +68,13 @@ func newNode(t *testing.T, v cgroupfs.Version, o cgrouptest.Options, cpuManagerS
 	if err := os.WriteFile(boot, []byte("b1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if n.w, err = writer.New(writer.Options{Root: tr.Root, StateDir: filepath.Join(dir, "state"), BootIDFile: boot, Log: testr.New(t)}); err != nil {
+	n.stateDir, n.bootFile = filepath.Join(dir, "state"), boot
+	if n.w, err = writer.New(writer.Options{Root: tr.Root, StateDir: n.stateDir, BootIDFile: boot, Log: testr.New(t)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.w.Close() })
 	stateFile := filepath.Join(dir, "cpu_manager_state")
+	n.cpuManagerStateFile = stateFile
 	if cpuManagerState != "" {
 		if err := os.WriteFile(stateFile, []byte(cpuManagerState), 0o644); err != nil {
 			t.Fatal(err)

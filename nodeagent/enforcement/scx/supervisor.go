@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,8 +28,13 @@ type Options struct {
 	// ExtraArgs go before the config spec argument.
 	ExtraArgs []string
 	// ConfigPath is where the generated config is written; scx_layered
-	// reads it as `f:<ConfigPath>`. Adoption matches on that argument.
+	// reads it as `f:<ConfigPath>`.
 	ConfigPath string
+	// StateDir holds the identity of the instance the supervisor started
+	// (pid, start time, executable, owner), which adoption and StopOrphan
+	// require: a command line is no identity, any process can carry the
+	// config path. Default: the config's directory.
+	StateDir string
 	// SysFS reads /sys/kernel/sched_ext.
 	SysFS SysFS
 	// ProcRoot is /proc (injectable for tests).
@@ -73,6 +81,9 @@ func (o *Options) defaults() {
 	}
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"
+	}
+	if o.StateDir == "" {
+		o.StateDir = filepath.Dir(o.ConfigPath)
 	}
 	if o.SysFS.Root == "" {
 		o.SysFS.Root = DefaultSysFSRoot
@@ -407,6 +418,11 @@ func (s *Supervisor) start(config []byte) (*instance, error) {
 		return nil, fmt.Errorf("failed to start %s: %w", o.Binary, err)
 	}
 	inst := &instance{pid: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{}), started: o.Clock.Now(), hash: ConfigHash(config)}
+	if id, err := readIdentity(o.ProcRoot, inst.pid); err != nil {
+		o.Log.Error(err, "Failed to read the identity of the started scx_layered; a restarted agent will not adopt it", "pid", inst.pid)
+	} else if err := writeIdentity(o.StateDir, id); err != nil {
+		o.Log.Error(err, "Failed to record the identity of the started scx_layered; a restarted agent will not adopt it", "pid", inst.pid)
+	}
 	go func() {
 		err := cmd.Wait()
 		msg := "exit status 0"
@@ -498,30 +514,106 @@ func (s *Supervisor) watchPID(inst *instance) {
 	}
 }
 
-// findInstance returns the pid of a process whose command line carries our
-// config spec argument, or 0.
+// findInstance returns the pid of the scx_layered an agent on this node
+// started, or 0: the process recorded in the state directory, when it still
+// has the recorded start time, executable and owner (so neither a decoy
+// carrying the config path nor a reused pid is taken for it) and its
+// command line carries our config spec argument.
 func (s *Supervisor) findInstance() int {
-	entries, err := os.ReadDir(s.o.ProcRoot)
+	rec, err := readRecord(s.o.StateDir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.o.Log.Error(err, "Failed to read the recorded scx_layered identity")
+		}
+		return 0
+	}
+	if rec.PID <= 0 || rec.PID == os.Getpid() || isZombie(s.o.ProcRoot, rec.PID) {
+		return 0
+	}
+	cur, err := readIdentity(s.o.ProcRoot, rec.PID)
+	if err != nil || cur != rec {
+		if err == nil {
+			s.o.Log.Info("The recorded scx_layered pid is another process now; not adopting it", "pid", rec.PID, "recorded", rec, "found", cur)
+		}
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(s.o.ProcRoot, strconv.Itoa(rec.PID), "cmdline"))
 	if err != nil {
 		return 0
 	}
 	want := []byte("f:" + s.o.ConfigPath)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(s.o.ProcRoot, e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, arg := range bytes.Split(b, []byte{0}) {
-			if bytes.Equal(arg, want) && !isZombie(s.o.ProcRoot, pid) {
-				return pid
-			}
+	for _, arg := range bytes.Split(b, []byte{0}) {
+		if bytes.Equal(arg, want) {
+			return rec.PID
 		}
 	}
 	return 0
+}
+
+// identity is what tells our scheduler process from any other: the pid
+// with its start time (clock ticks after boot, /proc/<pid>/stat field 22:
+// a reused pid has another), the executable and the owner.
+type identity struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"`
+	Exe       string `json:"exe"`
+	UID       uint32 `json:"uid"`
+}
+
+const identityFile = "scx-instance.json"
+
+func readIdentity(procRoot string, pid int) (identity, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return identity{}, fmt.Errorf("failed to read the stat of pid %d: %w", pid, err)
+	}
+	// The fields after the parenthesised comm (which may hold spaces):
+	// state is field 3, starttime field 22.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return identity{}, fmt.Errorf("failed to parse the stat of pid %d", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return identity{}, fmt.Errorf("failed to parse the stat of pid %d: %d fields after comm", pid, len(f))
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return identity{}, fmt.Errorf("failed to parse the start time of pid %d: %w", pid, err)
+	}
+	exe, err := os.Readlink(filepath.Join(dir, "exe"))
+	if err != nil {
+		return identity{}, fmt.Errorf("failed to read the executable of pid %d: %w", pid, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return identity{}, fmt.Errorf("failed to stat %s: %w", dir, err)
+	}
+	return identity{PID: pid, StartTime: start, Exe: exe, UID: st.Uid}, nil
+}
+
+func writeIdentity(dir string, id identity) error {
+	b, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("failed to create %s: %w", dir, err)
+	}
+	return writeAtomic(filepath.Join(dir, identityFile), b)
+}
+
+func readRecord(dir string) (identity, error) {
+	var id identity
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if err != nil {
+		return id, err
+	}
+	if err := json.Unmarshal(b, &id); err != nil {
+		return id, fmt.Errorf("failed to parse %s: %w", filepath.Join(dir, identityFile), err)
+	}
+	return id, nil
 }
 
 func isZombie(procRoot string, pid int) bool {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -378,5 +379,53 @@ func TestStopOrphanForRestore(t *testing.T) {
 	}
 	if pid, err := s.StopOrphan(); pid != 0 || err != nil {
 		t.Fatalf("second StopOrphan() = %d, %v; want nothing to stop", pid, err)
+	}
+}
+
+// Issue #18, defect 2: with host PID any pod can run a process whose
+// command line carries the config path. The supervisor identifies its
+// scheduler by what a decoy cannot copy (the pid with its start time,
+// executable and owner, recorded in the state directory when it started
+// it): a decoy is neither adopted nor stopped, and the real scheduler is.
+func TestDecoyIsNeitherAdoptedNorStopped(t *testing.T) {
+	sysfs := fakeKernel(t)
+	config := filepath.Join(t.TempDir(), "layered.json")
+	r := newRig(t, sysfs, config)
+	r.apply(cfgA)
+	first := r.waitFor("attach", attached)
+	r.abandon()
+
+	decoy := exec.Command("sh", "-c", "sleep 600", "f:"+config)
+	if err := decoy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = decoy.Process.Kill(); _ = decoy.Wait() })
+
+	r.start()
+	st := r.waitFor("adoption", func(s Status) bool { return s.Adopted })
+	if st.PID != first.PID {
+		t.Fatalf("adopted pid %d, want the scheduler's %d (decoy %d)", st.PID, first.PID, decoy.Process.Pid)
+	}
+	r.abandon()
+
+	s := New(Options{Binary: standin, ConfigPath: config, SysFS: SysFS{Root: sysfs}, Poll: 20 * time.Millisecond,
+		StopTimeout: 2 * time.Second, Log: testr.New(t)})
+	for range 3 {
+		pid, err := s.StopOrphan()
+		if err != nil {
+			t.Fatalf("StopOrphan() = %d, %v", pid, err)
+		}
+		if pid == 0 {
+			break
+		}
+		if pid != first.PID {
+			t.Fatalf("StopOrphan() stopped pid %d, not the scheduler %d (decoy %d)", pid, first.PID, decoy.Process.Pid)
+		}
+	}
+	if k := r.kernel(); k.State != StateDisabled {
+		t.Fatalf("kernel after StopOrphan = %+v, want disabled", k)
+	}
+	if err := syscall.Kill(decoy.Process.Pid, 0); err != nil {
+		t.Errorf("the decoy was signalled: %v", err)
 	}
 }
