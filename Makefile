@@ -60,11 +60,12 @@ generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's cla
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the argocd-cm health-check snippet.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./apis/infera/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=infera-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
 	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/..." output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
+	go run ./hack/argocd-cm
 
 .PHONY: verify
 verify: ## Regenerate everything and fail on any diff or untracked generated file.
