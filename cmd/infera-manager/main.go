@@ -18,7 +18,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/infera-io/temper/internal/manager"
+	managerapp "github.com/infera-io/temper/cmd/infera-manager/app"
 )
 
 func main() {
@@ -40,7 +40,7 @@ func main() {
 }
 
 func run(configPath string) error {
-	cfg, err := manager.LoadConfig(configPath)
+	cfg, err := managerapp.LoadConfig(configPath)
 	if err != nil {
 		return err
 	}
@@ -50,5 +50,5 @@ func run(configPath string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return manager.Run(ctx, manager.Options{RestConfig: rc, Config: cfg, Log: ctrllog.Log})
+	return managerapp.Run(ctx, managerapp.Options{RestConfig: rc, Config: cfg, Log: ctrllog.Log})
 }

@@ -71,6 +71,7 @@ func tierStatus(u wellknown.TierUsage) inferav1alpha1.TierStatus {
 // mirror writes the observation into the report's status.
 func mirror(st *inferav1alpha1.NodeQoSReportStatus, node *corev1.Node, o observation, generation int64) {
 	st.AgentStatus = o.rawStatus
+	st.Phase = phase(o.status)
 	st.SafeModeRequested = wellknown.IsSafeModeRequested(node.Annotations)
 	if l := o.load; l != nil {
 		st.Backend = l.Backend
@@ -154,6 +155,27 @@ func mirror(st *inferav1alpha1.NodeQoSReportStatus, node *corev1.Node, o observa
 	default:
 		set(inferav1alpha1.ConditionAgentSilent, false, inferav1alpha1.ReasonAgentReporting, "agent heartbeat within the silent-agent threshold")
 	}
+}
+
+// phase is the agent status in one word; nil (absent or malformed) is
+// Unknown.
+func phase(s *wellknown.AgentStatus) inferav1alpha1.NodeQoSPhase {
+	if s == nil {
+		return inferav1alpha1.PhaseUnknown
+	}
+	switch s.State {
+	case wellknown.AgentStatusEnforcingSCX, wellknown.AgentStatusEnforcingCgroup:
+		return inferav1alpha1.PhaseEnforcing
+	case wellknown.AgentStatusObserveOnly:
+		return inferav1alpha1.PhaseObserveOnly
+	case wellknown.AgentStatusSafeMode:
+		return inferav1alpha1.PhaseSafeMode
+	case wellknown.AgentStatusDegradedPrefix:
+		return inferav1alpha1.PhaseDegraded
+	case wellknown.AgentStatusRefusedPrefix:
+		return inferav1alpha1.PhaseRefused
+	}
+	return inferav1alpha1.PhaseUnknown
 }
 
 // setReady summarises: Ready when the annotations parse and the heartbeat is

@@ -73,3 +73,44 @@ func TestObserveAndMirror(t *testing.T) {
 		})
 	}
 }
+
+// TestPhase: the default table shows one word; the sentence stays in
+// agentStatus and the Enforcing condition.
+func TestPhase(t *testing.T) {
+	long := wellknown.FormatAgentStatus(wellknown.AgentStatusRefusedPrefix, "kernel has no sched_ext; cgroup backend: "+strings.Repeat("no kubepods cgroup under /sys/fs/cgroup ", 6))
+	tests := map[string]struct {
+		status string // "" means the annotation is absent
+		want   inferav1alpha1.NodeQoSPhase
+	}{
+		"scx":          {wellknown.AgentStatusEnforcingSCX, inferav1alpha1.PhaseEnforcing},
+		"cgroup":       {wellknown.AgentStatusEnforcingCgroup, inferav1alpha1.PhaseEnforcing},
+		"observe-only": {wellknown.AgentStatusObserveOnly, inferav1alpha1.PhaseObserveOnly},
+		"safe mode":    {wellknown.AgentStatusSafeMode, inferav1alpha1.PhaseSafeMode},
+		"degraded":     {wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, "scx_layered exited 3 times"), inferav1alpha1.PhaseDegraded},
+		"refused":      {long, inferav1alpha1.PhaseRefused},
+		"absent":       {"", inferav1alpha1.PhaseUnknown},
+		"malformed":    {"enforcing/magic", inferav1alpha1.PhaseUnknown},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Annotations: map[string]string{}}}
+			if tc.status != "" {
+				node.Annotations[wellknown.AgentStatusAnnotation] = tc.status
+			}
+			var st inferav1alpha1.NodeQoSReportStatus
+			mirror(&st, node, observe(node, time.Now(), time.Minute, time.Hour), 1)
+			if st.Phase != tc.want {
+				t.Errorf("phase = %q, want %q", st.Phase, tc.want)
+			}
+			if st.AgentStatus != tc.status {
+				t.Errorf("agentStatus = %q, want the annotation verbatim %q", st.AgentStatus, tc.status)
+			}
+			if tc.status != "" && tc.want != inferav1alpha1.PhaseUnknown {
+				c := apimeta.FindStatusCondition(st.Conditions, inferav1alpha1.ConditionEnforcing)
+				if c == nil || !strings.Contains(c.Message, tc.status) {
+					t.Errorf("the Enforcing condition should carry the full status %q, got %+v", tc.status, c)
+				}
+			}
+		})
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/scx/internal/sharedtest"
 	"github.com/infera-io/temper/nodeagent/scx/scxschema"
 )
 
@@ -50,30 +49,22 @@ func pod(name string, t wellknown.Tier, qos string, i int, req, lim int64) Pod {
 	return Pod{Name: name, Tier: t, CgroupPath: systemdPath(qos, i), RequestMilli: req, LimitMilli: lim}
 }
 
-// sharedValidator validates against ../shared's strict schema itself, so the
-// generator is checked against the schema the project tracks (and
-// scxschema's tests prove its embedded copy is the same file).
+// validator is the strict schema the repository embeds plus the code
+// checks; scxschema's tests prove the embedded copy equals the schema the
+// project tracks whenever that outside copy is present.
 var (
-	sharedOnce sync.Once
-	sharedV    *scxschema.Validator
-	sharedErr  error
+	validatorOnce sync.Once
+	validatorV    *scxschema.Validator
+	validatorErr  error
 )
 
 func validator(t testing.TB) *scxschema.Validator {
 	t.Helper()
-	path := sharedtest.Path(t, "scx-layered", "layer-config.strict.schema.json")
-	sharedOnce.Do(func() {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		sharedV, sharedErr = scxschema.NewWithSchema(b)
-	})
-	if sharedErr != nil {
-		t.Fatalf("failed to load the shared schema: %v", sharedErr)
+	validatorOnce.Do(func() { validatorV, validatorErr = scxschema.New() })
+	if validatorErr != nil {
+		t.Fatalf("failed to load the embedded schema: %v", validatorErr)
 	}
-	return sharedV
+	return validatorV
 }
 
 // checkConfig validates a generated config with the strict schema and the

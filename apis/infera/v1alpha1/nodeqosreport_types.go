@@ -34,6 +34,20 @@ type TierStatuses struct {
 	Background TierStatus `json:"background"`
 }
 
+// NodeQoSPhase is the agent status in one word.
+// +kubebuilder:validation:Enum=Enforcing;ObserveOnly;SafeMode;Degraded;Refused;Unknown
+type NodeQoSPhase string
+
+// The NodeQoSPhase values.
+const (
+	PhaseEnforcing   NodeQoSPhase = "Enforcing"
+	PhaseObserveOnly NodeQoSPhase = "ObserveOnly"
+	PhaseSafeMode    NodeQoSPhase = "SafeMode"
+	PhaseDegraded    NodeQoSPhase = "Degraded"
+	PhaseRefused     NodeQoSPhase = "Refused"
+	PhaseUnknown     NodeQoSPhase = "Unknown"
+)
+
 // NodeQoSReportStatus mirrors infera.io/agent-status and infera.io/tier-load
 // of one node.
 type NodeQoSReportStatus struct {
@@ -44,6 +58,12 @@ type NodeQoSReportStatus struct {
 	// cgroup, observe-only), or none when the agent has not reported.
 	// +optional
 	Backend string `json:"backend,omitempty"`
+	// Phase is the agent status in one word, for the default table:
+	// Enforcing, ObserveOnly, SafeMode, Degraded, Refused, or Unknown when
+	// the agent has not reported or its status does not parse. The full
+	// sentence is AgentStatus and the Enforcing condition's message.
+	// +optional
+	Phase NodeQoSPhase `json:"phase,omitempty"`
 	// AgentStatus is the node's infera.io/agent-status value.
 	// +optional
 	AgentStatus string `json:"agentStatus,omitempty"`
@@ -83,7 +103,7 @@ type NodeQoSReportStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=nqr,categories=infera
 // +kubebuilder:printcolumn:name="Backend",type=string,JSONPath=`.status.backend`
-// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.agentStatus`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Critical",type=integer,JSONPath=`.status.tiers.critical.pods`
 // +kubebuilder:printcolumn:name="High",type=integer,JSONPath=`.status.tiers.high.pods`
 // +kubebuilder:printcolumn:name="Normal",type=integer,JSONPath=`.status.tiers.normal.pods`
@@ -91,6 +111,7 @@ type NodeQoSReportStatus struct {
 // +kubebuilder:printcolumn:name="Background",type=integer,JSONPath=`.status.tiers.background.pods`
 // +kubebuilder:printcolumn:name="Fenced",type=string,JSONPath=`.status.fencedCPU`
 // +kubebuilder:printcolumn:name="Heartbeat",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="AgentHeartbeat")].status`
+// +kubebuilder:printcolumn:name="Agent-Status",type=string,priority=1,JSONPath=`.status.agentStatus`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NodeQoSReport struct {
 	metav1.TypeMeta   `json:",inline"`

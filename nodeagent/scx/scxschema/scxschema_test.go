@@ -2,6 +2,7 @@ package scxschema
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,8 @@ func newValidator(t *testing.T) *Validator {
 }
 
 // TestEmbeddedSchemaIsTheSharedOne: the embedded copy must not drift from
-// the schema the project tracks upstream with.
+// the schema the project tracks upstream with. It runs only where ../shared
+// is beside the clone and skips, saying so, elsewhere.
 func TestEmbeddedSchemaIsTheSharedOne(t *testing.T) {
 	shared, err := os.ReadFile(sharedtest.Path(t, "scx-layered", "layer-config.strict.schema.json"))
 	if err != nil {
@@ -37,7 +39,52 @@ func TestEmbeddedSchemaIsTheSharedOne(t *testing.T) {
 	}
 }
 
-// TestSharedCases runs the project's fixtures: valid ones must pass, every
+// TestCases runs the repository's own fixtures (testdata/cases.json):
+// every case marked accept must pass the embedded strict schema and the code
+// checks, every case marked reject must fail them.
+func TestCases(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Cases []struct {
+			Name   string          `json:"name"`
+			Want   string          `json:"want"`
+			Why    string          `json:"why"`
+			Config json.RawMessage `json:"config"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatalf("testdata/cases.json: %v", err)
+	}
+	counts := map[string]int{}
+	v := newValidator(t)
+	for _, c := range file.Cases {
+		counts[c.Want]++
+		t.Run(c.Name, func(t *testing.T) {
+			err := v.Validate(c.Config)
+			switch c.Want {
+			case "accept":
+				if err != nil {
+					t.Errorf("rejected a config that should pass (%s): %v", c.Why, err)
+				}
+			case "reject":
+				if err == nil {
+					t.Errorf("accepted a config that breaks a rule: %s", c.Why)
+				}
+			default:
+				t.Fatalf("want is %q; use accept or reject", c.Want)
+			}
+		})
+	}
+	if counts["accept"] == 0 || counts["reject"] == 0 {
+		t.Fatalf("testdata/cases.json needs both kinds of case, has %v", counts)
+	}
+}
+
+// TestSharedCases runs the steering repository's fixtures when ../shared is
+// beside the clone (it skips otherwise): valid ones must pass, every
 // invalid one (including those only the strict schema rejects) must fail.
 // The cases' README names each file, so a fixture added without a note (or
 // a note without a file) fails here too.
@@ -75,7 +122,7 @@ func TestSharedCases(t *testing.T) {
 	}
 }
 
-// TestUpstreamExamples: every upstream example passes, except the two that
+// TestUpstreamExamples (only where ../shared is present): every upstream example passes, except the two that
 // put util_range into an Open layer, which only the strict schema rejects
 // (scx-layered/README.md).
 func TestUpstreamExamples(t *testing.T) {

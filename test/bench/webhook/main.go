@@ -50,8 +50,8 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
+	managerapp "github.com/infera-io/temper/cmd/infera-manager/app"
 	"github.com/infera-io/temper/internal/certrotation"
-	"github.com/infera-io/temper/internal/manager"
 	"github.com/infera-io/temper/test/envtest"
 	"github.com/infera-io/temper/webhooks/overcommit"
 )
@@ -297,7 +297,7 @@ func startManagerProcess(ctx context.Context, env *envtest.Env, port, probes int
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/infera-manager").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %w: %s", err, out)
 	}
-	cfg := manager.LocalConfig(port)
+	cfg := managerapp.LocalConfig(port)
 	cfg.MetricsBindAddress = "0"
 	cfg.HealthProbeBindAddress = fmt.Sprintf("127.0.0.1:%d", probes)
 	b, err := json.Marshal(cfg)

@@ -19,6 +19,7 @@ func reportWithStatus(name string) *inferav1alpha1.NodeQoSReport {
 	r := &inferav1alpha1.NodeQoSReport{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	r.Status = inferav1alpha1.NodeQoSReportStatus{
 		Backend:     "scx_layered",
+		Phase:       inferav1alpha1.PhaseEnforcing,
 		AgentStatus: "enforcing/scx_layered",
 		FencedCPU:   resource.MustParse("4"),
 		Tiers: inferav1alpha1.TierStatuses{
@@ -125,7 +126,7 @@ func TestKubectlPrinterColumns(t *testing.T) {
 		t.Errorf("header = %v, want %v", got, wantHeader)
 	}
 	row := strings.Fields(lines[1])
-	wantRow := []string{"worker-7", "scx_layered", "enforcing/scx_layered", "2", "1", "7", "3", "11", "4"}
+	wantRow := []string{"worker-7", "scx_layered", "Enforcing", "2", "1", "7", "3", "11", "4"}
 	if len(row) != len(wantHeader) || strings.Join(row[:9], " ") != strings.Join(wantRow, " ") {
 		t.Errorf("row = %v, want %v followed by an age", row, wantRow)
 	}
@@ -146,13 +147,32 @@ func TestKubectlPrinterColumns(t *testing.T) {
 			t.Errorf("kubectl %v = %q, want the report", args, out)
 		}
 	}
-	// The wide output adds the heartbeat condition.
+	// The wide output adds the heartbeat condition and the full agent status.
 	out, err = env.Kubectl(ctx, "get", "nqr", "worker-7", "-o", "wide")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Split(out, "\n")[0], "HEARTBEAT") || !strings.Contains(out, "True") {
-		t.Errorf("wide output lacks the heartbeat column:\n%s", out)
+	if header := strings.Split(out, "\n")[0]; !strings.Contains(header, "HEARTBEAT") || !strings.Contains(header, "AGENT-STATUS") ||
+		!strings.Contains(out, "True") || !strings.Contains(out, "enforcing/scx_layered") {
+		t.Errorf("wide output lacks the heartbeat or the agent-status column:\n%s", out)
+	}
+	// The default table stays narrow even when the agent's sentence is long.
+	long := "refused: kernel has no sched_ext; cgroup backend: " + strings.Repeat("no kubepods cgroup yet ", 10)
+	r.Status.Phase, r.Status.AgentStatus = inferav1alpha1.PhaseRefused, long
+	if err := env.Client.Status().Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	out, err = env.Kubectl(ctx, "get", "nqr", "worker-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if len(line) > 120 {
+			t.Errorf("default table line is %d characters wide:\n%s", len(line), line)
+		}
+	}
+	if !strings.Contains(out, "Refused") || strings.Contains(out, "kubepods") {
+		t.Errorf("default table should show the phase, not the sentence:\n%s", out)
 	}
 	// kubectl get on all three kinds together works (the README promises it).
 	if _, err := env.Kubectl(ctx, "get", "nodeqosreports,inferapolicies,overcommitprofiles"); err != nil {

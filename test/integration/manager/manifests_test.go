@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
-	"github.com/infera-io/temper/internal/manager"
+	managerapp "github.com/infera-io/temper/cmd/infera-manager/app"
 )
 
 // TestManifestsApply: the kustomize build of config/manager (Deployment,
@@ -45,11 +45,11 @@ func TestManifestsApply(t *testing.T) {
 // TestShippedConfigIsTheDefaults: config/manager/manager-config.yaml loads
 // strictly and spells out exactly the defaults.
 func TestShippedConfigIsTheDefaults(t *testing.T) {
-	got, err := manager.LoadConfig(filepath.Join(env.Root, "config", "manager", "manager-config.yaml"))
+	got, err := managerapp.LoadConfig(filepath.Join(env.Root, "config", "manager", "manager-config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := manager.LoadConfig("")
+	want, err := managerapp.LoadConfig("")
 	if err != nil {
 		t.Fatal(err)
 	}

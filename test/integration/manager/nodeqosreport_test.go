@@ -92,7 +92,7 @@ func TestNodeQoSReportMirrorsAnnotations(t *testing.T) {
 		t.Errorf("owner references = %+v, want the Node %s", r.OwnerReferences, node.UID)
 	}
 	st := r.Status
-	if st.Backend != wellknown.BackendCgroup || st.AgentStatus != wellknown.AgentStatusEnforcingCgroup || st.EnforcementGeneration != 7 ||
+	if st.Backend != wellknown.BackendCgroup || st.AgentStatus != wellknown.AgentStatusEnforcingCgroup || st.Phase != inferav1alpha1.PhaseEnforcing || st.EnforcementGeneration != 7 ||
 		st.Tiers.Critical.Pods != 2 || st.Tiers.Critical.RequestCPU.String() != "2" || st.Tiers.Low.RequestCPU.String() != "1250m" ||
 		st.FencedCPU.String() != "2" || st.AllocatableCPU.String() != "8" || st.LastHeartbeatTime == nil {
 		t.Errorf("status does not mirror the annotations: %+v", st)

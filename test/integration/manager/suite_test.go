@@ -18,7 +18,7 @@ import (
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/internal/manager"
+	managerapp "github.com/infera-io/temper/cmd/infera-manager/app"
 	"github.com/infera-io/temper/test/envtest"
 )
 
@@ -63,7 +63,7 @@ func (r *running) Stop(t *testing.T) {
 	select {
 	case err := <-r.done:
 		if err != nil {
-			t.Errorf("manager.Run returned %v", err)
+			t.Errorf("managerapp.Run returned %v", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("manager did not stop within 30s")
@@ -93,14 +93,14 @@ func startManager(t *testing.T, mutate func(*configv1alpha1.ManagerConfiguration
 	r := &running{Port: port, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() {
-		r.done <- manager.Run(ctx, manager.Options{RestConfig: env.Config, Config: cfg, Log: testLogger(), Ready: func() { close(ready) },
+		r.done <- managerapp.Run(ctx, managerapp.Options{RestConfig: env.Config, Config: cfg, Log: testLogger(), Ready: func() { close(ready) },
 			SkipControllerNameValidation: true})
 	}()
 	select {
 	case <-ready:
 	case err := <-r.done:
 		cancel()
-		t.Fatalf("manager.Run returned before it was ready: %v", err)
+		t.Fatalf("managerapp.Run returned before it was ready: %v", err)
 	case <-time.After(90 * time.Second):
 		cancel()
 		t.Fatal("manager not ready within 90s")

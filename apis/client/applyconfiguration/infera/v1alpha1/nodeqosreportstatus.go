@@ -19,6 +19,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	resource "k8s.io/apimachinery/pkg/api/resource"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1 "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -35,6 +36,11 @@ type NodeQoSReportStatusApplyConfiguration struct {
 	// Backend is the enforcement backend from tier-load (scx_layered,
 	// cgroup, observe-only), or none when the agent has not reported.
 	Backend *string `json:"backend,omitempty"`
+	// Phase is the agent status in one word, for the default table:
+	// Enforcing, ObserveOnly, SafeMode, Degraded, Refused, or Unknown when
+	// the agent has not reported or its status does not parse. The full
+	// sentence is AgentStatus and the Enforcing condition's message.
+	Phase *inferav1alpha1.NodeQoSPhase `json:"phase,omitempty"`
 	// AgentStatus is the node's infera.io/agent-status value.
 	AgentStatus *string `json:"agentStatus,omitempty"`
 	// SafeModeRequested mirrors infera.io/safe-mode-requested=true.
@@ -73,6 +79,14 @@ func (b *NodeQoSReportStatusApplyConfiguration) WithObservedGeneration(value int
 // If called multiple times, the Backend field is set to the value of the last call.
 func (b *NodeQoSReportStatusApplyConfiguration) WithBackend(value string) *NodeQoSReportStatusApplyConfiguration {
 	b.Backend = &value
+	return b
+}
+
+// WithPhase sets the Phase field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Phase field is set to the value of the last call.
+func (b *NodeQoSReportStatusApplyConfiguration) WithPhase(value inferav1alpha1.NodeQoSPhase) *NodeQoSReportStatusApplyConfiguration {
+	b.Phase = &value
 	return b
 }
 
