@@ -87,7 +87,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	before := pol.DeepCopy()
 	defer func() {
 		setReady(&pol, reterr)
-		if reterr == nil {
+		// A spec the controller cannot act on (a terminal error) has been
+		// observed too: GitOps health checks read observedGeneration to
+		// tell "not looked at yet" from "looked at and failed".
+		if reterr == nil || errors.Is(reterr, reconcile.TerminalError(nil)) {
 			pol.Status.ObservedGeneration = pol.Generation
 		}
 		if equality.Semantic.DeepEqual(before.Status, pol.Status) {

@@ -90,13 +90,20 @@ func TestArgoCDHealthOfLiveObjects(t *testing.T) {
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatalf("create %s %s: %v", kindOf(obj), obj.GetName(), err)
 		}
-		t.Cleanup(func() { deleteAndWaitGone(t, obj) })
 		if st := health(t, obj); st.Status != "Progressing" || !strings.Contains(st.Message, "report status") {
 			t.Errorf("%s %s without status: %+v, want Progressing", kindOf(obj), obj.GetName(), st)
 		}
 	}
 
+	// Cleanups run last-in first-out: delete while a manager still runs,
+	// so the finalizers are released.
+	cleanup := func() {
+		for _, obj := range []client.Object{good, bad, goodProfile, badProfile, report} {
+			deleteAndWaitGone(t, obj)
+		}
+	}
 	m := startManager(t, nil)
+	t.Cleanup(cleanup)
 	brokenReport := &inferav1alpha1.NodeQoSReport{ObjectMeta: metav1.ObjectMeta{Name: "health-broken"}}
 	for _, tc := range []struct {
 		obj    client.Object
@@ -140,6 +147,7 @@ func TestArgoCDHealthOfLiveObjects(t *testing.T) {
 		}
 	}
 	startManager(t, nil)
+	t.Cleanup(cleanup)
 	waitHealth(t, good, "Healthy")
 	waitHealth(t, goodProfile, "Healthy")
 }
@@ -245,7 +253,11 @@ func TestArgoCDSamplesHaveNoDrift(t *testing.T) {
 		}
 	}
 	if bin := filepath.Join(envtest.BinDir(env.Root), "kubectl"); fileExists(bin) {
-		if out, err := env.Kubectl(ctx, "diff", "--server-side", "--force-conflicts", "--field-manager="+argoCDFieldManager, "-f", dir); err != nil {
+		args := []string{"diff", "--server-side", "--force-conflicts", "--field-manager=" + argoCDFieldManager}
+		for _, f := range files {
+			args = append(args, "-f", f)
+		}
+		if out, err := env.Kubectl(ctx, args...); err != nil {
 			t.Errorf("kubectl diff of config/samples reports drift: %v\n%s", err, out)
 		}
 	} else {
