@@ -64,6 +64,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the ar
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./apis/infera/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=infera-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
 	$(CONTROLLER_GEN) rbac:roleName=infera-manager paths="./controllers/...;./webhooks/...;./internal/certrotation/..." output:rbac:artifacts:config=config/rbac/manager
+	$(CONTROLLER_GEN) rbac:roleName=infera-gateway paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
 	go run ./hack/argocd-cm
 
@@ -113,6 +114,10 @@ bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with ob
 bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners (root, cgroup v1, ~5 min).
 	command -v memcached >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y memcached
 	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
+
+.PHONY: bench-gateway
+bench-gateway: controlplane build ## infera-gateway: GET fleet view and node list with 500 nodes (envtest), p50/p99 and gateway RSS (~2 min).
+	go run ./test/bench/gateway -nodes 500 -rounds 5 -requests 400 -out docs/bench/gateway.json
 
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).

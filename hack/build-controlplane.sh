@@ -3,7 +3,11 @@
 # kube-apiserver, kube-scheduler, kube-controller-manager and kubectl from
 # k8s.io/kubernetes and etcd,
 # all pinned by hack/tools/controlplane/go.mod. No prebuilt binary is ever
-# downloaded. A stamp over the pins makes a second run a no-op.
+# downloaded. A stamp over the pins makes a second run a no-op, and a copy
+# kept under the user's cache directory, keyed by the same hash, makes a
+# fresh clone on a machine that built them once (CI) copy instead of
+# relinking: TEMPER_CONTROLPLANE_CACHE (default ~/.cache/temper/controlplane;
+# empty disables it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +21,21 @@ stamp="$BIN/.controlplane.stamp"
 want="$(cat "$MOD/go.mod" "$MOD/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
 	&& [[ -x "$BIN/kube-apiserver" && -x "$BIN/etcd" && -x "$BIN/kube-scheduler" && -x "$BIN/kube-controller-manager" && -x "$BIN/kubectl" ]]; then
+	exit 0
+fi
+
+bins=(kube-apiserver kube-scheduler kube-controller-manager kubectl etcd)
+cache_root="${TEMPER_CONTROLPLANE_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/temper/controlplane}"
+cache="${cache_root:+$cache_root/$want}"
+if [[ -n "$cache" && -f "$cache/complete" ]]; then
+	echo ">> copying the control plane from $cache (built earlier from the same pins)"
+	for b in "${bins[@]}"; do cp -f "$cache/$b" "$BIN/$b"; done
+	echo "$want" > "$stamp"
+if [[ -n "$cache" ]]; then
+	mkdir -p "$cache"
+	for b in "${bins[@]}"; do cp -f "$BIN/$b" "$cache/$b"; done
+	touch "$cache/complete"
+fi
 	exit 0
 fi
 
@@ -38,3 +57,8 @@ go build -trimpath -ldflags "$ldflags" -o "$BIN/" \
 	k8s.io/kubernetes/cmd/kubectl
 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
 echo "$want" > "$stamp"
+if [[ -n "$cache" ]]; then
+	mkdir -p "$cache"
+	for b in "${bins[@]}"; do cp -f "$BIN/$b" "$cache/$b"; done
+	touch "$cache/complete"
+fi

@@ -20,7 +20,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 	"github.com/infera-io/temper/nodeagent/podstate"
 	"github.com/infera-io/temper/nodeagent/publish"
@@ -55,7 +55,7 @@ type Agent struct {
 	log     logr.Logger
 	store   *podstate.Store
 	pub     *publish.Publisher
-	layout  *cgroup.Layout
+	layout  *cgroupfs.Layout
 	backend backend
 	machine Machine
 	kick    chan struct{}
@@ -145,7 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.machine = m
 
-	layout, err := cgroup.Detect(cfg.Cgroup.Root, cgroup.DetectOptions{
+	layout, err := cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{
 		Driver:      cgroupDriver(cfg.Cgroup.Driver),
 		KubepodsDir: cfg.Cgroup.KubepodsPath,
 	})
@@ -425,14 +425,14 @@ func (a *Agent) Assignments() []Assignment {
 	return out
 }
 
-func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroup.Driver {
+func cgroupDriver(d configv1alpha1.AgentCgroupDriver) cgroupfs.Driver {
 	switch strings.ToLower(string(d)) {
 	case "systemd":
-		return cgroup.DriverSystemd
+		return cgroupfs.DriverSystemd
 	case "cgroupfs":
-		return cgroup.DriverCgroupfs
+		return cgroupfs.DriverCgroupfs
 	default:
-		return cgroup.DriverAuto
+		return cgroupfs.DriverAuto
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	"github.com/infera-io/temper/nodeagent/lint"
 	"github.com/infera-io/temper/nodeagent/server"
 )

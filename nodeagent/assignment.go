@@ -8,7 +8,7 @@ import (
 
 	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 )
 
 // Assignment is one pod's place in the enforcement: its tier, CPU and
@@ -21,7 +21,7 @@ type Assignment struct {
 	QOSClass corev1.PodQOSClass
 	CPU      tiering.CPU
 	// Cgroup is the pod's cgroup, nil while it does not exist yet.
-	Cgroup *cgroup.Pod
+	Cgroup *cgroupfs.Pod
 	// CgroupRelPath is where the pod's cgroup is (or will be), relative to
 	// each hierarchy root; empty when it cannot be computed.
 	CgroupRelPath string
@@ -55,7 +55,7 @@ func satAdd(a, b int64) int64 {
 // classify computes the assignment of every pod. Pods whose cgroup cannot
 // be found yet stay in the assignment (they count in tier-load) with a nil
 // Cgroup, and the caller retries them.
-func classify(pods []*corev1.Pod, th tiering.Thresholds, layout *cgroup.Layout) []Assignment {
+func classify(pods []*corev1.Pod, th tiering.Thresholds, layout *cgroupfs.Layout) []Assignment {
 	out := make([]Assignment, 0, len(pods))
 	for _, p := range pods {
 		r := tiering.Classify(p, th)
@@ -73,7 +73,7 @@ func classify(pods []*corev1.Pod, th tiering.Thresholds, layout *cgroup.Layout) 
 			if rel, err := layout.PodRelPath(string(p.UID), r.QOSClass); err == nil {
 				a.CgroupRelPath = rel
 			}
-			ref := cgroup.RefForPod(p)
+			ref := cgroupfs.RefForPod(p)
 			ref.QOSClass = r.QOSClass
 			if cg, err := layout.FindPod(ref); err == nil {
 				a.Cgroup = cg

@@ -12,7 +12,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
-	scxgen "github.com/infera-io/temper/nodeagent/scx"
+	"github.com/infera-io/temper/nodeagent/layered"
 )
 
 // backend is one way of enforcing the assignment.
@@ -39,7 +39,7 @@ type Applied struct {
 	Changed     bool
 	FencedMilli int64
 	// Layers are the scx_layered layers generated, nil on other backends.
-	Layers []scxgen.LayerSummary
+	Layers []layered.LayerSummary
 	// Notes are operator-facing remarks (e.g. a demoted critical layer).
 	Notes []string
 }

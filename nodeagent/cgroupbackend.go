@@ -14,11 +14,11 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	"github.com/infera-io/temper/nodeagent/cpuset"
 	cgroupenf "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
-	scxgen "github.com/infera-io/temper/nodeagent/scx"
+	"github.com/infera-io/temper/nodeagent/layered"
 )
 
 // cgroupBackend enforces tiers with cgroup knobs (DESIGN.md §7): it turns
@@ -29,7 +29,7 @@ import (
 type cgroupBackend struct {
 	b        *cgroupenf.Backend
 	w        *writer.Writer
-	layout   *cgroup.Layout
+	layout   *cgroupfs.Layout
 	fence    bool
 	interval time.Duration
 	clock    clock.WithTicker
@@ -110,7 +110,7 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.standby = false
-	ca := cgroupenf.Assignment{Pods: make([]cgroupenf.Pod, 0, len(as))}
+	ca := cgroupenf.Plan{Pods: make([]cgroupenf.Pod, 0, len(as))}
 	var applied Applied
 	var critReq int64
 	var crit int
@@ -164,11 +164,11 @@ func (c *cgroupBackend) sizeFence(m Machine, reqMilli int64, pods int) (fence, n
 	if err != nil {
 		return "", "", fmt.Sprintf("not fencing critical pods: %v", err)
 	}
-	n := scxgen.Node{CPUs: len(m.CPUs), Cores: m.Cores}
+	n := layered.Node{CPUs: len(m.CPUs), Cores: m.Cores}
 	if len(m.Cores) == len(m.CPUs) {
 		n.Cores = nil
 	}
-	f, err := scxgen.CriticalFence(n, reqMilli, pods, scxgen.DefaultOptions())
+	f, err := layered.CriticalFence(n, reqMilli, pods, layered.DefaultOptions())
 	if err != nil {
 		return "", "", fmt.Sprintf("not fencing critical pods: %v", err)
 	}
@@ -195,12 +195,12 @@ func (c *cgroupBackend) sizeFence(m Machine, reqMilli int64, pods int) (fence, n
 // podCPUs is the cpuset of the kubelet's pod root, or every online CPU
 // when the node has no cpuset controller for pods.
 func (c *cgroupBackend) podCPUs(m Machine) (cpuset.Set, error) {
-	h, ok := c.layout.Hierarchies[cgroup.CPUSet]
+	h, ok := c.layout.Hierarchies[cgroupfs.CPUSet]
 	if !ok {
 		return nil, errors.New("no cpuset controller for pods")
 	}
 	file := "cpuset.cpus"
-	if c.layout.Version == cgroup.V2 {
+	if c.layout.Version == cgroupfs.V2 {
 		file = "cpuset.cpus.effective"
 	}
 	p := filepath.Join(h, c.layout.KubepodsDir, file)

@@ -3,25 +3,25 @@ package nodeagent
 import (
 	"fmt"
 
-	scxgen "github.com/infera-io/temper/nodeagent/scx"
+	"github.com/infera-io/temper/nodeagent/layered"
 )
 
 // generateLayered turns the assignment into an scx_layered config. Pods
 // whose cgroup path is unknown cannot be matched and are left to the
 // catch-all layer (reported in the notes).
 func generateLayered(as []Assignment, m Machine) ([]byte, Applied, error) {
-	node := scxgen.Node{CPUs: len(m.CPUs), Cores: m.Cores}
+	node := layered.Node{CPUs: len(m.CPUs), Cores: m.Cores}
 	if len(m.Cores) == len(m.CPUs) {
 		node.Cores = nil // no SMT
 	}
-	pods := make([]scxgen.Pod, 0, len(as))
+	pods := make([]layered.Pod, 0, len(as))
 	var applied Applied
 	for _, a := range as {
 		if a.CgroupRelPath == "" {
 			applied.Notes = append(applied.Notes, fmt.Sprintf("pod %s: cgroup path unknown; left to the catch-all layer", a.Pod))
 			continue
 		}
-		pods = append(pods, scxgen.Pod{
+		pods = append(pods, layered.Pod{
 			Name:         a.Pod.String(),
 			Tier:         a.Tier,
 			CgroupPath:   a.CgroupRelPath,
@@ -29,7 +29,7 @@ func generateLayered(as []Assignment, m Machine) ([]byte, Applied, error) {
 			LimitMilli:   a.CPU.LimitMilli,
 		})
 	}
-	res, err := scxgen.Generate(node, pods, scxgen.DefaultOptions())
+	res, err := layered.Generate(node, pods, layered.DefaultOptions())
 	if err != nil {
 		return nil, applied, err
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/cpuset"
 	"github.com/infera-io/temper/nodeagent/ebpf"
 	"github.com/infera-io/temper/nodeagent/lint"
@@ -120,7 +120,7 @@ func (a *Agent) observeInput() observe.Input {
 		if p.Cgroup == nil {
 			continue
 		}
-		dir, ok := p.Cgroup.Dirs[cgroup.CPU]
+		dir, ok := p.Cgroup.Dirs[cgroupfs.CPU]
 		if !ok {
 			continue
 		}
@@ -191,7 +191,7 @@ func (a *Agent) setProbeTiers(o *observation) {
 	if o == nil || o.probe == nil {
 		return
 	}
-	dir := cgroup.CPU // the v1 cpu hierarchy, or the unified tree
+	dir := cgroupfs.CPU // the v1 cpu hierarchy, or the unified tree
 	a.mu.Lock()
 	as := a.assignments
 	a.mu.Unlock()

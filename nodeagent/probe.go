@@ -9,7 +9,7 @@ import (
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 
@@ -32,11 +32,11 @@ func Probe(cfg *configv1alpha1.AgentConfiguration, log logr.Logger) (name, statu
 		return probed{name: wellknown.BackendSCXLayered, status: wellknown.AgentStatusEnforcingSCX}
 	}
 	newCgroup := func() (backend, error) {
-		l, err := cgroup.Detect(cfg.Cgroup.Root, cgroup.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath})
+		l, err := cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath})
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := l.Hierarchies[cgroup.CPU]; !ok {
+		if _, ok := l.Hierarchies[cgroupfs.CPU]; !ok {
 			return nil, fmt.Errorf("no cpu controller in the %s tree at %s", l.Version, l.Root)
 		}
 		if l.KubepodsDir == "" {

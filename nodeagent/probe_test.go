@@ -10,8 +10,8 @@ import (
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 	"github.com/infera-io/temper/test/standin/standintest"
 )
 
@@ -51,7 +51,7 @@ func TestProbeSelectsLikeTheAgent(t *testing.T) {
 			}
 			tree := cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-3"})
 			if tc.node.kubelet {
-				tree.Kubelet(t, cgroup.DriverSystemd)
+				tree.Kubelet(t, cgroupfs.DriverSystemd)
 			}
 			cfg.Cgroup.Root = tree.Root
 			gotName, gotStatus := Probe(cfg, testr.New(t))

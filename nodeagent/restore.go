@@ -9,7 +9,7 @@ import (
 	"github.com/go-logr/logr"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	"github.com/infera-io/temper/nodeagent/server"
 )
 

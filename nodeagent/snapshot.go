@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/telemetry"
 )
 
@@ -16,7 +16,7 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	s := telemetry.Snapshot{
 		Generation: a.gen,
 		SafeMode:   a.safeMode,
-		CgroupV2:   a.layout != nil && a.layout.Version == cgroup.V2,
+		CgroupV2:   a.layout != nil && a.layout.Version == cgroupfs.V2,
 		Tiers:      map[wellknown.Tier]telemetry.TierUsage{},
 		Pods:       make([]telemetry.Pod, 0, len(a.assignments)),
 	}
@@ -26,9 +26,9 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	for _, as := range a.assignments {
 		p := telemetry.Pod{Namespace: as.Pod.Namespace, Name: as.Pod.Name, Tier: as.Tier}
 		if as.Cgroup != nil {
-			p.CPUDir = as.Cgroup.Dirs[cgroup.CPU]
+			p.CPUDir = as.Cgroup.Dirs[cgroupfs.CPU]
 			if a.cpuacctRoot != "" && p.CPUDir != "" {
-				if rel, err := filepath.Rel(a.layout.Hierarchies[cgroup.CPU], p.CPUDir); err == nil {
+				if rel, err := filepath.Rel(a.layout.Hierarchies[cgroupfs.CPU], p.CPUDir); err == nil {
 					p.CPUAcctDir = filepath.Join(a.cpuacctRoot, rel)
 				}
 			}
@@ -59,11 +59,11 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 
 // cpuacctHierarchy finds the v1 cpuacct hierarchy when it is mounted apart
 // from cpu (CPU usage lives there); "" on v2 or when co-mounted.
-func cpuacctHierarchy(l *cgroup.Layout) string {
-	if l == nil || l.Version != cgroup.V1 {
+func cpuacctHierarchy(l *cgroupfs.Layout) string {
+	if l == nil || l.Version != cgroupfs.V1 {
 		return ""
 	}
-	cpu := l.Hierarchies[cgroup.CPU]
+	cpu := l.Hierarchies[cgroupfs.CPU]
 	if _, err := os.Stat(filepath.Join(cpu, "cpuacct.usage")); err == nil {
 		return "" // co-mounted: cpu,cpuacct
 	}

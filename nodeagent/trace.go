@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/ebpf"
 	"github.com/infera-io/temper/nodeagent/server"
 )
@@ -37,7 +37,7 @@ func (a *Agent) captureTrace(ctx context.Context, req server.TraceRequest) (serv
 			if p.Cgroup == nil {
 				return server.TraceResult{}, fmt.Errorf("%w: pod %s has no cgroup yet", server.ErrPodNotFound, req.Pod)
 			}
-			dir = p.Cgroup.Dirs[cgroup.CPU]
+			dir = p.Cgroup.Dirs[cgroupfs.CPU]
 		}
 		if dir == "" {
 			return server.TraceResult{}, fmt.Errorf("%w: pod %s", server.ErrPodNotFound, req.Pod)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -25,6 +26,7 @@ func main() {
 	flag.StringVar(&o.CRDDir, "crd-dir", "config/crd/bases", "directory with the CRD manifests")
 	flag.StringVar(&o.StateDir, "state-dir", ".run", "directory for the kubeconfig")
 	flag.StringVar(&o.NodeName, "node-name", host, "name of the Node this machine registers as")
+	flag.StringVar(&o.GatewayRBACDir, "gateway-rbac-dir", "config/rbac/gateway", "directory with infera-gateway's user_roles.yaml (\"\" skips the gateway's caller token)")
 	flag.Parse()
 	o.Components = func(kubeconfig string) []localcluster.Component {
 		return []localcluster.Component{
@@ -38,6 +40,10 @@ func main() {
 			// A real kube-scheduler with the InferaDensity plugin: the stock
 			// profile and the infera-scheduler profile.
 			{Name: "infera-scheduler", Args: []string{"--config=config/scheduler/local/scheduler-config.yaml", "--secure-port=0"}},
+			// The cluster API on 127.0.0.1:8090 (/api/v1, OpenAPI, probes,
+			// metrics); callers authenticate with Kubernetes tokens.
+			{Name: "infera-gateway", Args: []string{"--kubeconfig", kubeconfig, "--bind-address", "127.0.0.1:8090",
+				"--audit-log", filepath.Join(o.StateDir, "gateway-audit.log")}},
 		}
 	}
 	o.Log = textlogger.NewLogger(textlogger.NewConfig())

@@ -17,8 +17,8 @@ here=hack/vm
 # The packages whose tests need a real cgroup v2 tree or sched_ext. They run
 # in full (their unit tests too: cheap, and a second kernel for them).
 default_pkgs=(
-	./nodeagent/cgroup
-	./nodeagent/cgroup/writer
+	./nodeagent/cgroupfs
+	./nodeagent/cgroupfs/writer
 	./nodeagent/enforcement/cgroup
 	./test/vm
 )

@@ -30,6 +30,11 @@ type Options struct {
 	Out io.Writer
 	// Log receives structured progress.
 	Log logr.Logger
+	// GatewayRBACDir, when set, holds the gateway's user_roles.yaml: the
+	// roles are installed and a token of an infera-operator
+	// ServiceAccount is written to StateDir/gateway-token for the banner's
+	// curl example.
+	GatewayRBACDir string
 	// Components returns the platform binaries to start once the control
 	// plane is seeded, given the admin kubeconfig path.
 	Components func(kubeconfig string) []Component
@@ -97,6 +102,20 @@ func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
 	o.Log.Info("Installing PriorityClasses")
 	if err := InstallPriorityClasses(ctx, cl); err != nil {
 		return err
+	}
+	if o.GatewayRBACDir != "" {
+		tokenPath := filepath.Join(o.StateDir, "gateway-token")
+		if err := GatewayAccess(ctx, admin, cl, o.GatewayRBACDir, tokenPath); err != nil {
+			return err
+		}
+		defer fmt.Fprintf(o.Out, `The cluster API (infera-gateway) is on http://127.0.0.1:8090, as an infera-operator:
+
+  TOKEN=$(cat %s)
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/fleet
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/nodes/%s
+  curl http://127.0.0.1:8090/api/v1/openapi.json
+
+`, tokenPath, o.NodeName)
 	}
 	node, err := MachineNode(o.NodeName)
 	if err != nil {

@@ -3,7 +3,7 @@ package lint
 import (
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cpuset"
-	"github.com/infera-io/temper/nodeagent/scx"
+	"github.com/infera-io/temper/nodeagent/layered"
 )
 
 // protected reports whether a tier's layer is protected (temper-docs §3:
@@ -26,12 +26,12 @@ func CgroupPromise(fence cpuset.Set, tiers []wellknown.Tier) Promise {
 		if !present {
 			continue
 		}
-		l := Layer{Name: string(t), Kind: string(scx.KindGrouped), Tiers: []wellknown.Tier{t}, Protected: protected(t)}
+		l := Layer{Name: string(t), Kind: string(layered.KindGrouped), Tiers: []wellknown.Tier{t}, Protected: protected(t)}
 		switch {
 		case t == wellknown.TierCritical && len(fence) > 0:
-			l.Kind, l.CPUs, l.Confined, l.QuietSiblings = string(scx.KindConfined), fence, true, true
+			l.Kind, l.CPUs, l.Confined, l.QuietSiblings = string(layered.KindConfined), fence, true, true
 		case t == wellknown.TierLow || t == wellknown.TierBackground:
-			l.Kind, l.Open = string(scx.KindOpen), true
+			l.Kind, l.Open = string(layered.KindOpen), true
 		}
 		p.Layers = append(p.Layers, l)
 	}
@@ -43,15 +43,15 @@ func CgroupPromise(fence cpuset.Set, tiers []wellknown.Tier) Promise {
 // layers carry no CPUs unless cpus gives the ones it currently owns (by
 // layer name, from scx_layered's statistics); reserve is the system
 // layer's CPUs when known.
-func ScxPromise(layers []scx.LayerSummary, cpus map[string]cpuset.Set, reserve cpuset.Set) Promise {
+func ScxPromise(layers []layered.LayerSummary, cpus map[string]cpuset.Set, reserve cpuset.Set) Promise {
 	p := Promise{Reserve: reserve}
 	for _, s := range layers {
-		l := Layer{Name: s.Name, Kind: string(s.Kind), CPUs: cpus[s.Name], Open: s.Kind == scx.KindOpen}
+		l := Layer{Name: s.Name, Kind: string(s.Kind), CPUs: cpus[s.Name], Open: s.Kind == layered.KindOpen}
 		if s.Tier != "" {
 			l.Tiers = []wellknown.Tier{s.Tier}
 			l.Protected = protected(s.Tier)
 		}
-		if s.Kind == scx.KindConfined {
+		if s.Kind == layered.KindConfined {
 			l.Confined, l.QuietSiblings = true, true
 		}
 		p.Layers = append(p.Layers, l)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cpuset"
-	"github.com/infera-io/temper/nodeagent/scx"
+	"github.com/infera-io/temper/nodeagent/layered"
 )
 
 func TestCgroupPromise(t *testing.T) {
@@ -29,11 +29,11 @@ func TestCgroupPromise(t *testing.T) {
 }
 
 func TestScxPromise(t *testing.T) {
-	layers := []scx.LayerSummary{
-		{Name: "system", Tier: wellknown.TierSystem, Kind: scx.KindGrouped},
-		{Name: "critical", Tier: wellknown.TierCritical, Kind: scx.KindConfined},
-		{Name: "low", Tier: wellknown.TierLow, Kind: scx.KindOpen},
-		{Name: "catch-all", Kind: scx.KindOpen},
+	layers := []layered.LayerSummary{
+		{Name: "system", Tier: wellknown.TierSystem, Kind: layered.KindGrouped},
+		{Name: "critical", Tier: wellknown.TierCritical, Kind: layered.KindConfined},
+		{Name: "low", Tier: wellknown.TierLow, Kind: layered.KindOpen},
+		{Name: "catch-all", Kind: layered.KindOpen},
 	}
 	got := ScxPromise(layers, map[string]cpuset.Set{"critical": set(2, 3)}, set(0))
 	want := Promise{Reserve: set(0), Layers: []Layer{

@@ -1,10 +1,6 @@
 package observe
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -108,7 +104,8 @@ func New(opts Options) (*Observer, error) {
 func (o *Observer) Machine() Machine { return o.machine }
 
 // Tick samples the targets' threads and judges them against the promise.
-// Call it every DefaultInterval.
+// The agent's observation loop (nodeagent/observation.go) calls it every
+// sample interval; the agent serves Snapshot as GET /observe.
 func (o *Observer) Tick(in Input) []lint.Verdict {
 	o.tickMu.Lock()
 	defer o.tickMu.Unlock()
@@ -128,21 +125,6 @@ func (o *Observer) Tick(in Input) []lint.Verdict {
 	o.overhead.LastTickCPUSeconds = cpu.Seconds()
 	o.overhead.MaxTickSeconds = max(o.overhead.MaxTickSeconds, wall.Seconds())
 	return vs
-}
-
-// Run ticks every interval until ctx ends, asking input for the current
-// pods and promise each time.
-func (o *Observer) Run(ctx context.Context, interval time.Duration, input func() Input) {
-	t := o.clock.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-			o.Tick(input())
-		}
-	}
 }
 
 // LintViolations returns the cumulative violations per invariant, for
@@ -177,22 +159,6 @@ func (o *Observer) Snapshot() Snapshot {
 	}
 	snap.Overhead = ov
 	return snap
-}
-
-// ServeHTTP serves the snapshot as JSON (GET /observe).
-func (o *Observer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	b, err := json.Marshal(o.Snapshot())
-	if err != nil {
-		http.Error(w, fmt.Sprintf("failed to encode the snapshot: %v", err), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
 }
 
 // self reads the agent's own CPU seconds and RSS from /proc/self/stat.

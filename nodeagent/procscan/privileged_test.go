@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest/hostcg"
 )
 
 // TestPrivilegedCgroupProcsV1 builds a pod-shaped cgroup (pod dir with two

@@ -16,7 +16,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
-	"github.com/infera-io/temper/nodeagent/enforcement/scx"
+	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 
 // detectBound is the supervisor's promise (Options.Poll's doc): an exit or
@@ -30,7 +30,7 @@ const detectBound = time.Second
 // for TCG.
 const waitLimit = 30 * time.Second
 
-var sysfs = scx.SysFS{Root: scx.DefaultSysFSRoot}
+var sysfs = scxenf.SysFS{Root: scxenf.DefaultSysFSRoot}
 
 // schedulers returns the directory of the example schedulers, skipping
 // outside the VM.
@@ -49,7 +49,7 @@ func schedulers(t *testing.T) string {
 	return dir
 }
 
-func kernel(t *testing.T) scx.KernelState {
+func kernel(t *testing.T) scxenf.KernelState {
 	t.Helper()
 	k, err := sysfs.Read()
 	if err != nil {
@@ -123,7 +123,7 @@ func leaveDetached(t *testing.T, arg string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		deadline := time.Now().Add(waitLimit)
-		for kernel(t).State != scx.StateDisabled {
+		for kernel(t).State != scxenf.StateDisabled {
 			if time.Now().After(deadline) {
 				t.Errorf("sched_ext still %s after the test's cleanup", kernel(t).State)
 				return
@@ -141,17 +141,17 @@ type recorder struct {
 
 type stamped struct {
 	at time.Time
-	st scx.Status
+	st scxenf.Status
 }
 
-func (r *recorder) onChange(st scx.Status) {
+func (r *recorder) onChange(st scxenf.Status) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, stamped{time.Now(), st})
 }
 
 // first returns the first status at or after since that satisfies ok.
-func (r *recorder) first(since time.Time, ok func(scx.Status) bool) (stamped, bool) {
+func (r *recorder) first(since time.Time, ok func(scxenf.Status) bool) (stamped, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.got {
@@ -162,7 +162,7 @@ func (r *recorder) first(since time.Time, ok func(scx.Status) bool) (stamped, bo
 	return stamped{}, false
 }
 
-func (r *recorder) waitFirst(t *testing.T, what string, since time.Time, ok func(scx.Status) bool) stamped {
+func (r *recorder) waitFirst(t *testing.T, what string, since time.Time, ok func(scxenf.Status) bool) stamped {
 	t.Helper()
 	var s stamped
 	waitFor(t, what, func() bool {
@@ -173,14 +173,14 @@ func (r *recorder) waitFirst(t *testing.T, what string, since time.Time, ok func
 	return s
 }
 
-func phaseIs(p scx.Phase) func(scx.Status) bool {
-	return func(s scx.Status) bool { return s.Phase == p }
+func phaseIs(p scxenf.Phase) func(scxenf.Status) bool {
+	return func(s scxenf.Status) bool { return s.Phase == p }
 }
 
 // supervised starts a supervisor of the stand-in on a config in a fresh
 // directory. stop ends its Run without detaching (as an agent exit does).
 type supervised struct {
-	s      *scx.Supervisor
+	s      *scxenf.Supervisor
 	rec    *recorder
 	config string
 	stop   func()
@@ -189,7 +189,7 @@ type supervised struct {
 func supervise(t *testing.T, dir, config string) *supervised {
 	t.Helper()
 	rec := &recorder{}
-	s := scx.New(scx.Options{
+	s := scxenf.New(scxenf.Options{
 		Binary:     filepath.Join(dir, "scx_layered_standin"),
 		ConfigPath: config,
 		// Backoff long enough to tell a backed-off restart from an
@@ -228,7 +228,7 @@ func TestSchedExtDetected(t *testing.T) {
 	if err := sysfs.Available(); err != nil {
 		t.Fatalf("SysFS.Available() = %v, want nil on a CONFIG_SCHED_CLASS_EXT kernel", err)
 	}
-	if k := kernel(t); k.State != scx.StateDisabled || k.Ops != "" {
+	if k := kernel(t); k.State != scxenf.StateDisabled || k.Ops != "" {
 		t.Errorf("kernel before any scheduler = %+v, want state disabled and no root/ops", k)
 	}
 }
@@ -249,10 +249,10 @@ func TestSupervisorLifecycle(t *testing.T) {
 	if err := sup.s.Apply(ctx, []byte(`{"v":1}`)); err != nil {
 		t.Fatalf("Apply() error = %v", err)
 	}
-	att := sup.rec.waitFirst(t, "the supervisor to report attached", time.Time{}, phaseIs(scx.PhaseAttached))
+	att := sup.rec.waitFirst(t, "the supervisor to report attached", time.Time{}, phaseIs(scxenf.PhaseAttached))
 	k1 := kernel(t)
-	if !k1.Attached(scx.LayeredOpsName) || k1.EnableSeq != k0.EnableSeq+1 {
-		t.Fatalf("kernel after attach = %+v, want state enabled, root/ops %q, enable_seq %d", k1, scx.LayeredOpsName, k0.EnableSeq+1)
+	if !k1.Attached(scxenf.LayeredOpsName) || k1.EnableSeq != k0.EnableSeq+1 {
+		t.Fatalf("kernel after attach = %+v, want state enabled, root/ops %q, enable_seq %d", k1, scxenf.LayeredOpsName, k0.EnableSeq+1)
 	}
 	pid := att.st.PID
 	if got := pidsWithArg(t, "f:"+config); len(got) != 1 || got[0] != pid {
@@ -269,10 +269,10 @@ func TestSupervisorLifecycle(t *testing.T) {
 	if !errors.As(err, &exitErr) {
 		t.Errorf("a second scheduler beside the supervised one: err = %v, want it to fail to attach; output:\n%s", err, out)
 	}
-	if k := kernel(t); !k.Attached(scx.LayeredOpsName) || k.EnableSeq != k1.EnableSeq {
+	if k := kernel(t); !k.Attached(scxenf.LayeredOpsName) || k.EnableSeq != k1.EnableSeq {
 		t.Errorf("kernel after a second scheduler tried to attach = %+v, want ours still attached (enable_seq %d)", k, k1.EnableSeq)
 	}
-	if st := sup.s.Status(); st.Phase != scx.PhaseAttached || st.PID != pid {
+	if st := sup.s.Status(); st.Phase != scxenf.PhaseAttached || st.PID != pid {
 		t.Errorf("Status() after a second scheduler tried to attach = %+v, want attached pid %d", st, pid)
 	}
 
@@ -292,7 +292,7 @@ func TestSupervisorLifecycle(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("failed to kill the scheduler (pid %d): %v", pid, err)
 		}
-		deg := sup.rec.waitFirst(t, "the supervisor to report degraded", killed, phaseIs(scx.PhaseDegraded))
+		deg := sup.rec.waitFirst(t, "the supervisor to report degraded", killed, phaseIs(scxenf.PhaseDegraded))
 		if d := deg.at.Sub(killed); d > detectBound {
 			t.Errorf("kill %d: degraded reported %s after SIGKILL, want within %s", i+1, d, detectBound)
 		}
@@ -300,16 +300,16 @@ func TestSupervisorLifecycle(t *testing.T) {
 		// the backoff may also have run out and the restart attached.
 		waitFor(t, "the kernel to detach the killed scheduler", func() bool {
 			k := kernel(t)
-			return k.State == scx.StateDisabled || (k.Attached(scx.LayeredOpsName) && k.EnableSeq > seq)
+			return k.State == scxenf.StateDisabled || (k.Attached(scxenf.LayeredOpsName) && k.EnableSeq > seq)
 		})
-		start := sup.rec.waitFirst(t, "a restart", deg.at, phaseIs(scx.PhaseStarting))
+		start := sup.rec.waitFirst(t, "a restart", deg.at, phaseIs(scxenf.PhaseStarting))
 		if gap := start.at.Sub(deg.at); gap < backoff {
 			t.Errorf("kill %d: restarted %s after the degraded report, want a backoff of at least %s", i+1, gap, backoff)
 		}
-		re := sup.rec.waitFirst(t, "the restarted scheduler to attach", start.at, phaseIs(scx.PhaseAttached))
+		re := sup.rec.waitFirst(t, "the restarted scheduler to attach", start.at, phaseIs(scxenf.PhaseAttached))
 		t.Logf("kill %d: degraded after %s (%q), restarted after %s, attached after %s; status %+v",
 			i+1, deg.at.Sub(killed).Round(time.Millisecond), deg.st.Reason, start.at.Sub(deg.at).Round(time.Millisecond), re.at.Sub(killed).Round(time.Millisecond), re.st)
-		if k := kernel(t); !k.Attached(scx.LayeredOpsName) || k.EnableSeq != seq+1 {
+		if k := kernel(t); !k.Attached(scxenf.LayeredOpsName) || k.EnableSeq != seq+1 {
 			t.Errorf("kill %d: kernel after the restart = %+v, want attached with enable_seq %d", i+1, k, seq+1)
 		}
 		if got := pidsWithArg(t, "f:"+config); len(got) != 1 || got[0] != re.st.PID || re.st.PID == pid {
@@ -326,8 +326,8 @@ func TestSupervisorLifecycle(t *testing.T) {
 	if err := sup.s.Apply(ctx, []byte(`{"v":2}`)); err != nil {
 		t.Fatal(err)
 	}
-	re := sup.rec.waitFirst(t, "the new config's scheduler to attach", changed, phaseIs(scx.PhaseAttached))
-	if re.st.PID == pid || re.st.ConfigHash != scx.ConfigHash([]byte(`{"v":2}`)) {
+	re := sup.rec.waitFirst(t, "the new config's scheduler to attach", changed, phaseIs(scxenf.PhaseAttached))
+	if re.st.PID == pid || re.st.ConfigHash != scxenf.ConfigHash([]byte(`{"v":2}`)) {
 		t.Errorf("Status() after a config change = %+v, want a new pid and the new config's hash", re.st)
 	}
 	if got := schedulerPIDs(t, dir); len(got) != 1 {
@@ -338,10 +338,10 @@ func TestSupervisorLifecycle(t *testing.T) {
 	if err := sup.s.Stop(ctx); err != nil {
 		t.Fatalf("Stop() error = %v", err)
 	}
-	if k := kernel(t); k.State != scx.StateDisabled || k.Ops != "" {
+	if k := kernel(t); k.State != scxenf.StateDisabled || k.Ops != "" {
 		t.Errorf("kernel after Stop() = %+v, want disabled and no root/ops", k)
 	}
-	if st := sup.s.Status(); st.Phase != scx.PhaseStopped || st.PID != 0 {
+	if st := sup.s.Status(); st.Phase != scxenf.PhaseStopped || st.PID != 0 {
 		t.Errorf("Status() after Stop() = %+v, want stopped", st)
 	}
 	if got := schedulerPIDs(t, dir); len(got) != 0 {
@@ -360,25 +360,25 @@ func TestSupervisorKernelEjection(t *testing.T) {
 	if err := sup.s.Apply(ctxT(t), []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	att := sup.rec.waitFirst(t, "attached", time.Time{}, phaseIs(scx.PhaseAttached))
+	att := sup.rec.waitFirst(t, "attached", time.Time{}, phaseIs(scxenf.PhaseAttached))
 	seq := kernel(t).EnableSeq
 	ejected := time.Now()
 	if err := os.WriteFile("/proc/sysrq-trigger", []byte("S"), 0); err != nil {
 		t.Fatalf("failed to eject the scheduler with SysRq-S: %v", err)
 	}
-	deg := sup.rec.waitFirst(t, "degraded after the ejection", ejected, phaseIs(scx.PhaseDegraded))
+	deg := sup.rec.waitFirst(t, "degraded after the ejection", ejected, phaseIs(scxenf.PhaseDegraded))
 	if d := deg.at.Sub(ejected); d > detectBound {
 		t.Errorf("degraded reported %s after SysRq-S, want within %s", d, detectBound)
 	}
-	re := sup.rec.waitFirst(t, "re-attached after the ejection", deg.at, phaseIs(scx.PhaseAttached))
+	re := sup.rec.waitFirst(t, "re-attached after the ejection", deg.at, phaseIs(scxenf.PhaseAttached))
 	t.Logf("ejection: degraded after %s (%q); re-attached %+v", deg.at.Sub(ejected).Round(time.Millisecond), deg.st.Reason, re.st)
 	if re.st.Ejections != 1 || re.st.PID == att.st.PID {
 		t.Errorf("Status() after the ejection and restart = %+v, want 1 ejection and a new pid", re.st)
 	}
-	if k := kernel(t); !k.Attached(scx.LayeredOpsName) || k.EnableSeq != seq+1 {
+	if k := kernel(t); !k.Attached(scxenf.LayeredOpsName) || k.EnableSeq != seq+1 {
 		t.Errorf("kernel after the restart = %+v, want attached with enable_seq %d", k, seq+1)
 	}
-	if err := sup.s.Stop(ctxT(t)); err != nil || kernel(t).State != scx.StateDisabled {
+	if err := sup.s.Stop(ctxT(t)); err != nil || kernel(t).State != scxenf.StateDisabled {
 		t.Errorf("Stop() = %v, kernel %+v; want disabled", err, kernel(t))
 	}
 }
@@ -405,7 +405,7 @@ func TestSupervisorForeignAndAdoption(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `another sched_ext scheduler ("simple")`) {
 		t.Errorf("Apply() beside scx_simple: error = %v, want a refusal naming it", err)
 	}
-	if st := sup.s.Status(); st.Phase != scx.PhaseDegraded || st.Starts != 0 {
+	if st := sup.s.Status(); st.Phase != scxenf.PhaseDegraded || st.Starts != 0 {
 		t.Errorf("Status() beside scx_simple = %+v, want degraded with no start", st)
 	}
 	if k := kernel(t); !k.Attached("simple") || k.EnableSeq != seq {
@@ -416,20 +416,20 @@ func TestSupervisorForeignAndAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = foreign.Wait()
-	att := sup.rec.waitFirst(t, "the supervisor to attach once the kernel is free", freed, phaseIs(scx.PhaseAttached))
-	if k := kernel(t); !k.Attached(scx.LayeredOpsName) {
+	att := sup.rec.waitFirst(t, "the supervisor to attach once the kernel is free", freed, phaseIs(scxenf.PhaseAttached))
+	if k := kernel(t); !k.Attached(scxenf.LayeredOpsName) {
 		t.Fatalf("kernel = %+v, want ours attached", k)
 	}
 
 	// The agent process exits (Run returns, the scheduler stays) and a new
 	// one starts on the same config path.
 	sup.stop()
-	if k := kernel(t); !k.Attached(scx.LayeredOpsName) {
+	if k := kernel(t); !k.Attached(scxenf.LayeredOpsName) {
 		t.Fatalf("kernel after the supervisor's Run returned = %+v, want the scheduler left attached", k)
 	}
 	seq = kernel(t).EnableSeq
 	next := supervise(t, dir, config)
-	waitFor(t, "the new supervisor to adopt", func() bool { return next.s.Status().Phase == scx.PhaseAttached })
+	waitFor(t, "the new supervisor to adopt", func() bool { return next.s.Status().Phase == scxenf.PhaseAttached })
 	if st := next.s.Status(); !st.Adopted || st.PID != att.st.PID || st.Starts != 0 {
 		t.Errorf("Status() of the new supervisor = %+v, want pid %d adopted with no start", st, att.st.PID)
 	}
@@ -439,7 +439,7 @@ func TestSupervisorForeignAndAdoption(t *testing.T) {
 	if err := next.s.Stop(ctxT(t)); err != nil {
 		t.Fatalf("Stop() of the adopted scheduler error = %v", err)
 	}
-	if k := kernel(t); k.State != scx.StateDisabled {
+	if k := kernel(t); k.State != scxenf.StateDisabled {
 		t.Errorf("kernel after stopping the adopted scheduler = %+v, want disabled", k)
 	}
 	if got := pidsWithArg(t, "f:"+config); len(got) != 0 {

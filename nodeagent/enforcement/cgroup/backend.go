@@ -16,8 +16,8 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	cg "github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 )
 
 // DefaultCPUManagerStateFile is where the kubelet keeps its CPU manager
@@ -51,7 +51,7 @@ func (l Levers) withDefaults() Levers {
 
 // Options are the dependencies of a Backend.
 type Options struct {
-	Layout *cg.Layout
+	Layout *cgroupfs.Layout
 	Writer *writer.Writer
 	Levers Levers
 	// CPUManagerStateFile is read to detect the kubelet's static CPU
@@ -66,13 +66,15 @@ type Pod struct {
 	// Name is namespace/name, for reports.
 	Name string
 	Tier wellknown.Tier
-	// Cgroup is the pod's cgroup (cg.Layout.FindPod); nil while it does not
+	// Cgroup is the pod's cgroup (cgroupfs.Layout.FindPod); nil while it does not
 	// exist yet.
-	Cgroup *cg.Pod
+	Cgroup *cgroupfs.Pod
 }
 
-// Assignment is what to enforce on the node.
-type Assignment struct {
+// Plan is what to enforce on the node: the pods with their tiers and the
+// critical fence. (nodeagent.Assignment is one pod's tier; a Plan is the
+// whole node as this backend sees it.)
+type Plan struct {
 	Pods []Pod
 	// FenceCPUs is the CPU list reserved for critical pods, sized by the
 	// caller; empty means no fence.
@@ -103,7 +105,7 @@ type Report struct {
 // Backend enforces tiers with cgroup knobs. It is not safe for concurrent
 // use; the agent applies from one goroutine.
 type Backend struct {
-	layout *cg.Layout
+	layout *cgroupfs.Layout
 	w      *writer.Writer
 	levers Levers
 	log    logr.Logger
@@ -125,7 +127,7 @@ func New(opts Options) (*Backend, error) {
 	if opts.Layout == nil || opts.Writer == nil {
 		return nil, errors.New("failed to create the cgroup backend: a layout and a writer are required")
 	}
-	if _, ok := opts.Layout.Hierarchies[cg.CPU]; !ok {
+	if _, ok := opts.Layout.Hierarchies[cgroupfs.CPU]; !ok {
 		return nil, fmt.Errorf("failed to create the cgroup backend: no cpu controller in the %s tree at %s", opts.Layout.Version, opts.Layout.Root)
 	}
 	if opts.CPUManagerStateFile == "" {
@@ -139,7 +141,7 @@ func New(opts Options) (*Backend, error) {
 	case static:
 		b.fenceBlocked = "the kubelet's static CPU manager owns the cpusets; not fencing"
 	}
-	if _, ok := opts.Layout.Hierarchies[cg.CPUSet]; !ok && b.fenceBlocked == "" {
+	if _, ok := opts.Layout.Hierarchies[cgroupfs.CPUSet]; !ok && b.fenceBlocked == "" {
 		b.fenceBlocked = "no cpuset controller for pods; not fencing"
 	}
 	return b, nil
@@ -163,10 +165,10 @@ func staticCPUManager(p string) (bool, error) {
 	return st.PolicyName == "static", nil
 }
 
-// Apply enforces an assignment. Pods without a cgroup are reported
+// Apply enforces a plan. Pods without a cgroup are reported
 // pending. A failure on one pod does not stop the others; the failures come
 // back joined in one error.
-func (b *Backend) Apply(a Assignment) (Report, error) {
+func (b *Backend) Apply(a Plan) (Report, error) {
 	var rep Report
 	before := b.w.Stats().Writes
 	fence, shared, note := b.fence(a)
@@ -241,7 +243,7 @@ func (b *Backend) Apply(a Assignment) (Report, error) {
 }
 
 // fence works out the fenced and shared CPU sets, or why there is none.
-func (b *Backend) fence(a Assignment) (fence, shared cpuset.Set, note string) {
+func (b *Backend) fence(a Plan) (fence, shared cpuset.Set, note string) {
 	if a.FenceCPUs == "" {
 		return nil, nil, ""
 	}
@@ -268,7 +270,7 @@ func (b *Backend) fence(a Assignment) (fence, shared cpuset.Set, note string) {
 
 // podDirs lists the pod's and its containers' directories in every
 // hierarchy.
-func podDirs(p *cg.Pod) []string {
+func podDirs(p *cgroupfs.Pod) []string {
 	var dirs []string
 	for _, d := range p.Dirs {
 		dirs = append(dirs, d)
@@ -296,7 +298,7 @@ func (b *Backend) handBack(e enforced) error {
 
 // weightFile and its bounds on this cgroup version.
 func (b *Backend) weight() (file string, lo, hi int64) {
-	if b.layout.Version == cg.V2 {
+	if b.layout.Version == cgroupfs.V2 {
 		return "cpu.weight", 1, 10000
 	}
 	return "cpu.shares", 2, 262144
@@ -305,7 +307,7 @@ func (b *Backend) weight() (file string, lo, hi int64) {
 // ops lists the writes of one pod's tier. idleMissing reports a
 // background pod on a kernel without cpu.idle.
 func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMissing bool, err error) {
-	cpuDir, ok := p.Cgroup.Dirs[cg.CPU]
+	cpuDir, ok := p.Cgroup.Dirs[cgroupfs.CPU]
 	if !ok {
 		return nil, false, fmt.Errorf("pod %s has no cpu cgroup", p.Name)
 	}
@@ -369,13 +371,13 @@ func (b *Backend) ops(p Pod, fence, shared cpuset.Set) (ops []writer.Op, idleMis
 // child's, so the pod is first widened to hold both the old and the new
 // CPUs, then the containers move, then the pod narrows.
 func (b *Backend) cpusetOps(p Pod, target cpuset.Set, reason string) ([]writer.Op, error) {
-	podDir, ok := p.Cgroup.Dirs[cg.CPUSet]
+	podDir, ok := p.Cgroup.Dirs[cgroupfs.CPUSet]
 	if !ok {
 		return nil, fmt.Errorf("pod %s has no cpuset cgroup", p.Name)
 	}
 	want := target.String()
 	var ops []writer.Op
-	if b.layout.Version == cg.V1 {
+	if b.layout.Version == cgroupfs.V1 {
 		// The current value (reading is not writing), not the original: a pod
 		// already on target needs no transition.
 		cur, err := os.ReadFile(filepath.Join(podDir, "cpuset.cpus"))
@@ -394,7 +396,7 @@ func (b *Backend) cpusetOps(p Pod, target cpuset.Set, reason string) ([]writer.O
 		}
 	}
 	for _, c := range p.Cgroup.Containers {
-		if d, ok := c.Dirs[cg.CPUSet]; ok {
+		if d, ok := c.Dirs[cgroupfs.CPUSet]; ok {
 			ops = append(ops, writer.Op{Path: d, File: "cpuset.cpus", Value: want, Reason: reason + ": cpuset"})
 		}
 	}

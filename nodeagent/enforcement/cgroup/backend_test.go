@@ -13,16 +13,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	cg "github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 )
 
 // node is a faked node with one pod per tier.
 type node struct {
 	t      *testing.T
 	tree   *cgrouptest.Tree
-	layout *cg.Layout
+	layout *cgroupfs.Layout
 	w      *writer.Writer
 	b      *Backend
 	pods   map[wellknown.Tier]Pod
@@ -43,22 +43,22 @@ var tierPods = []struct {
 	{wellknown.TierBackground, "00000000-0000-4000-8000-000000000006", corev1.PodQOSBestEffort},
 }
 
-func newNode(t *testing.T, v cg.Version, o cgrouptest.Options, cpuManagerState string) *node {
+func newNode(t *testing.T, v cgroupfs.Version, o cgrouptest.Options, cpuManagerState string) *node {
 	t.Helper()
 	var tr *cgrouptest.Tree
-	if v == cg.V1 {
+	if v == cgroupfs.V1 {
 		tr = cgrouptest.NewV1(t, o)
 	} else {
 		tr = cgrouptest.NewV2(t, o)
 	}
-	tr.Kubelet(t, cg.DriverCgroupfs)
+	tr.Kubelet(t, cgroupfs.DriverCgroupfs)
 	n := &node{t: t, tree: tr, pods: map[wellknown.Tier]Pod{}, rel: map[wellknown.Tier]string{}}
 	for i, tp := range tierPods {
-		p := tr.AddPod(t, cg.DriverCgroupfs, tp.uid, tp.qos, cg.RuntimeContainerd, strings.Repeat(string(rune('a'+i)), 64))
+		p := tr.AddPod(t, cgroupfs.DriverCgroupfs, tp.uid, tp.qos, cgroupfs.RuntimeContainerd, strings.Repeat(string(rune('a'+i)), 64))
 		n.rel[tp.tier] = p.RelPath
 	}
 	var err error
-	if n.layout, err = cg.Detect(tr.Root, cg.DetectOptions{}); err != nil {
+	if n.layout, err = cgroupfs.Detect(tr.Root, cgroupfs.DetectOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -87,7 +87,7 @@ func newNode(t *testing.T, v cg.Version, o cgrouptest.Options, cpuManagerState s
 func (n *node) find() {
 	n.t.Helper()
 	for i, tp := range tierPods {
-		got, err := n.layout.FindPod(cg.PodRef{UID: tp.uid, QOSClass: tp.qos, ContainerIDs: []string{"containerd://" + strings.Repeat(string(rune('a'+i)), 64)}})
+		got, err := n.layout.FindPod(cgroupfs.PodRef{UID: tp.uid, QOSClass: tp.qos, ContainerIDs: []string{"containerd://" + strings.Repeat(string(rune('a'+i)), 64)}})
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func (n *node) all() []Pod {
 	return out
 }
 
-func (n *node) read(c cg.Controller, rel, file string) string {
+func (n *node) read(c cgroupfs.Controller, rel, file string) string {
 	n.t.Helper()
 	b, err := os.ReadFile(n.tree.Path(c, rel, file))
 	if err != nil {
@@ -113,11 +113,11 @@ func (n *node) read(c cg.Controller, rel, file string) string {
 }
 
 func TestTierLevers(t *testing.T) {
-	for _, v := range []cg.Version{cg.V1, cg.V2} {
+	for _, v := range []cgroupfs.Version{cgroupfs.V1, cgroupfs.V2} {
 		t.Run(v.String(), func(t *testing.T) {
 			n := newNode(t, v, cgrouptest.Options{}, "")
 			qosBefore := cgrouptest.Snapshot(t, n.tree.Root)
-			rep, err := n.b.Apply(Assignment{Pods: n.all()})
+			rep, err := n.b.Apply(Plan{Pods: n.all()})
 			if err != nil {
 				t.Fatalf("Apply() error = %v", err)
 			}
@@ -131,7 +131,7 @@ func TestTierLevers(t *testing.T) {
 				wellknown.TierSystem: "512", wellknown.TierCritical: "4096", wellknown.TierHigh: "1024",
 				wellknown.TierNormal: "512", wellknown.TierLow: "128", wellknown.TierBackground: "2",
 			}
-			if v == cg.V2 {
+			if v == cgroupfs.V2 {
 				weight = "cpu.weight"
 				want = map[wellknown.Tier]string{
 					wellknown.TierSystem: "20", wellknown.TierCritical: "156", wellknown.TierHigh: "40",
@@ -141,8 +141,8 @@ func TestTierLevers(t *testing.T) {
 			got := map[wellknown.Tier]string{}
 			idle := map[wellknown.Tier]string{}
 			for _, tp := range tierPods {
-				got[tp.tier] = n.read(cg.CPU, n.rel[tp.tier], weight)
-				idle[tp.tier] = n.read(cg.CPU, n.rel[tp.tier], "cpu.idle")
+				got[tp.tier] = n.read(cgroupfs.CPU, n.rel[tp.tier], weight)
+				idle[tp.tier] = n.read(cgroupfs.CPU, n.rel[tp.tier], "cpu.idle")
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("%s per tier mismatch (-want +got):\n%s", weight, diff)
@@ -167,7 +167,7 @@ func TestTierLevers(t *testing.T) {
 
 			// Applying again changes nothing: derived weights do not compound.
 			writes := n.w.Stats().Writes
-			if rep, err := n.b.Apply(Assignment{Pods: n.all()}); err != nil || rep.Changed {
+			if rep, err := n.b.Apply(Plan{Pods: n.all()}); err != nil || rep.Changed {
 				t.Errorf("second Apply() = %+v, %v; want no change", rep, err)
 			}
 			if got := n.w.Stats().Writes; got != writes {
@@ -178,12 +178,12 @@ func TestTierLevers(t *testing.T) {
 }
 
 func TestBackgroundWithoutCPUIdle(t *testing.T) {
-	n := newNode(t, cg.V1, cgrouptest.Options{Omit: []string{"cpu.idle"}}, "")
-	rep, err := n.b.Apply(Assignment{Pods: []Pod{n.pods[wellknown.TierBackground], n.pods[wellknown.TierLow]}})
+	n := newNode(t, cgroupfs.V1, cgrouptest.Options{Omit: []string{"cpu.idle"}}, "")
+	rep, err := n.b.Apply(Plan{Pods: []Pod{n.pods[wellknown.TierBackground], n.pods[wellknown.TierLow]}})
 	if err != nil {
 		t.Fatalf("Apply() error = %v", err)
 	}
-	if got := n.read(cg.CPU, n.rel[wellknown.TierBackground], "cpu.shares"); got != "2" {
+	if got := n.read(cgroupfs.CPU, n.rel[wellknown.TierBackground], "cpu.shares"); got != "2" {
 		t.Errorf("background cpu.shares = %s, want the minimal 2", got)
 	}
 	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "no cpu.idle for ns/background") {
@@ -192,11 +192,11 @@ func TestBackgroundWithoutCPUIdle(t *testing.T) {
 }
 
 func TestFence(t *testing.T) {
-	for _, v := range []cg.Version{cg.V1, cg.V2} {
+	for _, v := range []cgroupfs.Version{cgroupfs.V1, cgroupfs.V2} {
 		t.Run(v.String(), func(t *testing.T) {
 			n := newNode(t, v, cgrouptest.Options{CPUs: "0-3"}, `{"policyName":"none","defaultCpuSet":"","checksum":1}`)
 			before := cgrouptest.Snapshot(t, n.tree.Root)
-			rep, err := n.b.Apply(Assignment{Pods: n.all(), FenceCPUs: "3", NodeCPUs: "0-3"})
+			rep, err := n.b.Apply(Plan{Pods: n.all(), FenceCPUs: "3", NodeCPUs: "0-3"})
 			if err != nil {
 				t.Fatalf("Apply() error = %v", err)
 			}
@@ -210,19 +210,19 @@ func TestFence(t *testing.T) {
 				}
 				p := n.pods[tp.tier]
 				for _, rel := range []string{p.Cgroup.RelPath, p.Cgroup.Containers[0].RelPath} {
-					if got := n.read(cg.CPUSet, rel, "cpuset.cpus"); got != want {
+					if got := n.read(cgroupfs.CPUSet, rel, "cpuset.cpus"); got != want {
 						t.Errorf("%s cpuset.cpus of %s = %s, want %s", tp.tier, rel, got, want)
 					}
 				}
 			}
 			// The fence moves: critical pods widen, the others narrow.
-			if _, err := n.b.Apply(Assignment{Pods: n.all(), FenceCPUs: "2-3", NodeCPUs: "0-3"}); err != nil {
+			if _, err := n.b.Apply(Plan{Pods: n.all(), FenceCPUs: "2-3", NodeCPUs: "0-3"}); err != nil {
 				t.Fatalf("Apply() with a moved fence error = %v", err)
 			}
-			if got := n.read(cg.CPUSet, n.rel[wellknown.TierCritical], "cpuset.cpus"); got != "2-3" {
+			if got := n.read(cgroupfs.CPUSet, n.rel[wellknown.TierCritical], "cpuset.cpus"); got != "2-3" {
 				t.Errorf("critical cpuset after the move = %s, want 2-3", got)
 			}
-			if got := n.read(cg.CPUSet, n.rel[wellknown.TierLow], "cpuset.cpus"); got != "0-1" {
+			if got := n.read(cgroupfs.CPUSet, n.rel[wellknown.TierLow], "cpuset.cpus"); got != "0-1" {
 				t.Errorf("low cpuset after the move = %s, want 0-1", got)
 			}
 			// Stand down: the tree is as found.
@@ -251,15 +251,15 @@ func TestNoFence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := newNode(t, cg.V1, tt.opts, tt.state)
-			rep, err := n.b.Apply(Assignment{Pods: n.all(), FenceCPUs: tt.fence, NodeCPUs: tt.node})
+			n := newNode(t, cgroupfs.V1, tt.opts, tt.state)
+			rep, err := n.b.Apply(Plan{Pods: n.all(), FenceCPUs: tt.fence, NodeCPUs: tt.node})
 			if err != nil {
 				t.Fatalf("Apply() error = %v", err)
 			}
 			if rep.Fenced != "" || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], tt.wantNote) {
 				t.Errorf("Apply() = %+v, want no fence and a note containing %q", rep, tt.wantNote)
 			}
-			if h, ok := n.tree.Hierarchies[cg.CPUSet]; ok {
+			if h, ok := n.tree.Hierarchies[cgroupfs.CPUSet]; ok {
 				for _, o := range n.w.Originals() {
 					if strings.HasPrefix(o.Path, h) {
 						t.Errorf("a cpuset was written: %s/%s", o.Path, o.File)
@@ -267,7 +267,7 @@ func TestNoFence(t *testing.T) {
 				}
 			}
 			// Weights are still enforced.
-			if got := n.read(cg.CPU, n.rel[wellknown.TierCritical], "cpu.shares"); got != "4096" {
+			if got := n.read(cgroupfs.CPU, n.rel[wellknown.TierCritical], "cpu.shares"); got != "4096" {
 				t.Errorf("critical cpu.shares = %s, want 4096", got)
 			}
 		})
@@ -277,58 +277,58 @@ func TestNoFence(t *testing.T) {
 // A pod that changes tier is handed back first; a pod that leaves is
 // handed back; pods without a cgroup are pending.
 func TestTierChangesAndDepartures(t *testing.T) {
-	n := newNode(t, cg.V1, cgrouptest.Options{}, "")
+	n := newNode(t, cgroupfs.V1, cgrouptest.Options{}, "")
 	bg := n.pods[wellknown.TierBackground]
 	low := n.pods[wellknown.TierLow]
-	if _, err := n.b.Apply(Assignment{Pods: []Pod{bg, low}}); err != nil {
+	if _, err := n.b.Apply(Plan{Pods: []Pod{bg, low}}); err != nil {
 		t.Fatal(err)
 	}
 	// The background pod is now low: idle off, and its weight derived from
 	// the kubelet's 2, not from the idle weight.
 	bg.Tier = wellknown.TierLow
 	pending := Pod{Name: "ns/new", Tier: wellknown.TierHigh}
-	rep, err := n.b.Apply(Assignment{Pods: []Pod{bg, pending}})
+	rep, err := n.b.Apply(Plan{Pods: []Pod{bg, pending}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"ns/new"}, rep.Pending); diff != "" {
 		t.Errorf("Pending mismatch (-want +got):\n%s", diff)
 	}
-	if got := n.read(cg.CPU, n.rel[wellknown.TierBackground], "cpu.idle"); got != "0" {
+	if got := n.read(cgroupfs.CPU, n.rel[wellknown.TierBackground], "cpu.idle"); got != "0" {
 		t.Errorf("former background pod cpu.idle = %s, want 0", got)
 	}
-	if got := n.read(cg.CPU, n.rel[wellknown.TierBackground], "cpu.shares"); got != "2" {
+	if got := n.read(cgroupfs.CPU, n.rel[wellknown.TierBackground], "cpu.shares"); got != "2" {
 		t.Errorf("former background pod cpu.shares = %s, want 2 (2/4 clamped)", got)
 	}
 	// The low pod left the assignment: handed back.
-	if got := n.read(cg.CPU, n.rel[wellknown.TierLow], "cpu.shares"); got != "512" {
+	if got := n.read(cgroupfs.CPU, n.rel[wellknown.TierLow], "cpu.shares"); got != "512" {
 		t.Errorf("departed pod cpu.shares = %s, want the kubelet's 512", got)
 	}
 	// A pod whose cgroup vanished leaves without an error.
-	if err := os.RemoveAll(n.tree.Path(cg.CPU, n.rel[wellknown.TierBackground], "")); err != nil {
+	if err := os.RemoveAll(n.tree.Path(cgroupfs.CPU, n.rel[wellknown.TierBackground], "")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.b.Apply(Assignment{}); err != nil {
+	if _, err := n.b.Apply(Plan{}); err != nil {
 		t.Errorf("Apply() after the pod's cgroup vanished: error = %v", err)
 	}
 }
 
 func TestUnknownTierIsAnErrorForThatPodOnly(t *testing.T) {
-	n := newNode(t, cg.V1, cgrouptest.Options{}, "")
+	n := newNode(t, cgroupfs.V1, cgrouptest.Options{}, "")
 	bad := n.pods[wellknown.TierNormal]
 	bad.Tier = "platinum"
-	rep, err := n.b.Apply(Assignment{Pods: []Pod{bad, n.pods[wellknown.TierLow]}})
+	rep, err := n.b.Apply(Plan{Pods: []Pod{bad, n.pods[wellknown.TierLow]}})
 	if err == nil || !strings.Contains(err.Error(), "ns/normal") {
 		t.Errorf("Apply() error = %v, want one naming the pod", err)
 	}
-	if rep.Enforced != 1 || n.read(cg.CPU, n.rel[wellknown.TierLow], "cpu.shares") != "128" {
+	if rep.Enforced != 1 || n.read(cgroupfs.CPU, n.rel[wellknown.TierLow], "cpu.shares") != "128" {
 		t.Errorf("Apply() = %+v; the other pod must still be enforced", rep)
 	}
 }
 
 func TestNewNeedsTheCPUController(t *testing.T) {
 	tr := cgrouptest.NewV2(t, cgrouptest.Options{})
-	l := &cg.Layout{Root: tr.Root, Version: cg.V2, Driver: cg.DriverSystemd, Hierarchies: map[cg.Controller]string{}, KubepodsDir: "kubepods.slice"}
+	l := &cgroupfs.Layout{Root: tr.Root, Version: cgroupfs.V2, Driver: cgroupfs.DriverSystemd, Hierarchies: map[cgroupfs.Controller]string{}, KubepodsDir: "kubepods.slice"}
 	if _, err := New(Options{Layout: l, Writer: &writer.Writer{}}); err == nil || !strings.Contains(err.Error(), "no cpu controller") {
 		t.Errorf("New() error = %v, want no cpu controller", err)
 	}
@@ -340,17 +340,17 @@ func TestNewNeedsTheCPUController(t *testing.T) {
 // On v1 a pod moving between disjoint cpusets is first widened to both,
 // so neither the containers nor the pod ever leave their parent's cpuset.
 func TestFenceTransitionOrderOnV1(t *testing.T) {
-	n := newNode(t, cg.V1, cgrouptest.Options{CPUs: "0-3"}, "")
+	n := newNode(t, cgroupfs.V1, cgrouptest.Options{CPUs: "0-3"}, "")
 	crit := n.pods[wellknown.TierCritical]
-	n.tree.Set(t, cg.CPUSet, crit.Cgroup.Containers[0].RelPath, "cpuset.cpus", "0\n")
-	n.tree.Set(t, cg.CPUSet, crit.Cgroup.RelPath, "cpuset.cpus", "0\n")
-	if _, err := n.b.Apply(Assignment{Pods: []Pod{crit}, FenceCPUs: "3", NodeCPUs: "0-3"}); err != nil {
+	n.tree.Set(t, cgroupfs.CPUSet, crit.Cgroup.Containers[0].RelPath, "cpuset.cpus", "0\n")
+	n.tree.Set(t, cgroupfs.CPUSet, crit.Cgroup.RelPath, "cpuset.cpus", "0\n")
+	if _, err := n.b.Apply(Plan{Pods: []Pod{crit}, FenceCPUs: "3", NodeCPUs: "0-3"}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, r := range n.w.Audit() {
 		if r.File == "cpuset.cpus" {
-			got = append(got, strings.TrimPrefix(r.Path, n.tree.Hierarchies[cg.CPUSet]+"/")+": "+r.Old+" → "+r.New)
+			got = append(got, strings.TrimPrefix(r.Path, n.tree.Hierarchies[cgroupfs.CPUSet]+"/")+": "+r.Old+" → "+r.New)
 		}
 	}
 	want := []string{

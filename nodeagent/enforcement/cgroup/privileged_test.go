@@ -14,9 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	cg "github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest/hostcg"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 )
 
 // TestPrivilegedBackendV1 enforces every tier, with a fence, on
@@ -27,14 +27,14 @@ import (
 func TestPrivilegedBackendV1(t *testing.T) {
 	hostcg.RequireRoot(t)
 	const root = "/sys/fs/cgroup"
-	if v, err := cg.DetectVersion(root); err != nil || v != cg.V1 {
+	if v, err := cgroupfs.DetectVersion(root); err != nil || v != cgroupfs.V1 {
 		t.Skipf("%s is not cgroup v1 here (%v, %v)", root, v, err)
 	}
-	host, err := cg.Detect(root, cg.DetectOptions{Driver: cg.DriverCgroupfs})
+	host, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpuH, cpusetH := host.Hierarchies[cg.CPU], host.Hierarchies[cg.CPUSet]
+	cpuH, cpusetH := host.Hierarchies[cgroupfs.CPU], host.Hierarchies[cgroupfs.CPUSet]
 	if cpusetH == "" {
 		t.Skip("no v1 cpuset hierarchy")
 	}
@@ -76,7 +76,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 		{wellknown.TierBackground, corev1.PodQOSBurstable, "00000000-0000-4000-8000-000000000006", "512"},
 		{wellknown.TierBackground, corev1.PodQOSBestEffort, "00000000-0000-4000-8000-000000000007", "2"},
 	}
-	l, err := cg.Detect(root, cg.DetectOptions{KubepodsDir: kp})
+	l, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{KubepodsDir: kp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 			t.Fatal(err)
 		}
 		pids[s.uid] = sb.Start(filepath.Join(cpuH, rel, cid), filepath.Join(cpusetH, rel, cid)).Process.Pid
-		found, err := l.FindPod(cg.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{"containerd://" + cid}})
+		found, err := l.FindPod(cgroupfs.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{"containerd://" + cid}})
 		if err != nil || len(found.Containers) != 1 {
 			t.Fatalf("FindPod(%s) = %+v, %v", s.uid, found, err)
 		}
@@ -113,7 +113,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := b.Apply(Assignment{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()})
+	rep, err := b.Apply(Plan{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()})
 	if err != nil {
 		t.Fatalf("Apply() error = %v", err)
 	}
@@ -121,7 +121,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 	shared := nodeCPUs.Minus(fence).String()
 	hasIdle := fileExists(filepath.Join(cpuH, base, "cpu.idle"))
 	for _, p := range pods {
-		d := p.Cgroup.Dirs[cg.CPU]
+		d := p.Cgroup.Dirs[cgroupfs.CPU]
 		shares, idle := hostcg.ReadTrimmed(t, filepath.Join(d, "cpu.shares")), "0"
 		if hasIdle {
 			idle = hostcg.ReadTrimmed(t, filepath.Join(d, "cpu.idle"))
@@ -145,7 +145,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 		}
 	}
 	// Re-applying writes nothing; reconciling finds no drift.
-	if rep, err := b.Apply(Assignment{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}); err != nil || rep.Changed {
+	if rep, err := b.Apply(Plan{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}); err != nil || rep.Changed {
 		t.Errorf("second Apply() = %+v, %v; want no change", rep, err)
 	}
 	if res, err := b.Reconcile(); err != nil || res.Drifted != 0 {
@@ -184,7 +184,7 @@ func fileExists(p string) bool {
 func TestPrivilegedBackendV2(t *testing.T) {
 	hostcg.RequireRoot(t)
 	const root = "/sys/fs/cgroup"
-	if v, err := cg.DetectVersion(root); err != nil || v != cg.V2 {
+	if v, err := cgroupfs.DetectVersion(root); err != nil || v != cgroupfs.V2 {
 		t.Skipf("%s is not a cgroup2 mount here (%v, %v); `make test-vm` runs this on a v2 kernel", root, v, err)
 	}
 	enabled := strings.Fields(hostcg.ReadTrimmed(t, filepath.Join(root, "cgroup.subtree_control")))
@@ -219,7 +219,7 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 	}
 	inner(base)
 	inner(kp)
-	l, err := cg.Detect(root, cg.DetectOptions{KubepodsDir: kp})
+	l, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{KubepodsDir: kp})
 	if err != nil {
 		t.Fatalf("Detect(KubepodsDir=%s) error = %v", kp, err)
 	}
@@ -271,8 +271,8 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 			t.Fatal(err)
 		}
 		pids[s.uid] = sb.Start(cdir).Process.Pid
-		found, err := l.FindPod(cg.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{"containerd://" + cid}})
-		if err != nil || len(found.Containers) != 1 || found.Containers[0].Dirs[cg.CPU] != cdir {
+		found, err := l.FindPod(cgroupfs.PodRef{UID: s.uid, QOSClass: s.qos, ContainerIDs: []string{"containerd://" + cid}})
+		if err != nil || len(found.Containers) != 1 || found.Containers[0].Dirs[cgroupfs.CPU] != cdir {
 			t.Fatalf("FindPod(%s) = %+v, %v; want container %s", s.uid, found, err, cdir)
 		}
 		pods = append(pods, Pod{Name: "ns/" + string(s.tier) + "-" + string(s.qos), Tier: s.tier, Cgroup: found})
@@ -288,7 +288,7 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := Assignment{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}
+	a := Plan{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}
 	rep, err := b.Apply(a)
 	if err != nil {
 		t.Fatalf("Apply() error = %v", err)
@@ -300,7 +300,7 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 	check := func(when string) {
 		t.Helper()
 		for _, p := range pods {
-			d := p.Cgroup.Dirs[cg.CPU]
+			d := p.Cgroup.Dirs[cgroupfs.CPU]
 			weight, idle := hostcg.ReadTrimmed(t, filepath.Join(d, "cpu.weight")), hostcg.ReadTrimmed(t, filepath.Join(d, "cpu.idle"))
 			allowed := hostcg.ProcStatus(t, pids[p.Cgroup.UID], "Cpus_allowed_list")
 			wantAllowed := shared.String()
@@ -333,9 +333,9 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 	// its parent's, so both); the next reconcile re-asserts all three.
 	high, critical := pods[1].Cgroup, pods[0].Cgroup
 	for f, v := range map[string]string{
-		filepath.Join(high.Dirs[cg.CPU], "cpu.weight"):                       "20",
-		filepath.Join(critical.Dirs[cg.CPUSet], "cpuset.cpus"):               nodeCPUs.String(),
-		filepath.Join(critical.Containers[0].Dirs[cg.CPUSet], "cpuset.cpus"): nodeCPUs.String(),
+		filepath.Join(high.Dirs[cgroupfs.CPU], "cpu.weight"):                       "20",
+		filepath.Join(critical.Dirs[cgroupfs.CPUSet], "cpuset.cpus"):               nodeCPUs.String(),
+		filepath.Join(critical.Containers[0].Dirs[cgroupfs.CPUSet], "cpuset.cpus"): nodeCPUs.String(),
 	} {
 		if err := os.WriteFile(f, []byte(v), 0); err != nil {
 			t.Fatalf("failed to drift %s: %v", f, err)

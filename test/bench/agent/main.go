@@ -36,8 +36,8 @@ import (
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/internal/localcluster"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 	"github.com/infera-io/temper/test/envtest"
 	"github.com/infera-io/temper/test/standin/standintest"
 )
@@ -106,7 +106,7 @@ func run(duration time.Duration, samples, nPods int) error {
 		return err
 	}
 	tree := cgrouptest.NewV2(tb, cgrouptest.Options{CPUs: "0-31"})
-	tree.Kubelet(tb, cgroup.DriverSystemd)
+	tree.Kubelet(tb, cgroupfs.DriverSystemd)
 	sysfs := filepath.Join(dir, "sched_ext")
 	cpuRoot := filepath.Join(dir, "cpu")
 	for _, d := range []string{sysfs, cpuRoot} {
@@ -199,7 +199,7 @@ config_path = %q
 		if err := env.Client.Create(ctx, p); err != nil {
 			return nil, err
 		}
-		tree.AddPod(tb, cgroup.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroup.RuntimeContainerd)
+		tree.AddPod(tb, cgroupfs.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroupfs.RuntimeContainerd)
 		return p, nil
 	}
 

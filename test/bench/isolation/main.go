@@ -48,20 +48,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	cg "github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/writer"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	"github.com/infera-io/temper/nodeagent/cpuset"
-	enforce "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
+	cgroupenf "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
 	"github.com/infera-io/temper/test/bench/internal/hosttree"
 )
 
 // armConfig is one way of running the pods: stock, or the backend with
 // some levers and with or without the critical fence.
 type armConfig struct {
-	Name   string         `json:"name"`
-	Stock  bool           `json:"stock,omitempty"`
-	Levers enforce.Levers `json:"levers"`
-	Fence  bool           `json:"fence"`
+	Name   string           `json:"name"`
+	Stock  bool             `json:"stock,omitempty"`
+	Levers cgroupenf.Levers `json:"levers"`
+	Fence  bool             `json:"fence"`
 }
 
 // defaultEnforced is the enforced arm of a default run: the combination
@@ -74,8 +74,8 @@ func exploreArms() []armConfig {
 	return []armConfig{
 		{Name: "stock", Stock: true},
 		{Name: "idle"},
-		{Name: "minweight", Levers: enforce.Levers{NoBackgroundIdle: true}},
-		{Name: "idle-crit16", Levers: enforce.Levers{CriticalWeightFactor: 16, HighWeightFactor: 8}},
+		{Name: "minweight", Levers: cgroupenf.Levers{NoBackgroundIdle: true}},
+		{Name: "idle-crit16", Levers: cgroupenf.Levers{CriticalWeightFactor: 16, HighWeightFactor: 8}},
 		{Name: "idle-fence", Fence: true},
 	}
 }
@@ -169,9 +169,9 @@ type bench struct {
 	opts     options
 	self     string
 	t        *tree
-	layout   *cg.Layout
+	layout   *cgroupfs.Layout
 	w        *writer.Writer
-	backends map[string]*enforce.Backend
+	backends map[string]*cgroupenf.Backend
 	nodeCPUs cpuset.Set
 	fence    string
 	critical *pod
@@ -184,7 +184,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root to create cgroups and move processes")
 	}
-	if v, derr := cg.DetectVersion(opts.root); derr != nil || v != cg.V1 {
+	if v, derr := cgroupfs.DetectVersion(opts.root); derr != nil || v != cgroupfs.V1 {
 		return fmt.Errorf("%s is not cgroup v1 (%v, %w); this bench builds v1 kubelet trees", opts.root, v, derr)
 	}
 	memcached, err := exec.LookPath("memcached")
@@ -195,13 +195,13 @@ func run(ctx context.Context, opts options) (err error) {
 	if err != nil {
 		return err
 	}
-	host, err := cg.Detect(opts.root, cg.DetectOptions{Driver: cg.DriverCgroupfs, KubepodsDir: "kubepods"})
+	host, err := cgroupfs.Detect(opts.root, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs, KubepodsDir: "kubepods"})
 	if err != nil {
 		return err
 	}
-	b := &bench{opts: opts, self: self, backends: map[string]*enforce.Backend{},
+	b := &bench{opts: opts, self: self, backends: map[string]*cgroupenf.Backend{},
 		log: funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{})}
-	cpuH, cpusetH := host.Hierarchies[cg.CPU], host.Hierarchies[cg.CPUSet]
+	cpuH, cpusetH := host.Hierarchies[cgroupfs.CPU], host.Hierarchies[cgroupfs.CPUSet]
 	b.t = &tree{Tree: &hosttree.Tree{Hierarchies: []string{cpuH, cpusetH}, CPUSet: cpusetH, Base: "temper-bench-" + hosttree.RandomHex(6)}, cpuH: cpuH, cpusetH: cpusetH}
 	if b.t.cpusetH == "" {
 		return errors.New("no cgroup v1 cpuset hierarchy")
@@ -288,7 +288,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 			return err
 		}
 	}
-	l, err := cg.Detect(b.opts.root, cg.DetectOptions{Driver: cg.DriverCgroupfs, KubepodsDir: kp})
+	l, err := cgroupfs.Detect(b.opts.root, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs, KubepodsDir: kp})
 	if err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 		if a.Stock {
 			continue
 		}
-		be, err := enforce.New(enforce.Options{Layout: l, Writer: b.w, Levers: a.Levers,
+		be, err := cgroupenf.New(cgroupenf.Options{Layout: l, Writer: b.w, Levers: a.Levers,
 			CPUManagerStateFile: filepath.Join(stateDir, "no-cpu-manager-state"), Log: b.log})
 		if err != nil {
 			return err
@@ -465,15 +465,15 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 
 // apply enforces arm a with the real backend.
 func (b *bench) apply(a armConfig, burners []*pod) error {
-	var pods []enforce.Pod
+	var pods []cgroupenf.Pod
 	for _, p := range append([]*pod{b.critical, b.loadgen}, burners...) {
 		found, err := p.find(b.layout)
 		if err != nil {
 			return err
 		}
-		pods = append(pods, enforce.Pod{Name: p.name, Tier: p.tier, Cgroup: found})
+		pods = append(pods, cgroupenf.Pod{Name: p.name, Tier: p.tier, Cgroup: found})
 	}
-	as := enforce.Assignment{Pods: pods}
+	as := cgroupenf.Plan{Pods: pods}
 	if a.Fence {
 		as.FenceCPUs, as.NodeCPUs = b.fence, b.nodeCPUs.String()
 	}

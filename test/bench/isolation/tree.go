@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
-	cg "github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/test/bench/internal/hosttree"
 )
 
@@ -92,7 +92,7 @@ func (p *pod) containerRel(i int) string { return filepath.Join(p.rel, p.cids[i]
 // addPod creates the pod's and its containers' cgroups with the values the
 // kubelet (pod level) and the runtime (container level, from the
 // kubelet's container config) write.
-func (t *tree) addPod(l *cg.Layout, p *pod) error {
+func (t *tree) addPod(l *cgroupfs.Layout, p *pod) error {
 	p.uid = fmt.Sprintf("%s-%s-4%s-8%s-%s", hosttree.RandomHex(4), hosttree.RandomHex(2), hosttree.RandomHex(2)[:3], hosttree.RandomHex(2)[:3], hosttree.RandomHex(6))
 	rel, err := l.PodRelPath(p.uid, p.qos)
 	if err != nil {
@@ -127,12 +127,12 @@ func (t *tree) addPod(l *cg.Layout, p *pod) error {
 }
 
 // find is the pod as the agent finds it.
-func (p *pod) find(l *cg.Layout) (*cg.Pod, error) {
+func (p *pod) find(l *cgroupfs.Layout) (*cgroupfs.Pod, error) {
 	var ids []string
 	for _, c := range p.cids {
 		ids = append(ids, "containerd://"+c)
 	}
-	found, err := l.FindPod(cg.PodRef{UID: p.uid, QOSClass: p.qos, ContainerIDs: ids})
+	found, err := l.FindPod(cgroupfs.PodRef{UID: p.uid, QOSClass: p.qos, ContainerIDs: ids})
 	if err != nil {
 		return nil, fmt.Errorf("failed to find the cgroup of pod %s: %w", p.name, err)
 	}

@@ -43,7 +43,7 @@ import (
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/internal/localcluster"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/test/bench/internal/hosttree"
 	"github.com/infera-io/temper/test/envtest"
 )
@@ -107,14 +107,14 @@ func main() {
 // newSandbox is a private subtree of the real cgroup v1 cpu, cpuset and
 // (when mounted apart) cpuacct hierarchies.
 func newSandbox() (*hosttree.Tree, error) {
-	l, err := cgroup.Detect("/sys/fs/cgroup", cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	l, err := cgroupfs.Detect("/sys/fs/cgroup", cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		return nil, err
 	}
-	if l.Version != cgroup.V1 {
+	if l.Version != cgroupfs.V1 {
 		return nil, errors.New("this bench builds cgroup v1 trees; the host is not v1")
 	}
-	cpuH, cpusetH := l.Hierarchies[cgroup.CPU], l.Hierarchies[cgroup.CPUSet]
+	cpuH, cpusetH := l.Hierarchies[cgroupfs.CPU], l.Hierarchies[cgroupfs.CPUSet]
 	t := &hosttree.Tree{Hierarchies: []string{cpuH, cpusetH}, CPUSet: cpusetH, Base: "temper-bench-" + hosttree.RandomHex(6)}
 	if _, err := os.Stat(filepath.Join(cpuH, "cpuacct.usage")); err != nil {
 		t.Hierarchies = append(t.Hierarchies, "/sys/fs/cgroup/cpuacct")
@@ -173,7 +173,7 @@ func run(ctx context.Context, duration time.Duration, nPods int, interval time.D
 				return nil, err
 			}
 		}
-		layout, err := cgroup.Detect("/sys/fs/cgroup", cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs, KubepodsDir: kp})
+		layout, err := cgroupfs.Detect("/sys/fs/cgroup", cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs, KubepodsDir: kp})
 		if err != nil {
 			return nil, err
 		}

@@ -29,9 +29,9 @@ import (
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/internal/localcluster"
 	"github.com/infera-io/temper/nodeagent"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
-	"github.com/infera-io/temper/nodeagent/scx/scxschema"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/layered/scxschema"
 	"github.com/infera-io/temper/test/standin/standintest"
 )
 
@@ -161,7 +161,7 @@ func newRigWith(t *testing.T, node string, window time.Duration, ro rigOptions) 
 
 	if !ro.hostCgroups {
 		r.tree = cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-7"})
-		r.tree.Kubelet(t, cgroup.DriverSystemd)
+		r.tree.Kubelet(t, cgroupfs.DriverSystemd)
 	}
 	r.sysfs = filepath.Join(dir, "sched_ext")
 	if !ro.noSchedExt {
@@ -268,7 +268,7 @@ func (r *rig) createPods(specs []podSpec) map[string]*corev1.Pod {
 		r.t.Fatal(err)
 	}
 	for _, p := range out {
-		r.tree.AddPod(r.t, cgroup.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroup.RuntimeContainerd)
+		r.tree.AddPod(r.t, cgroupfs.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroupfs.RuntimeContainerd)
 	}
 	return out
 }

@@ -16,8 +16,8 @@ import (
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 )
 
 // byPod indexes the agent's assignment by pod name, waiting until every
@@ -108,8 +108,8 @@ func TestAgentCgroupBackend(t *testing.T) {
 	if load.FencedMilli != 3000 {
 		t.Errorf("fencedMilli = %d, want 3000", load.FencedMilli)
 	}
-	cpuDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroup.CPU] }
-	setDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroup.CPUSet] }
+	cpuDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroupfs.CPU] }
+	setDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroupfs.CPUSet] }
 	checks := []struct{ pod, file, want string }{
 		{"background-0", "cpu.idle", "1"},            // background: idle class
 		{"besteffort-0", "cpu.idle", "1"},            // BestEffort is background
@@ -200,7 +200,7 @@ func TestAgentCoversSCXOutageWithCgroups(t *testing.T) {
 		return s == wellknown.AgentStatusEnforcingSCX && countsMatch(l, wantCounts(specs))
 	})
 	pods := r.assignedCgroups(len(specs))
-	batch := pods["batch"].Cgroup.Dirs[cgroup.CPU]
+	batch := pods["batch"].Cgroup.Dirs[cgroupfs.CPU]
 	if got := readFile(t, batch, "cpu.idle"); got != "0" {
 		t.Fatalf("cpu.idle = %s while scx_layered enforces, want the kubelet's 0", got)
 	}
@@ -214,11 +214,11 @@ func TestAgentCoversSCXOutageWithCgroups(t *testing.T) {
 		return strings.HasPrefix(s, wellknown.AgentStatusDegradedPrefix) && strings.Contains(s, "cgroup backend covering")
 	})
 	waitFile(t, batch, "cpu.idle", "1")
-	waitFile(t, pods["api"].Cgroup.Dirs[cgroup.CPU], "cpu.weight", "40")
+	waitFile(t, pods["api"].Cgroup.Dirs[cgroupfs.CPU], "cpu.weight", "40")
 
 	// scx_layered loads again: the cover stands down.
 	must(t, os.Remove(failFile))
 	r.waitAnnotations("scx back", func(s string, _ wellknown.TierLoad) bool { return s == wellknown.AgentStatusEnforcingSCX })
 	waitFile(t, batch, "cpu.idle", "0")
-	waitFile(t, pods["api"].Cgroup.Dirs[cgroup.CPU], "cpu.weight", "20")
+	waitFile(t, pods["api"].Cgroup.Dirs[cgroupfs.CPU], "cpu.weight", "20")
 }

@@ -19,8 +19,8 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/internal/localcluster"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest"
 )
 
 // buildAgent builds cmd/infera-agent.
@@ -93,7 +93,7 @@ func TestAgentCrashAdoptAndRestore(t *testing.T) {
 	}))
 	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.ns}}))
 	r.tree = cgrouptest.NewV1(t, cgrouptest.Options{CPUs: "0-3"})
-	r.tree.Kubelet(t, cgroup.DriverCgroupfs)
+	r.tree.Kubelet(t, cgroupfs.DriverCgroupfs)
 
 	specs := []podSpec{
 		{name: "bg-0", class: "infera-background", cpu: "500m", want: wellknown.TierBackground},
@@ -109,8 +109,8 @@ func TestAgentCrashAdoptAndRestore(t *testing.T) {
 	}
 	dirs := map[string]string{}
 	for name, p := range pods {
-		fp := r.tree.AddPod(t, cgroup.DriverCgroupfs, string(p.UID), p.Status.QOSClass, cgroup.RuntimeContainerd)
-		dirs[name] = r.tree.Path(cgroup.CPU, fp.RelPath, "")
+		fp := r.tree.AddPod(t, cgroupfs.DriverCgroupfs, string(p.UID), p.Status.QOSClass, cgroupfs.RuntimeContainerd)
+		dirs[name] = r.tree.Path(cgroupfs.CPU, fp.RelPath, "")
 	}
 	stock := cgrouptest.Snapshot(t, r.tree.Root)
 

@@ -23,8 +23,8 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
-	"github.com/infera-io/temper/nodeagent/cgroup"
-	"github.com/infera-io/temper/nodeagent/cgroup/cgrouptest/hostcg"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cgroupfs/cgrouptest/hostcg"
 )
 
 // The agent on this machine's real cgroup v1 kernel: the cgroup backend
@@ -34,14 +34,14 @@ import (
 func TestAgentOnHostCgroupV1(t *testing.T) {
 	hostcg.RequireRoot(t)
 	const root = "/sys/fs/cgroup"
-	if v, err := cgroup.DetectVersion(root); err != nil || v != cgroup.V1 {
+	if v, err := cgroupfs.DetectVersion(root); err != nil || v != cgroupfs.V1 {
 		t.Skipf("%s is not cgroup v1 here (%v, %v); the VM suite covers v2", root, v, err)
 	}
-	host, err := cgroup.Detect(root, cgroup.DetectOptions{Driver: cgroup.DriverCgroupfs})
+	host, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{Driver: cgroupfs.DriverCgroupfs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpuH, cpusetH := host.Hierarchies[cgroup.CPU], host.Hierarchies[cgroup.CPUSet]
+	cpuH, cpusetH := host.Hierarchies[cgroupfs.CPU], host.Hierarchies[cgroupfs.CPUSet]
 	if cpusetH == "" {
 		t.Skip("no v1 cpuset hierarchy")
 	}
@@ -84,7 +84,7 @@ func TestAgentOnHostCgroupV1(t *testing.T) {
 	for _, s := range specs {
 		p := s.pod(r.ns, r.node)
 		must(t, env.Client.Create(context.Background(), p))
-		l, err := cgroup.Detect(root, cgroup.DetectOptions{KubepodsDir: kp})
+		l, err := cgroupfs.Detect(root, cgroupfs.DetectOptions{KubepodsDir: kp})
 		must(t, err)
 		rel, err := l.PodRelPath(string(p.UID), p.Status.QOSClass)
 		must(t, err)

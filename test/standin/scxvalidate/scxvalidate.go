@@ -3,7 +3,7 @@
 // that the stand-in rejects exactly what the generator's tests reject.
 package scxvalidate
 
-import "github.com/infera-io/temper/nodeagent/scx/scxschema"
+import "github.com/infera-io/temper/nodeagent/layered/scxschema"
 
 // Validate checks an scx_layered config document.
 func Validate(cfg []byte) error { return scxschema.Validate(cfg) }
