@@ -18,7 +18,7 @@ import (
 	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/controllers"
-	"github.com/infera-io/temper/nodeagent/cgroup"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 )
 
 // startControllers runs the manager's controllers (no webhook) against the
@@ -95,8 +95,8 @@ func TestPolicyPriorityMappingRetiersRunningPods(t *testing.T) {
 		}
 		return ""
 	}
-	cpuDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroup.CPU] }
-	setDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroup.CPUSet] }
+	cpuDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroupfs.CPU] }
+	setDir := func(name string) string { return pods[name].Cgroup.Dirs[cgroupfs.CPUSet] }
 	defaults := map[wellknown.Tier]int32{wellknown.TierHigh: 2, wellknown.TierNormal: 1}
 	r.waitAnnotations("default tiers: p600k and high in high", func(_ string, l wellknown.TierLoad) bool { return countsMatch(l, defaults) })
 	waitFile(t, cpuDir("high"), "cpu.weight", "40") // high: 2 × the kubelet's 20
