@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
@@ -99,6 +100,10 @@ type Agent struct {
 	// publishReq asks the publisher goroutine for a publish: the API
 	// server's latency never holds the main loop.
 	publishReq chan struct{}
+	// mappingValue is the node's infera.io/priority-mapping last acted on
+	// (mappingSet: present), so a change is logged once.
+	mappingValue string
+	mappingSet   bool
 }
 
 // New wires the agent. Nothing touches the node or the API server until Run.
@@ -334,6 +339,36 @@ func (a *Agent) lintSafeMode() {
 	}
 }
 
+// thresholds returns the tier thresholds of this node: its
+// infera.io/priority-mapping (written by the manager from an InferaPolicy,
+// or by hand) when present and valid, else the config's [priority_mapping].
+// A change of the value is logged once; a value that cannot be used is an
+// error naming the node and the field, and the config's thresholds apply.
+func (a *Agent) thresholds() tiering.Thresholds {
+	fallback := a.o.Config.PriorityMapping.Thresholds()
+	var annotations map[string]string
+	if n := a.store.Node(); n != nil {
+		annotations = n.Annotations
+	}
+	th, err := tiering.ForNode(annotations, fallback)
+	v, set := annotations[wellknown.PriorityMappingAnnotation]
+	a.mu.Lock()
+	changed := v != a.mappingValue || set != a.mappingSet
+	a.mappingValue, a.mappingSet = v, set
+	a.mu.Unlock()
+	switch {
+	case !changed:
+	case err != nil:
+		a.log.Error(err, "Ignoring the node's priority mapping; tiering by the agent config's [priority_mapping]",
+			"Node", klog.KRef("", a.o.NodeName), "thresholds", th)
+	case set:
+		a.log.Info("Tiering by the node's priority mapping", "annotation", wellknown.PriorityMappingAnnotation, "thresholds", th)
+	default:
+		a.log.Info("Tiering by the agent config's [priority_mapping]", "thresholds", th)
+	}
+	return th
+}
+
 func (a *Agent) inSafeMode() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -362,7 +397,7 @@ func (a *Agent) hasPending() bool {
 // reconcile recomputes the assignment and enforces it (or stands down in
 // safe mode), then publishes.
 func (a *Agent) reconcile(ctx context.Context) {
-	th := a.o.Config.PriorityMapping.Thresholds()
+	th := a.thresholds()
 	as := classify(a.store.Pods(), th, a.layout)
 	a.lint(as)
 	a.lintSafeMode()

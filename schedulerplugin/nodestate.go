@@ -31,6 +31,10 @@ type nodeState struct {
 	// summary folds load with the pods bound since load.TS; valid when the
 	// annotation parsed.
 	summary core.Node
+	// thresholds tier the node's pods: its infera.io/priority-mapping, or
+	// the plugin's own when absent or unusable (mappingErr says why).
+	thresholds tiering.Thresholds
+	mappingErr error
 	// recent holds the tier and request of each pod counted in summary, by
 	// pod object: the scheduler shares pod objects until they change, so
 	// the next generation classifies only the pods that are new.
@@ -107,6 +111,7 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 	c.mu.Unlock()
 	value, present := node.Annotations[wellknown.TierLoadAnnotation]
 	s := &nodeState{node: node, generation: gen, value: value, present: present}
+	s.thresholds, s.mappingErr = tiering.ForNode(node.Annotations, th)
 	if present {
 		if old != nil && old.present && old.value == value {
 			// Only pods or other fields changed: keep the parse.
@@ -116,11 +121,11 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 		}
 		if s.parseErr == nil {
 			var known map[*corev1.Pod]core.Pod
-			if old != nil && old.parseErr == nil && old.load.TS.Equal(s.load.TS) {
+			if old != nil && old.parseErr == nil && old.load.TS.Equal(s.load.TS) && old.thresholds == s.thresholds {
 				known = old.recent
 			}
 			var pods []core.Pod
-			pods, s.recent = recentPods(ni, s.load.TS, th, known)
+			pods, s.recent = recentPods(ni, s.load.TS, s.thresholds, known)
 			s.summary = core.Summarize(s.load, pods, ni.GetAllocatable().GetMilliCPU())
 		}
 	}
@@ -140,7 +145,21 @@ func (c *nodeCache) get(ni fwk.NodeInfo, th tiering.Thresholds) *nodeState {
 	case s.parseErr == nil && logged:
 		delete(c.malformed, node.Name)
 	}
+	if s.mappingErr != nil && (old == nil || old.mappingErr == nil || old.node.Annotations[wellknown.PriorityMappingAnnotation] != node.Annotations[wellknown.PriorityMappingAnnotation]) {
+		c.logger.Error(s.mappingErr, "Ignoring the node's priority mapping: its pods are tiered by the plugin's priorityMapping", "node", klog.KObj(node))
+	}
 	return s
+}
+
+// thresholdsOf returns the thresholds of the named node's last seen state,
+// or fallback when the node is unknown.
+func (c *nodeCache) thresholdsOf(name string, fallback tiering.Thresholds) tiering.Thresholds {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.byName[name]; s != nil {
+		return s.thresholds
+	}
+	return fallback
 }
 
 // forget drops a deleted node.

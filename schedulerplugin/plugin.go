@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -131,18 +132,45 @@ const stateKey fwk.StateKey = Name
 // podState is computed once per scheduling cycle: the pod's tier and CPU
 // request, and the time against which annotation ages are judged, so every
 // node of the cycle is judged at the same instant.
+//
+// A node's infera.io/priority-mapping can give the pod another tier there
+// than the plugin's own thresholds do (the node's agent tiers it by that
+// mapping): tierOn classifies it once per distinct mapping.
 type podState struct {
 	pod core.Pod
 	now time.Time
+	raw *corev1.Pod
+	th  tiering.Thresholds
+	// byMapping caches tiering.Thresholds → wellknown.Tier; Filter and
+	// Score run in parallel.
+	byMapping sync.Map
 }
 
-// Clone shares the state: it is never modified after it is written.
+// Clone shares the state: what it holds never changes once written, and
+// byMapping is safe for concurrent use.
 func (s *podState) Clone() fwk.StateData { return s }
+
+// on returns the pod as a node with thresholds th sees it.
+func (s *podState) on(th tiering.Thresholds) core.Pod {
+	if th == s.th {
+		return s.pod
+	}
+	p := s.pod
+	if v, ok := s.byMapping.Load(th); ok {
+		p.Tier = v.(wellknown.Tier)
+		return p
+	}
+	p.Tier = tiering.Classify(s.raw, th).Tier
+	s.byMapping.Store(th, p.Tier)
+	return p
+}
 
 func (pl *InferaDensity) podStateFor(pod *corev1.Pod) *podState {
 	return &podState{
 		pod: core.Pod{Tier: tiering.Classify(pod, pl.thresholds).Tier, RequestMilli: tiering.PodCPU(pod).RequestMilli},
 		now: pl.clock.Now(),
+		raw: pod,
+		th:  pl.thresholds,
 	}
 }
 
@@ -160,14 +188,46 @@ func (pl *InferaDensity) readState(state fwk.CycleState, pod *corev1.Pod) *podSt
 }
 
 // PreFilter records the pod's tier and request. Only critical pods can be
-// filtered, so for every other pod it returns Skip and Filter never runs.
-func (pl *InferaDensity) PreFilter(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+// filtered, so for a pod that is not critical under the plugin's thresholds
+// nor under the priority mapping of any node it returns Skip and Filter
+// never runs.
+func (pl *InferaDensity) PreFilter(_ context.Context, state fwk.CycleState, pod *corev1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	s := pl.podStateFor(pod)
 	state.Write(stateKey, s)
-	if s.pod.Tier != wellknown.TierCritical {
-		return nil, fwk.NewStatus(fwk.Skip)
+	if s.pod.Tier == wellknown.TierCritical || pl.criticalOnSomeNode(s, nodes) {
+		return nil, nil
 	}
-	return nil, nil
+	return nil, fwk.NewStatus(fwk.Skip)
+}
+
+// criticalOnSomeNode reports whether some node's priority mapping makes the
+// pod critical there. Each distinct annotation value is parsed once.
+func (pl *InferaDensity) criticalOnSomeNode(s *podState, nodes []fwk.NodeInfo) bool {
+	if s.pod.Tier == wellknown.TierSystem {
+		return false // system whatever the mapping
+	}
+	var seen map[string]struct{}
+	for _, ni := range nodes {
+		n := ni.Node()
+		if n == nil {
+			continue
+		}
+		v, ok := n.Annotations[wellknown.PriorityMappingAnnotation]
+		if !ok {
+			continue
+		}
+		if _, done := seen[v]; done {
+			continue
+		}
+		if seen == nil {
+			seen = map[string]struct{}{}
+		}
+		seen[v] = struct{}{}
+		if m, err := tiering.ParseNodeMapping(v); err == nil && s.on(m.Thresholds).Tier == wellknown.TierCritical {
+			return true
+		}
+	}
+	return false
 }
 
 // PreFilterExtensions returns nil: Filter reads the pods of the NodeInfo it
@@ -183,7 +243,7 @@ func (pl *InferaDensity) Filter(ctx context.Context, state fwk.CycleState, pod *
 	if n == nil {
 		return nil
 	}
-	ok, reason := core.CanFence(pl.params, s.pod, n.status(s.now, pl.maxAge), n.summary)
+	ok, reason := core.CanFence(pl.params, s.on(n.thresholds), n.status(s.now, pl.maxAge), n.summary)
 	if ok {
 		return nil
 	}
@@ -213,7 +273,7 @@ func (pl *InferaDensity) Score(_ context.Context, state fwk.CycleState, pod *cor
 	if n == nil {
 		return core.NoOpinion, nil
 	}
-	return core.Score(pl.params, s.pod, n.status(s.now, pl.maxAge), n.summary), nil
+	return core.Score(pl.params, s.on(n.thresholds), n.status(s.now, pl.maxAge), n.summary), nil
 }
 
 // ScoreExtensions returns the plugin: NormalizeScore gives the nodes it
@@ -236,14 +296,32 @@ func (pl *InferaDensity) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *
 }
 
 // signFragmentKey names what the plugin's result depends on, beyond the
-// nodes: the pod's tier and CPU request.
+// nodes: the pod's tier and CPU request, and what its tier under another
+// node's priority mapping depends on.
 const signFragmentKey = "v1.Pod.InferaTierAndCPURequest()"
 
-// SignPod lets the scheduler batch pods with the same tier and CPU request:
-// for them this plugin filters and scores every node alike.
+// podSign is the signature value: pods with equal values get the same
+// tier under every mapping and the same request.
+type podSign struct {
+	core.Pod
+	// Priority is the pod's priority when its tier comes from it (zero for
+	// a pod tiered by QoS class, whose tier no mapping changes).
+	Priority int32
+	// Annotation is its infera.io/tier value, which may lower the tier.
+	Annotation string
+}
+
+// SignPod lets the scheduler batch pods with the same tier and CPU request
+// (and the same priority and tier annotation, which decide their tier under
+// a node's priority mapping): for them this plugin filters and scores every
+// node alike.
 func (pl *InferaDensity) SignPod(_ context.Context, pod *corev1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	s := pl.podStateFor(pod)
-	return []fwk.SignFragment{{Key: signFragmentKey, Value: s.pod}}, nil
+	sign := podSign{Pod: s.pod, Annotation: pod.Annotations[wellknown.TierAnnotation]}
+	if pod.Spec.Priority != nil && (pod.Spec.PriorityClassName != "" || *pod.Spec.Priority != 0) {
+		sign.Priority = *pod.Spec.Priority
+	}
+	return []fwk.SignFragment{{Key: signFragmentKey, Value: sign}}, nil
 }
 
 // EventsToRegister lists what can make a critical pod this plugin filtered
@@ -270,7 +348,8 @@ func (pl *InferaDensity) isSchedulableAfterNodeChange(logger klog.Logger, pod *c
 	value, present := node.Annotations[wellknown.TierLoadAnnotation]
 	load, status, _ := core.Assess(value, present, s.now, pl.maxAge)
 	n := core.Summarize(load, nil, node.Status.Allocatable.Cpu().MilliValue())
-	if ok, reason := core.CanFence(pl.params, s.pod, status, n); !ok {
+	th, _ := tiering.ForNode(node.Annotations, pl.thresholds)
+	if ok, reason := core.CanFence(pl.params, s.on(th), status, n); !ok {
 		logger.V(5).Info("Node change does not make the pod schedulable", "plugin", Name, "pod", klog.KObj(pod), "node", klog.KObj(node), "reason", reason)
 		return fwk.QueueSkip, nil
 	}
@@ -278,13 +357,14 @@ func (pl *InferaDensity) isSchedulableAfterNodeChange(logger klog.Logger, pod *c
 }
 
 // isSchedulableAfterPodDeleted requeues the pod when a critical pod left a
-// node: its cores can be fenced again.
+// node: its cores can be fenced again. The deleted pod is tiered by its
+// node's priority mapping when the plugin has seen that node.
 func (pl *InferaDensity) isSchedulableAfterPodDeleted(_ klog.Logger, _ *corev1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
 	deleted, ok := oldObj.(*corev1.Pod)
 	if !ok {
 		return fwk.Queue, fmt.Errorf("%w %T, want *v1.Pod", errUnexpectedObject, oldObj)
 	}
-	if tiering.Classify(deleted, pl.thresholds).Tier != wellknown.TierCritical {
+	if tiering.Classify(deleted, pl.nodes.thresholdsOf(deleted.Spec.NodeName, pl.thresholds)).Tier != wellknown.TierCritical {
 		return fwk.QueueSkip, nil
 	}
 	return fwk.Queue, nil

@@ -21,6 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/schedulerplugin/core"
 )
@@ -538,5 +539,87 @@ func BenchmarkScore500Nodes(b *testing.B) {
 		for _, ni := range nodes {
 			pl.Score(ctx, state, pod, ni)
 		}
+	}
+}
+
+// withMapping sets the node's infera.io/priority-mapping.
+func withMapping(ni *framework.NodeInfo, value string) *framework.NodeInfo {
+	ni.Node().Annotations[wellknown.PriorityMappingAnnotation] = value
+	return ni
+}
+
+// TestNodePriorityMappingDecidesTheTier: a node's infera.io/priority-mapping
+// (written by the manager from an InferaPolicy) tiers the incoming pod and
+// the node's recent pods there, the way the node's agent will.
+func TestNodePriorityMappingDecidesTheTier(t *testing.T) {
+	pl := newTestPlugin(t, nil, t0)
+	lowered := tiering.NodeMapping{Policy: "gpu", Thresholds: tiering.Thresholds{Critical: 500_000, High: 50_000, Normal: 0, Low: -100}}.Marshal()
+	full := map[wellknown.Tier]wellknown.TierUsage{wellknown.TierCritical: {Pods: 3, RequestMilli: 6000}}
+	load := tierLoad(t, t0.Add(-time.Minute), 8000, full)
+
+	// Priority 600000: high by default, critical under the node's mapping.
+	pod := makePod("p", wellknown.TierHigh, 2000, time.Time{})
+	prio := int32(600_000)
+	pod.Spec.Priority, pod.Spec.PriorityClassName = &prio, "custom"
+
+	plain := nodeInfo("plain", 8000, load)
+	mapped := withMapping(nodeInfo("mapped", 8000, load), lowered)
+	scores := cycle(t, pl, pod, plain, mapped)
+	if _, ok := scores["mapped"]; ok {
+		t.Errorf("the pod is critical on the mapped node, which cannot fence 2 more cores, yet it was feasible: %v", scores)
+	}
+	if _, ok := scores["plain"]; !ok {
+		t.Errorf("the pod is high on the plain node and must stay feasible: %v", scores)
+	}
+
+	// A malformed mapping is ignored: the plugin's thresholds apply there.
+	bad := withMapping(nodeInfo("bad", 8000, load), `{"v":1,"critical":5}`)
+	if scores := cycle(t, pl, pod, bad); len(scores) != 1 {
+		t.Errorf("a malformed mapping must fall back to the plugin's thresholds (pod high, feasible): %v", scores)
+	}
+
+	// Recent pods on a mapped node are tiered by its mapping: two pods of
+	// priority 600000 bound after the annotation are critical there and
+	// take the fence capacity a real critical pod needs.
+	empty := tierLoad(t, t0.Add(-time.Minute), 8000, map[wellknown.Tier]wellknown.TierUsage{})
+	recent := func(name string) *corev1.Pod {
+		p := makePod(name, wellknown.TierHigh, 2000, t0)
+		p.Spec.Priority, p.Spec.PriorityClassName = &prio, "custom"
+		return p
+	}
+	crit := makePod("crit", wellknown.TierCritical, 3000, time.Time{})
+	plain2 := nodeInfo("plain2", 8000, empty, recent("r1"), recent("r2"))
+	mapped2 := withMapping(nodeInfo("mapped2", 8000, empty, recent("r3"), recent("r4")), lowered)
+	scores = cycle(t, pl, crit, plain2, mapped2)
+	if _, ok := scores["mapped2"]; ok {
+		t.Errorf("mapped2's recent pods are critical under its mapping and leave no room to fence 3 cores: %v", scores)
+	}
+	if _, ok := scores["plain2"]; !ok {
+		t.Errorf("plain2's recent pods are high: the critical pod fits: %v", scores)
+	}
+
+	// The deleted-pod hint tiers by the node's mapping.
+	gone := recent("gone")
+	gone.Spec.NodeName = "mapped2"
+	if got, _ := pl.isSchedulableAfterPodDeleted(logr.Discard(), crit, gone, nil); got != fwk.Queue {
+		t.Errorf("a pod critical under its node's mapping left: hint %s, want Queue", got)
+	}
+	gone.Spec.NodeName = "plain2"
+	if got, _ := pl.isSchedulableAfterPodDeleted(logr.Discard(), crit, gone, nil); got != fwk.QueueSkip {
+		t.Errorf("a high pod left: hint %s, want QueueSkip", got)
+	}
+}
+
+func TestSignPodDistinguishesPriorityUnderMappings(t *testing.T) {
+	pl := newTestPlugin(t, nil, t0)
+	sign := func(prio int32) string {
+		p := makePod("a", wellknown.TierHigh, 1000, time.Time{})
+		p.Spec.Priority = &prio
+		f, _ := pl.SignPod(context.Background(), p)
+		return fmt.Sprint(f[0].Value)
+	}
+	// Both high by default, but a node mapping can make one critical.
+	if a, b := sign(150_000), sign(600_000); a == b {
+		t.Errorf("pods of different priorities signed alike: %s", a)
 	}
 }

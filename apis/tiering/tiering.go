@@ -32,16 +32,20 @@ func DefaultThresholds() Thresholds {
 // Validate checks that the thresholds are strictly decreasing and below the
 // system range. The error names the offending key as it is spelled in the
 // agent config's [priority_mapping] section and in InferaPolicy.
-func (t Thresholds) Validate() error {
+func (t Thresholds) Validate() error { return t.ValidateField("priority_mapping.") }
+
+// ValidateField is Validate for thresholds spelled elsewhere: the field
+// names in the error are prefixed by prefix (e.g. "spec.priorityMapping.").
+func (t Thresholds) ValidateField(prefix string) error {
 	switch {
 	case t.Critical >= wellknown.DefaultSystemMinPriority:
-		return fmt.Errorf("priority_mapping.critical: %d is in the system range (>= %d)", t.Critical, wellknown.DefaultSystemMinPriority)
+		return fmt.Errorf("%scritical: %d is in the system range (>= %d)", prefix, t.Critical, wellknown.DefaultSystemMinPriority)
 	case t.High >= t.Critical:
-		return fmt.Errorf("priority_mapping.high: %d must be below critical (%d)", t.High, t.Critical)
+		return fmt.Errorf("%shigh: %d must be below critical (%d)", prefix, t.High, t.Critical)
 	case t.Normal >= t.High:
-		return fmt.Errorf("priority_mapping.normal: %d must be below high (%d)", t.Normal, t.High)
+		return fmt.Errorf("%snormal: %d must be below high (%d)", prefix, t.Normal, t.High)
 	case t.Low >= t.Normal:
-		return fmt.Errorf("priority_mapping.low: %d must be below normal (%d)", t.Low, t.Normal)
+		return fmt.Errorf("%slow: %d must be below normal (%d)", prefix, t.Low, t.Normal)
 	}
 	return nil
 }

@@ -27,6 +27,13 @@ const (
 	// set SafeModeRequestedAnnotation, so the manager never removes a value an
 	// operator set by hand. Written and read by the manager only.
 	SafeModeOwnerAnnotation = Domain + "/safe-mode-requested-by"
+
+	// PriorityMappingAnnotation on a Node: the tier thresholds in force on
+	// that node, as compact JSON (apis/tiering.NodeMapping). The manager
+	// writes it from InferaPolicy.spec.priorityMapping; the agent, the
+	// scheduler plugin and the manager read it. Absent means the reader's
+	// configured thresholds (the defaults of DESIGN.md §2 unless changed).
+	PriorityMappingAnnotation = Domain + "/priority-mapping"
 )
 
 // SafeModeRequestedValue is the only value of SafeModeRequestedAnnotation that

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -85,7 +87,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	before := pol.DeepCopy()
 	defer func() {
 		setReady(&pol, reterr)
-		if reterr == nil {
+		// A spec the controller cannot act on (a terminal error) has been
+		// observed too: GitOps health checks read observedGeneration to
+		// tell "not looked at yet" from "looked at and failed".
+		if reterr == nil || errors.Is(reterr, reconcile.TerminalError(nil)) {
 			pol.Status.ObservedGeneration = pol.Generation
 		}
 		if equality.Semantic.DeepEqual(before.Status, pol.Status) {
@@ -98,10 +103,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	return ctrl.Result{}, r.reconcileNodes(ctx, &pol)
 }
 
-// reconcileNodes brings every node's safe-mode annotations to what all
-// policies want, then counts this policy's nodes.
+// reconcileNodes brings every node's safe-mode and priority-mapping
+// annotations to what all policies want, then counts this policy's nodes.
 func (r *Reconciler) reconcileNodes(ctx context.Context, pol *inferav1alpha1.InferaPolicy) error {
-	self, selErr := compile(pol)
+	self, selErr, mapErr := compile(pol)
 	policies, err := r.policies(ctx)
 	if err != nil {
 		return err
@@ -112,10 +117,15 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, pol *inferav1alpha1.Inf
 	}
 	var errs []error
 	var matched, inSafeMode int32
+	overridden := map[string]string{}
 	for i := range nodes.Items {
 		node := &nodes.Items[i]
-		if err := r.syncNode(ctx, node, policies); err != nil {
+		out, err := r.syncNode(ctx, node, policies)
+		if err != nil {
 			errs = append(errs, err)
+		}
+		if by, ok := out.overridden(pol.Name); ok {
+			overridden[node.Name] = by
 		}
 		if self.selector != nil && self.selector.Matches(labels.Set(node.Labels)) {
 			matched++
@@ -125,12 +135,16 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, pol *inferav1alpha1.Inf
 		}
 	}
 	pol.Status.MatchedNodes, pol.Status.SafeModeNodes = matched, inSafeMode
+	setMappingConflict(pol, overridden)
 	if err := kerrors.NewAggregate(errs); err != nil {
 		return err
 	}
+	// Not retried: only a spec change can fix these, and that requeues.
 	if selErr != nil {
-		// Not retried: only a spec change can fix it, and that requeues.
-		return reconcile.TerminalError(invalidSelectorError{err: selErr})
+		return reconcile.TerminalError(specError{reason: inferav1alpha1.ReasonInvalidSelector, err: fmt.Errorf("spec.nodeSelector is invalid: %w", selErr)})
+	}
+	if mapErr != nil {
+		return reconcile.TerminalError(specError{reason: inferav1alpha1.ReasonInvalidMapping, err: fmt.Errorf("%w; the selected nodes keep their thresholds", mapErr)})
 	}
 	return nil
 }
@@ -156,14 +170,14 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, pol *inferav1alpha1.In
 	}
 	var errs []error
 	for i := range nodes.Items {
-		if err := r.syncNode(ctx, &nodes.Items[i], policies); err != nil {
+		if _, err := r.syncNode(ctx, &nodes.Items[i], policies); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return kerrors.NewAggregate(errs)
 	}
-	ctrl.LoggerFrom(ctx).Info("Removing finalizer: safe-mode annotations owned by the policy are gone")
+	ctrl.LoggerFrom(ctx).Info("Removing finalizer: the node annotations owned by the policy are gone")
 	before := pol.DeepCopy()
 	controllerutil.RemoveFinalizer(pol, wellknown.PolicyFinalizer)
 	if err := r.Client.Patch(ctx, pol, client.MergeFrom(before)); err != nil {
@@ -179,34 +193,47 @@ func (r *Reconciler) policies(ctx context.Context) ([]selection, error) {
 	}
 	out := make([]selection, 0, len(list.Items))
 	for i := range list.Items {
-		s, _ := compile(&list.Items[i]) // an invalid selector keeps what it owns
+		// An invalid selector keeps what it owns; an invalid mapping maps
+		// nothing.
+		s, _, _ := compile(&list.Items[i])
 		out = append(out, s)
+	}
+	sortOldestFirst(out)
+	return out, nil
+}
+
+// syncNode patches the node's safe-mode and priority-mapping annotations
+// to what policies want, in one patch.
+func (r *Reconciler) syncNode(ctx context.Context, node *corev1.Node, policies []selection) (mappingOutcome, error) {
+	patch, _ := desiredAnnotations(node, policies)
+	mpatch, out := desiredMapping(node, policies)
+	for k, v := range mpatch {
+		patch[k] = v
+	}
+	if len(patch) == 0 {
+		return out, nil
+	}
+	before := node.DeepCopy()
+	node.Annotations = apply(node.Annotations, patch)
+	ctrl.LoggerFrom(ctx).Info("Updating node annotations", "Node", klog.KObj(node),
+		"safeMode", node.Annotations[wellknown.SafeModeRequestedAnnotation], "owners", node.Annotations[wellknown.SafeModeOwnerAnnotation],
+		"priorityMapping", node.Annotations[wellknown.PriorityMappingAnnotation])
+	// The optimistic lock makes a concurrent hand edit a conflict and a
+	// retry, never a lost update.
+	if err := r.Client.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return out, fmt.Errorf("failed to patch Node %s: %w", node.Name, err)
 	}
 	return out, nil
 }
 
-func (r *Reconciler) syncNode(ctx context.Context, node *corev1.Node, policies []selection) error {
-	patch, changed := desiredAnnotations(node, policies)
-	if !changed {
-		return nil
-	}
-	before := node.DeepCopy()
-	node.Annotations = apply(node.Annotations, patch)
-	ctrl.LoggerFrom(ctx).Info("Updating safe-mode annotations", "Node", klog.KObj(node),
-		"safeMode", node.Annotations[wellknown.SafeModeRequestedAnnotation], "owners", node.Annotations[wellknown.SafeModeOwnerAnnotation])
-	// The optimistic lock makes a concurrent hand edit a conflict and a
-	// retry, never a lost update.
-	if err := r.Client.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("failed to patch Node %s: %w", node.Name, err)
-	}
-	return nil
+// specError is a spec the controller cannot act on; reason is the Ready
+// condition's.
+type specError struct {
+	reason string
+	err    error
 }
 
-type invalidSelectorError struct{ err error }
-
-func (e invalidSelectorError) Error() string {
-	return "spec.nodeSelector is invalid: " + e.err.Error()
-}
+func (e specError) Error() string { return e.err.Error() }
 
 func setReady(pol *inferav1alpha1.InferaPolicy, err error) {
 	c := metav1.Condition{
@@ -216,18 +243,45 @@ func setReady(pol *inferav1alpha1.InferaPolicy, err error) {
 	}
 	if err != nil {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, inferav1alpha1.ReasonReconcileFailed, err.Error()
-		var sel invalidSelectorError
-		if errors.As(err, &sel) {
-			c.Reason = inferav1alpha1.ReasonInvalidSelector
-			c.Message = sel.Error()
+		var se specError
+		if errors.As(err, &se) {
+			c.Reason = se.reason
+			c.Message = se.Error()
 		}
+	}
+	apimeta.SetStatusCondition(&pol.Status.Conditions, c)
+}
+
+// setMappingConflict reports the selected nodes that carry another priority
+// mapping than the policy's (overridden: node → by whom).
+func setMappingConflict(pol *inferav1alpha1.InferaPolicy, overridden map[string]string) {
+	c := metav1.Condition{
+		Type: inferav1alpha1.ConditionPriorityMappingConflict, Status: metav1.ConditionFalse,
+		Reason: inferav1alpha1.ReasonNoConflict, ObservedGeneration: pol.Generation,
+		Message: "every selected node carries this policy's priority mapping, if it has one",
+	}
+	if len(overridden) > 0 {
+		nodes := make([]string, 0, len(overridden))
+		for n := range overridden {
+			nodes = append(nodes, n)
+		}
+		sort.Strings(nodes)
+		msgs := make([]string, 0, len(nodes))
+		for i, n := range nodes {
+			if i == 10 {
+				msgs = append(msgs, fmt.Sprintf("and %d more", len(nodes)-10))
+				break
+			}
+			msgs = append(msgs, fmt.Sprintf("node %s has the mapping of %s", n, overridden[n]))
+		}
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, inferav1alpha1.ReasonMappingOverridden, strings.Join(msgs, "; ")
 	}
 	apimeta.SetStatusCondition(&pol.Status.Conditions, c)
 }
 
 // NodeSafeModeInputsChanged passes node events that can change what a
 // policy does: creation, deletion, and updates of labels or of the
-// safe-mode annotations. Status heartbeats are filtered out.
+// annotations policies write. Status heartbeats are filtered out.
 type NodeSafeModeInputsChanged struct {
 	predicate.Funcs
 }
@@ -241,7 +295,7 @@ func (NodeSafeModeInputsChanged) Update(e event.UpdateEvent) bool {
 	if !equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) {
 		return true
 	}
-	for _, k := range []string{wellknown.SafeModeRequestedAnnotation, wellknown.SafeModeOwnerAnnotation} {
+	for _, k := range []string{wellknown.SafeModeRequestedAnnotation, wellknown.SafeModeOwnerAnnotation, wellknown.PriorityMappingAnnotation} {
 		if o.GetAnnotations()[k] != n.GetAnnotations()[k] {
 			return true
 		}

@@ -2,12 +2,15 @@ package inferapolicy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
+	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
 )
 
@@ -62,5 +65,93 @@ func TestDesiredAnnotations(t *testing.T) {
 				t.Errorf("not idempotent: second pass patches %v", p)
 			}
 		})
+	}
+}
+
+func TestDesiredMapping(t *testing.T) {
+	const k = wellknown.PriorityMappingAnnotation
+	a := tiering.Thresholds{Critical: 500_000, High: 50_000, Normal: 0, Low: -100}
+	b := tiering.Thresholds{Critical: 900_000, High: 90_000, Normal: 0, Low: -100}
+	val := func(th tiering.Thresholds, policy string) string {
+		return tiering.NodeMapping{Thresholds: th, Policy: policy}.Marshal()
+	}
+	t0 := metav1.Now()
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	pol := func(name string, created metav1.Time, th *tiering.Thresholds, selector string) selection {
+		s := selection{name: name, created: created, mapping: th}
+		if selector != "" {
+			s.selector = sel(t, selector)
+		}
+		return s
+	}
+	tests := map[string]struct {
+		annotations map[string]string
+		policies    []selection
+		want        map[string]string
+		winner      string
+		overridden  map[string]string // policy → by
+	}{
+		"no policy, nothing":          {nil, nil, map[string]string{}, "", nil},
+		"selected: written":           {nil, []selection{pol("p", t0, &a, "pool=gpu")}, map[string]string{k: val(a, "p")}, "p", nil},
+		"no mapping: not written":     {nil, []selection{pol("p", t0, nil, "pool=gpu")}, map[string]string{}, "", nil},
+		"not selected: not written":   {nil, []selection{pol("p", t0, &a, "pool=cpu")}, map[string]string{}, "", nil},
+		"owned value removed":         {map[string]string{k: val(a, "gone")}, nil, map[string]string{}, "", nil},
+		"owned value updated":         {map[string]string{k: val(a, "p")}, []selection{pol("p", t0, &b, "pool=gpu")}, map[string]string{k: val(b, "p")}, "p", nil},
+		"oldest wins":                 {nil, []selection{pol("old", t0, &a, "pool=gpu"), pol("new", t1, &b, "pool=gpu")}, map[string]string{k: val(a, "old")}, "old", map[string]string{"new": "the older InferaPolicy old"}},
+		"same mapping is no clash":    {nil, []selection{pol("old", t0, &a, "pool=gpu"), pol("new", t1, &a, "pool=gpu")}, map[string]string{k: val(a, "old")}, "old", map[string]string{}},
+		"hand-set value kept":         {map[string]string{k: val(b, "")}, []selection{pol("p", t0, &a, "pool=gpu")}, map[string]string{k: val(b, "")}, "", map[string]string{"p": "a hand-set " + k}},
+		"unreadable value kept":       {map[string]string{k: "garbage"}, []selection{pol("p", t0, &a, "pool=gpu")}, map[string]string{k: "garbage"}, "", map[string]string{"p": "a hand-set " + k}},
+		"hand-set never removed":      {map[string]string{k: val(b, "")}, nil, map[string]string{k: val(b, "")}, "", nil},
+		"invalid selector keeps own":  {map[string]string{k: val(a, "p")}, []selection{pol("p", t0, &a, "")}, map[string]string{k: val(a, "p")}, "p", nil},
+		"invalid selector takes none": {nil, []selection{pol("p", t0, &a, "")}, map[string]string{}, "", nil},
+		"deleting policy releases to the next": {map[string]string{k: val(a, "old")},
+			[]selection{{name: "old", created: t0, mapping: &a, deleting: true, selector: sel(t, "pool=gpu")}, pol("new", t1, &b, "pool=gpu")},
+			map[string]string{k: val(b, "new")}, "new", nil},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"pool": "gpu"}, Annotations: tc.annotations}}
+			patch, out := desiredMapping(node, tc.policies)
+			got := apply(tc.annotations, patch)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("annotations (-want +got):\n%s", diff)
+			}
+			if out.winner != tc.winner {
+				t.Errorf("winner = %q, want %q", out.winner, tc.winner)
+			}
+			for p, wantBy := range tc.overridden {
+				by, ok := out.overridden(p)
+				if ok != (wantBy != "") || by != wantBy {
+					t.Errorf("overridden(%s) = %q, %v; want %q", p, by, ok, wantBy)
+				}
+			}
+			node.Annotations = got
+			if p, _ := desiredMapping(node, tc.policies); len(p) > 0 {
+				t.Errorf("not idempotent: second pass patches %v", p)
+			}
+		})
+	}
+}
+
+func TestSortOldestFirst(t *testing.T) {
+	t0 := metav1.Now()
+	t1 := metav1.NewTime(t0.Add(time.Second))
+	ps := []selection{{name: "c", created: t1}, {name: "b", created: t0}, {name: "a", created: t1}}
+	sortOldestFirst(ps)
+	if got := []string{ps[0].name, ps[1].name, ps[2].name}; !cmp.Equal(got, []string{"b", "a", "c"}) {
+		t.Errorf("order = %v", got)
+	}
+}
+
+func TestCompileRejectsBadMappingByField(t *testing.T) {
+	p := &inferav1alpha1.InferaPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: inferav1alpha1.InferaPolicySpec{
+		PriorityMapping: &inferav1alpha1.PriorityMapping{Critical: 10, High: 20, Normal: 0, Low: -1},
+	}}
+	s, selErr, mapErr := compile(p)
+	if selErr != nil || mapErr == nil || s.mapping != nil {
+		t.Fatalf("compile = %+v, %v, %v; want a mapping error and no mapping", s, selErr, mapErr)
+	}
+	if want := "spec.priorityMapping.high: 20 must be below critical (10)"; mapErr.Error() != want {
+		t.Errorf("error = %q, want %q", mapErr, want)
 	}
 }

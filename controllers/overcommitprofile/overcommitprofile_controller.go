@@ -114,7 +114,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	var res result
 	defer func() {
 		setConditions(&p, res, reterr)
-		if reterr == nil {
+		// A spec the controller cannot act on (a terminal error) has been
+		// observed too: GitOps health checks read observedGeneration to
+		// tell "not looked at yet" from "looked at and failed".
+		if reterr == nil || errors.Is(reterr, reconcile.TerminalError(nil)) {
 			p.Status.ObservedGeneration = p.Generation
 		}
 		if equality.Semantic.DeepEqual(before.Status, p.Status) {

@@ -22,6 +22,10 @@ const (
 	// ConditionProfileConflict (OvercommitProfile) is True when another,
 	// older profile selects some of the same namespaces and wins them.
 	ConditionProfileConflict = "ProfileConflict"
+	// ConditionPriorityMappingConflict (InferaPolicy) is True when some node
+	// the policy selects gets a different priority mapping: that of an older
+	// policy, or one an operator set by hand.
+	ConditionPriorityMappingConflict = "PriorityMappingConflict"
 )
 
 // Condition reasons.
@@ -42,5 +46,7 @@ const (
 	ReasonAgentNeverReported = "AgentNeverReported"
 	ReasonNoConflict         = "NoConflict"
 	ReasonNamespaceClaimed   = "NamespaceClaimedByOtherProfile"
+	ReasonMappingOverridden  = "MappingOverridden"
+	ReasonInvalidMapping     = "InvalidPriorityMapping"
 	ReasonDeleting           = "Deleting"
 )
