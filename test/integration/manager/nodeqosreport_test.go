@@ -105,7 +105,7 @@ func TestNodeQoSReportMirrorsAnnotations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := strings.Fields(out); len(f) < 9 || f[1] != "cgroup" || f[2] != "enforcing/cgroup" || f[3] != "2" || f[6] != "5" || f[8] != "2" {
+	if f := strings.Fields(out); len(f) < 9 || f[1] != "cgroup" || f[2] != "Enforcing" || f[3] != "2" || f[6] != "5" || f[8] != "2" {
 		t.Errorf("kubectl get nodeqosreports = %q", out)
 	}
 
