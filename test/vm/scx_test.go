@@ -393,11 +393,14 @@ func TestSupervisorForeignAndAdoption(t *testing.T) {
 	leaveDetached(t, "f:"+config)
 	leaveDetached(t, filepath.Join(dir, "scx_simple"))
 
+	before := kernel(t).EnableSeq
 	foreign := exec.Command(filepath.Join(dir, "scx_simple"))
 	if err := foreign.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "scx_simple to attach", func() bool { return kernel(t).Attached("simple") })
+	// The kernel shows the new ops as enabled a moment before it bumps
+	// enable_seq, so wait for both before taking the sequence number.
+	waitFor(t, "scx_simple to attach", func() bool { k := kernel(t); return k.Attached("simple") && k.EnableSeq > before })
 	seq := kernel(t).EnableSeq
 
 	sup := supervise(t, dir, config)
