@@ -21,7 +21,7 @@ func newValidator(t *testing.T) *Validator {
 }
 
 // TestEmbeddedSchemaIsTheSharedOne: the embedded copy must not drift from
-// the schema the project tracks upstream with. It runs only where ../shared
+// the schema the project tracks upstream with. It runs only where the shared folder
 // is beside the clone and skips, saying so, elsewhere.
 func TestEmbeddedSchemaIsTheSharedOne(t *testing.T) {
 	shared, err := os.ReadFile(sharedtest.Path(t, "scx-layered", "layer-config.strict.schema.json"))
@@ -29,7 +29,7 @@ func TestEmbeddedSchemaIsTheSharedOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(shared, strictSchema) {
-		t.Errorf("nodeagent/scx/scxschema/layer-config.strict.schema.json differs from ../shared/scx-layered/layer-config.strict.schema.json; copy it again")
+		t.Errorf("nodeagent/layered/scxschema/layer-config.strict.schema.json differs from the shared folder's scx-layered/layer-config.strict.schema.json; copy it again")
 	}
 	if !bytes.Equal(StrictSchema(), strictSchema) {
 		t.Error("StrictSchema() does not return the embedded schema")
@@ -83,7 +83,7 @@ func TestCases(t *testing.T) {
 	}
 }
 
-// TestSharedCases runs the steering repository's fixtures when ../shared is
+// TestSharedCases runs the steering repository's fixtures when the shared folder is
 // beside the clone (it skips otherwise): valid ones must pass, every
 // invalid one (including those only the strict schema rejects) must fail.
 // The cases' README names each file, so a fixture added without a note (or
@@ -122,7 +122,7 @@ func TestSharedCases(t *testing.T) {
 	}
 }
 
-// TestUpstreamExamples (only where ../shared is present): every upstream example passes, except the two that
+// TestUpstreamExamples (only where the shared folder is present): every upstream example passes, except the two that
 // put util_range into an Open layer, which only the strict schema rejects
 // (scx-layered/README.md).
 func TestUpstreamExamples(t *testing.T) {
