@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,8 +25,23 @@ func main() {
 	// records that a stop was requested.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	cmd, err := newCommand(stop)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(cli.Run(cmd))
+}
+
+// newCommand is kube-scheduler's command with the plugin in its registry
+// and the plugin's args in its configuration scheme, so the configuration
+// file's args are decoded strictly, defaulted and validated at start.
+func newCommand(stop <-chan os.Signal) (*cobra.Command, error) {
+	if err := schedulerplugin.RegisterArgs(); err != nil {
+		return nil, err
+	}
 	cmd := app.NewSchedulerCommand(app.WithPlugin(schedulerplugin.Name, schedulerplugin.New))
-	os.Exit(cli.Run(exitCleanlyOnStop(cmd, stop)))
+	return exitCleanlyOnStop(cmd, stop), nil
 }
 
 // exitCleanlyOnStop makes a requested stop a success. Without leader

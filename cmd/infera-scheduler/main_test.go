@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -17,6 +18,25 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/schedulerplugin"
 )
+
+// runMainEnv makes the test binary run main() instead of the tests, so the
+// start-up tests run the real command, flags and all, in a child process:
+// kube-scheduler's command installs a process-wide signal handler and may
+// run only once per process.
+const runMainEnv = "INFERA_SCHEDULER_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	// As main does, before any configuration is loaded.
+	if err := schedulerplugin.RegisterArgs(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // inferaProfile is what the checked-in configurations must agree on.
 type inferaProfile struct {

@@ -28,6 +28,9 @@ import (
 // done. Logs go to the logger in ctx (klog.NewContext), which the plugin
 // also uses. The secure port is off; leader election follows the file.
 func Run(ctx context.Context, configFile string) error {
+	if err := schedulerplugin.RegisterArgs(); err != nil {
+		return err
+	}
 	opts := options.NewOptions()
 	opts.ConfigFile = configFile
 	opts.SecureServing.BindPort = 0
