@@ -36,11 +36,15 @@ type InferaDensity struct {
 	params     core.Params
 	thresholds tiering.Thresholds
 	nodes      *nodeCache
+	// stale activates critical pods when the annotations that filtered
+	// them turn stale (requeue.go); nil without a scheduler handle.
+	stale *staleWatch
 }
 
 var (
 	_ fwk.PreFilterPlugin   = &InferaDensity{}
 	_ fwk.FilterPlugin      = &InferaDensity{}
+	_ fwk.PostFilterPlugin  = &InferaDensity{}
 	_ fwk.PreScorePlugin    = &InferaDensity{}
 	_ fwk.ScorePlugin       = &InferaDensity{}
 	_ fwk.ScoreExtensions   = &InferaDensity{}
@@ -61,6 +65,9 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	}
 	logger := klog.FromContext(ctx).WithValues("plugin", Name)
 	pl := newPlugin(logger, args, clock.RealClock{})
+	if h != nil {
+		pl.stale = newStaleWatch(logger, clock.RealClock{}, h.Activate)
+	}
 	if h != nil && h.SharedInformerFactory() != nil {
 		// Forget deleted nodes so the cache stays as large as the cluster.
 		_, err := h.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -144,6 +151,9 @@ type podState struct {
 	// byMapping caches tiering.Thresholds → wellknown.Tier; Filter and
 	// Score run in parallel.
 	byMapping sync.Map
+	// staleAt is the earliest instant at which an annotation that filtered
+	// the pod in this cycle turns stale (requeue.go).
+	staleAt minExpiry
 }
 
 // Clone shares the state: what it holds never changes once written, and
@@ -247,10 +257,28 @@ func (pl *InferaDensity) Filter(ctx context.Context, state fwk.CycleState, pod *
 	if ok {
 		return nil
 	}
+	// Only a fresh annotation filters; once it turns stale this node will
+	// take the pod, whether or not anything else changes.
+	s.staleAt.note(n.load.TS.Add(pl.maxAge + expirySlack))
 	if v := klog.FromContext(ctx).V(5); v.Enabled() {
 		v.Info("Filtered node", "plugin", Name, "ExtensionPoint", "Filter", "pod", klog.KObj(pod), "node", klog.KObj(nodeInfo.Node()), "reason", reason)
 	}
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason)
+}
+
+// PostFilter runs when no node passed Filter. It changes nothing in this
+// cycle (it returns Unschedulable, as an informational PostFilter must),
+// but if this plugin filtered the pod anywhere it has the pod activated
+// when the first of the annotations that did turns stale: no cluster event
+// marks that, and the pod would otherwise wait for the scheduler's
+// unschedulable-pool flush.
+func (pl *InferaDensity) PostFilter(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+	if pl.stale != nil {
+		if at, ok := pl.readState(state, pod).staleAt.get(); ok {
+			pl.stale.add(pod, at)
+		}
+	}
+	return nil, fwk.NewStatus(fwk.Unschedulable)
 }
 
 // PreScore records the pod's state when PreFilter did not, and skips
@@ -326,11 +354,13 @@ func (pl *InferaDensity) SignPod(_ context.Context, pod *corev1.Pod) ([]fwk.Sign
 
 // EventsToRegister lists what can make a critical pod this plugin filtered
 // schedulable: a node added or its annotation or allocatable changed (new
-// tier-load), or a pod leaving a node (critical requests freed).
+// tier-load or priority mapping), or a critical pod leaving a node or
+// scaling its requests down (fence freed). The one change without an event,
+// a filtering annotation turning stale, is handled by PostFilter.
 func (pl *InferaDensity) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation | fwk.UpdateNodeAllocatable}, QueueingHintFn: pl.isSchedulableAfterNodeChange},
-		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
+		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete | fwk.UpdatePodScaleDown}, QueueingHintFn: pl.isSchedulableAfterPodDeleted},
 	}, nil
 }
 
@@ -357,8 +387,8 @@ func (pl *InferaDensity) isSchedulableAfterNodeChange(logger klog.Logger, pod *c
 }
 
 // isSchedulableAfterPodDeleted requeues the pod when a critical pod left a
-// node: its cores can be fenced again. The deleted pod is tiered by its
-// node's priority mapping when the plugin has seen that node.
+// node or requested less CPU: its cores can be fenced again. That pod is
+// tiered by its node's priority mapping when the plugin has seen that node.
 func (pl *InferaDensity) isSchedulableAfterPodDeleted(_ klog.Logger, _ *corev1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
 	deleted, ok := oldObj.(*corev1.Pod)
 	if !ok {
