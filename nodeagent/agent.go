@@ -555,6 +555,8 @@ func (a *Agent) publish(ctx context.Context) {
 		Backend:     a.backend.Name(),
 		FencedMilli: a.fencedMilli,
 		Tiers:       tierLoad(a.assignments),
+		// The scheduler plugin sizes fences in these cores, as ours are.
+		ThreadsPerCore: a.machine.threadsPerCore(),
 	}
 	if a.safeMode {
 		load.Backend, load.FencedMilli = wellknown.BackendNone, 0

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/observe"
 )
 
@@ -21,4 +22,14 @@ func ReadMachine(root string) (Machine, error) {
 		return Machine{}, err
 	}
 	return Machine{CPUs: online.Sorted(), Cores: cores}, nil
+}
+
+// threadsPerCore is the size of the core holding the lowest CPU id, the
+// unit the critical fence is sized in (wellknown.FenceCores), or 0 when
+// there is no SMT (or the shape is unknown), which tier-load omits.
+func (m Machine) threadsPerCore() int {
+	if len(m.Cores) == 0 || len(m.Cores[0]) < 2 {
+		return 0
+	}
+	return min(len(m.Cores[0]), wellknown.MaxThreadsPerCore)
 }

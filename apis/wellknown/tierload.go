@@ -54,6 +54,12 @@ type TierLoad struct {
 	FencedMilli int64 `json:"fencedMilli"`
 	// Tiers holds the usage of each non-empty tier, keyed by tier name.
 	Tiers map[Tier]TierUsage `json:"tiers"`
+	// ThreadsPerCore is the number of SMT threads of the physical cores the
+	// critical fence is made of (the core holding the lowest CPU id, as
+	// scx_layered counts). Omitted (0) or 1 means no SMT; documents without
+	// it read as before. On an SMT node the fence takes whole physical cores
+	// (FenceCores), so readers must not count it in logical CPUs.
+	ThreadsPerCore int `json:"threadsPerCore,omitempty"`
 }
 
 // Marshal renders the compact annotation value. Timestamps are truncated to
@@ -144,6 +150,9 @@ func (l TierLoad) validate() error {
 	if l.FencedMilli < 0 {
 		return field("fencedMilli", "negative (%d)", l.FencedMilli)
 	}
+	if l.ThreadsPerCore < 0 || l.ThreadsPerCore > MaxThreadsPerCore {
+		return field("threadsPerCore", "%d is out of range [0, %d]", l.ThreadsPerCore, MaxThreadsPerCore)
+	}
 	for t, u := range l.Tiers {
 		if !t.Valid() {
 			return field("tiers", "unknown tier %q", string(t))
@@ -180,7 +189,7 @@ func (l TierLoad) Usage(t Tier) TierUsage { return l.Tiers[t] }
 // tierLoadFields and tierUsageFields are the exact keys of the document and
 // of one tier's entry.
 var (
-	tierLoadFields  = []string{"v", "ts", "gen", "backend", "allocatableMilli", "fencedMilli", "tiers"}
+	tierLoadFields  = []string{"v", "ts", "gen", "backend", "allocatableMilli", "fencedMilli", "tiers", "threadsPerCore"}
 	tierUsageFields = []string{"pods", "requestMilli", "limitMilli"}
 )
 

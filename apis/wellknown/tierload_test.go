@@ -98,6 +98,49 @@ func TestParseTierLoadRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTierLoadThreadsPerCore: the SMT field is optional (documents without
+// it, as agents wrote them before, parse as before) and round-trips.
+func TestTierLoadThreadsPerCore(t *testing.T) {
+	l, err := ParseTierLoad(designExample)
+	if err != nil || l.ThreadsPerCore != 0 {
+		t.Fatalf("document without threadsPerCore: %d, %v; want 0, nil", l.ThreadsPerCore, err)
+	}
+	l.ThreadsPerCore = 2
+	s, err := l.Marshal()
+	if err != nil || !strings.Contains(s, `"threadsPerCore":2`) {
+		t.Fatalf("Marshal() = %s, %v", s, err)
+	}
+	back, err := ParseTierLoad(s)
+	if err != nil || back.ThreadsPerCore != 2 {
+		t.Errorf("ParseTierLoad(Marshal()) threadsPerCore = %d, %v; want 2", back.ThreadsPerCore, err)
+	}
+}
+
+func TestFenceCores(t *testing.T) {
+	tests := []struct {
+		milli     int64
+		threads   int
+		exclusive bool
+		want      int64
+	}{
+		{0, 2, true, 0},
+		{-5, 1, true, 0},
+		{1, 1, true, 1},
+		{1000, 1, true, 1},
+		{1001, 1, true, 2},
+		{1500, 2, true, 2}, // exclusive: the sibling stays idle
+		{1500, 2, false, 1},
+		{2001, 2, false, 2},
+		{4000, 4, false, 1},
+		{1500, 0, false, 2}, // unknown topology: no SMT
+	}
+	for _, tc := range tests {
+		if got := FenceCores(tc.milli, tc.threads, tc.exclusive); got != tc.want {
+			t.Errorf("FenceCores(%d, %d, %v) = %d, want %d", tc.milli, tc.threads, tc.exclusive, got, tc.want)
+		}
+	}
+}
+
 func TestParseTierLoadRejects(t *testing.T) {
 	const prefix = "annotation infera.io/tier-load: "
 	replace := func(old, new string) string {
@@ -127,6 +170,8 @@ func TestParseTierLoadRejects(t *testing.T) {
 		"ts before 1970":        {in: replace(`2026-11-26`, `1969-12-31`), wantErr: "field ts: year 1969 is out of range [1970, 9999]"},
 		"ts year 0 east of UTC": {in: replace(`2026-11-26T18:00:00Z`, `0000-01-01T00:00:00+01:00`), wantErr: "field ts: year -1 is out of range [1970, 9999]"},
 		"negative gen":          {in: replace(`"gen":42`, `"gen":-1`), wantErr: "field gen: negative (-1)"},
+		"threadsPerCore 9":      {in: replace(`"gen":42`, `"gen":42,"threadsPerCore":9`), wantErr: "field threadsPerCore: 9 is out of range [0, 8]"},
+		"negative threads":      {in: replace(`"gen":42`, `"gen":42,"threadsPerCore":-1`), wantErr: "field threadsPerCore: -1 is out of range [0, 8]"},
 		"negative allocatable":  {in: replace(`"allocatableMilli":8000`, `"allocatableMilli":-8000`), wantErr: "field allocatableMilli: negative (-8000)"},
 		"negative fenced":       {in: replace(`"fencedMilli":4000`, `"fencedMilli":-1`), wantErr: "field fencedMilli: negative (-1)"},
 		"negative pods":         {in: replace(`"pods":2`, `"pods":-2`), wantErr: "field tiers.critical: negative count or quantity"},

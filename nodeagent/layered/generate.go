@@ -208,15 +208,10 @@ func sizeFence(sh shape, opts Options, tm *tierMatch) fence {
 	return sizeByRequests(sh, opts, req, len(tm.explicit))
 }
 
-// wantCores is how many whole cores req millicores need: one CPU's worth
-// per core when the fence must be exclusive (the sibling stays idle),
-// otherwise a whole core's CPUs.
+// wantCores is how many whole cores req millicores need, by the rule the
+// scheduler plugin places by (wellknown.FenceCores).
 func wantCores(sh shape, opts Options, req int64) int {
-	perCore := int64(1000)
-	if !opts.ExclusiveCores {
-		perCore *= int64(sh.perCore)
-	}
-	return int((req + perCore - 1) / perCore)
+	return int(wellknown.FenceCores(req, sh.perCore, opts.ExclusiveCores))
 }
 
 func fenceableCores(sh shape, opts Options) int {

@@ -103,13 +103,16 @@ type Node struct {
 	ProtectedSharedMilli int64
 	// BatchMilli is the CPU requested by normal, low and background pods.
 	BatchMilli int64
+	// ThreadsPerCore is the SMT threads of the node's cores (1 without
+	// SMT): the critical fence takes whole physical cores.
+	ThreadsPerCore int
 }
 
 // Summarize folds a parsed tier-load and the pods bound to the node since
 // its timestamp into a Node. fallbackAllocMilli is the node's allocatable
 // CPU from its status, used when the annotation carries none.
 func Summarize(load wellknown.TierLoad, recent []Pod, fallbackAllocMilli int64) Node {
-	n := Node{AllocatableMilli: load.AllocatableMilli}
+	n := Node{AllocatableMilli: load.AllocatableMilli, ThreadsPerCore: max(1, load.ThreadsPerCore)}
 	if n.AllocatableMilli <= 0 {
 		n.AllocatableMilli = fallbackAllocMilli
 	}
@@ -118,7 +121,7 @@ func Summarize(load wellknown.TierLoad, recent []Pod, fallbackAllocMilli int64) 
 		n.Protects = true
 	}
 	crit := load.Usage(wellknown.TierCritical)
-	n.Demoted = crit.Pods > 0 && load.FencedMilli < coresFor(crit.RequestMilli)*milliPerCore
+	n.Demoted = crit.Pods > 0 && load.FencedMilli < n.fencedMilli(crit.RequestMilli)
 	for t, u := range load.Tiers {
 		n.add(t, u.RequestMilli)
 	}
@@ -139,10 +142,25 @@ func (n *Node) add(t wellknown.Tier, milli int64) {
 	}
 }
 
-// FenceCores is how many whole cores the node can fence for the critical
-// tier: its allocatable CPU minus the reserve, rounded down.
+// FenceCores is how many whole physical cores the node can fence for the
+// critical tier: its allocatable CPU in cores minus the reserve, rounded
+// down. The reserve is in core equivalents (1000 per core kept), as the
+// agent keeps whole cores for the system layer and the shared pool: 2000
+// keeps two physical cores on an SMT node too.
 func (p Params) FenceCores(n Node) int64 {
-	return max(0, (n.AllocatableMilli-p.FenceReserveMilli)/milliPerCore)
+	tpc := int64(max(1, n.ThreadsPerCore))
+	return max(0, (n.AllocatableMilli/tpc-p.FenceReserveMilli)/milliPerCore)
+}
+
+// fenceCores is the physical cores the agent fences for critical requests
+// of milli on n (wellknown.FenceCores, with the default exclusive cores).
+func (n Node) fenceCores(milli int64) int64 {
+	return wellknown.FenceCores(milli, n.ThreadsPerCore, true)
+}
+
+// fencedMilli is the logical CPU those cores take from the node.
+func (n Node) fencedMilli(milli int64) int64 {
+	return n.fenceCores(milli) * int64(max(1, n.ThreadsPerCore)) * milliPerCore
 }
 
 // CanFence reports whether pod's whole-core request can be fenced on a node
@@ -161,7 +179,7 @@ func CanFence(p Params, pod Pod, status Status, n Node) (bool, string) {
 	if n.Demoted {
 		return false, "node's agent could not fence its critical pods (critical layer demoted)"
 	}
-	need := coresFor(sat(n.CriticalMilli, pod.RequestMilli))
+	need := n.fenceCores(sat(n.CriticalMilli, pod.RequestMilli))
 	if have := p.FenceCores(n); need > have {
 		return false, fmt.Sprintf("critical tier would need %d whole cores, node can fence %d", need, have)
 	}
@@ -191,16 +209,17 @@ func Score(p Params, pod Pod, status Status, n Node) int64 {
 		return NoOpinion
 	}
 	alloc := float64(n.AllocatableMilli)
-	fenced := coresFor(n.CriticalMilli) * milliPerCore
+	fenced := n.fencedMilli(n.CriticalMilli)
 	switch pod.Tier {
 	case wellknown.TierCritical:
 		if ok, _ := CanFence(p, pod, status, n); !ok || !n.Protects {
 			return 0
 		}
-		fenced = coresFor(sat(n.CriticalMilli, pod.RequestMilli)) * milliPerCore
+		need := n.fenceCores(sat(n.CriticalMilli, pod.RequestMilli))
+		fenced = n.fencedMilli(sat(n.CriticalMilli, pod.RequestMilli))
 		headroom := 0.0
 		if capCores := p.FenceCores(n); capCores > 0 {
-			headroom = float64(capCores*milliPerCore-fenced) / float64(capCores*milliPerCore)
+			headroom = float64(capCores-need) / float64(capCores)
 		}
 		protected := float64(sat(fenced, n.ProtectedSharedMilli)) / alloc
 		return scale(0.5*headroom + 0.5*(1-protected))
@@ -271,14 +290,6 @@ func Normalize(scores []int64) {
 // scale maps a fraction to a score, clamped to [0, MaxScore].
 func scale(f float64) int64 {
 	return int64(math.Round(min(max(f, 0), 1) * float64(MaxScore)))
-}
-
-// coresFor rounds millicores up to whole cores.
-func coresFor(milli int64) int64 {
-	if milli <= 0 {
-		return 0
-	}
-	return (milli + milliPerCore - 1) / milliPerCore
 }
 
 // maxMilli bounds the sums: a million cores. Annotation values are

@@ -88,7 +88,7 @@ func TestSummarize(t *testing.T) {
 		{Tier: wellknown.TierBackground, RequestMilli: 250},
 	}
 	got := Summarize(busy16(), recent, 99999)
-	want := Node{AllocatableMilli: 16000, Protects: true, CriticalMilli: 5500, ProtectedSharedMilli: 2100, BatchMilli: 4250}
+	want := Node{AllocatableMilli: 16000, Protects: true, CriticalMilli: 5500, ProtectedSharedMilli: 2100, BatchMilli: 4250, ThreadsPerCore: 1}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("Summarize() mismatch (-want +got):\n%s", d)
 	}
@@ -99,7 +99,7 @@ func TestSummarize(t *testing.T) {
 		wellknown.TierCritical: {Pods: 1, RequestMilli: 1500},
 	})
 	got = Summarize(l, nil, 8000)
-	want = Node{AllocatableMilli: 8000, Protects: false, Demoted: true, CriticalMilli: 1500}
+	want = Node{AllocatableMilli: 8000, Protects: false, Demoted: true, CriticalMilli: 1500, ThreadsPerCore: 1}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("Summarize(observe-only) mismatch (-want +got):\n%s", d)
 	}
@@ -163,7 +163,7 @@ func TestScorePreferences(t *testing.T) {
 		}
 	}
 	node := func(backend string, crit, high, batch int64) Node {
-		return Summarize(load(0, backend, 16000, coresFor(crit)*1000, tiers(crit, high, batch)), nil, 0)
+		return Summarize(load(0, backend, 16000, wellknown.FenceCores(crit, 1, true)*1000, tiers(crit, high, batch)), nil, 0)
 	}
 	quiet := node(wellknown.BackendSCXLayered, 1000, 0, 0)
 	protectedHeavy := node(wellknown.BackendSCXLayered, 8000, 4000, 0)
@@ -219,6 +219,16 @@ func TestScorePreferences(t *testing.T) {
 	}
 }
 
+// smt is an enforcing node of allocMilli CPUs in two-thread cores whose
+// agent fences fencedMilli of CPUs for critical requests of critMilli.
+func smt(allocMilli, fencedMilli, critMilli int64) wellknown.TierLoad {
+	l := load(0, wellknown.BackendSCXLayered, allocMilli, fencedMilli, map[wellknown.Tier]wellknown.TierUsage{
+		wellknown.TierCritical: {Pods: 3, RequestMilli: critMilli},
+	})
+	l.ThreadsPerCore = 2
+	return l
+}
+
 func TestCanFence(t *testing.T) {
 	critical := func(milli int64) Pod { return Pod{Tier: wellknown.TierCritical, RequestMilli: milli} }
 	// 8 cores, reserve 1 → 7 fenceable; 5 critical cores in use.
@@ -251,6 +261,14 @@ func TestCanFence(t *testing.T) {
 		},
 		"node smaller than the reserve": {pod: critical(1), status: Fresh, node: Summarize(load(0, wellknown.BackendCgroup, 1500, 0, nil), nil, 0), want: false},
 		"zero request on a full fence":  {pod: critical(0), status: Fresh, node: Summarize(load(0, wellknown.BackendCgroup, 1500, 0, nil), nil, 0), want: true},
+		// 16 CPUs as 8 two-thread cores, reserve 1 core: 7 fenceable
+		// physical cores. 4200m already fence 5 of them (10 CPUs).
+		"SMT: fits in whole physical cores":  {pod: critical(2000), status: Fresh, node: Summarize(smt(16000, 10000, 4200), nil, 0), want: true},
+		"SMT: a started core is a whole one": {pod: critical(2801), status: Fresh, node: Summarize(smt(16000, 10000, 4200), nil, 0), want: false},
+		// Logical CPUs would say 16 - 1 = 15 fenceable: SMT must not.
+		"SMT: not counted in logical CPUs":  {pod: critical(4000), status: Fresh, node: Summarize(smt(16000, 10000, 4200), nil, 0), want: false},
+		"SMT: fence in CPUs is not demoted": {pod: critical(100), status: Fresh, node: Summarize(smt(16000, 10000, 4200), nil, 0), want: true},
+		"SMT: fence in cores is demoted":    {pod: critical(100), status: Fresh, node: Summarize(smt(16000, 5000, 4200), nil, 0), want: false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
