@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/utils/clock"
@@ -39,6 +38,9 @@ type InferaDensity struct {
 	// stale activates critical pods when the annotations that filtered
 	// them turn stale (requeue.go); nil without a scheduler handle.
 	stale *staleWatch
+	// mappings indexes the nodes' priority mappings for PreFilter; nil
+	// without a scheduler handle (PreFilter then scans the nodes).
+	mappings *mappingIndex
 }
 
 var (
@@ -69,20 +71,15 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		pl.stale = newStaleWatch(logger, clock.RealClock{}, h.Activate)
 	}
 	if h != nil && h.SharedInformerFactory() != nil {
-		// Forget deleted nodes so the cache stays as large as the cluster.
-		_, err := h.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			DeleteFunc: func(obj any) {
-				if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-					obj = t.Obj
-				}
-				if n, ok := obj.(*corev1.Node); ok {
-					pl.nodes.forget(n.Name)
-				}
-			},
-		})
+		// Index the nodes' priority mappings, and forget deleted nodes so
+		// the cache stays as large as the cluster.
+		mappings := newMappingIndex()
+		reg, err := h.SharedInformerFactory().Core().V1().Nodes().Informer().AddEventHandler(mappings.handler(pl.nodes.forget))
 		if err != nil {
-			return nil, fmt.Errorf("failed to watch node deletions: %w", err)
+			return nil, fmt.Errorf("failed to watch nodes: %w", err)
 		}
+		mappings.synced = reg.HasSynced
+		pl.mappings = mappings
 	}
 	logger.V(2).Info("Initialized plugin", "tierLoadMaxAge", pl.maxAge, "fenceReserveMilli", pl.params.FenceReserveMilli, "thresholds", pl.thresholds)
 	return pl, nil
@@ -215,6 +212,16 @@ func (pl *InferaDensity) PreFilter(_ context.Context, state fwk.CycleState, pod 
 func (pl *InferaDensity) criticalOnSomeNode(s *podState, nodes []fwk.NodeInfo) bool {
 	if s.pod.Tier == wellknown.TierSystem {
 		return false // system whatever the mapping
+	}
+	if pl.mappings != nil {
+		if values, ok := pl.mappings.values(); ok {
+			for _, th := range values {
+				if s.on(th).Tier == wellknown.TierCritical {
+					return true
+				}
+			}
+			return false
+		}
 	}
 	var seen map[string]struct{}
 	for _, ni := range nodes {
