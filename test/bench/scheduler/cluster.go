@@ -33,6 +33,11 @@ type podSpec struct {
 	name  string
 	tier  wellknown.Tier
 	milli int64
+	// deflated, when not zero, is the CPU request the overcommit
+	// webhook's Compute left (-density), and originals its
+	// infera.io/original-cpu-requests value; milli stays the original.
+	deflated  int64
+	originals string
 }
 
 // nodeSpec is one simulated node and the pods already running on it.
@@ -140,15 +145,21 @@ func genWorkload(rng *rand.Rand, n int) []podSpec {
 // podObject renders a pod. Memory is requested at 2 GiB per core so that
 // NodeResourcesBalancedAllocation sees realistic pods.
 func podObject(ns string, p podSpec, schedulerName string, labels map[string]string) *corev1.Pod {
+	cpu := p.milli
+	var annotations map[string]string
+	if p.deflated > 0 {
+		cpu = p.deflated
+		annotations = map[string]string{wellknown.OriginalCPURequestsAnnotation: p.originals}
+	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: ns, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: ns, Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
 			SchedulerName:     schedulerName,
 			PriorityClassName: "infera-" + string(p.tier),
 			Containers: []corev1.Container{{
 				Name: "app", Image: "registry.invalid/app:never-pulled",
 				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-					corev1.ResourceCPU:    *resource.NewMilliQuantity(p.milli, resource.DecimalSI),
+					corev1.ResourceCPU:    *resource.NewMilliQuantity(cpu, resource.DecimalSI),
 					corev1.ResourceMemory: *resource.NewQuantity(p.milli*2<<20, resource.BinarySI),
 				}},
 			}},

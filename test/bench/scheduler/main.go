@@ -42,6 +42,7 @@ type options struct {
 	seed                                 uint64
 	config, out, cpuProfile              string
 	qps                                  float64
+	density                              bool
 	timeout                              time.Duration
 }
 
@@ -117,6 +118,7 @@ func main() {
 	flag.Float64Var(&o.qps, "qps", 5000, "client QPS and burst of the scheduler, replacing the file's (kube-scheduler's default of 50 would measure its rate limiter)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up on an arm after this long")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process (scheduler included) here")
+	flag.BoolVar(&o.density, "density", false, "measure density instead: the workload with and without the overcommit webhook's deflation, both through the infera profile, until the nodes are full (-pods should exceed the free CPU)")
 	flag.Parse()
 
 	os.Exit(runMain(o))
@@ -138,7 +140,11 @@ func runMain(o options) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(ctx, o); err != nil {
+	runner := run
+	if o.density {
+		runner = runDensity
+	}
+	if err := runner(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
