@@ -208,7 +208,6 @@ func deflate(workload []podSpec, s overcommit.Settings) ([]podSpec, error) {
 	return out, nil
 }
 
-
 // fillArm runs the scheduler and creates the workload in batches of batch
 // pods, in its (mixed) order, letting each batch settle (no binding for
 // settle) before the next, until more than maxUnbound of the created pods
