@@ -133,6 +133,10 @@ bench: ## Run the Go benchmarks.
 bench-scheduler: controlplane ## Scheduler plugin placement benchmark: 500 simulated nodes, 5,000 pods, stock vs infera profile (~8 min).
 	go run ./test/bench/scheduler -rounds 8 -out docs/bench/scheduler.json
 
+.PHONY: bench-density
+bench-density: controlplane ## Density: pods of the workload mix that fit on 100 simulated nodes with and without overcommit deflation (~5 min).
+	go run ./test/bench/scheduler -density -nodes 100 -pods 4000 -out docs/bench/density.json
+
 .PHONY: bench-agent
 bench-agent: controlplane ## Node agent benchmark: event→applied latency, steady-state CPU and RSS with 110 pods.
 	go run ./test/bench/agent -duration 60s -samples 60 -pods 110
