@@ -6,8 +6,11 @@
 // core/; this package adapts them to the scheduling framework: it decodes
 // and validates the plugin args (apis/config/v1alpha1.InferaDensityArgs),
 // caches each node's parsed annotation by NodeInfo generation, counts the
-// pods bound to a node since its annotation's timestamp, and registers the
-// cluster events that can make a filtered pod schedulable.
+// pods bound to a node since its annotation's timestamp, registers the
+// cluster events that can make a filtered pod schedulable, and activates a
+// filtered pod when the annotation that filtered it turns stale (requeue.go).
+// Its args are registered in kube-scheduler's configuration scheme
+// (RegisterArgs).
 //
 // It must fail open: a missing, stale or malformed annotation scores neutral
 // and never filters a node, and nothing here calls the API server. With the
