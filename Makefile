@@ -111,7 +111,11 @@ test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a names
 # with every `go test`). A crash lands in the package's testdata/fuzz.
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./apis/wellknown:FuzzParseTierLoad ./apis/wellknown:FuzzParseSafeMode ./apis/tiering:FuzzClassify \
-	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState
+	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState \
+	./apis/wellknown:FuzzParseOriginalCPURequests ./apis/tiering:FuzzParseNodeMapping \
+	./apis/config/v1alpha1:FuzzParseAgentConfiguration ./cmd/infera-manager/app:FuzzParseConfig \
+	./nodeagent/cgroupfs:FuzzParseContainerID ./nodeagent/procscan:FuzzParseStat ./nodeagent/observe:FuzzParsePSI \
+	./gateway:FuzzPage ./webhooks/overcommit:FuzzCompute
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).

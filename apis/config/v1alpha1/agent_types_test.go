@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -437,4 +438,30 @@ func TestAgentConfigurationDeepCopy(t *testing.T) {
 	if orig.SCX.ExtraArgs[0] != "--slice-us" || orig.PriorityMapping.High != 100_000 {
 		t.Error("changing the copy changed the original")
 	}
+}
+
+// FuzzParseAgentConfiguration feeds arbitrary TOML to the agent's
+// configuration reader. Whatever it accepts validates and parses the same
+// way twice; whatever it rejects comes back with an error and no value.
+func FuzzParseAgentConfiguration(f *testing.F) {
+	f.Add([]byte("api_version = \"config.infera.io/v1alpha1\"\nkind = \"AgentConfiguration\"\n"))
+	f.Add([]byte("api_version = \"config.infera.io/v1alpha1\"\nkind = \"AgentConfiguration\"\n[enforcement]\nbackend = \"magic\"\n"))
+	f.Add([]byte("api_version = 1\n"))
+	f.Add([]byte("[[[\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseAgentConfiguration(b)
+		if err != nil {
+			if c != nil || err.Error() == "" {
+				t.Fatalf("rejection returned %+v, %v", c, err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		c2, err := ParseAgentConfiguration(b)
+		if err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("second parse differs: %v", err)
+		}
+	})
 }
