@@ -6,6 +6,7 @@ package gateway
 // Node Events as itself; every change to a Kubernetes object is made as the
 // caller through impersonation. nodes/agent lets it call the agents' gRPC
 // API on their TLS listener (server.grpc_address); nobody else gets it.
+// EndpointSlices of the release namespace (a Role) locate the agents.
 //
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -14,4 +15,5 @@ package gateway
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=users;groups;serviceaccounts,verbs=impersonate
 // +kubebuilder:rbac:groups=infera.io,resources=nodes/agent,verbs=get;watch;create
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch,namespace=infera-system
 // +kubebuilder:rbac:groups=infera.io,resources=nodeqosreports;inferapolicies;overcommitprofiles,verbs=get;list;watch
