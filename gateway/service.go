@@ -459,7 +459,6 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 	return out, nil
 }
 
-
 // ListAuditEvents implements ClusterService.
 func (s *Service) ListAuditEvents(ctx context.Context, req *inferav1.ListAuditEventsRequest) (*inferav1.ListAuditEventsResponse, error) {
 	if err := s.authorize(ctx, Attributes{Verb: "list", Resource: "auditevents"}); err != nil {
