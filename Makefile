@@ -152,8 +152,8 @@ bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memc
 	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
 
 .PHONY: bench-gateway
-bench-gateway: controlplane build ## infera-gateway: GET fleet view and node list with 500 nodes (envtest), p50/p99 and gateway RSS (~2 min).
-	go run ./test/bench/gateway -nodes 500 -rounds 5 -requests 400 -out docs/bench/gateway.json
+bench-gateway: controlplane build ## infera-gateway: GET fleet view, node list (500 nodes, envtest) and a node's pods through a live agent over TLS; p50/p99 and gateway RSS (~3 min).
+	go run ./test/bench/gateway -nodes 500 -pods 60 -rounds 5 -requests 400 -out docs/bench/gateway.json
 
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).

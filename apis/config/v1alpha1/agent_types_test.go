@@ -387,6 +387,22 @@ func TestParseAgentConfigurationErrors(t *testing.T) {
 			toml:    agentHeader + "[server]\ngrpc_socket = \"/" + strings.Repeat("s", 107) + "\"\n",
 			wantErr: "server.grpc_socket: 108 bytes is longer than a unix socket path may be (107)",
 		},
+		"gRPC TCP listener without a certificate": {
+			toml:    agentHeader + "[server]\ngrpc_address = \":9101\"\n",
+			wantErr: `server.grpc_tls_cert_file: "" must be an absolute path (required with server.grpc_address: the gRPC API is served on TCP only with TLS)`,
+		},
+		"gRPC TCP listener without a key": {
+			toml:    agentHeader + "[server]\ngrpc_address = \":9101\"\ngrpc_tls_cert_file = \"/tls.crt\"\n",
+			wantErr: `server.grpc_tls_key_file: "" must be an absolute path (required with server.grpc_address)`,
+		},
+		"gRPC TCP listener on the HTTP address": {
+			toml:    agentHeader + "[server]\ngrpc_address = \":9100\"\ngrpc_tls_cert_file = \"/tls.crt\"\ngrpc_tls_key_file = \"/tls.key\"\n",
+			wantErr: `server.grpc_address: ":9100" is also server.address`,
+		},
+		"certificate without a gRPC TCP listener": {
+			toml:    agentHeader + "[server]\ngrpc_tls_cert_file = \"/tls.crt\"\n",
+			wantErr: "server.grpc_tls_cert_file, server.grpc_tls_key_file: set only with server.grpc_address",
+		},
 		"relative state dir": {
 			toml:    agentHeader + "state_dir = \"var/lib/infera\"\n",
 			wantErr: `state_dir: "var/lib/infera" must be an absolute path`,
