@@ -153,4 +153,3 @@ func serverList(ctx context.Context, kube kubernetes.Interface, resource, select
 	}
 	return list(items), nil
 }
-

@@ -70,7 +70,9 @@ func newExplainCommand(o *options) *cobra.Command {
 
 func explainText(e *inferav1.TierExplanation, source string) string {
 	var b strings.Builder
-	f := func(k, format string, args ...any) { fmt.Fprintf(&b, "%-17s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	f := func(k, format string, args ...any) {
+		fmt.Fprintf(&b, "%-17s "+format+"\n", append([]any{k + ":"}, args...)...)
+	}
 	f("Pod", "%s/%s", e.Namespace, e.Name)
 	f("Node", "%s", orNone(e.Node))
 	f("Tier", "%s", e.Tier)
@@ -109,4 +111,3 @@ func explainText(e *inferav1.TierExplanation, source string) string {
 	f("Source", "%s", source)
 	return b.String()
 }
-

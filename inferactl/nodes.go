@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
@@ -70,7 +71,14 @@ func newNodesCommand(o *options) *cobra.Command {
 				}
 				o.note("no gateway configured (--gateway or $%s); node views computed locally from the Node annotations", EnvGateway)
 			}
-			return p.print(o.streams.Out, nodesTable(views), nodesObject(views))
+			obj := runtime.Object(nodesObject(views))
+			if len(args) == 1 && len(views) == 1 {
+				// One named node prints as the object, as kubectl get does.
+				if it, err := item("NodeView", views[0], views[0].Name, ""); err == nil {
+					obj = it
+				}
+			}
+			return p.print(o.streams.Out, nodesTable(views), obj)
 		},
 	}
 	c.Flags().StringVarP(&selector, "selector", "l", "", "label selector of the nodes (e.g. pool=gpu)")

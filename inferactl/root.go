@@ -51,8 +51,11 @@ func NewCommand(argv0 string, streams genericiooptions.IOStreams) *cobra.Command
 	o := &options{streams: streams, config: genericclioptions.NewConfigFlags(true), cmdName: CommandName(argv0)}
 	name := o.cmdName
 	root := &cobra.Command{
-		Use:   name,
-		Short: "See and steer Temper's CPU tiers from the terminal",
+		// cobra names a command by the first word of Use; the plugin's
+		// display name is "kubectl infera" (kubectl's plugin convention).
+		Use:         strings.TrimPrefix(name, "kubectl "),
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: name},
+		Short:       "See and steer Temper's CPU tiers from the terminal",
 		Long: strings.ReplaceAll(`NAME shows the fleet, the nodes and the pods with their CPU tiers, explains
 why a pod has its tier and switches safe mode, through infera-gateway's
 /api/v1 or, without a gateway, computed from the API server's objects.
@@ -123,6 +126,9 @@ func (o *options) kubeClient() (kubernetes.Interface, *rest.Config, error) {
 	if o.kube != nil {
 		return o.kube, o.restConfig, nil
 	}
+	if err := o.checkKubeconfig(); err != nil {
+		return nil, nil, err
+	}
 	cfg, err := o.config.ToRESTConfig()
 	if err != nil {
 		return nil, nil, kubeError(err, "the kubeconfig")
@@ -134,6 +140,30 @@ func (o *options) kubeClient() (kubernetes.Interface, *rest.Config, error) {
 	}
 	o.kube, o.restConfig = cs, cfg
 	return cs, cfg, nil
+}
+
+// checkKubeconfig fails when there is no cluster to talk to: no kubeconfig
+// with a cluster, no --server and not in a pod. (client-go would otherwise
+// try http://localhost:8080, as kubectl does.)
+func (o *options) checkKubeconfig() error {
+	if o.config.APIServer != nil && *o.config.APIServer != "" {
+		return nil
+	}
+	if _, err := rest.InClusterConfig(); err == nil {
+		return nil
+	}
+	raw, err := o.config.ToRawKubeConfigLoader().RawConfig()
+	if err != nil {
+		return kubeError(err, "the kubeconfig")
+	}
+	if len(raw.Clusters) == 0 {
+		where := "$KUBECONFIG or ~/.kube/config"
+		if o.config.KubeConfig != nil && *o.config.KubeConfig != "" {
+			where = *o.config.KubeConfig
+		}
+		return errf(ExitNoCluster, hintKubeconfig, "no kubeconfig: %s names no cluster", where)
+	}
+	return nil
 }
 
 // namespace is -n, else the kubeconfig context's namespace, else default.

@@ -111,7 +111,7 @@ func (o *options) runSafeMode(ctx context.Context, s *safeModeOptions, args []st
 		}
 		nodes = []*corev1.Node{n}
 	} else {
-		if nodes, err = localNodes(ctx, kube, s.selector); err != nil {
+		if nodes, err = o.selectNodes(ctx, kube, gw, s.selector); err != nil {
 			return err
 		}
 		if len(nodes) == 0 {
@@ -260,4 +260,26 @@ func (o *options) waitAgents(ctx context.Context, kube kubernetes.Interface, nod
 		case <-time.After(s.interval):
 		}
 	}
+}
+
+// selectNodes returns the nodes a selector matches, with their
+// annotations. infera-operator may get Nodes but not list them, so with a
+// gateway the names come from its node list and each Node is read by name.
+func (o *options) selectNodes(ctx context.Context, kube kubernetes.Interface, gw *gatewayClient, selector string) ([]*corev1.Node, error) {
+	if gw == nil {
+		return localNodes(ctx, kube, selector)
+	}
+	views, err := gw.nodes(ctx, selector)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Node, 0, len(views))
+	for _, v := range views {
+		n, err := kube.CoreV1().Nodes().Get(ctx, v.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, kubeError(err, fmt.Sprintf("node %q", v.Name))
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -159,7 +159,7 @@ func (d *fleetData) human() string {
 		fmt.Fprintf(&b, ": %s", nameList(safe))
 	}
 	inSafe := d.names(func(n *inferav1.NodeView) bool { return n.AgentState == "safe-mode" })
-	fmt.Fprintf(&b, "; %d agents in safe mode\n", len(inSafe))
+	fmt.Fprintf(&b, "; agents in safe mode: %d\n", len(inSafe))
 	stale := d.names(func(n *inferav1.NodeView) bool { return !n.TierLoadFresh })
 	fmt.Fprintf(&b, "Stale agents: %d without a fresh tier-load", len(stale))
 	if len(stale) > 0 {
