@@ -303,3 +303,27 @@ func mustOK(t *testing.T, r result, what string) {
 		t.Fatalf("%s: exit %d, stderr:\n%s\nstdout:\n%s", what, r.code, r.stderr, r.stdout)
 	}
 }
+
+// adminToken is a TokenRequest token of a ServiceAccount bound to
+// cluster-admin (envtest's own admin uses a client certificate).
+func adminToken(t *testing.T) string {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := kube.CoreV1().ServiceAccounts(callerNS).Get(ctx, "admin", metav1.GetOptions{}); err != nil {
+		if _, err := kube.CoreV1().ServiceAccounts(callerNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "admin"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "cli-test-admin"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "admin", Namespace: callerNS}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := token(ctx, callerNS, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
