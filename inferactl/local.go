@@ -2,7 +2,6 @@ package inferactl
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -164,19 +162,19 @@ func localClusterPod(p *corev1.Pod, t tiering.Thresholds) *inferav1.ClusterPod {
 
 // localPods lists bound pods (of one node, one namespace, one tier when
 // given) with their tiers. Unscheduled pods have no tier in force yet.
-func localPods(ctx context.Context, kube kubernetes.Interface, node, namespace, tier string) ([]podRow, []*corev1.Pod, error) {
+func localPods(ctx context.Context, kube kubernetes.Interface, node, namespace, tier string) ([]podRow, error) {
 	sel := fields.OneTermNotEqualSelector("spec.nodeName", "")
 	what := "pods"
 	if node != "" {
 		sel = fields.OneTermEqualSelector("spec.nodeName", node)
 		if _, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
-			return nil, nil, kubeError(err, fmt.Sprintf("node %q", node))
+			return nil, kubeError(err, fmt.Sprintf("node %q", node))
 		}
 		what = "the pods of node " + node
 	}
 	pl, err := kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{FieldSelector: sel.String()})
 	if err != nil {
-		return nil, nil, kubeError(err, what)
+		return nil, kubeError(err, what)
 	}
 	nodes := map[string]*corev1.Node{}
 	if nl, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
@@ -185,7 +183,6 @@ func localPods(ctx context.Context, kube kubernetes.Interface, node, namespace, 
 		}
 	} // Without list on nodes, the default thresholds apply.
 	var rows []podRow
-	var pods []*corev1.Pod
 	for i := range pl.Items {
 		p := &pl.Items[i]
 		t, _ := thresholdsFor(nodes, p.Spec.NodeName)
@@ -194,10 +191,9 @@ func localPods(ctx context.Context, kube kubernetes.Interface, node, namespace, 
 			continue
 		}
 		rows = append(rows, podRow{node: p.Spec.NodeName, pod: cp})
-		pods = append(pods, p)
 	}
 	sortPods(rows)
-	return rows, pods, nil
+	return rows, nil
 }
 
 func sortPods(rows []podRow) {
@@ -258,9 +254,16 @@ func localExplain(ctx context.Context, kube kubernetes.Interface, ns, name strin
 	if mappingErr != nil {
 		e.Findings = append(e.Findings, "node "+p.Spec.NodeName+": "+mappingErr.Error()+"; default thresholds used")
 	}
-	if raw, ok := p.Annotations[wellknown.OriginalCPURequestsAnnotation]; ok {
-		if err := json.Unmarshal([]byte(raw), &e.OriginalCpuRequests); err != nil {
-			e.Findings = append(e.Findings, fmt.Sprintf("pod %s/%s: annotation %s: %v", ns, name, wellknown.OriginalCPURequestsAnnotation, err))
+	if v, ok := p.Annotations[wellknown.OriginalCPURequestsAnnotation]; ok {
+		orig, err := wellknown.ParseOriginalCPURequests(v)
+		if err != nil {
+			e.Findings = append(e.Findings, fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err))
+		}
+		if len(orig) > 0 {
+			e.OriginalCpuRequests = map[string]string{}
+			for name, q := range orig {
+				e.OriginalCpuRequests[name] = q.String()
+			}
 		}
 	}
 	for _, c := range p.Spec.Containers {
@@ -271,65 +274,39 @@ func localExplain(ctx context.Context, kube kubernetes.Interface, ns, name strin
 	return e, nil
 }
 
-// localSavings sums the CPU freed by overcommit over pods.
+// localSavings sums the CPU freed by overcommit over pods, as the
+// gateway's GetSavings does (wellknown.PodCPUSavings is the one reader).
 func localSavings(pods []*corev1.Pod) *inferav1.Savings {
-	s := &inferav1.Savings{}
+	out := &inferav1.Savings{}
 	byNS := map[string]*inferav1.NamespaceSavings{}
 	for _, p := range pods {
-		raw, ok := p.Annotations[wellknown.OriginalCPURequestsAnnotation]
+		sv, ok, err := wellknown.PodCPUSavings(p)
 		if !ok {
 			continue
 		}
-		var orig map[string]string
-		if err := json.Unmarshal([]byte(raw), &orig); err != nil || orig == nil {
-			s.Invalid = append(s.Invalid, fmt.Sprintf("pod %s/%s: annotation %s is not a map of quantities", p.Namespace, p.Name, wellknown.OriginalCPURequestsAnnotation))
-			continue
-		}
-		o, c, err := savingsOf(p, orig)
 		if err != nil {
-			s.Invalid = append(s.Invalid, err.Error())
+			out.Invalid = append(out.Invalid, err.Error())
 			continue
 		}
-		n := byNS[p.Namespace]
-		if n == nil {
-			n = &inferav1.NamespaceSavings{Namespace: p.Namespace}
-			byNS[p.Namespace] = n
+		if uerr := sv.UnknownError(p); uerr != nil {
+			out.Invalid = append(out.Invalid, uerr.Error()+"; the pod's other containers are counted")
 		}
-		n.PodsDeflated++
-		n.OriginalRequestMilli += o
-		n.CurrentRequestMilli += c
-		n.FreedMilli += o - c
-		s.PodsDeflated++
-		s.OriginalRequestMilli += o
-		s.CurrentRequestMilli += c
-		s.FreedMilli += o - c
+		ns := byNS[p.Namespace]
+		if ns == nil {
+			ns = &inferav1.NamespaceSavings{Namespace: p.Namespace}
+			byNS[p.Namespace] = ns
+		}
+		ns.PodsDeflated++
+		ns.OriginalRequestMilli += sv.OriginalMilli
+		ns.CurrentRequestMilli += sv.CurrentMilli
+		ns.FreedMilli += sv.FreedMilli
+		out.PodsDeflated++
+		out.OriginalRequestMilli += sv.OriginalMilli
+		out.CurrentRequestMilli += sv.CurrentMilli
+		out.FreedMilli += sv.FreedMilli
 	}
 	for _, k := range sortedKeys(byNS) {
-		s.Namespaces = append(s.Namespaces, byNS[k])
+		out.Namespaces = append(out.Namespaces, byNS[k])
 	}
-	return s
-}
-
-// savingsOf sums a deflated pod's original and current CPU requests over the
-// containers the annotation names, as the gateway does.
-func savingsOf(p *corev1.Pod, orig map[string]string) (origMilli, curMilli int64, err error) {
-	cur := map[string]int64{}
-	for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
-		if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
-			cur[c.Name] = q.MilliValue()
-		}
-	}
-	for name, v := range orig {
-		q, perr := resource.ParseQuantity(v)
-		if perr != nil {
-			return 0, 0, fmt.Errorf("pod %s/%s: annotation %s: container %q: %w", p.Namespace, p.Name, wellknown.OriginalCPURequestsAnnotation, name, perr)
-		}
-		c, ok := cur[name]
-		if !ok {
-			return 0, 0, fmt.Errorf("pod %s/%s: annotation %s: container %q has no CPU request", p.Namespace, p.Name, wellknown.OriginalCPURequestsAnnotation, name)
-		}
-		origMilli += q.MilliValue()
-		curMilli += c
-	}
-	return origMilli, curMilli, nil
+	return out
 }

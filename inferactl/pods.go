@@ -73,7 +73,7 @@ func (o *options) pods(c *cobra.Command, node, ns, tier string) ([]podRow, error
 		if err != nil {
 			return nil, err
 		}
-		rows, _, err := localPods(ctx, kube, node, ns, tier)
+		rows, err := localPods(ctx, kube, node, ns, tier)
 		if err != nil {
 			return nil, err
 		}

@@ -223,8 +223,9 @@ func (o *options) safeModeDryRun(ctx context.Context, kube kubernetes.Interface,
 // waitAgents polls the Nodes until each agent reports the state: safe-mode
 // for on, anything else for off.
 func (o *options) waitAgents(ctx context.Context, kube kubernetes.Interface, nodes []string, on bool, s *safeModeOptions) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
+	// The deadline bounds the waiting, not the reads: a read cut off by it
+	// would hide the agents' last state.
+	deadline := time.Now().Add(s.timeout)
 	pending := map[string]string{}
 	for _, n := range nodes {
 		pending[n] = ""
@@ -233,9 +234,6 @@ func (o *options) waitAgents(ctx context.Context, kube kubernetes.Interface, nod
 		for _, name := range sortedKeys(pending) {
 			n, err := kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
 				return kubeError(err, fmt.Sprintf("node %q", name))
 			}
 			st := n.Annotations[wellknown.AgentStatusAnnotation]
@@ -248,8 +246,7 @@ func (o *options) waitAgents(ctx context.Context, kube kubernetes.Interface, nod
 		if len(pending) == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if time.Now().After(deadline) {
 			var parts []string
 			for _, name := range sortedKeys(pending) {
 				parts = append(parts, fmt.Sprintf("%s (agent-status %q)", name, pending[name]))
@@ -257,6 +254,10 @@ func (o *options) waitAgents(ctx context.Context, kube kubernetes.Interface, nod
 			return errf(ExitTimeout,
 				"The request stands; the agent acts on it when it runs. Check the agent: kubectl -n infera-system logs -l app.kubernetes.io/name=infera-agent --tail 50",
 				"timed out after %s waiting for the agents on %s", s.timeout, strings.Join(parts, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(s.interval):
 		}
 	}

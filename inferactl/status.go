@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
@@ -60,15 +61,22 @@ func localFleetData(ctx context.Context, kube kubernetes.Interface) (*fleetData,
 		d.nodes = append(d.nodes, localNodeView(n, now))
 	}
 	d.fleet = localFleet(d.nodes, now)
-	rows, pods, err := localPods(ctx, kube, "", "", "")
+	rows, err := localPods(ctx, kube, "", "", "")
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range rows {
 		d.pods[r.pod.Tier]++
 	}
-	all := make([]*corev1.Pod, 0, len(pods))
-	all = append(all, pods...)
+	// Savings count every pod, bound or not, as the gateway does.
+	pl, err := kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, kubeError(err, "pods")
+	}
+	all := make([]*corev1.Pod, 0, len(pl.Items))
+	for i := range pl.Items {
+		all = append(all, &pl.Items[i])
+	}
 	d.savings = localSavings(all)
 	return d, nil
 }
