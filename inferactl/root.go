@@ -61,8 +61,13 @@ why a pod has its tier and switches safe mode, through infera-gateway's
 /api/v1 or, without a gateway, computed from the API server's objects.
 
 The gateway is found from --gateway or $INFERA_GATEWAY. It authenticates you
-by the bearer token of your kubeconfig (or --gateway-token-file). Exit codes
-are listed in docs/cli.md.`, "NAME", name),
+by the bearer token of your kubeconfig (or --gateway-token-file).
+
+Exit codes (docs/cli.md): 0 ok, 1 other error, 2 usage, 3 no kubeconfig or
+API server unreachable, 4 no gateway, 5 not authenticated or not permitted,
+6 unknown pod or node, 7 CRDs not installed, 8 refused (policy-owned safe
+mode without --force), 9 --wait timed out, 10 not served yet, 11 an action
+failed on some nodes.`, "NAME", name),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Unknown subcommands are a usage error.
