@@ -132,13 +132,63 @@ func (g *gatewayClient) url(path string, q url.Values) string {
 
 // call sends one request and decodes the answer into out.
 func (g *gatewayClient) call(ctx context.Context, method, path string, q url.Values, in, out proto.Message) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := protojson.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
+	}
+	return g.do(ctx, method, path, q, body, out)
+}
+
+// callJSON sends a body that is not one of this build's proto messages (a
+// route newer than the generated types) and decodes the answer into out.
+func (g *gatewayClient) callJSON(ctx context.Context, method, path string, in any, out proto.Message) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return g.do(ctx, method, path, nil, b, out)
+}
+
+// serves reports whether the gateway's OpenAPI document (served without
+// authentication) has the operation, so commands for routes a gateway may
+// not have yet can say so instead of failing on a 404.
+func (g *gatewayClient) serves(ctx context.Context, method, path string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url("/api/v1/openapi.json", nil), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := g.hc.Do(req)
+	if err != nil {
+		return false, g.unreachable(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return false, g.unreachable(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, g.httpError(resp.StatusCode, raw)
+	}
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return false, fmt.Errorf("failed to read the gateway's OpenAPI document: %w", err)
+	}
+	_, ok := doc.Paths[path][strings.ToLower(method)]
+	return ok, nil
+}
+
+func (g *gatewayClient) do(ctx context.Context, method, path string, q url.Values, in []byte, out proto.Message) error {
+	var body io.Reader
+	if in != nil {
+		body = bytes.NewReader(in)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -147,7 +197,7 @@ func (g *gatewayClient) call(ctx context.Context, method, path string, q url.Val
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := g.hc.Do(req)

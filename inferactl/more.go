@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os/signal"
 	"slices"
 	"strings"
@@ -20,10 +22,15 @@ import (
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 )
 
-// What the agents know that infera-gateway does not serve yet: it reads the
-// fleet from the Kubernetes API only (docs/gateway.md, "Not done").
-const agentDataMissing = "infera-gateway does not serve the agents' own data yet (per-pod CPU usage, traces): " +
-	"gateway-to-agent proxying is issue #13 part 3"
+// Per-pod CPU usage is measured by each node's agent and published only in
+// its node-local /observe document; neither the agent's gRPC API nor
+// infera-gateway carries it.
+const usageMissing = "per-pod CPU usage is measured by each node's agent (its /observe document on :9100, docs/observe.md), " +
+	"and neither the agent's gRPC API nor infera-gateway serves it"
+
+// tracePath is the gateway's trace capture route (proxied to the node's
+// agent); gateways without it answer with exit 10.
+const tracePath = "/api/v1/nodes/{node}/traces"
 
 func newTopCommand(o *options) *cobra.Command {
 	var p *printer
@@ -46,8 +53,8 @@ infera-gateway, which it does not serve yet, so --by pod says so and exits 10.`,
 			switch by {
 			case "tier":
 			case "pod":
-				return errf(ExitNotAvailable, "Until then: "+o.cmdName+" pods shows each pod's tier and CPU request; kubectl top pods shows usage from metrics-server.",
-					"CPU usage by pod is not available: %s", agentDataMissing)
+				return errf(ExitNotAvailable, o.cmdName+" pods shows each pod's tier and CPU request; kubectl top pods shows usage from metrics-server.",
+					"CPU usage by pod is not available: %s", usageMissing)
 			default:
 				return errf(ExitUsage, "", "--by: %q is not tier or pod", by)
 			}
@@ -90,22 +97,72 @@ func topTable(views []*inferav1.NodeView) *metaTable {
 func newTraceCommand(o *options) *cobra.Command {
 	var d time.Duration
 	c := &cobra.Command{
-		Use:   "trace NODE|POD --duration D",
-		Short: "Capture a scheduling trace on a node or of a pod (needs agent proxying in infera-gateway)",
-		Long: `Capture a trace on a node's agent. The agent captures it; infera-gateway
-does not proxy trace capture to the agents yet, so this command says so and
-exits 10. On the node itself the agent's local API serves it.`,
+		Use:   "trace NODE | pod/NAME [--duration D]",
+		Short: "Capture a scheduling trace on a node, or of one pod, through infera-gateway and the node's agent",
+		Long: `Ask a node's agent, through infera-gateway, to record scheduling events for
+--duration, of the whole node or of one pod (pod/NAME in -n's namespace; its
+node is looked up). The trace stays on the node, at the path printed. A
+gateway that does not proxy trace capture to the agents (no
+POST /api/v1/nodes/{node}/traces in its OpenAPI document) gets exit 10.`,
+		Example: `  NAME trace worker-1 --duration 5s
+  NAME trace -n shop pod/checkout-7d9f --duration 10s`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(*cobra.Command, []string) error {
-			if d <= 0 {
-				return errf(ExitUsage, "", "--duration must be positive")
+		RunE: func(c *cobra.Command, args []string) error {
+			if d < time.Second {
+				return errf(ExitUsage, "", "--duration must be at least 1s")
 			}
-			return errf(ExitNotAvailable, "Until then: capture on the node through the agent's local API (docs/observe.md).",
-				"trace capture is not available through infera-gateway: %s", agentDataMissing)
+			return o.runTrace(c.Context(), args[0], d)
 		},
 	}
-	c.Flags().DurationVar(&d, "duration", 10*time.Second, "how long to capture")
+	c.Flags().DurationVar(&d, "duration", 10*time.Second, "how long to record (the gateway's request timeout, 30s by default, bounds it)")
 	return c
+}
+
+func (o *options) runTrace(ctx context.Context, target string, d time.Duration) error {
+	gw, err := o.gatewayClient()
+	if err != nil {
+		return err
+	}
+	ok, err := gw.serves(ctx, http.MethodPost, tracePath)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errf(ExitNotAvailable, "Upgrade infera-gateway to a version that reaches the agents (docs/gateway.md), or capture on the node through the agent's local API.",
+			"trace capture is not available: infera-gateway at %s does not serve POST %s", gw.base, tracePath)
+	}
+	body := map[string]any{"durationSeconds": int(d / time.Second)}
+	node := target
+	if name, isPod := strings.CutPrefix(target, "pod/"); isPod {
+		kube, _, err := o.kubeClient()
+		if err != nil {
+			return err
+		}
+		ns, _, err := o.namespace()
+		if err != nil {
+			return err
+		}
+		p, err := kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return kubeError(err, fmt.Sprintf("pod %s/%s", ns, name))
+		}
+		if p.Spec.NodeName == "" {
+			return errf(ExitUsage, "", "pod %s/%s is not scheduled to a node yet", ns, name)
+		}
+		node = p.Spec.NodeName
+		body["pod"] = map[string]any{"namespace": ns, "name": name, "uid": string(p.UID)}
+	}
+	node = strings.TrimPrefix(node, "node/")
+	out := &inferav1.CaptureTraceResponse{}
+	if err := gw.callJSON(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(node)+"/traces", body, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.streams.Out, "node/%s: %d scheduling events in %.1fs, %d bytes at %s (on the node)", node, out.Events, out.DurationSeconds, out.SizeBytes, out.Path)
+	if out.Truncated {
+		fmt.Fprint(o.streams.Out, "; stopped early at the size cap")
+	}
+	fmt.Fprintln(o.streams.Out)
+	return nil
 }
 
 func newEventsCommand(o *options) *cobra.Command {

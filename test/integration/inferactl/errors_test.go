@@ -68,8 +68,10 @@ func TestErrors(t *testing.T) {
 		{"wait times out", operator, true, []string{"safe-mode", "on", "cli-n3", "--reason", "x", "--wait", "--timeout", "2s"}, inferactl.ExitTimeout,
 			[]string{"timed out after 2s", `cli-n3 (agent-status "refused: kernel has no sched_ext")`}},
 		{"usage by pod is not served", viewer, true, []string{"top", "--by", "pod"}, inferactl.ExitNotAvailable,
-			[]string{"CPU usage by pod is not available", "issue #13"}},
-		{"trace is not served", viewer, true, []string{"trace", "cli-n1"}, inferactl.ExitNotAvailable, []string{"trace capture is not available"}},
+			[]string{"CPU usage by pod is not available", "/observe", "kubectl top pods"}},
+		{"trace is not served by this gateway", operator, true, []string{"trace", "cli-n1", "--duration", "2s"}, inferactl.ExitNotAvailable,
+			[]string{"trace capture is not available", "does not serve POST /api/v1/nodes/{node}/traces"}},
+		{"trace needs a gateway", operator, false, []string{"trace", "cli-n1"}, inferactl.ExitNoGateway, []string{"needs infera-gateway"}},
 		{"unknown command", viewer, false, []string{"frobnicate"}, inferactl.ExitUsage, []string{"unknown command"}},
 		{"unknown output", viewer, true, []string{"nodes", "-o", "toml"}, inferactl.ExitUsage, []string{"allowed formats"}},
 	}

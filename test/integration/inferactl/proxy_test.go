@@ -49,7 +49,9 @@ func TestServiceProxyDropsBearerToken(t *testing.T) {
 	if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = kube.CoreV1().Services("default").Delete(context.Background(), "proxy-probe", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = kube.CoreV1().Services("default").Delete(context.Background(), "proxy-probe", metav1.DeleteOptions{})
+	})
 	// The service proxy only forwards to endpoints that are Pods with
 	// that IP: a Pod object stands for the gateway's.
 	p := pod("default", "proxy-probe", "", "", nil, "10m") // unbound: not in any pod list
