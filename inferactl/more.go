@@ -37,12 +37,13 @@ func newTopCommand(o *options) *cobra.Command {
 	var by string
 	c := &cobra.Command{
 		Use:   "top [--by tier|pod]",
-		Short: "CPU by tier (the agents' tier-loads: requests, limits, fenced CPU) and, once served, by pod",
+		Short: "CPU by tier from the agents' tier-loads (requests, limits, fenced CPU); by pod is not served",
 		Long: `CPU by tier from the agents: each node's agent publishes the pods, CPU
 requests and limits of every tier and the CPU fenced for critical pods (its
 infera.io/tier-load); --by tier shows them per node. These are reservations,
-not usage: measured CPU usage by pod needs the agents' data through
-infera-gateway, which it does not serve yet, so --by pod says so and exits 10.`,
+not usage: per-pod CPU usage is only in each agent's node-local /observe
+document, which neither the agent's gRPC API nor infera-gateway serves, so
+--by pod says so and exits 10.`,
 		Example: `  NAME top
   NAME top --by pod`,
 		Args: cobra.NoArgs,
