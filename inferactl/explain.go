@@ -19,6 +19,12 @@ func newExplainCommand(o *options) *cobra.Command {
 		Example: `  NAME explain-tier -n shop checkout-7d9f
   NAME explain-tier checkout-7d9f -o yaml`,
 		Args: cobra.ExactArgs(1),
+		ValidArgsFunction: func(c *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, noFiles
+			}
+			return o.completePods(c, prefix), noFiles
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := p.check(); err != nil {
 				return err

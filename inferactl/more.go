@@ -208,6 +208,7 @@ starts with the next event.`,
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "stream infera-gateway's fleet events")
 	c.Flags().StringVar(&node, "node", "", "only this node's events")
+	o.nodeFlag(c)
 	return c
 }
 

@@ -81,6 +81,7 @@ func newNodesCommand(o *options) *cobra.Command {
 			return p.print(o.streams.Out, nodesTable(views), obj)
 		},
 	}
+	c.ValidArgsFunction = o.nodeArgs
 	c.Flags().StringVarP(&selector, "selector", "l", "", "label selector of the nodes (e.g. pool=gpu)")
 	p = addPrinter(c, true)
 	return c

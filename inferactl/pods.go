@@ -49,6 +49,7 @@ infera.io/priority-mapping, and a note on stderr says so.`,
 		},
 	}
 	c.Flags().StringVar(&node, "node", "", "only the pods bound to this node")
+	o.nodeFlag(c)
 	c.Flags().StringVar(&tier, "tier", "", "only pods of this tier: system, critical, high, normal, low, background")
 	_ = c.RegisterFlagCompletionFunc("tier", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var ts []string

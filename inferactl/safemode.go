@@ -48,8 +48,16 @@ nothing.`,
 		Example: `  NAME safe-mode on worker-1 --reason "kernel upgrade" --wait
   NAME safe-mode off -l pool=gpu --reason "upgrade done"
   NAME safe-mode on worker-1 --reason test --dry-run=server`,
-		Args:      cobra.RangeArgs(1, 2),
-		ValidArgs: []string{"on", "off"},
+		Args: cobra.RangeArgs(1, 2),
+		ValidArgsFunction: func(c *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+			switch len(args) {
+			case 0:
+				return []string{"on", "off"}, noFiles
+			case 1:
+				return o.completeNodes(c, prefix), noFiles
+			}
+			return nil, noFiles
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			return o.runSafeMode(c.Context(), s, args)
 		},

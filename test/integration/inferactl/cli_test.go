@@ -326,3 +326,22 @@ func envtestBin() string {
 	}
 	return filepath.Join(env.Root, "bin")
 }
+
+// TestCompletion: node and pod names complete from the API server.
+func TestCompletion(t *testing.T) {
+	r := run(t, "admin", false, "__complete", "safe-mode", "on", "cli-n")
+	mustOK(t, r, "__complete safe-mode on")
+	if !strings.HasPrefix(r.stdout, "cli-n1\ncli-n2\ncli-n3\ncli-n4\n:4\n") {
+		t.Errorf("safe-mode on <TAB> = %q, want the four nodes", r.stdout)
+	}
+	r = run(t, "admin", false, "__complete", "explain-tier", "cl")
+	mustOK(t, r, "__complete explain-tier")
+	if !strings.HasPrefix(r.stdout, "climber\n:4\n") {
+		t.Errorf("explain-tier cl<TAB> = %q, want climber", r.stdout)
+	}
+	r = run(t, "admin", false, "__complete", "pods", "--node", "")
+	mustOK(t, r, "__complete pods --node")
+	if !strings.Contains(r.stdout, "cli-n2\n") {
+		t.Errorf("pods --node <TAB> = %q", r.stdout)
+	}
+}
