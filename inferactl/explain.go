@@ -1,12 +1,15 @@
 package inferactl
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
+	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
 )
 
@@ -60,7 +63,7 @@ func newExplainCommand(o *options) *cobra.Command {
 				return err
 			}
 			if p.human() {
-				writeString(o.streams.Out, explainText(e, source))
+				writeString(o.streams.Out, explainText(e, source, o.mappingLines(c.Context(), e, gw != nil)))
 				return nil
 			}
 			it, err := item("TierExplanation", e, e.Name, e.Namespace)
@@ -74,7 +77,45 @@ func newExplainCommand(o *options) *cobra.Command {
 	return c
 }
 
-func explainText(e *inferav1.TierExplanation, source string) string {
+// mappingLines says which priority mapping the node's agent uses, read
+// from the Node with the caller's credentials (nothing when the caller may
+// not read Nodes): the node's infera.io/priority-mapping and the
+// InferaPolicy it came from. Through the gateway, whose explanation uses
+// its own configured thresholds, it warns when the node's differ.
+func (o *options) mappingLines(ctx context.Context, e *inferav1.TierExplanation, viaGateway bool) []string {
+	if e.Node == "" {
+		return nil
+	}
+	kube, _, err := o.kubeClient()
+	if err != nil {
+		return nil
+	}
+	n, err := kube.CoreV1().Nodes().Get(ctx, e.Node, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	v, ok := n.Annotations[wellknown.PriorityMappingAnnotation]
+	if !ok {
+		return []string{fmt.Sprintf("none on node %s: its agent uses its configured thresholds (the defaults unless changed)", e.Node)}
+	}
+	m, err := tiering.ParseNodeMapping(v)
+	if err != nil {
+		return []string{fmt.Sprintf("node %s: %v; its agent keeps its configured thresholds", e.Node, err)}
+	}
+	from := "set by hand"
+	if m.Policy != "" {
+		from = "from InferaPolicy " + m.Policy
+	}
+	lines := []string{fmt.Sprintf("node %s's %s, %s", e.Node, wellknown.PriorityMappingAnnotation, from)}
+	t := m.Thresholds
+	if et := e.Thresholds; viaGateway && et != nil && (et.Critical != t.Critical || et.High != t.High || et.Normal != t.Normal || et.Low != t.Low) {
+		lines = append(lines, fmt.Sprintf("WARNING: the gateway used its own thresholds; the node's agent uses critical >= %d, high >= %d, normal >= %d, low >= %d "+
+			"(run without --gateway for the tier computed with them)", t.Critical, t.High, t.Normal, t.Low))
+	}
+	return lines
+}
+
+func explainText(e *inferav1.TierExplanation, source string, mapping []string) string {
 	var b strings.Builder
 	f := func(k, format string, args ...any) {
 		fmt.Fprintf(&b, "%-17s "+format+"\n", append([]any{k + ":"}, args...)...)
@@ -98,6 +139,13 @@ func explainText(e *inferav1.TierExplanation, source string) string {
 	if t := e.Thresholds; t != nil {
 		f("Thresholds", "system >= %d, critical >= %d, high >= %d, normal >= %d, low >= %d, else background",
 			t.System, t.Critical, t.High, t.Normal, t.Low)
+	}
+	for i, l := range mapping {
+		if i == 0 {
+			f("Mapping", "%s", l)
+		} else {
+			fmt.Fprintf(&b, "%-17s %s\n", "", l)
+		}
 	}
 	if len(e.OriginalCpuRequests) > 0 {
 		var parts []string

@@ -100,6 +100,20 @@ func TestPods(t *testing.T) {
 	if r.stdout != "normal" {
 		t.Errorf("cart (infera-high) on a node whose mapping puts high at 1000000: tier %q, want normal", r.stdout)
 	}
+	// explain-tier names the mapping; through the gateway (which uses its
+	// own thresholds) it warns that the node's agent uses others.
+	r = run(t, "admin", false, "-n", "shop", "explain-tier", "cart")
+	mustOK(t, r, "explain-tier cart (local)")
+	for _, w := range []string{"Tier:             normal", "Mapping:          node cli-n2's infera.io/priority-mapping, set by hand"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("local explain-tier cart lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	r = run(t, operator, true, "-n", "shop", "explain-tier", "cart")
+	mustOK(t, r, "explain-tier cart (gateway)")
+	if !strings.Contains(r.stdout, "WARNING: the gateway used its own thresholds; the node's agent uses critical >= 2000000, high >= 1000000") {
+		t.Errorf("explain-tier cart through the gateway does not warn about the node's mapping:\n%s", r.stdout)
+	}
 }
 
 // TestExplainTier: the explanation of a pod whose annotation is ignored,
