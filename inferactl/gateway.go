@@ -225,11 +225,17 @@ func (g *gatewayClient) unreachable(err error) error {
 // httpError maps the gateway's {"code","message"} errors onto exit codes.
 func (g *gatewayClient) httpError(code int, raw []byte) error {
 	var st struct {
+		Code    int    `json:"code"`
 		Message string `json:"message"`
 	}
 	msg := strings.TrimSpace(string(raw))
 	if json.Unmarshal(raw, &st) == nil && st.Message != "" {
 		msg = st.Message
+	}
+	// gRPC FAILED_PRECONDITION (9): the gateway cannot serve this here,
+	// e.g. it is not configured to reach the agents.
+	if st.Code == 9 {
+		return errf(ExitNotAvailable, "", "infera-gateway cannot serve this: %s", msg)
 	}
 	switch code {
 	case http.StatusUnauthorized:
