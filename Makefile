@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 include hack/tools/versions.mk
-export CONTROLLER_TOOLS_VERSION CODE_GENERATOR_VERSION GOLANGCI_LINT_VERSION GOTESTSUM_VERSION KWOK_VERSION
+export CONTROLLER_TOOLS_VERSION CODE_GENERATOR_VERSION GOLANGCI_LINT_VERSION GOTESTSUM_VERSION KWOK_VERSION KREW_VERSION
 
 ROOT := $(CURDIR)
 BIN  := $(ROOT)/bin
@@ -14,6 +14,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 GOTESTSUM      := $(BIN)/gotestsum
 KWOK           := $(BIN)/kwok
+KREW_VALIDATE  := $(BIN)/validate-krew-manifest
 HELM           := $(BIN)/helm
 
 # envtest and `make run` find kube-apiserver, etcd and kubectl here.
@@ -103,6 +104,10 @@ test: controlplane $(GOTESTSUM) $(HELM) ## Run every test: unit, envtest against
 test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall charts/temper with helm --wait on kwok nodes (real control plane with kube-controller-manager and kube-scheduler).
 	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
 
+.PHONY: krew-validate
+krew-validate: $(KREW_VALIDATE) ## Check the kubectl plugin's krew manifest (plugins/infera.yaml) with krew's validator (no install: no release archives exist).
+	$(KREW_VALIDATE) -manifest plugins/infera.yaml -skip-install
+
 .PHONY: test-run
 test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a namespace finalized, Ctrl-C stops everything, nothing left.
 	test/smoke/make-run.sh
@@ -156,8 +161,9 @@ bench-gateway: controlplane build ## infera-gateway: GET fleet view, node list (
 	go run ./test/bench/gateway -nodes 500 -pods 60 -rounds 5 -requests 400 -out docs/bench/gateway.json
 
 .PHONY: build
-build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).
-	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ ./cmd/...
+build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2), with inferactl also as the kubectl plugin bin/kubectl-infera.
+	go build -ldflags "$(VERSION_LDFLAGS) -X github.com/infera-io/temper/inferactl.Version=$(IMAGE_VERSION)" -o $(BIN)/ ./cmd/...
+	ln -sf inferactl $(BIN)/kubectl-infera
 
 .PHONY: run
 run: controlplane build ## Run the platform on an embedded local control plane (Ctrl-C stops it).
@@ -192,7 +198,7 @@ controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from sou
 	hack/build-controlplane.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) ## Install the pinned Go tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) $(KREW_VALIDATE) ## Install the pinned Go tools into bin/.
 
 $(CONTROLLER_GEN): hack/tools/versions.mk
 	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
@@ -200,6 +206,8 @@ $(GOLANGCI_LINT): hack/tools/versions.mk
 	hack/tools/install.sh golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)
 $(GOTESTSUM): hack/tools/versions.mk
 	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
+$(KREW_VALIDATE): hack/tools/versions.mk
+	hack/tools/install.sh validate-krew-manifest sigs.k8s.io/krew/cmd/validate-krew-manifest $(KREW_VERSION)
 $(KWOK): hack/tools/versions.mk
 	hack/tools/install.sh kwok sigs.k8s.io/kwok/cmd/kwok $(KWOK_VERSION)
 # helm v3 takes its default Kubernetes version and its own from ldflags

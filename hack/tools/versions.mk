@@ -7,6 +7,8 @@ CODE_GENERATOR_VERSION   ?= v0.37.2
 GOLANGCI_LINT_VERSION    ?= v2.15.0
 GOTESTSUM_VERSION        ?= v1.13.0
 KWOK_VERSION             ?= v0.8.0
+# krew's manifest validator (make krew-validate checks plugins/infera.yaml).
+KREW_VERSION             ?= v0.4.3
 # helm (charts/temper tests). v3 needs ldflags for its default Kubernetes
 # version (else v1.20.0); HELM_KUBE_MINOR matches the control plane.
 HELM_VERSION             ?= v3.22.0

@@ -123,7 +123,12 @@ func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/nodes/%s
   curl http://127.0.0.1:8090/api/v1/openapi.json
 
-`, tokenPath, o.NodeName)
+The same from the command line (bin/kubectl-infera is the kubectl plugin, docs/cli.md):
+
+  export INFERA_GATEWAY=http://127.0.0.1:8090 INFERA_GATEWAY_TOKEN_FILE=%s
+  kubectl infera status
+
+`, tokenPath, o.NodeName, tokenPath)
 	}
 	node, err := MachineNode(o.NodeName)
 	if err != nil {
