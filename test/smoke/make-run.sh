@@ -74,6 +74,7 @@ grep -q '"nodes"' <<<"$fleet" || fail "GET /api/v1/fleet: no node count in $flee
 curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node" | grep -q "\"$node\"" ||
 	fail "GET /api/v1/nodes/$node does not name the node"
 curl -fsS http://127.0.0.1:8090/api/v1/openapi.json | grep -q '"swagger"' || fail "no OpenAPI document"
+curl -fsS http://127.0.0.1:8090/ | grep -q 'src="app.js"' || fail "the dashboard is not served at http://127.0.0.1:8090/"
 log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document"
 
 log "creating a pod in the high tier"
