@@ -190,7 +190,7 @@ func New(o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux.Handle("GET /", dash)
+	mux.Handle("/", dash)
 	g.handler = mux
 	return g, nil
 }

@@ -94,6 +94,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("X-Frame-Options", "DENY")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hdr.Set("Allow", "GET, HEAD")
+		http.Error(w, "405 method not allowed; the dashboard is read-only, the API is at /api/v1", http.StatusMethodNotAllowed)
+		return
+	}
 	if !ok {
 		http.Error(w, "404 page not found; the dashboard is at /, the API at /api/v1", http.StatusNotFound)
 		return

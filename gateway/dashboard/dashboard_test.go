@@ -67,6 +67,11 @@ func TestServe(t *testing.T) {
 	if resp := get(t, h, "/app.js", map[string]string{"If-None-Match": js.Header.Get("ETag")}); resp.StatusCode != http.StatusNotModified {
 		t.Errorf("GET /app.js with its ETag = %d, want 304", resp.StatusCode)
 	}
+	post := httptest.NewRecorder()
+	h.ServeHTTP(post, httptest.NewRequest(http.MethodPost, "/", nil))
+	if post.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST / = %d, want 405", post.Code)
+	}
 	for _, p := range []string{"/nope.js", "/dist/app.js", "/../go.mod"} {
 		if resp := get(t, h, p, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)

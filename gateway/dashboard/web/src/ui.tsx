@@ -52,16 +52,22 @@ export function Title(props: { children: ComponentChildren }) {
 }
 
 /** Problem shows a failed call: denied views say so, in the gateway's words. */
-export function Problem(props: { error: unknown; what: string }) {
+export function Problem(props: { error: unknown; what: string; act?: string }) {
   const e = props.error;
   if (e instanceof ApiError && e.status === 403) {
     return (
       <div class="problem denied" role="alert" data-testid="denied">
         <h2>Not allowed</h2>
-        <p>
-          You may not see {props.what}. Ask an administrator for the <code>infera-viewer</code> or{" "}
-          <code>infera-operator</code> role.
-        </p>
+        {props.act ? (
+          <p>
+            You may not {props.act}. Ask an administrator for the <code>infera-operator</code> role.
+          </p>
+        ) : (
+          <p>
+            You may not see {props.what}. Ask an administrator for the <code>infera-viewer</code> or{" "}
+            <code>infera-operator</code> role.
+          </p>
+        )}
         <p class="detail">The gateway said: {e.message}</p>
       </div>
     );
@@ -69,7 +75,7 @@ export function Problem(props: { error: unknown; what: string }) {
   const msg = e instanceof ApiError ? `${e.status}: ${e.message}` : e instanceof Error ? e.message : String(e);
   return (
     <div class="problem" role="alert">
-      <h2>Could not load {props.what}</h2>
+      <h2>{props.act ? "Could not " + props.act : "Could not load " + props.what}</h2>
       <p class="detail">{msg}</p>
     </div>
   );

@@ -813,7 +813,7 @@ export function ActionsView(props: { node: string }) {
         <section class="panel" aria-labelledby="result-h" tabIndex={-1} ref={resultRef} id="action-result">
           <h2 id="result-h">Result</h2>
           {failure ? (
-            <Problem error={failure} what="this action" />
+            <Problem error={failure} what="this action" act="change safe mode on these nodes" />
           ) : (
             <table class="compact">
               <thead>
