@@ -51,7 +51,7 @@ func TestOperatorJourney(t *testing.T) {
 
 	// Fleet.
 	do(t, ctx, "fleet",
-		waitFor(textOf("#fleet-count", "Showing 4 of 4 nodes.")),
+		waitFor(textOf("#fleet-count", "4 of 4 nodes match; rows 1–4 shown.")),
 		waitFor(textOf("#summary-h", "Summary")),
 		waitFor(textOf("#fleet-table", "dash-n1")),
 	)
@@ -63,7 +63,7 @@ func TestOperatorJourney(t *testing.T) {
 	screenshot(t, ctx, "fleet")
 	do(t, ctx, "filter the fleet by label",
 		fill("#fleet-filter", "pool=b"),
-		waitFor(textOf("#fleet-count", "Showing 2 of 4 nodes.")),
+		waitFor(textOf("#fleet-count", "2 of 4 nodes match")),
 	)
 	rows, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#fleet-table tbody th")].map(e => e.innerText.trim())`))
 	if strings.Join(rows, ",") != "dash-n2,dash-n3" {
@@ -71,7 +71,7 @@ func TestOperatorJourney(t *testing.T) {
 	}
 	do(t, ctx, "sort by node, descending",
 		fill("#fleet-filter", ""),
-		waitFor(textOf("#fleet-count", "Showing 4 of 4 nodes.")),
+		waitFor(textOf("#fleet-count", "4 of 4 nodes match; rows 1–4 shown.")),
 		chromedp.Click(chromedp.CSS(`#fleet-table thead th:first-child button`)),
 		waitFor(`document.querySelector("#fleet-table thead th").getAttribute("aria-sort") === "descending"`),
 	)
@@ -82,11 +82,11 @@ func TestOperatorJourney(t *testing.T) {
 	do(t, ctx, "select by agent state",
 		chromedp.SetValue(chromedp.ID("fleet-state"), "refused"),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("fleet-state").dispatchEvent(new Event("change", {bubbles: true}))`),
-		waitFor(textOf("#fleet-count", "Showing 1 of 4 nodes.")),
+		waitFor(textOf("#fleet-count", "1 of 4 nodes match")),
 		waitFor(textOf("#fleet-table tbody", "dash-n3")),
 		chromedp.SetValue(chromedp.ID("fleet-state"), ""),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("fleet-state").dispatchEvent(new Event("change", {bubbles: true}))`),
-		waitFor(textOf("#fleet-count", "Showing 4 of 4 nodes.")),
+		waitFor(textOf("#fleet-count", "4 of 4 nodes match; rows 1–4 shown.")),
 	)
 
 	// Node: tiers → pods, and the panels this gateway cannot fill yet.

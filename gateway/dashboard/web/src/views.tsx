@@ -1,6 +1,6 @@
 // The dashboard's views. Each reads only /api/v1; data the gateway does not
 // expose yet is marked as such (Unavailable), never made up.
-import { Fragment } from "preact";
+import { Component, Fragment } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   ApiError,
@@ -196,6 +196,64 @@ function TierBar(props: { node: NodeT }) {
   );
 }
 
+/**
+ * FleetRow renders one node; it re-renders only when its node changes, so
+ * a filter or a sort of 500 rows only moves rows.
+ */
+class FleetRow extends Component<{ n: NodeT }> {
+  shouldComponentUpdate(next: { n: NodeT }) {
+    return next.n !== this.props.n;
+  }
+
+  render() {
+    const n = this.props.n;
+    return (
+      <tr>
+        <th scope="row">
+          <a href={"#/nodes/" + encodeURIComponent(n.name)}>{n.name}</a>
+          {!n.ready && <Badge kind="bad">NotReady</Badge>}
+        </th>
+        <td>
+          <Badge kind={stateKind(n.agentState)}>{n.agentState}</Badge>
+        </td>
+        <td>{n.backend || <span class="muted">–</span>}</td>
+        <td>{n.safeModeRequested ? <Badge kind="warn">requested</Badge> : "no"}</td>
+        <td>{n.tierLoadFresh ? "fresh" : <Badge kind="muted">stale</Badge>}</td>
+        <td class="num">{n.tierLoadFresh ? podsOf(n.tiers) : "–"}</td>
+        <td class="num">{cpu(n.allocatableMilli)}</td>
+        <td class="num">{n.tierLoadFresh ? cpu(n.fencedMilli) : "–"}</td>
+        <td class="num">{n.tierLoadFresh ? cpu(requestOf(n.tiers, "critical")) : "–"}</td>
+        <td>
+          <TierBar node={n} />
+        </td>
+      </tr>
+    );
+  }
+}
+
+// Rows per page of the fleet table: the whole fleet is loaded, filtered
+// and sorted in memory; the DOM holds one page (the choice is kept for the
+// tab).
+const PAGE_SIZES = [50, 100, 250, 500, 1000];
+const PAGE_SIZE_KEY = "temper.dashboard.rows";
+
+function readPageSize(): number {
+  try {
+    const n = Number(sessionStorage.getItem(PAGE_SIZE_KEY));
+    return PAGE_SIZES.includes(n) ? n : 100;
+  } catch {
+    return 100;
+  }
+}
+
+function writePageSize(n: number) {
+  try {
+    sessionStorage.setItem(PAGE_SIZE_KEY, String(n));
+  } catch {
+    // storage disabled: this view only
+  }
+}
+
 export function FleetView() {
   const [fleet, reloadFleet] = useLoad((c, s) => c.get<Fleet>("/api/v1/fleet", s), []);
   const [nodes, reloadNodes] = useLoad((c, s) => c.all<NodeT>("/api/v1/nodes", "nodes", s), []);
@@ -204,6 +262,8 @@ export function FleetView() {
   const [safeOnly, setSafeOnly] = useState(false);
   const [staleOnly, setStaleOnly] = useState(false);
   const [sort, setSort] = useState<{ key: SortKey; desc: boolean }>({ key: "name", desc: false });
+  const [pageSize, setPageSize] = useState(readPageSize);
+  const [page, setPage] = useState(0);
   // A node's state changed: reload the lists once things settle.
   const timer = useRef<number>(0);
   const ev = useEvents("", () => {
@@ -238,6 +298,12 @@ export function FleetView() {
     });
     return out;
   }, [nodes, filter, state, safeOnly, staleOnly, sort]);
+
+  // A new filter or order starts at the first page.
+  useEffect(() => setPage(0), [filter, state, safeOnly, staleOnly, sort, pageSize]);
+  const pages = Math.max(1, Math.ceil(rows.length / pageSize));
+  const first = Math.min(page, pages - 1) * pageSize;
+  const shown = rows.slice(first, first + pageSize);
 
   const rendered = nodes.state === "ok";
   useEffect(() => {
@@ -290,9 +356,36 @@ export function FleetView() {
         {nodes.state === "error" && <Problem error={nodes.error} what="the nodes" />}
         {nodes.state === "ok" && (
           <Fragment>
-            <p role="status" id="fleet-count">
-              Showing {rows.length} of {nodes.data.length} nodes.
-            </p>
+            <div class="filters pager">
+              <p role="status" id="fleet-count">
+                {rows.length} of {nodes.data.length} nodes match
+                {rows.length > 0 && `; rows ${first + 1}–${first + shown.length} shown`}.
+              </p>
+              <label>
+                Rows per page
+                <select
+                  id="fleet-page-size"
+                  value={String(pageSize)}
+                  onChange={(e) => {
+                    const v = Number((e.target as HTMLSelectElement).value);
+                    writePageSize(v);
+                    setPageSize(v);
+                  }}
+                >
+                  {PAGE_SIZES.map((n) => (
+                    <option key={n} value={String(n)}>
+                      {n}
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <button type="button" id="fleet-prev" disabled={first === 0} onClick={() => setPage(Math.max(0, page - 1))}>
+                Previous page
+              </button>
+              <button type="button" id="fleet-next" disabled={first + pageSize >= rows.length} onClick={() => setPage(page + 1)}>
+                Next page
+              </button>
+            </div>
             <div class="scroll">
               <table id="fleet-table">
                 <thead>
@@ -313,26 +406,8 @@ export function FleetView() {
                   </tr>
                 </thead>
                 <tbody>
-                  {rows.map((n) => (
-                    <tr key={n.name}>
-                      <th scope="row">
-                        <a href={"#/nodes/" + encodeURIComponent(n.name)}>{n.name}</a>
-                        {!n.ready && <Badge kind="bad">NotReady</Badge>}
-                      </th>
-                      <td>
-                        <Badge kind={stateKind(n.agentState)}>{n.agentState}</Badge>
-                      </td>
-                      <td>{n.backend || <span class="muted">–</span>}</td>
-                      <td>{n.safeModeRequested ? <Badge kind="warn">requested</Badge> : "no"}</td>
-                      <td>{n.tierLoadFresh ? "fresh" : <Badge kind="muted">stale</Badge>}</td>
-                      <td class="num">{n.tierLoadFresh ? podsOf(n.tiers) : "–"}</td>
-                      <td class="num">{cpu(n.allocatableMilli)}</td>
-                      <td class="num">{n.tierLoadFresh ? cpu(n.fencedMilli) : "–"}</td>
-                      <td class="num">{n.tierLoadFresh ? cpu(requestOf(n.tiers, "critical")) : "–"}</td>
-                      <td>
-                        <TierBar node={n} />
-                      </td>
-                    </tr>
+                  {shown.map((n) => (
+                    <FleetRow key={n.name} n={n} />
                   ))}
                 </tbody>
               </table>
