@@ -2905,6 +2905,274 @@ func (x *ClusterEvent) GetDropped() uint64 {
 	return 0
 }
 
+// GetPodDetailsRequest names a pod.
+type GetPodDetailsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPodDetailsRequest) Reset() {
+	*x = GetPodDetailsRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPodDetailsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPodDetailsRequest) ProtoMessage() {}
+
+func (x *GetPodDetailsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPodDetailsRequest.ProtoReflect.Descriptor instead.
+func (*GetPodDetailsRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetPodDetailsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetPodDetailsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PodDetails is a pod as its caller may read it.
+type PodDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// node the pod is bound to; empty when unscheduled.
+	Node string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// manifest is the Pod object as YAML, without metadata.managedFields,
+	// read as the caller; empty when manifest_error is set.
+	Manifest string `protobuf:"bytes,4,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// manifest_error says why the caller could not read the Pod.
+	ManifestError string `protobuf:"bytes,5,opt,name=manifest_error,json=manifestError,proto3" json:"manifest_error,omitempty"`
+	// manifest_error_code is the HTTP status of manifest_error (403 when the
+	// caller may not get pods); 0 on success.
+	ManifestErrorCode int32 `protobuf:"varint,6,opt,name=manifest_error_code,json=manifestErrorCode,proto3" json:"manifest_error_code,omitempty"`
+	// events are the pod's Kubernetes Events (involvedObject is this pod),
+	// newest first, at most 100, read as the caller.
+	Events []*PodEvent `protobuf:"bytes,7,rep,name=events,proto3" json:"events,omitempty"`
+	// events_error says why the caller could not list the Events.
+	EventsError string `protobuf:"bytes,8,opt,name=events_error,json=eventsError,proto3" json:"events_error,omitempty"`
+	// events_error_code is the HTTP status of events_error; 0 on success.
+	EventsErrorCode int32 `protobuf:"varint,9,opt,name=events_error_code,json=eventsErrorCode,proto3" json:"events_error_code,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PodDetails) Reset() {
+	*x = PodDetails{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodDetails) ProtoMessage() {}
+
+func (x *PodDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodDetails.ProtoReflect.Descriptor instead.
+func (*PodDetails) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PodDetails) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PodDetails) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PodDetails) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *PodDetails) GetManifest() string {
+	if x != nil {
+		return x.Manifest
+	}
+	return ""
+}
+
+func (x *PodDetails) GetManifestError() string {
+	if x != nil {
+		return x.ManifestError
+	}
+	return ""
+}
+
+func (x *PodDetails) GetManifestErrorCode() int32 {
+	if x != nil {
+		return x.ManifestErrorCode
+	}
+	return 0
+}
+
+func (x *PodDetails) GetEvents() []*PodEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *PodDetails) GetEventsError() string {
+	if x != nil {
+		return x.EventsError
+	}
+	return ""
+}
+
+func (x *PodDetails) GetEventsErrorCode() int32 {
+	if x != nil {
+		return x.EventsErrorCode
+	}
+	return 0
+}
+
+// PodEvent is one core/v1 Event about a pod.
+type PodEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type: "Normal" or "Warning".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// reason in CamelCase.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// message for humans.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// count of occurrences (1 when the Event does not count them).
+	Count int32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	// last_time the Event was seen (lastTimestamp, else eventTime, else
+	// firstTimestamp, else the creation time).
+	LastTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	// source is the component that reported it.
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodEvent) Reset() {
+	*x = PodEvent{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodEvent) ProtoMessage() {}
+
+func (x *PodEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodEvent.ProtoReflect.Descriptor instead.
+func (*PodEvent) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PodEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PodEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PodEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PodEvent) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PodEvent) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
+func (x *PodEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_infera_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_infera_v1_cluster_proto_rawDesc = "" +
@@ -3176,8 +3444,28 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12\x18\n" +
-	"\adropped\x18\x06 \x01(\x04R\adropped2\xc1\n" +
+	"\adropped\x18\x06 \x01(\x04R\adropped\"H\n" +
+	"\x14GetPodDetailsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xc1\x02\n" +
 	"\n" +
+	"PodDetails\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x1a\n" +
+	"\bmanifest\x18\x04 \x01(\tR\bmanifest\x12%\n" +
+	"\x0emanifest_error\x18\x05 \x01(\tR\rmanifestError\x12.\n" +
+	"\x13manifest_error_code\x18\x06 \x01(\x05R\x11manifestErrorCode\x12+\n" +
+	"\x06events\x18\a \x03(\v2\x13.infera.v1.PodEventR\x06events\x12!\n" +
+	"\fevents_error\x18\b \x01(\tR\veventsError\x12*\n" +
+	"\x11events_error_code\x18\t \x01(\x05R\x0feventsErrorCode\"\xb7\x01\n" +
+	"\bPodEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x05R\x05count\x127\n" +
+	"\tlast_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source2\xc7\v\n" +
 	"\x0eClusterService\x12O\n" +
 	"\bGetFleet\x12\x1a.infera.v1.GetFleetRequest\x1a\x10.infera.v1.Fleet\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/fleet\x12]\n" +
 	"\tListNodes\x12\x1b.infera.v1.ListNodesRequest\x1a\x1c.infera.v1.ListNodesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/nodes\x12W\n" +
@@ -3191,7 +3479,8 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"GetSavings\x12\x1c.infera.v1.GetSavingsRequest\x1a\x12.infera.v1.Savings\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/savings\x12u\n" +
 	"\x0fListAuditEvents\x12!.infera.v1.ListAuditEventsRequest\x1a\".infera.v1.ListAuditEventsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/auditEvents\x12f\n" +
-	"\vWatchEvents\x12$.infera.v1.WatchClusterEventsRequest\x1a\x17.infera.v1.ClusterEvent\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events0\x01B\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
+	"\vWatchEvents\x12$.infera.v1.WatchClusterEventsRequest\x1a\x17.infera.v1.ClusterEvent\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events0\x01\x12\x83\x01\n" +
+	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/detailsB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
 	"\x12Temper cluster API\x12\xa9\x01The fleet, its nodes and pods with their tiers, policies, overcommit savings, safe-mode actions and the gateway's audit log. Authenticate with a Kubernetes bearer token.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonRD\n" +
 	"\x03401\x12=\n" +
 	";No bearer token, or the API server did not authenticate it.RW\n" +
@@ -3214,7 +3503,7 @@ func file_infera_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_infera_v1_cluster_proto_rawDescData
 }
 
-var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetFleetRequest)(nil),                // 0: infera.v1.GetFleetRequest
 	(*Fleet)(nil),                          // 1: infera.v1.Fleet
@@ -3251,75 +3540,82 @@ var file_infera_v1_cluster_proto_goTypes = []any{
 	(*AuditResponseStatus)(nil),            // 32: infera.v1.AuditResponseStatus
 	(*WatchClusterEventsRequest)(nil),      // 33: infera.v1.WatchClusterEventsRequest
 	(*ClusterEvent)(nil),                   // 34: infera.v1.ClusterEvent
-	nil,                                    // 35: infera.v1.Fleet.AgentStatesEntry
-	nil,                                    // 36: infera.v1.NodeView.LabelsEntry
-	nil,                                    // 37: infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	nil,                                    // 38: infera.v1.TierExplanation.CpuRequestsEntry
-	nil,                                    // 39: infera.v1.OvercommitProfile.RatiosEntry
-	nil,                                    // 40: infera.v1.AuditEvent.AnnotationsEntry
-	(*TierUsage)(nil),                      // 41: infera.v1.TierUsage
-	(*timestamppb.Timestamp)(nil),          // 42: google.protobuf.Timestamp
+	(*GetPodDetailsRequest)(nil),           // 35: infera.v1.GetPodDetailsRequest
+	(*PodDetails)(nil),                     // 36: infera.v1.PodDetails
+	(*PodEvent)(nil),                       // 37: infera.v1.PodEvent
+	nil,                                    // 38: infera.v1.Fleet.AgentStatesEntry
+	nil,                                    // 39: infera.v1.NodeView.LabelsEntry
+	nil,                                    // 40: infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	nil,                                    // 41: infera.v1.TierExplanation.CpuRequestsEntry
+	nil,                                    // 42: infera.v1.OvercommitProfile.RatiosEntry
+	nil,                                    // 43: infera.v1.AuditEvent.AnnotationsEntry
+	(*TierUsage)(nil),                      // 44: infera.v1.TierUsage
+	(*timestamppb.Timestamp)(nil),          // 45: google.protobuf.Timestamp
 }
 var file_infera_v1_cluster_proto_depIdxs = []int32{
-	35, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
-	41, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
-	42, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
+	38, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
+	44, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
+	45, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
 	5,  // 3: infera.v1.ListNodesResponse.nodes:type_name -> infera.v1.NodeView
-	41, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
+	44, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
 	6,  // 5: infera.v1.NodeView.report:type_name -> infera.v1.NodeReport
-	36, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
-	42, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	39, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
+	45, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: infera.v1.NodeReport.conditions:type_name -> infera.v1.Condition
-	42, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	45, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
 	10, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
 	12, // 11: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
 	17, // 12: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
-	37, // 13: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	38, // 14: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
+	40, // 13: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	41, // 14: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
 	20, // 15: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
 	17, // 16: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
 	7,  // 17: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
 	23, // 18: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
-	39, // 19: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
+	42, // 19: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
 	7,  // 20: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
 	26, // 21: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
 	29, // 22: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
 	30, // 23: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
 	31, // 24: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
 	32, // 25: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
-	42, // 26: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
-	42, // 27: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
-	40, // 28: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
-	42, // 29: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
-	0,  // 30: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
-	2,  // 31: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
-	4,  // 32: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
-	8,  // 33: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
-	11, // 34: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
-	13, // 35: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
-	15, // 36: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
-	18, // 37: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
-	21, // 38: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
-	24, // 39: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
-	27, // 40: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
-	33, // 41: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
-	1,  // 42: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 43: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 44: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 45: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	12, // 46: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	14, // 47: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	16, // 48: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	19, // 49: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	22, // 50: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	25, // 51: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	28, // 52: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	34, // 53: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	42, // [42:54] is the sub-list for method output_type
-	30, // [30:42] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	45, // 26: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
+	45, // 27: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
+	43, // 28: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
+	45, // 29: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	37, // 30: infera.v1.PodDetails.events:type_name -> infera.v1.PodEvent
+	45, // 31: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
+	0,  // 32: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
+	2,  // 33: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
+	4,  // 34: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
+	8,  // 35: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
+	11, // 36: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
+	13, // 37: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
+	15, // 38: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
+	18, // 39: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
+	21, // 40: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
+	24, // 41: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
+	27, // 42: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
+	33, // 43: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
+	35, // 44: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
+	1,  // 45: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 46: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 47: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 48: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	12, // 49: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	14, // 50: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	16, // 51: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	19, // 52: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	22, // 53: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	25, // 54: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	28, // 55: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	34, // 56: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	36, // 57: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
+	45, // [45:58] is the sub-list for method output_type
+	32, // [32:45] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_cluster_proto_init() }
@@ -3334,7 +3630,7 @@ func file_infera_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_cluster_proto_rawDesc), len(file_infera_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

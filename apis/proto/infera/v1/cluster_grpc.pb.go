@@ -46,6 +46,7 @@ const (
 	ClusterService_GetSavings_FullMethodName             = "/infera.v1.ClusterService/GetSavings"
 	ClusterService_ListAuditEvents_FullMethodName        = "/infera.v1.ClusterService/ListAuditEvents"
 	ClusterService_WatchEvents_FullMethodName            = "/infera.v1.ClusterService/WatchEvents"
+	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -104,6 +105,16 @@ type ClusterServiceClient interface {
 	// next one delivered counts them in dropped); the gateway is never slowed.
 	// Authorization: watch events.infera.io.
 	WatchEvents(ctx context.Context, in *WatchClusterEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ClusterEvent], error)
+	// GetPodDetails returns a pod's manifest (YAML, without managedFields) and its
+	// Kubernetes Events, both read with the caller's own identity
+	// (impersonation), so the API server's RBAC decides: a part the caller
+	// may not read comes back empty with its error and HTTP code, and the
+	// other part still comes back. NOT_FOUND names an unknown pod.
+	// Authorization: get pods.infera.io in the pod's namespace, then the
+	// caller's own get on the Pod and list on Events in that namespace.
+	// (A sub-resource path: "{name}" alone would also match the
+	// "{name}:explainTier" custom method.)
+	GetPodDetails(ctx context.Context, in *GetPodDetailsRequest, opts ...grpc.CallOption) (*PodDetails, error)
 }
 
 type clusterServiceClient struct {
@@ -243,6 +254,16 @@ func (c *clusterServiceClient) WatchEvents(ctx context.Context, in *WatchCluster
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_WatchEventsClient = grpc.ServerStreamingClient[ClusterEvent]
 
+func (c *clusterServiceClient) GetPodDetails(ctx context.Context, in *GetPodDetailsRequest, opts ...grpc.CallOption) (*PodDetails, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PodDetails)
+	err := c.cc.Invoke(ctx, ClusterService_GetPodDetails_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -299,6 +320,16 @@ type ClusterServiceServer interface {
 	// next one delivered counts them in dropped); the gateway is never slowed.
 	// Authorization: watch events.infera.io.
 	WatchEvents(*WatchClusterEventsRequest, grpc.ServerStreamingServer[ClusterEvent]) error
+	// GetPodDetails returns a pod's manifest (YAML, without managedFields) and its
+	// Kubernetes Events, both read with the caller's own identity
+	// (impersonation), so the API server's RBAC decides: a part the caller
+	// may not read comes back empty with its error and HTTP code, and the
+	// other part still comes back. NOT_FOUND names an unknown pod.
+	// Authorization: get pods.infera.io in the pod's namespace, then the
+	// caller's own get on the Pod and list on Events in that namespace.
+	// (A sub-resource path: "{name}" alone would also match the
+	// "{name}:explainTier" custom method.)
+	GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -344,6 +375,9 @@ func (UnimplementedClusterServiceServer) ListAuditEvents(context.Context, *ListA
 }
 func (UnimplementedClusterServiceServer) WatchEvents(*WatchClusterEventsRequest, grpc.ServerStreamingServer[ClusterEvent]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedClusterServiceServer) GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPodDetails not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -575,6 +609,24 @@ func _ClusterService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_WatchEventsServer = grpc.ServerStreamingServer[ClusterEvent]
 
+func _ClusterService_GetPodDetails_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPodDetailsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetPodDetails(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetPodDetails_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetPodDetails(ctx, req.(*GetPodDetailsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -625,6 +677,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _ClusterService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "GetPodDetails",
+			Handler:    _ClusterService_GetPodDetails_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
