@@ -105,11 +105,14 @@ func TestOperatorJourney(t *testing.T) {
 	}
 	screenshot(t, ctx, "node")
 
-	// Pod: explain-tier.
+	// Pod: explain-tier, the manifest and the Events (read as the caller).
 	do(t, ctx, "open pod default/crit",
 		chromedp.Click(chromedp.CSS(`a[href="#/pods/default/crit"]`)),
 		waitFor(textOf("#pod-tier", "Tier critical")),
 		waitFor(textOf("main", "infera-critical")),
+		waitFor(textOf("#pod-manifest", "kind: Pod")),
+		waitFor(textOf("#pod-manifest", "priorityClassName: infera-critical")),
+		waitFor(textOf("#pod-events", "Successfully assigned default/crit to dash-n1")),
 	)
 	screenshot(t, ctx, "pod")
 
@@ -225,6 +228,13 @@ func TestDenied(t *testing.T) {
 		waitFor(textOf("[data-testid=denied]", "You may not see the audit log")),
 		waitFor(textOf("[data-testid=denied]", "auditevents")),
 	)
+	do(t, ctx, "pod as viewer: the tier, but not the manifest",
+		chromedp.Navigate(server.URL+"/#/pods/default/crit"),
+		waitFor(textOf("#pod-tier", "Tier critical")),
+		waitFor(textOf("main", "You may not see this pod's manifest: the API server refused your own identity")),
+		waitFor(textOf("main", `User "`+saName(viewer)+`" cannot get resource "pods"`)),
+	)
+	screenshot(t, ctx, "denied-manifest")
 	do(t, ctx, "safe mode as viewer",
 		chromedp.Navigate(server.URL+"/#/actions/dash-n2"),
 		waitFor(`document.getElementById("action-target")?.value === "dash-n2"`),

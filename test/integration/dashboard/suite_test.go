@@ -121,6 +121,22 @@ func setup(ctx context.Context) error {
 		filepath.Join(dir, "role_binding.yaml"), filepath.Join(dir, "user_roles.yaml")); err != nil {
 		return err
 	}
+	// The operator also reads core Pods and Events, as people with the
+	// built-in "view" role do (that role is aggregated, and envtest runs
+	// no aggregation controller); the viewer does not.
+	if _, err := kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "dash-test-core-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: []string{"get", "list"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "dash-test-operator-core-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "dash-test-core-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: operator, Namespace: callerNS}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
 	roles := map[string]string{viewer: "infera-viewer", operator: "infera-operator"}
 	for _, sa := range []string{viewer, operator, nobody} {
 		if _, err := kube.CoreV1().ServiceAccounts(callerNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
@@ -239,7 +255,16 @@ func seed(ctx context.Context) error {
 		pod("web", "", nil, "500m"),
 		pod("deflated", "infera-normal", map[string]string{"infera.io/original-cpu-requests": `{"app":"1"}`}, "250m"),
 	} {
-		if _, err := kube.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		created, err := kube.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if _, err := kube.CoreV1().Events("default").Create(ctx, &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name + ".scheduled", Namespace: "default"}, Type: "Normal", Reason: "Scheduled",
+			Message:        "Successfully assigned default/" + p.Name + " to dash-n1",
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: p.Name, UID: created.UID},
+			LastTimestamp:  metav1.Now(), Count: 1, Source: corev1.EventSource{Component: "default-scheduler"},
+		}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 	}

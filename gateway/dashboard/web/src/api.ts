@@ -93,6 +93,27 @@ export interface TierExplanation {
   cpuRequests: Record<string, string>;
 }
 
+export interface PodEvent {
+  type: string;
+  reason: string;
+  message: string;
+  count: number;
+  lastTime?: string;
+  source: string;
+}
+
+export interface PodDetails {
+  namespace: string;
+  name: string;
+  node: string;
+  manifest: string;
+  manifestError: string;
+  manifestErrorCode: number;
+  events: PodEvent[];
+  eventsError: string;
+  eventsErrorCode: number;
+}
+
 export interface SafeModeResult {
   node: string;
   safeModeRequested: boolean;

@@ -52,13 +52,18 @@ export function Title(props: { children: ComponentChildren }) {
 }
 
 /** Problem shows a failed call: denied views say so, in the gateway's words. */
-export function Problem(props: { error: unknown; what: string; act?: string }) {
+export function Problem(props: { error: unknown; what: string; act?: string; core?: boolean }) {
   const e = props.error;
   if (e instanceof ApiError && e.status === 403) {
     return (
       <div class="problem denied" role="alert" data-testid="denied">
         <h2>Not allowed</h2>
-        {props.act ? (
+        {props.core ? (
+          <p>
+            You may not see {props.what}: the API server refused your own identity. Reading it needs core Kubernetes
+            read access in the namespace, such as the built-in <code>view</code> role.
+          </p>
+        ) : props.act ? (
           <p>
             You may not {props.act}. Ask an administrator for the <code>infera-operator</code> role.
           </p>

@@ -1,6 +1,6 @@
 // The dashboard's views. Each reads only /api/v1; data the gateway does not
 // expose yet is marked as such (Unavailable), never made up.
-import { Component, Fragment } from "preact";
+import { Component, Fragment, type ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   ApiError,
@@ -14,6 +14,7 @@ import {
   type Fleet,
   type NodeView as NodeT,
   type OvercommitProfile,
+  type PodDetails,
   type SafeModeResult,
   type Savings,
   type TierExplanation,
@@ -586,6 +587,11 @@ export function PodView(props: { namespace: string; name: string }) {
       ),
     [namespace, name],
   );
+  const [details] = useLoad(
+    (c, s) =>
+      c.get<PodDetails>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}/details`, s),
+    [namespace, name],
+  );
   return (
     <Fragment>
       <p class="crumbs">
@@ -599,14 +605,70 @@ export function PodView(props: { namespace: string; name: string }) {
       {ex.state === "loading" && <Loading what="the tier explanation" />}
       {ex.state === "error" && <Problem error={ex.error} what={`pod ${namespace}/${name}`} />}
       {ex.state === "ok" && <Explanation ex={ex.data} />}
-      <section class="panel" aria-labelledby="more-h">
-        <h2 id="more-h">Manifest, events and logs</h2>
-        <Unavailable title="Manifest (YAML)">The pod's object is not served by /api/v1 yet.</Unavailable>
-        <Unavailable title="Events">The pod's Kubernetes Events are not served by /api/v1 yet.</Unavailable>
-        <Unavailable title="Logs">Container logs are not served by /api/v1 yet.</Unavailable>
+      <section class="panel" aria-labelledby="manifest-h">
+        <h2 id="manifest-h">Manifest</h2>
+        {details.state === "loading" && <Loading what="the manifest" />}
+        {details.state === "error" && <Problem error={details.error} what="this pod's details" />}
+        {details.state === "ok" && (
+          <PodPart code={details.data.manifestErrorCode} error={details.data.manifestError} what="this pod's manifest">
+            <pre class="manifest" id="pod-manifest" tabIndex={0} aria-label="Pod manifest (YAML)">
+              {details.data.manifest}
+            </pre>
+          </PodPart>
+        )}
+      </section>
+      <section class="panel" aria-labelledby="podevents-h">
+        <h2 id="podevents-h">Events</h2>
+        {details.state === "ok" && (
+          <PodPart code={details.data.eventsErrorCode} error={details.data.eventsError} what="this pod's Events">
+            {details.data.events.length === 0 ? (
+              <p>No Events for this pod (the API server keeps them for an hour by default).</p>
+            ) : (
+              <table class="compact" id="pod-events">
+                <thead>
+                  <tr>
+                    <th scope="col">Last seen</th>
+                    <th scope="col">Type</th>
+                    <th scope="col">Reason</th>
+                    <th scope="col">Message</th>
+                    <th scope="col">Count</th>
+                    <th scope="col">From</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {details.data.events.map((e, i) => (
+                    <tr key={i}>
+                      <td>
+                        <time>{when(e.lastTime)}</time>
+                      </td>
+                      <td>{e.type === "Warning" ? <Badge kind="warn">Warning</Badge> : e.type}</td>
+                      <td>{e.reason}</td>
+                      <td>{e.message}</td>
+                      <td class="num">{e.count}</td>
+                      <td>{e.source}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </PodPart>
+        )}
+      </section>
+      <section class="panel" aria-labelledby="logs-h">
+        <h2 id="logs-h">Logs</h2>
+        <Unavailable title="Container logs">Container logs are not served by /api/v1 yet.</Unavailable>
       </section>
     </Fragment>
   );
+}
+
+/**
+ * PodPart shows one part of GET .../details, or why the caller could not
+ * read it (the API server's own answer to the caller's identity).
+ */
+function PodPart(props: { code: number; error: string; what: string; children: ComponentChildren }) {
+  if (!props.code) return <Fragment>{props.children}</Fragment>;
+  return <Problem error={new ApiError(props.code, props.error)} what={props.what} core />;
 }
 
 function Explanation(props: { ex: TierExplanation }) {
