@@ -280,3 +280,20 @@ func TestSignIn(t *testing.T) {
 		t.Errorf("after sign-out the token is still in session storage")
 	}
 }
+
+// TestContrastCheckFails: the contrast check that every screenshot runs
+// reports light grey text on white, so a passing check means something.
+func TestContrastCheckFails(t *testing.T) {
+	ctx := browser(t)
+	do(t, ctx, "sign-in page", chromedp.Navigate(server.URL+"/"), chromedp.WaitVisible(chromedp.ID("token")))
+	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const p = document.createElement("p"); p.textContent = "faint text"; p.style.color = "#bbbbbb";
+		document.querySelector("main").appendChild(p);
+		return ` + lowContrast + `; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) != 1 || !strings.HasPrefix(bad[0], "faint text") {
+		t.Errorf("low-contrast check on #bbb text over white = %v, want exactly that text", bad)
+	}
+}

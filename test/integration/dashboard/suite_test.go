@@ -338,13 +338,15 @@ func fill(sel, value string) chromedp.Action[chromedp.Void] {
 		jsString(sel), jsString(value)))
 }
 
-// screenshot writes the whole page as a PNG into the screenshots folder.
+// screenshot checks the page's text contrast and writes the whole page as a
+// PNG into the screenshots folder.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
+	checkContrast(t, ctx, name)
 	p := filepath.Join(shots, name+".png")
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		t.Fatal(err)
@@ -376,5 +378,45 @@ func checkLabels(t *testing.T, ctx context.Context, view string) {
 	}
 	if len(bad) > 0 {
 		t.Errorf("%s: form controls without a label: %v", view, bad)
+	}
+}
+
+// lowContrast lists visible text whose colour against its effective
+// background is below WCAG AA: 4.5:1, or 3:1 for large text (24 px, or
+// 18.66 px bold). Disabled controls are exempt, as WCAG allows.
+const lowContrast = `(() => {
+	const parse = c => { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return null;
+		const p = m[1].split(",").map(Number); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+	const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+		return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+	const bg = el => { for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+		if (c && c.a > 0) return c; } return {r: 255, g: 255, b: 255, a: 1}; };
+	const out = [];
+	const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+	for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+		const el = n.parentElement;
+		if (!n.textContent.trim() || !el || el.closest(":disabled, [aria-hidden=true], noscript")) continue;
+		const r = el.getBoundingClientRect();
+		if (r.width === 0 || r.height === 0) continue;
+		const cs = getComputedStyle(el);
+		if (cs.visibility === "hidden") continue;
+		const fg = parse(cs.color), b = bg(el);
+		const L1 = lum(fg), L2 = lum(b);
+		const ratio = (Math.max(L1, L2) + 0.05) / (Math.min(L1, L2) + 0.05);
+		const size = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+		const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+		if (ratio < need) out.push(n.textContent.trim().slice(0, 40) + " (" + cs.color + " on " + JSON.stringify(b) + ": " + ratio.toFixed(2) + ")");
+	}
+	return out;
+})()`
+
+func checkContrast(t *testing.T, ctx context.Context, view string) {
+	t.Helper()
+	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](lowContrast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s: text below WCAG AA contrast: %v", view, bad)
 	}
 }
