@@ -289,7 +289,7 @@ func TestContrastCheckFails(t *testing.T) {
 	bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
 		const p = document.createElement("p"); p.textContent = "faint text"; p.style.color = "#bbbbbb";
 		document.querySelector("main").appendChild(p);
-		return ` + lowContrast + `; })()`))
+		return `+lowContrast+`; })()`))
 	if err != nil {
 		t.Fatal(err)
 	}
