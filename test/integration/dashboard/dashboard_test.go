@@ -297,3 +297,58 @@ func TestContrastCheckFails(t *testing.T) {
 		t.Errorf("low-contrast check on #bbb text over white = %v, want exactly that text", bad)
 	}
 }
+
+// tabTo presses Tab until the focused element satisfies the JavaScript
+// predicate (on document.activeElement, named e), at most 40 times.
+func tabTo(t *testing.T, ctx context.Context, pred string) {
+	t.Helper()
+	for range 40 {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(e => !!(`+pred+`))(document.activeElement)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("40 Tabs did not reach %s; page text: %s", pred, pageText(ctx))
+}
+
+// TestKeyboard: the whole journey to a safe-mode action works with the
+// keyboard alone: sign in, filter, open a node, open the action, give the
+// reason, review and confirm.
+func TestKeyboard(t *testing.T) {
+	ctx := browser(t)
+	t.Cleanup(func() {
+		n, err := kube.CoreV1().Nodes().Get(context.Background(), "dash-n4", metav1.GetOptions{})
+		if err == nil && n.Annotations[safeModeKey] != "" {
+			delete(n.Annotations, safeModeKey)
+			_, _ = kube.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+		}
+	})
+	do(t, ctx, "sign-in page",
+		chromedp.Navigate(server.URL+"/"),
+		waitFor(`document.activeElement.id === "token"`),
+		fill("#token", tokens[operator]), // pasted
+	)
+	tabTo(t, ctx, `e.id === "signin"`)
+	do(t, ctx, "Enter signs in", chromedp.KeyEvent(kb.Enter), waitFor(textOf("#fleet-count", "4 of 4 nodes match")))
+	tabTo(t, ctx, `e.id === "fleet-filter"`)
+	do(t, ctx, "type a filter", chromedp.KeyEvent("dash-n4"), waitFor(textOf("#fleet-count", "1 of 4 nodes match")))
+	tabTo(t, ctx, `e.getAttribute("href") === "#/nodes/dash-n4"`)
+	do(t, ctx, "Enter opens the node", chromedp.KeyEvent(kb.Enter), waitFor(textOf("h1", "Node dash-n4")))
+	tabTo(t, ctx, `e.getAttribute("href") === "#/actions/dash-n4"`)
+	do(t, ctx, "Enter opens the action", chromedp.KeyEvent(kb.Enter),
+		waitFor(`document.getElementById("action-target")?.value === "dash-n4"`))
+	tabTo(t, ctx, `e.id === "action-reason"`)
+	do(t, ctx, "type the reason", chromedp.KeyEvent("keyboard only"))
+	tabTo(t, ctx, `e.id === "action-review"`)
+	do(t, ctx, "Enter reviews", chromedp.KeyEvent(kb.Enter),
+		waitFor(textOf(".confirm", "Request safe mode on node dash-n4, because: “keyboard only”.")))
+	tabTo(t, ctx, `e.id === "action-confirm"`)
+	do(t, ctx, "Enter confirms", chromedp.KeyEvent(kb.Enter), waitFor(textOf("#action-result", "changed")))
+	waitSafeMode(t, "dash-n4", true)
+}
