@@ -559,14 +559,14 @@ export function NodeView(props: { name: string }) {
       <section class="panel" aria-labelledby="agent-h">
         <h2 id="agent-h">From the node's agent</h2>
         <Unavailable title="Top threads">
-          Per-pod threads come from the node agent, which this gateway does not reach yet (gateway→agent proxying).
+          Per-pod threads are known to the node's agent only; /api/v1 does not serve them.
         </Unavailable>
         <Unavailable title="Config in force">
           The scx_layered config or cgroup knobs the agent applied, the placement linter's findings and the drift counts
-          are served by the agent only.
+          come from the node's agent; this dashboard does not read them from /api/v1 yet.
         </Unavailable>
         <Unavailable title="Live performance">
-          Per-tier run-queue latency, CPU, throttling and PSI panels need the agent's metrics through /api/v1; the event
+          Per-tier run-queue latency, CPU, throttling and PSI panels need the agents' metrics on /api/v1; the event
           stream below carries state changes only.
         </Unavailable>
       </section>
