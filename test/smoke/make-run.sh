@@ -75,7 +75,8 @@ curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/
 	fail "GET /api/v1/nodes/$node does not name the node"
 curl -fsS http://127.0.0.1:8090/api/v1/openapi.json | grep -q '"swagger"' || fail "no OpenAPI document"
 curl -fsS http://127.0.0.1:8090/ | grep -q 'src="app.js"' || fail "the dashboard is not served at http://127.0.0.1:8090/"
-log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document"
+grep -q "The dashboard is at http://127.0.0.1:8090/" "$OUT" || fail "make run did not print the dashboard's URL"
+log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document, the dashboard (and its URL printed)"
 
 log "creating a pod in the high tier"
 kubectl create namespace smoke >/dev/null
