@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 const safeModeKey = "infera.io/safe-mode-requested"
@@ -351,4 +352,48 @@ func TestKeyboard(t *testing.T) {
 	tabTo(t, ctx, `e.id === "action-confirm"`)
 	do(t, ctx, "Enter confirms", chromedp.KeyEvent(kb.Enter), waitFor(textOf("#action-result", "changed")))
 	waitSafeMode(t, "dash-n4", true)
+}
+
+// setSafeModeAsAdmin changes a Node's safe-mode annotation behind the
+// dashboard's back, as an operator with kubectl would.
+func setSafeModeAsAdmin(t *testing.T, node string, on bool) {
+	t.Helper()
+	patch := `{"metadata":{"annotations":{"` + safeModeKey + `":null}}}`
+	if on {
+		patch = `{"metadata":{"annotations":{"` + safeModeKey + `":"true"}}}`
+	}
+	if _, err := kube.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLiveViews: a change made outside the dashboard reaches an open node
+// view and the fleet through /api/v1/events, without a reload.
+func TestLiveViews(t *testing.T) {
+	ctx := browser(t)
+	t.Cleanup(func() { setSafeModeAsAdmin(t, "dash-n3", false) })
+	signIn(t, ctx, viewer)
+	do(t, ctx, "node view",
+		waitFor(textOf("#fleet-count", "4 of 4 nodes match")),
+		chromedp.Navigate(server.URL+"/#/nodes/dash-n3"),
+		waitFor(textOf("#node-safe-mode", "not requested")),
+		waitFor(textOf("#events-h + p", "nothing has happened")),
+	)
+	setSafeModeAsAdmin(t, "dash-n3", true)
+	do(t, ctx, "the node view follows the change",
+		waitFor(textOf(".events", "SafeModeRequestChanged")),
+		waitFor(textOf(".events", "dash-n3: safe mode requested")),
+		waitFor(`document.getElementById("node-safe-mode").innerText.trim() === "requested"`),
+	)
+	do(t, ctx, "fleet view",
+		chromedp.Click(chromedp.CSS(`nav a[href="#/fleet"]`)),
+		waitFor(textOf("#fleet-count", "4 of 4 nodes match")),
+		chromedp.Click(chromedp.CSS(`.filters input[type=checkbox]`)), // "Safe mode requested"
+		waitFor(textOf("#fleet-count", "1 of 4 nodes match")),
+	)
+	setSafeModeAsAdmin(t, "dash-n3", false)
+	do(t, ctx, "the fleet follows the change",
+		waitFor(textOf(".events", "safe-mode request withdrawn")),
+		waitFor(textOf("#fleet-count", "0 of 4 nodes match")),
+	)
 }
