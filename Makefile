@@ -23,6 +23,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
 GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
+GENERATED_PATHS += gateway/dashboard/dist hack/tools/dashboard/go.mod hack/tools/dashboard/go.sum
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -43,7 +44,7 @@ help: ## Show this help.
 ##@ Generation
 
 .PHONY: generate
-generate: generate-deepcopy generate-client generate-proto generate-bpf ## Generate code: deepcopy, the typed client, the agent's gRPC API and its BPF objects.
+generate: generate-deepcopy generate-client generate-proto generate-bpf generate-dashboard ## Generate code: deepcopy, the typed client, the agent's gRPC API, its BPF objects and the dashboard bundle.
 
 .PHONY: generate-deepcopy
 generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with controller-gen.
@@ -60,6 +61,10 @@ generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto
 .PHONY: generate-bpf
 generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
+
+.PHONY: generate-dashboard
+generate-dashboard: ## Bundle the web dashboard (gateway/dashboard/web → dist) with esbuild's Go API; npm tarballs checked against package-lock.json; no Node.
+	cd hack/tools/dashboard && go run . -root $(ROOT)
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the argocd-cm health-check snippet.
@@ -84,6 +89,7 @@ verify: ## Regenerate everything and fail on any diff or untracked generated fil
 	go mod tidy
 	cd hack/tools/controlplane && go mod tidy
 	cd hack/tools/images && go mod tidy
+	cd hack/tools/dashboard && go mod tidy
 	hack/verify-clean.sh $(GENERATED_PATHS)
 
 ##@ Development
@@ -107,6 +113,11 @@ test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall chart
 .PHONY: krew-validate
 krew-validate: $(KREW_VALIDATE) ## Check the kubectl plugin's krew manifest (plugins/infera.yaml) with krew's validator (no install: no release archives exist).
 	$(KREW_VALIDATE) -manifest plugins/infera.yaml -skip-install
+
+.PHONY: test-dashboard
+test-dashboard: controlplane ## Browser tests of the dashboard: headless Debian chromium (chromedp) against infera-gateway on envtest; screenshots in bin/dashboard-screenshots.
+	cd hack/tools/dashboard && go test $(TEST_FLAGS) ./...
+	TEMPER_TEST_DASHBOARD=1 DASHBOARD_SCREENSHOTS=$(BIN)/dashboard-screenshots go test -count=1 -timeout=10m -v ./test/integration/dashboard/
 
 .PHONY: test-run
 test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a namespace finalized, Ctrl-C stops everything, nothing left.
@@ -159,6 +170,10 @@ bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memc
 .PHONY: bench-gateway
 bench-gateway: controlplane build ## infera-gateway: GET fleet view, node list (500 nodes, envtest) and a node's pods through a live agent over TLS; p50/p99 and gateway RSS (~3 min).
 	go run ./test/bench/gateway -nodes 500 -pods 60 -rounds 5 -requests 400 -out docs/bench/gateway.json
+
+.PHONY: bench-dashboard
+bench-dashboard: controlplane ## Dashboard: bundle size (gzip) and time to render the fleet view with 500 nodes in headless chromium (~2 min).
+	go run ./test/bench/dashboard -nodes 500 -rounds 7 -out docs/bench/dashboard.json
 
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2), with inferactl also as the kubectl plugin bin/kubectl-infera.

@@ -41,6 +41,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/tiering"
+	"github.com/infera-io/temper/gateway/dashboard"
 )
 
 // Stable URLs of the OpenAPI (Swagger 2.0) document.
@@ -218,6 +219,13 @@ func New(o Options) (*Gateway, error) {
 	mux.HandleFunc("GET "+OpenAPIPath, doc)
 	mux.HandleFunc("GET "+OpenAPIDesignPath, doc)
 	mux.Handle("/api/", g.api(gw))
+	// The web dashboard (docs/dashboard.md): static files only, a client of
+	// /api/v1 like any other.
+	dash, err := dashboard.New()
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/", dash)
 	g.handler = mux
 	return g, nil
 }

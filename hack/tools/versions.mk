@@ -23,3 +23,7 @@ GRPC_GATEWAY_VERSION          ?= v2.29.0
 # The google/api/{annotations,http}.proto sources come from this Go module
 # (its third_party/googleapis tree), read from the module cache.
 GOOGLEAPIS_PROTO_MODULE       ?= github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+# The dashboard (make generate-dashboard): esbuild v0.28.2 is pinned by
+# hack/tools/dashboard/go.mod, whose program runs esbuild's Go API; the npm
+# packages are pinned by gateway/dashboard/web/package-lock.json and their
+# tarballs committed under gateway/dashboard/web/npm (checked by integrity).

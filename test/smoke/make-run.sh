@@ -74,7 +74,9 @@ grep -q '"nodes"' <<<"$fleet" || fail "GET /api/v1/fleet: no node count in $flee
 curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node" | grep -q "\"$node\"" ||
 	fail "GET /api/v1/nodes/$node does not name the node"
 curl -fsS http://127.0.0.1:8090/api/v1/openapi.json | grep -q '"swagger"' || fail "no OpenAPI document"
-log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document"
+curl -fsS http://127.0.0.1:8090/ | grep -q 'src="app.js"' || fail "the dashboard is not served at http://127.0.0.1:8090/"
+grep -q "The dashboard is at http://127.0.0.1:8090/" "$OUT" || fail "make run did not print the dashboard's URL"
+log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document, the dashboard (and its URL printed)"
 
 log "kubectl infera status (the CLI as a kubectl plugin, through the gateway)"
 [[ -x $BIN/kubectl-infera ]] || fail "make build did not link $BIN/kubectl-infera"

@@ -3439,6 +3439,274 @@ func (x *WatchNodeEventsRequest) GetTypes() []EventType {
 	return nil
 }
 
+// GetPodDetailsRequest names a pod.
+type GetPodDetailsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPodDetailsRequest) Reset() {
+	*x = GetPodDetailsRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPodDetailsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPodDetailsRequest) ProtoMessage() {}
+
+func (x *GetPodDetailsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPodDetailsRequest.ProtoReflect.Descriptor instead.
+func (*GetPodDetailsRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetPodDetailsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetPodDetailsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PodDetails is a pod as its caller may read it.
+type PodDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// node the pod is bound to; empty when unscheduled.
+	Node string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// manifest is the Pod object as YAML, without metadata.managedFields,
+	// read as the caller; empty when manifest_error is set.
+	Manifest string `protobuf:"bytes,4,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// manifest_error says why the caller could not read the Pod.
+	ManifestError string `protobuf:"bytes,5,opt,name=manifest_error,json=manifestError,proto3" json:"manifest_error,omitempty"`
+	// manifest_error_code is the HTTP status of manifest_error (403 when the
+	// caller may not get pods); 0 on success.
+	ManifestErrorCode int32 `protobuf:"varint,6,opt,name=manifest_error_code,json=manifestErrorCode,proto3" json:"manifest_error_code,omitempty"`
+	// events are the pod's Kubernetes Events (involvedObject is this pod),
+	// newest first, at most 100, read as the caller.
+	Events []*PodEvent `protobuf:"bytes,7,rep,name=events,proto3" json:"events,omitempty"`
+	// events_error says why the caller could not list the Events.
+	EventsError string `protobuf:"bytes,8,opt,name=events_error,json=eventsError,proto3" json:"events_error,omitempty"`
+	// events_error_code is the HTTP status of events_error; 0 on success.
+	EventsErrorCode int32 `protobuf:"varint,9,opt,name=events_error_code,json=eventsErrorCode,proto3" json:"events_error_code,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PodDetails) Reset() {
+	*x = PodDetails{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodDetails) ProtoMessage() {}
+
+func (x *PodDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodDetails.ProtoReflect.Descriptor instead.
+func (*PodDetails) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *PodDetails) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PodDetails) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PodDetails) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *PodDetails) GetManifest() string {
+	if x != nil {
+		return x.Manifest
+	}
+	return ""
+}
+
+func (x *PodDetails) GetManifestError() string {
+	if x != nil {
+		return x.ManifestError
+	}
+	return ""
+}
+
+func (x *PodDetails) GetManifestErrorCode() int32 {
+	if x != nil {
+		return x.ManifestErrorCode
+	}
+	return 0
+}
+
+func (x *PodDetails) GetEvents() []*PodEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *PodDetails) GetEventsError() string {
+	if x != nil {
+		return x.EventsError
+	}
+	return ""
+}
+
+func (x *PodDetails) GetEventsErrorCode() int32 {
+	if x != nil {
+		return x.EventsErrorCode
+	}
+	return 0
+}
+
+// PodEvent is one core/v1 Event about a pod.
+type PodEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// type: "Normal" or "Warning".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// reason in CamelCase.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// message for humans.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// count of occurrences (1 when the Event does not count them).
+	Count int32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	// last_time the Event was seen (lastTimestamp, else eventTime, else
+	// firstTimestamp, else the creation time).
+	LastTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	// source is the component that reported it.
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodEvent) Reset() {
+	*x = PodEvent{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodEvent) ProtoMessage() {}
+
+func (x *PodEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodEvent.ProtoReflect.Descriptor instead.
+func (*PodEvent) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PodEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PodEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PodEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PodEvent) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PodEvent) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
+func (x *PodEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_infera_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_infera_v1_cluster_proto_rawDesc = "" +
@@ -3748,7 +4016,28 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x10duration_seconds\x18\x03 \x01(\x05R\x0fdurationSeconds\"X\n" +
 	"\x16WatchNodeEventsRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12*\n" +
-	"\x05types\x18\x02 \x03(\x0e2\x14.infera.v1.EventTypeR\x05types2\xcc\x0f\n" +
+	"\x05types\x18\x02 \x03(\x0e2\x14.infera.v1.EventTypeR\x05types\"H\n" +
+	"\x14GetPodDetailsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xc1\x02\n" +
+	"\n" +
+	"PodDetails\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x1a\n" +
+	"\bmanifest\x18\x04 \x01(\tR\bmanifest\x12%\n" +
+	"\x0emanifest_error\x18\x05 \x01(\tR\rmanifestError\x12.\n" +
+	"\x13manifest_error_code\x18\x06 \x01(\x05R\x11manifestErrorCode\x12+\n" +
+	"\x06events\x18\a \x03(\v2\x13.infera.v1.PodEventR\x06events\x12!\n" +
+	"\fevents_error\x18\b \x01(\tR\veventsError\x12*\n" +
+	"\x11events_error_code\x18\t \x01(\x05R\x0feventsErrorCode\"\xb7\x01\n" +
+	"\bPodEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x05R\x05count\x127\n" +
+	"\tlast_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source2\xd2\x10\n" +
 	"\x0eClusterService\x12O\n" +
 	"\bGetFleet\x12\x1a.infera.v1.GetFleetRequest\x1a\x10.infera.v1.Fleet\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/fleet\x12]\n" +
 	"\tListNodes\x12\x1b.infera.v1.ListNodesRequest\x1a\x1c.infera.v1.ListNodesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/nodes\x12W\n" +
@@ -3767,7 +4056,8 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x14GetNodeLayeredConfig\x12&.infera.v1.GetNodeLayeredConfigRequest\x1a#.infera.v1.GetLayeredConfigResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/api/v1/nodes/{node}/layeredConfig\x12}\n" +
 	"\x11ListAgentStatuses\x12#.infera.v1.ListAgentStatusesRequest\x1a$.infera.v1.ListAgentStatusesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/agentStatuses\x12\x7f\n" +
 	"\x10CaptureNodeTrace\x12\".infera.v1.CaptureNodeTraceRequest\x1a\x1f.infera.v1.CaptureTraceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/nodes/{node}/traces\x12r\n" +
-	"\x0fWatchNodeEvents\x12!.infera.v1.WatchNodeEventsRequest\x1a\x10.infera.v1.Event\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/agentEvents0\x01B\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
+	"\x0fWatchNodeEvents\x12!.infera.v1.WatchNodeEventsRequest\x1a\x10.infera.v1.Event\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/agentEvents0\x01\x12\x83\x01\n" +
+	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/detailsB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
 	"\x12Temper cluster API\x12\xa9\x01The fleet, its nodes and pods with their tiers, policies, overcommit savings, safe-mode actions and the gateway's audit log. Authenticate with a Kubernetes bearer token.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonRD\n" +
 	"\x03401\x12=\n" +
 	";No bearer token, or the API server did not authenticate it.RW\n" +
@@ -3790,7 +4080,7 @@ func file_infera_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_infera_v1_cluster_proto_rawDescData
 }
 
-var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetFleetRequest)(nil),                // 0: infera.v1.GetFleetRequest
 	(*Fleet)(nil),                          // 1: infera.v1.Fleet
@@ -3835,99 +4125,106 @@ var file_infera_v1_cluster_proto_goTypes = []any{
 	(*NodeAgentStatus)(nil),                // 40: infera.v1.NodeAgentStatus
 	(*CaptureNodeTraceRequest)(nil),        // 41: infera.v1.CaptureNodeTraceRequest
 	(*WatchNodeEventsRequest)(nil),         // 42: infera.v1.WatchNodeEventsRequest
-	nil,                                    // 43: infera.v1.Fleet.AgentStatesEntry
-	nil,                                    // 44: infera.v1.NodeView.LabelsEntry
-	nil,                                    // 45: infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	nil,                                    // 46: infera.v1.TierExplanation.CpuRequestsEntry
-	nil,                                    // 47: infera.v1.OvercommitProfile.RatiosEntry
-	nil,                                    // 48: infera.v1.AuditEvent.AnnotationsEntry
-	(*TierUsage)(nil),                      // 49: infera.v1.TierUsage
-	(*timestamppb.Timestamp)(nil),          // 50: google.protobuf.Timestamp
-	(EnforcementState)(0),                  // 51: infera.v1.EnforcementState
-	(*GetStatusResponse)(nil),              // 52: infera.v1.GetStatusResponse
-	(*PodRef)(nil),                         // 53: infera.v1.PodRef
-	(EventType)(0),                         // 54: infera.v1.EventType
-	(*GetLayeredConfigResponse)(nil),       // 55: infera.v1.GetLayeredConfigResponse
-	(*CaptureTraceResponse)(nil),           // 56: infera.v1.CaptureTraceResponse
-	(*Event)(nil),                          // 57: infera.v1.Event
+	(*GetPodDetailsRequest)(nil),           // 43: infera.v1.GetPodDetailsRequest
+	(*PodDetails)(nil),                     // 44: infera.v1.PodDetails
+	(*PodEvent)(nil),                       // 45: infera.v1.PodEvent
+	nil,                                    // 46: infera.v1.Fleet.AgentStatesEntry
+	nil,                                    // 47: infera.v1.NodeView.LabelsEntry
+	nil,                                    // 48: infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	nil,                                    // 49: infera.v1.TierExplanation.CpuRequestsEntry
+	nil,                                    // 50: infera.v1.OvercommitProfile.RatiosEntry
+	nil,                                    // 51: infera.v1.AuditEvent.AnnotationsEntry
+	(*TierUsage)(nil),                      // 52: infera.v1.TierUsage
+	(*timestamppb.Timestamp)(nil),          // 53: google.protobuf.Timestamp
+	(EnforcementState)(0),                  // 54: infera.v1.EnforcementState
+	(*GetStatusResponse)(nil),              // 55: infera.v1.GetStatusResponse
+	(*PodRef)(nil),                         // 56: infera.v1.PodRef
+	(EventType)(0),                         // 57: infera.v1.EventType
+	(*GetLayeredConfigResponse)(nil),       // 58: infera.v1.GetLayeredConfigResponse
+	(*CaptureTraceResponse)(nil),           // 59: infera.v1.CaptureTraceResponse
+	(*Event)(nil),                          // 60: infera.v1.Event
 }
 var file_infera_v1_cluster_proto_depIdxs = []int32{
-	43, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
-	49, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
-	50, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
+	46, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
+	52, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
+	53, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
 	5,  // 3: infera.v1.ListNodesResponse.nodes:type_name -> infera.v1.NodeView
-	49, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
+	52, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
 	6,  // 5: infera.v1.NodeView.report:type_name -> infera.v1.NodeReport
-	44, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
-	50, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	47, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
+	53, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: infera.v1.NodeReport.conditions:type_name -> infera.v1.Condition
-	50, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	53, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
 	11, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
 	10, // 11: infera.v1.ListNodePodsResponse.agent:type_name -> infera.v1.AgentReach
-	51, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
+	54, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
 	13, // 13: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
 	18, // 14: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
-	45, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	46, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
+	48, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	49, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
 	21, // 17: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
 	18, // 18: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
 	7,  // 19: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
 	24, // 20: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
-	47, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
+	50, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
 	7,  // 22: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
 	27, // 23: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
 	30, // 24: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
 	31, // 25: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
 	32, // 26: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
 	33, // 27: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
-	50, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
-	50, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
-	48, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
-	50, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	53, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
+	53, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
+	51, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
+	53, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
 	40, // 32: infera.v1.ListAgentStatusesResponse.nodes:type_name -> infera.v1.NodeAgentStatus
 	10, // 33: infera.v1.NodeAgentStatus.agent:type_name -> infera.v1.AgentReach
-	52, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
-	53, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
-	54, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
-	0,  // 37: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
-	2,  // 38: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
-	4,  // 39: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
-	8,  // 40: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
-	12, // 41: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
-	14, // 42: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
-	16, // 43: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
-	19, // 44: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
-	22, // 45: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
-	25, // 46: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
-	28, // 47: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
-	34, // 48: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
-	36, // 49: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
-	37, // 50: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
-	38, // 51: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
-	41, // 52: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
-	42, // 53: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
-	1,  // 54: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 55: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 56: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 57: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	13, // 58: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	15, // 59: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	17, // 60: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	20, // 61: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	23, // 62: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	26, // 63: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	29, // 64: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	35, // 65: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	52, // 66: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
-	55, // 67: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	39, // 68: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
-	56, // 69: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
-	57, // 70: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
-	54, // [54:71] is the sub-list for method output_type
-	37, // [37:54] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	55, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
+	56, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
+	57, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
+	45, // 37: infera.v1.PodDetails.events:type_name -> infera.v1.PodEvent
+	53, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
+	0,  // 39: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
+	2,  // 40: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
+	4,  // 41: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
+	8,  // 42: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
+	12, // 43: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
+	14, // 44: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
+	16, // 45: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
+	19, // 46: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
+	22, // 47: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
+	25, // 48: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
+	28, // 49: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
+	34, // 50: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
+	36, // 51: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
+	37, // 52: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
+	38, // 53: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
+	41, // 54: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
+	42, // 55: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
+	43, // 56: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
+	1,  // 57: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 58: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 59: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 60: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	13, // 61: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	15, // 62: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	17, // 63: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	20, // 64: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	23, // 65: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	26, // 66: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	29, // 67: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	35, // 68: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	55, // 69: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
+	58, // 70: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	39, // 71: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
+	59, // 72: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
+	60, // 73: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
+	44, // 74: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
+	57, // [57:75] is the sub-list for method output_type
+	39, // [39:57] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_cluster_proto_init() }
@@ -3942,7 +4239,7 @@ func file_infera_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_cluster_proto_rawDesc), len(file_infera_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

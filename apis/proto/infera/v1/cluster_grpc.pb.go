@@ -51,6 +51,7 @@ const (
 	ClusterService_ListAgentStatuses_FullMethodName      = "/infera.v1.ClusterService/ListAgentStatuses"
 	ClusterService_CaptureNodeTrace_FullMethodName       = "/infera.v1.ClusterService/CaptureNodeTrace"
 	ClusterService_WatchNodeEvents_FullMethodName        = "/infera.v1.ClusterService/WatchNodeEvents"
+	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -138,6 +139,16 @@ type ClusterServiceClient interface {
 	// Authorization: watch events.infera.io and get nodes.infera.io with the
 	// node's name.
 	WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// GetPodDetails returns a pod's manifest (YAML, without managedFields) and its
+	// Kubernetes Events, both read with the caller's own identity
+	// (impersonation), so the API server's RBAC decides: a part the caller
+	// may not read comes back empty with its error and HTTP code, and the
+	// other part still comes back. NOT_FOUND names an unknown pod.
+	// Authorization: get pods.infera.io in the pod's namespace, then the
+	// caller's own get on the Pod and list on Events in that namespace.
+	// (A sub-resource path: "{name}" alone would also match the
+	// "{name}:explainTier" custom method.)
+	GetPodDetails(ctx context.Context, in *GetPodDetailsRequest, opts ...grpc.CallOption) (*PodDetails, error)
 }
 
 type clusterServiceClient struct {
@@ -336,6 +347,16 @@ func (c *clusterServiceClient) WatchNodeEvents(ctx context.Context, in *WatchNod
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_WatchNodeEventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *clusterServiceClient) GetPodDetails(ctx context.Context, in *GetPodDetailsRequest, opts ...grpc.CallOption) (*PodDetails, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PodDetails)
+	err := c.cc.Invoke(ctx, ClusterService_GetPodDetails_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -421,6 +442,16 @@ type ClusterServiceServer interface {
 	// Authorization: watch events.infera.io and get nodes.infera.io with the
 	// node's name.
 	WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[Event]) error
+	// GetPodDetails returns a pod's manifest (YAML, without managedFields) and its
+	// Kubernetes Events, both read with the caller's own identity
+	// (impersonation), so the API server's RBAC decides: a part the caller
+	// may not read comes back empty with its error and HTTP code, and the
+	// other part still comes back. NOT_FOUND names an unknown pod.
+	// Authorization: get pods.infera.io in the pod's namespace, then the
+	// caller's own get on the Pod and list on Events in that namespace.
+	// (A sub-resource path: "{name}" alone would also match the
+	// "{name}:explainTier" custom method.)
+	GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -481,6 +512,9 @@ func (UnimplementedClusterServiceServer) CaptureNodeTrace(context.Context, *Capt
 }
 func (UnimplementedClusterServiceServer) WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method WatchNodeEvents not implemented")
+}
+func (UnimplementedClusterServiceServer) GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPodDetails not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -795,6 +829,24 @@ func _ClusterService_WatchNodeEvents_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_WatchNodeEventsServer = grpc.ServerStreamingServer[Event]
 
+func _ClusterService_GetPodDetails_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPodDetailsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetPodDetails(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetPodDetails_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetPodDetails(ctx, req.(*GetPodDetailsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -861,6 +913,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CaptureNodeTrace",
 			Handler:    _ClusterService_CaptureNodeTrace_Handler,
+		},
+		{
+			MethodName: "GetPodDetails",
+			Handler:    _ClusterService_GetPodDetails_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
