@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash -o pipefail
 .DEFAULT_GOAL := help
 
 include hack/tools/versions.mk
-export CONTROLLER_TOOLS_VERSION CODE_GENERATOR_VERSION GOLANGCI_LINT_VERSION GOTESTSUM_VERSION KWOK_VERSION
+export CONTROLLER_TOOLS_VERSION CODE_GENERATOR_VERSION GOLANGCI_LINT_VERSION GOTESTSUM_VERSION KWOK_VERSION KREW_VERSION
 
 ROOT := $(CURDIR)
 BIN  := $(ROOT)/bin
@@ -14,6 +14,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 GOTESTSUM      := $(BIN)/gotestsum
 KWOK           := $(BIN)/kwok
+KREW_VALIDATE  := $(BIN)/validate-krew-manifest
 HELM           := $(BIN)/helm
 
 # envtest and `make run` find kube-apiserver, etcd and kubectl here.
@@ -22,6 +23,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
 GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
+GENERATED_PATHS += gateway/dashboard/dist hack/tools/dashboard/go.mod hack/tools/dashboard/go.sum
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -42,7 +44,7 @@ help: ## Show this help.
 ##@ Generation
 
 .PHONY: generate
-generate: generate-deepcopy generate-client generate-proto generate-bpf ## Generate code: deepcopy, the typed client, the agent's gRPC API and its BPF objects.
+generate: generate-deepcopy generate-client generate-proto generate-bpf generate-dashboard ## Generate code: deepcopy, the typed client, the agent's gRPC API, its BPF objects and the dashboard bundle.
 
 .PHONY: generate-deepcopy
 generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with controller-gen.
@@ -59,6 +61,10 @@ generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto
 .PHONY: generate-bpf
 generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
+
+.PHONY: generate-dashboard
+generate-dashboard: ## Bundle the web dashboard (gateway/dashboard/web → dist) with esbuild's Go API; npm tarballs checked against package-lock.json; no Node.
+	cd hack/tools/dashboard && go run . -root $(ROOT)
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the argocd-cm health-check snippet.
@@ -83,6 +89,7 @@ verify: ## Regenerate everything and fail on any diff or untracked generated fil
 	go mod tidy
 	cd hack/tools/controlplane && go mod tidy
 	cd hack/tools/images && go mod tidy
+	cd hack/tools/dashboard && go mod tidy
 	hack/verify-clean.sh $(GENERATED_PATHS)
 
 ##@ Development
@@ -103,6 +110,15 @@ test: controlplane $(GOTESTSUM) $(HELM) ## Run every test: unit, envtest against
 test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall charts/temper with helm --wait on kwok nodes (real control plane with kube-controller-manager and kube-scheduler).
 	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
 
+.PHONY: krew-validate
+krew-validate: $(KREW_VALIDATE) ## Check the kubectl plugin's krew manifest (plugins/infera.yaml) with krew's validator (no install: no release archives exist).
+	$(KREW_VALIDATE) -manifest plugins/infera.yaml -skip-install
+
+.PHONY: test-dashboard
+test-dashboard: controlplane ## Browser tests of the dashboard: headless Debian chromium (chromedp) against infera-gateway on envtest; screenshots in bin/dashboard-screenshots.
+	cd hack/tools/dashboard && go test $(TEST_FLAGS) ./...
+	TEMPER_TEST_DASHBOARD=1 DASHBOARD_SCREENSHOTS=$(BIN)/dashboard-screenshots go test -count=1 -timeout=10m -v ./test/integration/dashboard/
+
 .PHONY: test-run
 test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a namespace finalized, Ctrl-C stops everything, nothing left.
 	test/smoke/make-run.sh
@@ -111,7 +127,11 @@ test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a names
 # with every `go test`). A crash lands in the package's testdata/fuzz.
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./apis/wellknown:FuzzParseTierLoad ./apis/wellknown:FuzzParseSafeMode ./apis/tiering:FuzzClassify \
-	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState
+	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState \
+	./apis/wellknown:FuzzParseOriginalCPURequests ./apis/tiering:FuzzParseNodeMapping \
+	./apis/config/v1alpha1:FuzzParseAgentConfiguration ./cmd/infera-manager/app:FuzzParseConfig \
+	./nodeagent/cgroupfs:FuzzParseContainerID ./nodeagent/procscan:FuzzParseStat ./nodeagent/observe:FuzzParsePSI \
+	./gateway:FuzzPage ./webhooks/overcommit:FuzzCompute
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
@@ -152,12 +172,17 @@ bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memc
 	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
 
 .PHONY: bench-gateway
-bench-gateway: controlplane build ## infera-gateway: GET fleet view and node list with 500 nodes (envtest), p50/p99 and gateway RSS (~2 min).
-	go run ./test/bench/gateway -nodes 500 -rounds 5 -requests 400 -out docs/bench/gateway.json
+bench-gateway: controlplane build ## infera-gateway: GET fleet view, node list (500 nodes, envtest) and a node's pods through a live agent over TLS; p50/p99 and gateway RSS (~3 min).
+	go run ./test/bench/gateway -nodes 500 -pods 60 -rounds 5 -requests 400 -out docs/bench/gateway.json
+
+.PHONY: bench-dashboard
+bench-dashboard: controlplane ## Dashboard: bundle size (gzip) and time to render the fleet view with 500 nodes in headless chromium (~2 min).
+	go run ./test/bench/dashboard -nodes 500 -rounds 7 -out docs/bench/dashboard.json
 
 .PHONY: build
-build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).
-	go build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ ./cmd/...
+build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2), with inferactl also as the kubectl plugin bin/kubectl-infera.
+	go build -ldflags "$(VERSION_LDFLAGS) -X github.com/infera-io/temper/inferactl.Version=$(IMAGE_VERSION)" -o $(BIN)/ ./cmd/...
+	ln -sf inferactl $(BIN)/kubectl-infera
 
 .PHONY: run
 run: controlplane build ## Run the platform on an embedded local control plane (Ctrl-C stops it).
@@ -192,7 +217,7 @@ controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from sou
 	hack/build-controlplane.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) ## Install the pinned Go tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) $(KREW_VALIDATE) ## Install the pinned Go tools into bin/.
 
 $(CONTROLLER_GEN): hack/tools/versions.mk
 	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
@@ -200,6 +225,8 @@ $(GOLANGCI_LINT): hack/tools/versions.mk
 	hack/tools/install.sh golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)
 $(GOTESTSUM): hack/tools/versions.mk
 	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
+$(KREW_VALIDATE): hack/tools/versions.mk
+	hack/tools/install.sh validate-krew-manifest sigs.k8s.io/krew/cmd/validate-krew-manifest $(KREW_VERSION)
 $(KWOK): hack/tools/versions.mk
 	hack/tools/install.sh kwok sigs.k8s.io/kwok/cmd/kwok $(KWOK_VERSION)
 # helm v3 takes its default Kubernetes version and its own from ldflags

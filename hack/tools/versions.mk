@@ -7,6 +7,8 @@ CODE_GENERATOR_VERSION   ?= v0.37.2
 GOLANGCI_LINT_VERSION    ?= v2.15.0
 GOTESTSUM_VERSION        ?= v1.13.0
 KWOK_VERSION             ?= v0.8.0
+# krew's manifest validator (make krew-validate checks plugins/infera.yaml).
+KREW_VERSION             ?= v0.4.3
 # helm (charts/temper tests). v3 needs ldflags for its default Kubernetes
 # version (else v1.20.0); HELM_KUBE_MINOR matches the control plane.
 HELM_VERSION             ?= v3.22.0
@@ -21,3 +23,7 @@ GRPC_GATEWAY_VERSION          ?= v2.29.0
 # The google/api/{annotations,http}.proto sources come from this Go module
 # (its third_party/googleapis tree), read from the module cache.
 GOOGLEAPIS_PROTO_MODULE       ?= github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+# The dashboard (make generate-dashboard): esbuild v0.28.2 is pinned by
+# hack/tools/dashboard/go.mod, whose program runs esbuild's Go API; the npm
+# packages are pinned by gateway/dashboard/web/package-lock.json and their
+# tarballs committed under gateway/dashboard/web/npm (checked by integrity).

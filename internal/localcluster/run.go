@@ -116,14 +116,20 @@ func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
 		if err := GatewayAccess(ctx, admin, cl, o.GatewayRBACDir, tokenPath); err != nil {
 			return err
 		}
-		defer fmt.Fprintf(o.Out, `The cluster API (infera-gateway) is on http://127.0.0.1:8090, as an infera-operator:
+		defer fmt.Fprintf(o.Out, `The dashboard is at http://127.0.0.1:8090/ (sign in with the token in %[1]s).
+The cluster API (infera-gateway) is on http://127.0.0.1:8090, as an infera-operator:
 
-  TOKEN=$(cat %s)
+  TOKEN=$(cat %[1]s)
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/fleet
-  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/nodes/%s
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/nodes/%[2]s
   curl http://127.0.0.1:8090/api/v1/openapi.json
 
-`, tokenPath, o.NodeName)
+The same from the command line (bin/kubectl-infera is the kubectl plugin, docs/cli.md):
+
+  export INFERA_GATEWAY=http://127.0.0.1:8090 INFERA_GATEWAY_TOKEN_FILE=%s
+  kubectl infera status
+
+`, tokenPath, o.NodeName, tokenPath)
 	}
 	node, err := MachineNode(o.NodeName)
 	if err != nil {

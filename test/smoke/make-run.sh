@@ -74,7 +74,16 @@ grep -q '"nodes"' <<<"$fleet" || fail "GET /api/v1/fleet: no node count in $flee
 curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node" | grep -q "\"$node\"" ||
 	fail "GET /api/v1/nodes/$node does not name the node"
 curl -fsS http://127.0.0.1:8090/api/v1/openapi.json | grep -q '"swagger"' || fail "no OpenAPI document"
-log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document"
+curl -fsS http://127.0.0.1:8090/ | grep -q 'src="app.js"' || fail "the dashboard is not served at http://127.0.0.1:8090/"
+grep -q "The dashboard is at http://127.0.0.1:8090/" "$OUT" || fail "make run did not print the dashboard's URL"
+log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document, the dashboard (and its URL printed)"
+
+log "kubectl infera status (the CLI as a kubectl plugin, through the gateway)"
+[[ -x $BIN/kubectl-infera ]] || fail "make build did not link $BIN/kubectl-infera"
+status=$(PATH="$BIN:$PATH" INFERA_GATEWAY=http://127.0.0.1:8090 INFERA_GATEWAY_TOKEN_FILE="$STATE/gateway-token" kubectl infera status) ||
+	fail "kubectl infera status failed: $status"
+grep -q "^Source: *infera-gateway http://127.0.0.1:8090" <<<"$status" || fail "kubectl infera status did not read the gateway: $status"
+grep -q "^Nodes: *1 " <<<"$status" || fail "kubectl infera status does not count the node: $status"
 
 log "creating a pod in the high tier"
 kubectl create namespace smoke >/dev/null
