@@ -153,8 +153,9 @@ type podState struct {
 	staleAt minExpiry
 }
 
-// Clone shares the state: what it holds never changes once written, and
-// byMapping is safe for concurrent use.
+// Clone shares the state: what it holds never changes once written but
+// byMapping, which is safe for concurrent use, and staleAt, an atomic
+// minimum that a preemption dry run may as well lower.
 func (s *podState) Clone() fwk.StateData { return s }
 
 // on returns the pod as a node with thresholds th sees it.
