@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,60 +9,91 @@ import (
 	"github.com/go-logr/logr"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
-	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/enforcement"
+	cgroupenf "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
-	"github.com/infera-io/temper/nodeagent/layered"
 )
 
-// backend is one way of enforcing the assignment.
-type backend interface {
-	// Name is the backend as tier-load reports it (wellknown.Backend*).
-	Name() string
-	// Apply enforces the assignment; changed reports whether what is
-	// enforced changed (gen rises).
-	Apply(ctx context.Context, as []Assignment, m Machine) (Applied, error)
-	// StandDown returns the node to stock kernel behaviour (safe mode).
-	StandDown(ctx context.Context) error
-	// Status is the infera.io/agent-status value.
-	Status() string
-	// Run runs the backend's background work until ctx is done.
-	Run(ctx context.Context) error
-	// Close is the clean stop of the agent: the cgroup backend restores
-	// every original; scx_layered keeps running for the next agent to
-	// adopt (DESIGN.md §7).
-	Close(ctx context.Context) error
-	// Release is the error exit of the agent: every value stays as set and
-	// scx_layered keeps running, so the next agent adopts them instead of
-	// the node flipping to stock and back on each crash-loop iteration.
-	Release(ctx context.Context) error
-}
+// backend is one way of enforcing the assignment; every backend lives in
+// its own folder under nodeagent/enforcement, and the agent sees only this
+// interface (adding a backend touches that folder and selectBackend).
+type backend = enforcement.Backend
 
 // Applied says what an Apply did.
-type Applied struct {
-	Changed     bool
-	FencedMilli int64
-	// Layers are the scx_layered layers generated, nil on other backends.
-	Layers []layered.LayerSummary
-	// Notes are operator-facing remarks (e.g. a demoted critical layer).
-	Notes []string
-}
+type Applied = enforcement.Applied
 
 // observeOnly enforces nothing and says why.
-type observeOnly struct{ reason string }
+type observeOnly = enforcement.ObserveOnly
 
-func (o observeOnly) Name() string { return wellknown.BackendObserveOnly }
-func (o observeOnly) Apply(context.Context, []Assignment, Machine) (Applied, error) {
-	return Applied{}, nil
-}
-func (o observeOnly) StandDown(context.Context) error { return nil }
-func (o observeOnly) Run(ctx context.Context) error   { <-ctx.Done(); return nil }
-func (o observeOnly) Close(context.Context) error     { return nil }
-func (o observeOnly) Release(context.Context) error   { return nil }
-func (o observeOnly) Status() string {
-	if o.reason != "" {
-		return wellknown.FormatAgentStatus(wellknown.AgentStatusRefusedPrefix, o.reason)
+func firstLine(s string) string { return enforcement.FirstLine(s) }
+
+// enforcementPods is the assignment as the backends see it.
+func enforcementPods(as []Assignment) []enforcement.Pod {
+	out := make([]enforcement.Pod, 0, len(as))
+	for _, a := range as {
+		out = append(out, enforcement.Pod{
+			Name: a.Pod.String(), Tier: a.Tier, Cgroup: a.Cgroup, CgroupRelPath: a.CgroupRelPath,
+			RequestMilli: a.CPU.RequestMilli, LimitMilli: a.CPU.LimitMilli,
+		})
 	}
-	return wellknown.AgentStatusObserveOnly
+	return out
+}
+
+// scxStateSubdir is where, under the agent's state_dir, the supervisor
+// records the identity of the scx_layered it started.
+const scxStateSubdir = "scx"
+
+// cgroupStateSubdir is where, under the agent's state_dir, the cgroup
+// writer keeps its originals and lock.
+const cgroupStateSubdir = "cgroup"
+
+// newCgroupBackend builds the cgroup backend, or says why the node cannot
+// have one.
+func (a *Agent) newCgroupBackend() (backend, error) {
+	if a.layout == nil && a.layoutErr != nil {
+		return nil, a.layoutErr
+	}
+	cfg := a.o.Config
+	b, err := cgroupenf.NewEnforcer(cgroupenf.EnforcerOptions{
+		Layout:              a.layout,
+		StateDir:            filepath.Join(cfg.StateDir, cgroupStateSubdir),
+		BootIDFile:          a.o.BootIDFile,
+		CPUManagerStateFile: cfg.Cgroup.CPUManagerState,
+		FenceCritical:       cfg.Cgroup.FenceCritical,
+		ReconcileInterval:   cfg.Cgroup.ReconcileInterval.Duration,
+		Clock:               a.o.Clock,
+		Log:                 a.log.WithName("cgroup"),
+		OnChange:            a.poke,
+		OnDrift:             a.driftEvents,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// newSCXBackend builds the scx_layered backend, covered by the cgroup
+// backend when the node has one.
+func (a *Agent) newSCXBackend() backend {
+	cfg := a.o.Config
+	o := scxenf.EnforcerOptions{
+		Supervisor: scxenf.Options{
+			Binary:     cfg.SCX.Binary,
+			ExtraArgs:  cfg.SCX.ExtraArgs,
+			ConfigPath: cfg.SCX.ConfigPath,
+			StateDir:   filepath.Join(cfg.StateDir, scxStateSubdir),
+			SysFS:      scxenf.SysFS{Root: a.o.SchedExtRoot},
+			ProcRoot:   a.o.ProcRoot,
+			Log:        a.log.WithName("scx"),
+		},
+		OnChange: a.poke,
+	}
+	if cb, err := a.newCgroupBackend(); err != nil {
+		a.log.Info("No cgroup backend to cover scx_layered outages", "reason", err.Error())
+	} else {
+		o.Cover = cb
+	}
+	return scxenf.NewEnforcer(o)
 }
 
 // selectBackend picks the backend the config asks for and the node can do
@@ -83,13 +113,13 @@ func selectBackend(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, n
 		return observeOnly{}
 	case configv1alpha1.AgentBackendSCX:
 		if reason := scxUnavailable(cfg, sysfs); reason != "" {
-			return observeOnly{reason: "backend scx: " + reason}
+			return observeOnly{Why: "backend scx: " + reason}
 		}
 		return newSCX()
 	case configv1alpha1.AgentBackendCgroup:
 		b, reason := cgroupBackend()
 		if b == nil {
-			return observeOnly{reason: reason}
+			return observeOnly{Why: reason}
 		}
 		return b
 	default: // auto
@@ -103,7 +133,7 @@ func selectBackend(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, n
 			return b
 		}
 		log.Info("No enforcement backend available; observing only", "scx", scxReason, "cgroup", reason)
-		return observeOnly{reason: scxReason + "; " + reason}
+		return observeOnly{Why: scxReason + "; " + reason}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 
@@ -19,8 +20,10 @@ type probed struct {
 	name, status string
 }
 
-func (p probed) Name() string   { return p.name }
-func (p probed) Status() string { return p.status }
+func (p probed) Name() string { return p.name }
+func (p probed) Report() enforcement.Report {
+	return enforcement.Report{Status: p.status}
+}
 
 // Probe says which backend an agent with cfg would select on this node, and
 // the agent-status it would start from, by the same rules as the agent
@@ -45,5 +48,5 @@ func Probe(cfg *configv1alpha1.AgentConfiguration, log logr.Logger) (name, statu
 		return probed{name: wellknown.BackendCgroup, status: wellknown.AgentStatusEnforcingCgroup}, nil
 	}
 	b := selectBackend(cfg, sysfs, newSCX, newCgroup, log)
-	return b.Name(), b.Status()
+	return b.Name(), b.Report().Status
 }

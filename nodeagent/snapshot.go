@@ -44,15 +44,13 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		return s
 	}
 	s.Backend, s.Status = b.Name(), a.Status()
-	switch b := b.(type) {
-	case *scxBackend:
-		st := b.sup.Status()
-		s.Scheduler = &telemetry.Scheduler{Starts: st.Starts, Exits: st.Exits, Ejections: st.Ejections}
-		if b.cover != nil {
-			s.Cgroup = cgroupCounts(b.cover)
-		}
-	case *cgroupBackend:
-		s.Cgroup = cgroupCounts(b)
+	st := b.Report().Stats
+	if sc := st.Scheduler; sc != nil {
+		s.Scheduler = &telemetry.Scheduler{Starts: sc.Starts, Exits: sc.Exits, Ejections: sc.Ejections}
+	}
+	if c := st.Cgroup; c != nil {
+		w := c.Writer
+		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone}
 	}
 	return s
 }
@@ -83,9 +81,4 @@ func cpuacctHierarchy(l *cgroupfs.Layout) string {
 		}
 	}
 	return ""
-}
-
-func cgroupCounts(b *cgroupBackend) *telemetry.Cgroup {
-	st := b.Stats()
-	return &telemetry.Cgroup{Writes: st.Writer.Writes, Drift: st.Writer.Drift, Errors: st.Writer.Errors, Restored: st.Writer.Restored, Gone: st.Writer.Gone}
 }
