@@ -21,7 +21,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
+GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf nodeagent/enforcement/tiersched
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -59,6 +59,7 @@ generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto
 .PHONY: generate-bpf
 generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
+	cd nodeagent/enforcement/tiersched && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the argocd-cm health-check snippet.
