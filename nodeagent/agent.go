@@ -187,7 +187,11 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 	a.layout, a.layoutErr = layout, err
 	a.cpuacctRoot = cpuacctHierarchy(layout)
 
-	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.newCgroupBackend, a.log)
+	var why string
+	a.backend, why = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, selectors{
+		scx: a.newSCXBackend, tiers: a.newTiersBackend, cgroup: a.newCgroupBackend,
+		cgroupV2: func() string { return podsOnCgroupV2(a.layout, a.layoutErr) },
+	}, a.log)
 	if a.o.wrapBackend != nil {
 		a.backend = a.o.wrapBackend(a.backend)
 	}
@@ -215,7 +219,7 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 			a.log.Error(err, "Failed to stand down cleanly", "backend", a.backend.Name())
 		}
 	}()
-	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "status", a.backend.Report().Status)
+	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "why", why, "status", a.backend.Report().Status)
 
 	var servers sync.WaitGroup
 	sctx, stopServers := context.WithCancel(ctx)

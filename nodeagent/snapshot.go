@@ -48,6 +48,12 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	if sc := st.Scheduler; sc != nil {
 		s.Scheduler = &telemetry.Scheduler{Starts: sc.Starts, Exits: sc.Exits, Ejections: sc.Ejections}
 	}
+	if len(st.Tiers) > 0 {
+		s.TierSched = make(map[wellknown.Tier]telemetry.TierSchedCounters, len(st.Tiers))
+		for t, c := range st.Tiers {
+			s.TierSched[t] = telemetry.TierSchedCounters{Enqueued: c.Enqueued, Dispatched: c.Dispatched, Preempted: c.Preempted, StarvationGuard: c.StarvationGuard}
+		}
+	}
 	if c := st.Cgroup; c != nil {
 		w := c.Writer
 		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone}
