@@ -1,18 +1,23 @@
 package vm_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	"golang.org/x/sys/unix"
 
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 	"github.com/infera-io/temper/nodeagent/enforcement/tiersched"
 )
@@ -265,4 +270,129 @@ func TestTierSchedPriorityInversions(t *testing.T) {
 	if attached.InversionsByOrder*100 > attached.CriticalSwitchIns {
 		t.Errorf("attached: %d inversions in %d critical switch-ins, want at most 1%%", attached.InversionsByOrder, attached.CriticalSwitchIns)
 	}
+}
+
+// coverStandIn records what the tier scheduler's backend asks of its
+// cover. It stands in for the cgroup backend, whose own enforcement the
+// nodeagent/enforcement/cgroup tests prove on this same kernel; here only
+// the hand-over is under test.
+type coverStandIn struct {
+	enforcement.ObserveOnly
+	mu        sync.Mutex
+	applies   []time.Time
+	standDown int
+}
+
+func (c *coverStandIn) Apply(context.Context, []enforcement.Pod, enforcement.Machine) (enforcement.Applied, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applies = append(c.applies, time.Now())
+	return enforcement.Applied{}, nil
+}
+
+func (c *coverStandIn) StandDown(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.standDown++
+	return nil
+}
+
+// counts returns the applies since since, the first of them, and the
+// stand-downs.
+func (c *coverStandIn) counts(since time.Time) (int, time.Time, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int
+	var first time.Time
+	for _, at := range c.applies {
+		if !at.Before(since) {
+			if n == 0 {
+				first = at
+			}
+			n++
+		}
+	}
+	return n, first, c.standDown
+}
+
+// The backend end to end: attach on Run, the pods' cgroups in the map,
+// SysRq-S ejection seen within a second and covered, re-attach after the
+// backoff with the cover stood down, safe mode detaching, leaving safe mode
+// attaching again, and a clean stop detaching.
+func TestTierSchedBackend(t *testing.T) {
+	schedulers(t)
+	dir, _ := tsCgroup(t, "podb")
+	tsSpawn(t, dir, wakeScript)
+	cover := &coverStandIn{}
+	e := tiersched.NewEnforcer(tiersched.EnforcerOptions{Cover: cover, Log: testr.New(t), RetryInitial: 2 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		_ = e.Close(context.Background())
+		cancel()
+		<-done
+		waitFor(t, "sched_ext disabled", func() bool { return kernel(t).State == scxenf.StateDisabled })
+	})
+	pods := []enforcement.Pod{{Name: "vm/podb", Tier: wellknown.TierCritical, Cgroup: &cgroupfs.Pod{Dirs: map[cgroupfs.Controller]string{cgroupfs.CPU: dir}}}}
+	if _, err := e.Apply(ctx, pods, enforcement.Machine{}); err != nil {
+		t.Fatal(err)
+	}
+	verified := func() bool { return e.Report().Verified }
+	waitFor(t, "the tier scheduler attached", verified)
+	if k := kernel(t); !k.Attached(tiersched.OpsName) {
+		t.Fatalf("kernel %+v while the backend reports %+v", k, e.Report())
+	}
+	if tiers := e.Report().Stats.Tiers; tiers[wellknown.TierCritical].Enqueued == 0 {
+		waitFor(t, "critical enqueues", func() bool { return e.Report().Stats.Tiers[wellknown.TierCritical].Enqueued > 0 })
+	}
+
+	// Ejection.
+	if err := os.WriteFile("/proc/sys/kernel/sysrq", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := os.WriteFile("/proc/sysrq-trigger", []byte("S"), 0o200); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the cover engaged", func() bool { n, _, _ := cover.counts(start); return n > 0 })
+	_, at, downs0 := cover.counts(start)
+	seen := at.Sub(start)
+	r := e.Report()
+	t.Logf("ejection covered after %s; report %q", seen.Round(time.Millisecond), r.Status)
+	if seen > detectBound {
+		t.Errorf("ejection covered after %s, want within %s", seen, detectBound)
+	}
+	if r.Verified || r.Stats.Scheduler.Ejections != 1 {
+		t.Errorf("report after the ejection: %+v", r)
+	}
+
+	// Re-attach after the backoff; the cover stands down.
+	waitFor(t, "re-attached", verified)
+	if _, _, downs := cover.counts(start); downs == downs0 {
+		t.Error("the cover was not stood down after the re-attach")
+	}
+	if k := kernel(t); !k.Attached(tiersched.OpsName) {
+		t.Fatalf("kernel %+v after the re-attach", k)
+	}
+
+	// Safe mode detaches; leaving it attaches again.
+	if err := e.StandDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "detached in safe mode", func() bool { return kernel(t).State == scxenf.StateDisabled })
+	time.Sleep(300 * time.Millisecond) // a few polls: it must stay detached
+	if k := kernel(t); k.State != scxenf.StateDisabled {
+		t.Fatalf("kernel %+v in safe mode", k)
+	}
+	if _, err := e.Apply(ctx, pods, enforcement.Machine{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "attached after safe mode", verified)
+
+	// A clean stop detaches.
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "detached after Close", func() bool { return kernel(t).State == scxenf.StateDisabled })
 }
