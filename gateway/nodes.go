@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -147,19 +144,3 @@ func conditions(cs []metav1.Condition) []*inferav1.Condition {
 	return out
 }
 
-// parseOriginals reads infera.io/original-cpu-requests: container name →
-// quantity. Errors name the pod and the key.
-func parseOriginals(p *corev1.Pod) (map[string]string, error) {
-	raw, ok := p.Annotations[wellknown.OriginalCPURequestsAnnotation]
-	if !ok {
-		return nil, nil
-	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
-		return nil, fmt.Errorf("pod %s/%s: annotation %s: %w", p.Namespace, p.Name, wellknown.OriginalCPURequestsAnnotation, err)
-	}
-	if m == nil {
-		return nil, errors.New("pod " + p.Namespace + "/" + p.Name + ": annotation " + wellknown.OriginalCPURequestsAnnotation + ": null")
-	}
-	return m, nil
-}

@@ -15,7 +15,6 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -309,11 +308,18 @@ func (s *Service) ExplainTier(ctx context.Context, req *inferav1.ExplainTierRequ
 	for _, f := range r.Findings {
 		e.Findings = append(e.Findings, f.String())
 	}
-	orig, err := parseOriginals(p)
-	if err != nil {
-		e.Findings = append(e.Findings, err.Error())
+	if v, ok := p.Annotations[wellknown.OriginalCPURequestsAnnotation]; ok {
+		orig, err := wellknown.ParseOriginalCPURequests(v)
+		if err != nil {
+			e.Findings = append(e.Findings, fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err))
+		}
+		if len(orig) > 0 {
+			e.OriginalCpuRequests = map[string]string{}
+			for name, q := range orig {
+				e.OriginalCpuRequests[name] = q.String()
+			}
+		}
 	}
-	e.OriginalCpuRequests = orig
 	for _, c := range p.Spec.Containers {
 		if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
 			e.CpuRequests[c.Name] = q.String()
@@ -411,19 +417,18 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 		}
 		for i := range list.Items {
 			p := &list.Items[i]
-			orig, err := parseOriginals(p)
+			sv, ok, err := wellknown.PodCPUSavings(p)
+			if !ok {
+				continue
+			}
 			if err != nil {
 				out.Invalid = append(out.Invalid, err.Error())
 				continue
 			}
-			if orig == nil {
-				continue
+			if uerr := sv.UnknownError(p); uerr != nil {
+				out.Invalid = append(out.Invalid, uerr.Error()+"; the pod's other containers are counted")
 			}
-			o, c, err := savingsOf(p, orig)
-			if err != nil {
-				out.Invalid = append(out.Invalid, err.Error())
-				continue
-			}
+			o, c := sv.OriginalMilli, sv.CurrentMilli
 			ns := byNS[p.Namespace]
 			if ns == nil {
 				ns = &inferav1.NamespaceSavings{Namespace: p.Namespace}
@@ -433,11 +438,11 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 			ns.PodsDeflated++
 			ns.OriginalRequestMilli += o
 			ns.CurrentRequestMilli += c
-			ns.FreedMilli += o - c
+			ns.FreedMilli += sv.FreedMilli
 			out.PodsDeflated++
 			out.OriginalRequestMilli += o
 			out.CurrentRequestMilli += c
-			out.FreedMilli += o - c
+			out.FreedMilli += sv.FreedMilli
 		}
 		if list.Continue == "" {
 			break
@@ -448,29 +453,6 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 	return out, nil
 }
 
-// savingsOf sums one pod's original and current CPU requests over the
-// containers its annotation names.
-func savingsOf(p *corev1.Pod, orig map[string]string) (origMilli, curMilli int64, err error) {
-	cur := map[string]int64{}
-	for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
-		if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
-			cur[c.Name] = q.MilliValue()
-		}
-	}
-	for name, v := range orig {
-		q, perr := resource.ParseQuantity(v)
-		if perr != nil {
-			return 0, 0, fmt.Errorf("pod %s/%s: annotation %s: container %q: %w", p.Namespace, p.Name, wellknown.OriginalCPURequestsAnnotation, name, perr)
-		}
-		c, ok := cur[name]
-		if !ok {
-			return 0, 0, fmt.Errorf("pod %s/%s: annotation %s: container %q has no CPU request", p.Namespace, p.Name, wellknown.OriginalCPURequestsAnnotation, name)
-		}
-		origMilli += q.MilliValue()
-		curMilli += c
-	}
-	return origMilli, curMilli, nil
-}
 
 // ListAuditEvents implements ClusterService.
 func (s *Service) ListAuditEvents(ctx context.Context, req *inferav1.ListAuditEventsRequest) (*inferav1.ListAuditEventsResponse, error) {

@@ -4,7 +4,7 @@
 // chart installs, and the versioned infera.io/tier-load document with its
 // parser.
 //
-// It must stay a leaf: standard library and k8s.io/apimachinery only, so the
+// It must stay a leaf: standard library, k8s.io/apimachinery and the k8s.io/api types only, so the
 // agent, the webhook, the scheduler plugin, the gateway and the CLI can all
 // import it without dragging in a client or a controller runtime.
 package wellknown

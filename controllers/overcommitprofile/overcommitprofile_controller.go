@@ -2,7 +2,6 @@ package overcommitprofile
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -293,44 +292,17 @@ func (r *Reconciler) countPods(ctx context.Context, p *inferav1alpha1.Overcommit
 			if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 				continue
 			}
-			if f, ok := Freed(pod); ok && f > 0 {
+			// A value that does not parse counts for nothing here; the
+			// gateway's savings view lists it by pod.
+			if sv, ok, err := wellknown.PodCPUSavings(pod); ok && err == nil && sv.FreedMilli > 0 {
 				deflated++
-				freed += f
+				freed += sv.FreedMilli
 			}
 		}
 	}
 	p.Status.PodsDeflated = deflated
 	p.Status.CPUFreed = *resource.NewMilliQuantity(freed, resource.DecimalSI)
 	return nil
-}
-
-// Freed returns the millicores the webhook took off pod's requests: the sum
-// over the containers in infera.io/original-cpu-requests of original minus
-// current request. ok is false when the pod has no such annotation or it
-// does not parse.
-func Freed(pod *corev1.Pod) (int64, bool) {
-	v, has := pod.Annotations[wellknown.OriginalCPURequestsAnnotation]
-	if !has {
-		return 0, false
-	}
-	var orig map[string]resource.Quantity
-	if err := json.Unmarshal([]byte(v), &orig); err != nil {
-		return 0, false
-	}
-	var freed int64
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range cs {
-			o, ok := orig[c.Name]
-			if !ok {
-				continue
-			}
-			cur := c.Resources.Requests[corev1.ResourceCPU]
-			if d := o.MilliValue() - cur.MilliValue(); d > 0 {
-				freed += d
-			}
-		}
-	}
-	return freed, true
 }
 
 func setConditions(p *inferav1alpha1.OvercommitProfile, res result, err error) {

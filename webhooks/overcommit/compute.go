@@ -1,7 +1,6 @@
 package overcommit
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 
@@ -103,9 +102,8 @@ type Plan struct {
 func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan {
 	if v, ok := pod.Annotations[wellknown.OriginalCPURequestsAnnotation]; ok {
 		p := Plan{Skip: SkipAlreadyDeflated}
-		var m map[string]resource.Quantity
-		if err := json.Unmarshal([]byte(v), &m); err != nil {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("annotation %s is not a JSON map of container name to CPU quantity (%v); pod left as it is", wellknown.OriginalCPURequestsAnnotation, err))
+		if _, err := wellknown.ParseOriginalCPURequests(v); err != nil {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%v; pod left as it is", err))
 		}
 		return p
 	}
@@ -151,7 +149,7 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 		return plan
 	}
 
-	originals := map[string]string{}
+	originals := wellknown.OriginalCPURequests{}
 	visit := func(kind string, cs []corev1.Container) {
 		for i := range cs {
 			c := &cs[i]
@@ -172,7 +170,7 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 				Path:      fmt.Sprintf("/spec/%s/%d/resources/requests/cpu", kind, i),
 				Container: c.Name, From: q.DeepCopy(), To: to,
 			})
-			originals[c.Name] = q.String()
+			originals[c.Name] = q.DeepCopy()
 		}
 	}
 	// Plain init containers are deflated too: the scheduler counts the
@@ -185,11 +183,7 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 		plan.Skip = SkipNothingToDeflate
 		return plan
 	}
-	b, err := json.Marshal(originals)
-	if err != nil { // a map of strings always marshals
-		return Plan{Tier: tier, Skip: err.Error()}
-	}
-	plan.Originals = string(b)
+	plan.Originals = originals.String()
 	return plan
 }
 

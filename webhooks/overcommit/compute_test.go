@@ -166,7 +166,7 @@ func TestCompute(t *testing.T) {
 		"garbage in the originals annotation: no-op with a warning": {
 			pod:      garbage,
 			wantSkip: SkipAlreadyDeflated,
-			wantWarn: "is not a JSON map",
+			wantWarn: "not a JSON object of container name to CPU quantity",
 		},
 		"priority class without resolved priority: not guessed": {
 			pod:      podWith("infera-low", nil, ctr("app", "1", "")),

@@ -2108,12 +2108,14 @@ type Savings struct {
 	OriginalRequestMilli int64 `protobuf:"varint,2,opt,name=original_request_milli,json=originalRequestMilli,proto3" json:"original_request_milli,omitempty"`
 	// current_request_milli sums the same containers' current requests.
 	CurrentRequestMilli int64 `protobuf:"varint,3,opt,name=current_request_milli,json=currentRequestMilli,proto3" json:"current_request_milli,omitempty"`
-	// freed_milli is original minus current.
+	// freed_milli sums original minus current per container, never below
+	// zero for one container (an in-place resize may have raised it).
 	FreedMilli int64 `protobuf:"varint,4,opt,name=freed_milli,json=freedMilli,proto3" json:"freed_milli,omitempty"`
 	// namespaces breaks the sums down, ordered by namespace.
 	Namespaces []*NamespaceSavings `protobuf:"bytes,5,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
-	// invalid names pods whose annotation could not be read (object and key);
-	// they are not in the sums.
+	// invalid names pods whose annotation could not be read (object and key;
+	// they are not in the sums) and pods whose annotation names containers
+	// they do not have (those names count for nothing, the rest is summed).
 	Invalid       []string `protobuf:"bytes,6,rep,name=invalid,proto3" json:"invalid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
