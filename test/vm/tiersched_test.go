@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/go-logr/logr/testr"
 	"golang.org/x/sys/unix"
 
@@ -141,12 +142,37 @@ func TestTierSchedLiveTierUpdate(t *testing.T) {
 		}
 		return c[tier].Enqueued
 	}
+	// Per-event BPF cost: the kernel's own accounting of each program.
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stats.Close()
 	for _, tier := range []wellknown.Tier{wellknown.TierBackground, wellknown.TierCritical} {
+		before := counts(tier)
+		start := time.Now()
 		if err := s.SetTiers(map[uint64]wellknown.Tier{id: tier}); err != nil {
 			t.Fatal(err)
 		}
-		before := counts(tier)
+		updated := time.Since(start)
+		// Pod event -> tier enforced: the map update, then the first
+		// enqueue the scheduler counts in the new tier.
+		waitFor(t, "an enqueue counted in tier "+string(tier), func() bool { return counts(tier) > before })
+		t.Logf("tier %s: map updated in %s, first enqueue in the new tier %s after the update started",
+			tier, updated.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
 		waitFor(t, "enqueues counted in tier "+string(tier), func() bool { return counts(tier) > before+20 })
+	}
+	costs, err := s.Costs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"select_cpu", "enqueue", "dispatch", "running", "stopping"} {
+		c := costs[name]
+		if c.Runs == 0 {
+			t.Errorf("%s never ran with statistics on", name)
+			continue
+		}
+		t.Logf("BPF %s: %d runs, %d ns per run (TCG-emulated)", name, c.Runs, c.Runtime.Nanoseconds()/int64(c.Runs))
 	}
 	if k := kernel(t); k.EnableSeq != seq || k.State != scxenf.StateEnabled {
 		t.Errorf("kernel %+v after the tier changes; want still enabled with enable_seq %d (no re-attach)", k, seq)

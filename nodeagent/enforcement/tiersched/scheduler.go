@@ -205,3 +205,27 @@ func (s *Scheduler) Counters() (map[wellknown.Tier]enforcement.TierCounters, err
 	}
 	return out, nil
 }
+
+// ProgramCost is one BPF program's run count and total run time, as the
+// kernel accounts it while BPF statistics are enabled
+// (kernel.bpf_stats_enabled, or ebpf.EnableStats).
+type ProgramCost struct {
+	Runs    uint64
+	Runtime time.Duration
+}
+
+// Costs reads the run statistics of the scheduler's programs.
+func (s *Scheduler) Costs() (map[string]ProgramCost, error) {
+	out := map[string]ProgramCost{}
+	for name, p := range map[string]*ebpf.Program{
+		"select_cpu": s.objs.TsSelectCpu, "enqueue": s.objs.TsEnqueue, "dispatch": s.objs.TsDispatch,
+		"running": s.objs.TsRunning, "stopping": s.objs.TsStopping,
+	} {
+		st, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the statistics of %s: %w", name, err)
+		}
+		out[name] = ProgramCost{Runs: st.RunCount, Runtime: st.Runtime}
+	}
+	return out, nil
+}
