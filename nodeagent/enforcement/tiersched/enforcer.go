@@ -103,8 +103,8 @@ func (e *Enforcer) Run(ctx context.Context) error {
 
 func (e *Enforcer) tick(ctx context.Context) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.standby {
+		e.mu.Unlock()
 		return
 	}
 	changed := false
@@ -121,15 +121,30 @@ func (e *Enforcer) tick(ctx context.Context) {
 			e.reason = "ejected by the kernel: " + why
 			e.nextTry = time.Now().Add(e.backoff)
 			changed = true
+			e.syncCoverLocked(ctx, false)
 		}
 	}
-	if e.sched == nil && !time.Now().Before(e.nextTry) {
+	load := e.sched == nil && !time.Now().Before(e.nextTry)
+	e.mu.Unlock()
+	if load {
+		// Loading takes a while (seconds under emulation): not under the
+		// lock, so Report and Apply do not wait for it.
 		s, err := e.o.Load(e.o.Tunables)
-		if err == nil {
+		e.mu.Lock()
+		switch {
+		case err == nil && e.standby:
+			_ = s.Close() // stood down meanwhile
+		case err == nil:
 			err = s.SetTiers(e.tiers)
 			if err != nil {
 				_ = s.Close()
+				break
 			}
+			e.sched = s
+			e.stats.Starts++
+			e.reason = ""
+			e.backoff = e.o.RetryInitial
+			e.o.Log.Info("Tier scheduler attached", "ops", OpsName, "kfuncs", fmt.Sprintf("%s, %s", s.Kfuncs().Insert, s.Kfuncs().MoveToLocal))
 		}
 		if err != nil {
 			msg := enforcement.FirstLine(err.Error())
@@ -139,29 +154,25 @@ func (e *Enforcer) tick(ctx context.Context) {
 			e.reason = msg
 			e.nextTry = time.Now().Add(e.backoff)
 			e.backoff = min(2*e.backoff, e.o.RetryMax)
-		} else {
-			e.sched = s
-			e.stats.Starts++
-			e.reason = ""
-			e.backoff = e.o.RetryInitial
-			e.o.Log.Info("Tier scheduler attached", "ops", OpsName, "kfuncs", fmt.Sprintf("%s, %s", s.Kfuncs().Insert, s.Kfuncs().MoveToLocal))
 		}
+		e.syncCoverLocked(ctx, false)
+		e.mu.Unlock()
 		changed = true
 	}
-	e.syncCoverLocked(ctx)
 	if changed && e.o.OnChange != nil {
-		go e.o.OnChange()
+		e.o.OnChange()
 	}
 }
 
-// syncCoverLocked engages the cover while the scheduler is not attached
-// and stands it down once it is.
-func (e *Enforcer) syncCoverLocked(ctx context.Context) {
-	if e.o.Cover == nil {
+// syncCoverLocked engages the cover when the scheduler is not attached
+// (again on every apply while covering: force) and stands it down once it
+// is.
+func (e *Enforcer) syncCoverLocked(ctx context.Context, force bool) {
+	if e.o.Cover == nil || e.standby {
 		return
 	}
 	switch {
-	case e.sched == nil && e.last != nil:
+	case e.sched == nil && e.last != nil && (!e.covering || force):
 		e.covering = true
 		if _, err := e.o.Cover.Apply(ctx, e.last, e.lastM); err != nil {
 			e.o.Log.Error(err, "Failed to cover with the cgroup backend")
@@ -233,7 +244,7 @@ func (e *Enforcer) Apply(ctx context.Context, pods []enforcement.Pod, m enforcem
 			return applied, err
 		}
 	}
-	e.syncCoverLocked(ctx)
+	e.syncCoverLocked(ctx, true)
 	return applied, nil
 }
 
