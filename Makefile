@@ -57,7 +57,7 @@ generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto
 	hack/update-proto.sh
 
 .PHONY: generate-bpf
-generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
+generate-bpf: ## Compile nodeagent/ebpf's and nodeagent/enforcement/tiersched's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 	cd nodeagent/enforcement/tiersched && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 
