@@ -112,7 +112,11 @@ test-run: controlplane build ## Smoke-test `make run`: up, a pod tiered, a names
 # with every `go test`). A crash lands in the package's testdata/fuzz.
 FUZZTIME ?= 10s
 FUZZ_TARGETS = ./apis/wellknown:FuzzParseTierLoad ./apis/wellknown:FuzzParseSafeMode ./apis/tiering:FuzzClassify \
-	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState
+	./nodeagent/cpuset:FuzzParse ./nodeagent/cgroupfs/writer:FuzzLoadState \
+	./apis/wellknown:FuzzParseOriginalCPURequests ./apis/tiering:FuzzParseNodeMapping \
+	./apis/config/v1alpha1:FuzzParseAgentConfiguration ./cmd/infera-manager/app:FuzzParseConfig \
+	./nodeagent/cgroupfs:FuzzParseContainerID ./nodeagent/procscan:FuzzParseStat ./nodeagent/observe:FuzzParsePSI \
+	./gateway:FuzzPage ./webhooks/overcommit:FuzzCompute
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
@@ -149,8 +153,8 @@ bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memc
 	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
 
 .PHONY: bench-gateway
-bench-gateway: controlplane build ## infera-gateway: GET fleet view and node list with 500 nodes (envtest), p50/p99 and gateway RSS (~2 min).
-	go run ./test/bench/gateway -nodes 500 -rounds 5 -requests 400 -out docs/bench/gateway.json
+bench-gateway: controlplane build ## infera-gateway: GET fleet view, node list (500 nodes, envtest) and a node's pods through a live agent over TLS; p50/p99 and gateway RSS (~3 min).
+	go run ./test/bench/gateway -nodes 500 -pods 60 -rounds 5 -requests 400 -out docs/bench/gateway.json
 
 .PHONY: build
 build: ## Build the binaries into bin/ (Kubernetes components report v1.37.2).

@@ -156,14 +156,14 @@ func (s *Service) WatchEvents(req *inferav1.WatchClusterEventsRequest, stream gr
 // message as one JSON line, the format grpc-gateway uses for server
 // streams ({"result": ...}), so the generated in-process registration's
 // missing streaming support is filled without a gRPC hop.
-type ndjsonStream struct {
+type ndjsonStream[T proto.Message] struct {
 	ctx context.Context
 	w   http.ResponseWriter
 	m   runtime.Marshaler
 	hdr bool
 }
 
-func (n *ndjsonStream) Send(ev *inferav1.ClusterEvent) error {
+func (n *ndjsonStream[T]) Send(ev T) error {
 	b, err := n.m.Marshal(map[string]proto.Message{"result": ev})
 	if err != nil {
 		return err
@@ -180,7 +180,7 @@ func (n *ndjsonStream) Send(ev *inferav1.ClusterEvent) error {
 	return nil
 }
 
-func (n *ndjsonStream) SendHeader(metadata.MD) error {
+func (n *ndjsonStream[T]) SendHeader(metadata.MD) error {
 	if !n.hdr {
 		n.hdr = true
 		n.w.Header().Set("Content-Type", "application/x-ndjson")
@@ -192,24 +192,39 @@ func (n *ndjsonStream) SendHeader(metadata.MD) error {
 	}
 	return nil
 }
-func (n *ndjsonStream) SetHeader(metadata.MD) error { return nil }
-func (n *ndjsonStream) SetTrailer(metadata.MD)      {}
-func (n *ndjsonStream) Context() context.Context    { return n.ctx }
-func (n *ndjsonStream) SendMsg(m any) error {
-	ev, ok := m.(*inferav1.ClusterEvent)
+func (n *ndjsonStream[T]) SetHeader(metadata.MD) error { return nil }
+func (n *ndjsonStream[T]) SetTrailer(metadata.MD)      {}
+func (n *ndjsonStream[T]) Context() context.Context    { return n.ctx }
+func (n *ndjsonStream[T]) SendMsg(m any) error {
+	ev, ok := m.(T)
 	if !ok {
 		return status.Error(codes.Internal, "unexpected message type")
 	}
 	return n.Send(ev)
 }
-func (n *ndjsonStream) RecvMsg(any) error { return status.Error(codes.Unimplemented, "server stream") }
+func (n *ndjsonStream[T]) RecvMsg(any) error {
+	return status.Error(codes.Unimplemented, "server stream")
+}
+
+// writeError ends a started stream with grpc-gateway's error line
+// ({"error": google.rpc.Status}).
+func (n *ndjsonStream[T]) writeError(err error) {
+	b, merr := n.m.Marshal(map[string]proto.Message{"error": status.Convert(err).Proto()})
+	if merr != nil {
+		return
+	}
+	_, _ = n.w.Write(append(b, '\n'))
+	if f, ok := n.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
 
 // serveEvents serves GET /api/v1/events as NDJSON through WatchEvents.
 func serveEvents(mux *runtime.ServeMux, svc *Service) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
 		_, out := runtime.MarshalerForRequest(mux, r)
 		req := &inferav1.WatchClusterEventsRequest{Node: r.URL.Query().Get("node")}
-		st := &ndjsonStream{ctx: r.Context(), w: w, m: out}
+		st := &ndjsonStream[*inferav1.ClusterEvent]{ctx: r.Context(), w: w, m: out}
 		if err := svc.WatchEvents(req, st); err != nil && !st.hdr {
 			runtime.HTTPError(r.Context(), mux, out, w, r, err)
 		}

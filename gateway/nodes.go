@@ -143,4 +143,3 @@ func conditions(cs []metav1.Condition) []*inferav1.Condition {
 	}
 	return out
 }
-

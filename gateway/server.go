@@ -25,11 +25,13 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -75,6 +77,10 @@ type Gateway struct {
 	auditFile io.Closer
 	log       logr.Logger
 	metrics   *metrics
+	// agentFactory watches the agents' EndpointSlices (EndpointSlice
+	// discovery only).
+	agentFactory informers.SharedInformerFactory
+	agentSync    cache.InformerSynced
 }
 
 type metrics struct {
@@ -137,6 +143,32 @@ func New(o Options) (*Gateway, error) {
 		loads:       newLoadCache(),
 		now:         now,
 	}
+	if a := cfg.Agents; a != nil {
+		var slices discoverylisters.EndpointSliceLister
+		if a.Discovery == configv1alpha1.AgentDiscoveryEndpointSlice {
+			g.agentFactory = informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(a.ServiceNamespace),
+				informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+					o.LabelSelector = discoveryv1.LabelServiceName + "=" + a.ServiceName
+				}))
+			inf := g.agentFactory.Discovery().V1().EndpointSlices()
+			slices, g.agentSync = inf.Lister(), inf.Informer().HasSynced
+		}
+		pool, err := newAgentPool(*a, slices)
+		if err != nil {
+			return nil, err
+		}
+		g.svc.agents = pool
+		if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if n, ok := obj.(*corev1.Node); ok {
+				pool.forget(n.Name)
+			}
+		}}); err != nil {
+			return nil, fmt.Errorf("failed to watch nodes: %w", err)
+		}
+	}
 	if _, err := nodes.Informer().AddEventHandler(nodeEventHandler(g.svc.events)); err != nil {
 		return nil, fmt.Errorf("failed to watch nodes: %w", err)
 	}
@@ -164,6 +196,9 @@ func New(o Options) (*Gateway, error) {
 	// registered later, takes the route and streams NDJSON itself.
 	if err := gw.HandlePath(http.MethodGet, eventsPath, serveEvents(gw, g.svc)); err != nil {
 		return nil, fmt.Errorf("failed to register the event stream: %w", err)
+	}
+	if err := gw.HandlePath(http.MethodGet, "/api/v1/nodes/{node}/agentEvents", serveNodeEvents(gw, g.svc)); err != nil {
+		return nil, fmt.Errorf("failed to register the node event stream: %w", err)
 	}
 
 	mux := http.NewServeMux()
@@ -200,6 +235,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), g.nodeSync) {
 		return errors.New("failed to sync the Node cache")
 	}
+	if g.agentFactory != nil {
+		g.agentFactory.Start(ctx.Done())
+		if !cache.WaitForCacheSync(ctx.Done(), g.agentSync) {
+			return errors.New("failed to sync the agents' EndpointSlice cache")
+		}
+	}
 	go g.watchReports(ctx)
 	return nil
 }
@@ -229,8 +270,11 @@ func (g *Gateway) watchReports(ctx context.Context) {
 	}
 }
 
-// Close closes the audit file.
+// Close closes the audit file and the agent connections.
 func (g *Gateway) Close() error {
+	if g.svc.agents != nil {
+		g.svc.agents.close()
+	}
 	if g.auditFile != nil {
 		return g.auditFile.Close()
 	}
@@ -281,7 +325,8 @@ func (g *Gateway) api(gw http.Handler) http.Handler {
 	cfg := g.opts.Config
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		stream := r.URL.Path == eventsPath
+		_, nodeStream := agentEventsNode(r.URL.Path)
+		stream := r.URL.Path == eventsPath || nodeStream
 		rec := &auditRecord{ev: auditv1.Event{
 			TypeMeta: metav1.TypeMeta{Kind: "Event", APIVersion: "audit.k8s.io/v1"},
 			Level:    auditv1.LevelMetadata, AuditID: uuid.NewUUID(), Stage: auditv1.StageResponseComplete,

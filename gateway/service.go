@@ -47,6 +47,8 @@ type Service struct {
 	thresholds  tiering.Thresholds
 	loads       *loadCache
 	now         func() time.Time
+	// agents reaches the node agents; nil when not configured.
+	agents *agentPool
 }
 
 func (s *Service) authorize(ctx context.Context, attrs Attributes) error {
@@ -213,7 +215,8 @@ func (s *Service) ListNodePods(ctx context.Context, req *inferav1.ListNodePodsRe
 		}
 		tier = t
 	}
-	if _, err := s.getNode(req.GetNode()); err != nil {
+	node, err := s.getNode(req.GetNode())
+	if err != nil {
 		return nil, err
 	}
 	list, err := s.kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{
@@ -238,7 +241,10 @@ func (s *Service) ListNodePods(ctx context.Context, req *inferav1.ListNodePodsRe
 	if err != nil {
 		return nil, err
 	}
-	return &inferav1.ListNodePodsResponse{Pods: pods[start:end], NextPageToken: next, TotalSize: int32(len(pods))}, nil
+	// What the node's agent enforces for each pod; the pods come back
+	// whether or not it answers.
+	agent := s.mergeAgentPods(ctx, node, pods[start:end])
+	return &inferav1.ListNodePodsResponse{Pods: pods[start:end], NextPageToken: next, TotalSize: int32(len(pods)), Agent: agent}, nil
 }
 
 func (s *Service) clusterPod(p *corev1.Pod) *inferav1.ClusterPod {
@@ -452,7 +458,6 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 	slices.SortFunc(out.Namespaces, func(a, b *inferav1.NamespaceSavings) int { return strings.Compare(a.Namespace, b.Namespace) })
 	return out, nil
 }
-
 
 // ListAuditEvents implements ClusterService.
 func (s *Service) ListAuditEvents(ctx context.Context, req *inferav1.ListAuditEventsRequest) (*inferav1.ListAuditEventsResponse, error) {

@@ -103,6 +103,10 @@ type Agent struct {
 	// (mappingSet: present), so a change is logged once.
 	mappingValue string
 	mappingSet   bool
+
+	// remote holds the token reviewer and the TCP listener of the gRPC API
+	// (serve_auth.go, serve_tcp.go).
+	remote remoteAccess
 }
 
 // New wires the agent. Nothing touches the node or the API server until Run.

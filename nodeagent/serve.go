@@ -27,6 +27,7 @@ func (a *Agent) startServers(ctx context.Context, wg *sync.WaitGroup) {
 		Ready:    a.Ready,
 		Logger:   log,
 		Extra:    map[string]http.Handler{"/audit": http.HandlerFunc(a.serveAudit)},
+		Guard:    a.httpGuard(cfg.Address),
 	})
 	if err != nil {
 		log.Error(err, "Failed to set up the HTTP server; no /metrics, /observe or probes")
@@ -55,6 +56,7 @@ func (a *Agent) startServers(ctx context.Context, wg *sync.WaitGroup) {
 		Agent:            api,
 		Logger:           log,
 		MaxTraceDuration: maxTraceDuration,
+		ServerOptions:    a.grpcGuard(),
 	})
 	if err != nil {
 		log.Error(err, "Failed to set up the gRPC API")
@@ -65,6 +67,7 @@ func (a *Agent) startServers(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	log.Info("Serving the gRPC API", "socket", cfg.GRPCSocket)
+	a.serveGRPCTCP(ctx, gs, log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

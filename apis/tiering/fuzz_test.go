@@ -1,6 +1,7 @@
 package tiering
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -132,6 +133,44 @@ func FuzzClassify(f *testing.F) {
 			if fd.Field == "" || fd.Message == "" {
 				t.Fatalf("bad finding %+v", fd)
 			}
+		}
+	})
+}
+
+// FuzzParseNodeMapping feeds arbitrary infera.io/priority-mapping values to
+// the reader the agent and the scheduler plugin share. Whatever it accepts
+// has valid thresholds and survives Marshal and a second parse unchanged;
+// whatever it rejects names the annotation and yields the zero mapping, and
+// ForNode then falls back.
+func FuzzParseNodeMapping(f *testing.F) {
+	f.Add(NodeMapping{Policy: "gpu-fleet", Thresholds: DefaultThresholds()}.Marshal())
+	f.Add(`{"v":1,"critical":10,"high":5,"normal":0,"low":-5}`)
+	f.Add(`{"v":2,"critical":10,"high":5,"normal":0,"low":-5}`)
+	f.Add(`{"v":1,"critical":1,"high":5,"normal":0,"low":-5,"extra":1}`)
+	f.Add(`{"v":1} {}`)
+	f.Fuzz(func(t *testing.T, v string) {
+		fallback := DefaultThresholds()
+		m, err := ParseNodeMapping(v)
+		got, ferr := ForNode(map[string]string{wellknown.PriorityMappingAnnotation: v}, fallback)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), wellknown.PriorityMappingAnnotation+": ") {
+				t.Fatalf("error does not name the annotation: %v", err)
+			}
+			if m != (NodeMapping{}) || ferr == nil || got != fallback {
+				t.Fatalf("rejected %q but returned %+v; ForNode = %+v, %v", v, m, got, ferr)
+			}
+			return
+		}
+		if verr := m.Thresholds.Validate(); verr != nil {
+			t.Fatalf("accepted %q with invalid thresholds: %v", v, verr)
+		}
+		if ferr != nil || got != m.Thresholds {
+			t.Fatalf("ForNode = %+v, %v; want the parsed thresholds %+v", got, ferr, m.Thresholds)
+		}
+		out := m.Marshal()
+		back, err := ParseNodeMapping(out)
+		if err != nil || back != m {
+			t.Fatalf("round trip of %q: %q gives %+v, %v", v, out, back, err)
 		}
 	})
 }

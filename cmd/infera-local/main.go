@@ -38,7 +38,8 @@ func main() {
 			// The node agent for this machine, on its default config:
 			// scx_layered where the kernel has sched_ext, otherwise it
 			// reports why it only observes.
-			{Name: "infera-agent", Args: []string{"--kubeconfig", kubeconfig}, Env: []string{"NODE_NAME=" + o.NodeName}},
+			// :9100 on loopback (config/agent/local.toml), so curl needs no token.
+			{Name: "infera-agent", Args: []string{"--kubeconfig", kubeconfig, "--config", "config/agent/local.toml"}, Env: []string{"NODE_NAME=" + o.NodeName}},
 			// Controllers and the overcommit webhook; in this local mode the
 			// manager registers its webhook by URL with the API server.
 			{Name: "infera-manager", Args: []string{"--kubeconfig", kubeconfig, "--config", "config/manager/local.yaml"}},

@@ -28,6 +28,11 @@ func ReadPSIFile(p string) PSI {
 		// EOPNOTSUPP when PSI is compiled in but disabled at boot.
 		return PSI{Reason: fmt.Sprintf("failed to read %s: %v", p, err)}
 	}
+	return parsePSI(p, b)
+}
+
+// parsePSI reads the content b of the pressure file p.
+func parsePSI(p string, b []byte) PSI {
 	out := PSI{Available: true}
 	for _, line := range strings.Split(string(b), "\n") {
 		kind, rest, ok := strings.Cut(strings.TrimSpace(line), " ")
@@ -61,11 +66,11 @@ func parsePSIRecord(s string) (PSIRecord, error) {
 		var err error
 		switch k {
 		case "avg10":
-			r.Avg10, err = strconv.ParseFloat(v, 64)
+			r.Avg10, err = parsePercent(v)
 		case "avg60":
-			r.Avg60, err = strconv.ParseFloat(v, 64)
+			r.Avg60, err = parsePercent(v)
 		case "avg300":
-			r.Avg300, err = strconv.ParseFloat(v, 64)
+			r.Avg300, err = parsePercent(v)
 		case "total":
 			r.TotalUS, err = strconv.ParseUint(v, 10, 64)
 		}
@@ -74,4 +79,17 @@ func parsePSIRecord(s string) (PSIRecord, error) {
 		}
 	}
 	return r, nil
+}
+
+// parsePercent reads a PSI average: a share of time in [0, 100]. NaN and
+// infinities are refused (they would also make /observe unencodable).
+func parsePercent(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, err
+	}
+	if !(f >= 0 && f <= 100) {
+		return 0, fmt.Errorf("%q is not a percentage in [0, 100]", v)
+	}
+	return f, nil
 }

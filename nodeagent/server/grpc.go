@@ -67,6 +67,9 @@ type Options struct {
 	// ShutdownTimeout bounds Stop's graceful phase when its context has no
 	// deadline; DefaultShutdownTimeout when 0.
 	ShutdownTimeout time.Duration
+	// ServerOptions are added to the gRPC server's (interceptors that
+	// guard the TCP listener of ServeListener).
+	ServerOptions []grpc.ServerOption
 }
 
 // GRPCServer serves AgentService on a unix socket.
@@ -88,6 +91,8 @@ type GRPCServer struct {
 	listener net.Listener
 	sockInfo os.FileInfo
 	serveErr chan error
+	// extraErr holds one channel per ServeListener.
+	extraErr []chan error
 }
 
 // NewGRPC returns a server for o; it does not listen yet (see Start).
@@ -123,17 +128,17 @@ func NewGRPC(o Options) (*GRPCServer, error) {
 		slots: make(chan struct{}, o.MaxStreams),
 		done:  make(chan struct{}),
 	}
-	s.srv = grpc.NewServer(
+	s.srv = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.MaxSendMsgSize(maxSendMsgSize),
-		grpc.ConnectionTimeout(10*time.Second),
+		grpc.ConnectionTimeout(10 * time.Second),
 		// Stop returns only once every handler has (no stream outlives it).
 		grpc.WaitForHandlers(true),
 		// Find dead clients of long streams; allow client pings while a
 		// stream is open, but not a flood of them.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}, o.ServerOptions...)...)
 	inferav1.RegisterAgentServiceServer(s.srv, s)
 	return s, nil
 }
@@ -193,6 +198,12 @@ func (s *GRPCServer) Stop(ctx context.Context) error {
 		}
 		s.serveErr = nil
 	}
+	for _, c := range s.extraErr {
+		if err := <-c; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errs = append(errs, fmt.Errorf("gRPC server failed: %w", err))
+		}
+	}
+	s.extraErr = nil
 	if s.sockInfo != nil {
 		if err := removeSocket(s.opts.SocketPath, s.sockInfo); err != nil {
 			errs = append(errs, err)

@@ -63,6 +63,9 @@ type HTTPOptions struct {
 	// Extra are more GET routes by path (e.g. "/audit"); they may not
 	// replace the four above.
 	Extra map[string]http.Handler
+	// Guard, when set, wraps the handler of every route but /healthz and
+	// /readyz (authentication and authorization; see docs/agent.md).
+	Guard func(path string, h http.Handler) http.Handler
 }
 
 // HTTPServer serves /metrics, /observe, /healthz and /readyz.
@@ -99,14 +102,18 @@ func NewHTTP(o HTTPOptions) (*HTTPServer, error) {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	s := &HTTPServer{opts: o, log: o.Logger.WithName("http"), observeSem: make(chan struct{}, maxObserveInFlight)}
+	guard := o.Guard
+	if guard == nil {
+		guard = func(_ string, h http.Handler) http.Handler { return h }
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", guard("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s.log},
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxMetricsInFlight,
 		Timeout:             o.MetricsTimeout,
-	}))
-	mux.HandleFunc("GET /observe", s.observe)
+	})))
+	mux.Handle("GET /observe", guard("/observe", http.HandlerFunc(s.observe)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	for path, h := range o.Extra {
@@ -114,7 +121,7 @@ func NewHTTP(o HTTPOptions) (*HTTPServer, error) {
 		case "/metrics", "/observe", "/healthz", "/readyz":
 			return nil, fmt.Errorf("http options: Extra may not replace %s", path)
 		}
-		mux.Handle("GET "+path, h)
+		mux.Handle("GET "+path, guard(path, h))
 	}
 	s.handler = mux
 	return s, nil

@@ -223,12 +223,18 @@ func readManifests(t *testing.T, rel string) []client.Object {
 // The chart's rules are controller-gen's: a new +kubebuilder:rbac marker
 // fails this test until the chart has it too.
 func TestRBACMatchesControllerGen(t *testing.T) {
-	objs := decodeAll(t, render(t, caseNamed(t, "default")))
+	// full: the gateway on.
+	objs := decodeAll(t, render(t, caseNamed(t, "full")))
 	for _, tc := range []struct{ file, kind, name string }{
 		{"config/rbac/agent/role.yaml", "ClusterRole", "infera-agent"},
 		{"config/rbac/manager/role.yaml", "ClusterRole", "infera-manager"},
 		{"config/rbac/manager/role.yaml", "Role", "infera-manager"},
 		{"config/rbac/manager/leader_election_role.yaml", "Role", "infera-manager-leader-election"},
+		{"config/rbac/gateway/role.yaml", "ClusterRole", "infera-gateway"},
+		{"config/rbac/gateway/role.yaml", "Role", "infera-gateway"},
+		{"config/rbac/gateway/user_roles.yaml", "ClusterRole", "infera-viewer"},
+		{"config/rbac/gateway/user_roles.yaml", "ClusterRole", "infera-operator"},
+		{"config/rbac/gateway/user_roles.yaml", "ClusterRole", "infera-metrics-reader"},
 	} {
 		var want, got []rbacv1.PolicyRule
 		for _, o := range readManifests(t, tc.file) {
@@ -389,7 +395,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 	for _, tc := range []struct{ set, want string }{
 		{"agent.maxUnavailable=0", "/agent/maxUnavailable"},
 		{"agent.maxUnavailable=150%", "/agent/maxUnavailable"},
-		{"gateway.enabled=true", "/gateway/enabled': value must be false"},
+		{"gateway.agentTimeout=5", "/gateway/agentTimeout"},
+		{"gateway.agentMaxConcurrent=0", "/gateway/agentMaxConcurrent"},
 		{"agent.canary.value=a/b", "/agent/canary/value"},
 		{"manager.replicas=0", "/manager/replicas': minimum: got 0, want 1"},
 		{"agent.minReadySeconds=-1", "/agent/minReadySeconds"},

@@ -166,6 +166,9 @@ func (c *AgentConfiguration) Validate() error {
 	if n := len(c.Server.GRPCSocket); n > maxAgentSocketPath {
 		return fmt.Errorf("server.grpc_socket: %d bytes is longer than a unix socket path may be (%d)", n, maxAgentSocketPath)
 	}
+	if err := validateAgentGRPCTCP(c.Server); err != nil {
+		return err
+	}
 	if d := c.Observation.SampleInterval.Duration; d < MinSampleInterval || d > MaxSampleInterval {
 		return fmt.Errorf("observation.sample_interval: %s is out of range [%s, %s]", d, MinSampleInterval, MaxSampleInterval)
 	}
@@ -195,6 +198,30 @@ func agentListenAddress(key, addr string) error {
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return fmt.Errorf("%s: port %q must be a number from 1 to 65535", key, port)
+	}
+	return nil
+}
+
+// validateAgentGRPCTCP checks the optional TLS listener of the gRPC API:
+// off, or an address with both certificate files.
+func validateAgentGRPCTCP(s AgentServerConfig) error {
+	if s.GRPCAddress == "" {
+		if s.GRPCTLSCertFile != "" || s.GRPCTLSKeyFile != "" {
+			return errors.New("server.grpc_tls_cert_file, server.grpc_tls_key_file: set only with server.grpc_address")
+		}
+		return nil
+	}
+	if err := agentListenAddress("server.grpc_address", s.GRPCAddress); err != nil {
+		return err
+	}
+	if err := agentAbsPath("server.grpc_tls_cert_file", s.GRPCTLSCertFile); err != nil {
+		return fmt.Errorf("%w (required with server.grpc_address: the gRPC API is served on TCP only with TLS)", err)
+	}
+	if err := agentAbsPath("server.grpc_tls_key_file", s.GRPCTLSKeyFile); err != nil {
+		return fmt.Errorf("%w (required with server.grpc_address)", err)
+	}
+	if s.GRPCAddress == s.Address {
+		return fmt.Errorf("server.grpc_address: %q is also server.address", s.GRPCAddress)
 	}
 	return nil
 }

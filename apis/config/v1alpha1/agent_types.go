@@ -159,12 +159,24 @@ type AgentSCXConfig struct {
 
 // AgentServerConfig is the [server] section.
 type AgentServerConfig struct {
-	// Address serves /metrics, /observe, /healthz and /readyz. Default
-	// ":9100".
+	// Address serves /metrics, /observe, /audit, /healthz and /readyz.
+	// Default ":9100". On any address but a loopback one, every path but
+	// /healthz and /readyz needs a bearer token that TokenReview accepts
+	// and SubjectAccessReview allows (docs/agent.md).
 	Address string `toml:"address" json:"address"`
 	// GRPCSocket is the unix socket of the agent's gRPC API. Default
 	// /run/infera/agent.sock.
 	GRPCSocket string `toml:"grpc_socket" json:"grpcSocket"`
+	// GRPCAddress, when set (for example ":9101"), also serves the gRPC API
+	// on TCP with TLS, to callers whose bearer token TokenReview accepts
+	// and SubjectAccessReview allows on nodes/agent.infera.io (in the chart:
+	// only infera-gateway). Default "": off.
+	GRPCAddress string `toml:"grpc_address" json:"grpcAddress"`
+	// GRPCTLSCertFile and GRPCTLSKeyFile are the PEM serving certificate
+	// and key of GRPCAddress; required with it. They are re-read when they
+	// change.
+	GRPCTLSCertFile string `toml:"grpc_tls_cert_file" json:"grpcTLSCertFile"`
+	GRPCTLSKeyFile  string `toml:"grpc_tls_key_file" json:"grpcTLSKeyFile"`
 }
 
 // AgentObservationConfig is the [observation] section.

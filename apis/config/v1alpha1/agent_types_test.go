@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -386,6 +387,22 @@ func TestParseAgentConfigurationErrors(t *testing.T) {
 			toml:    agentHeader + "[server]\ngrpc_socket = \"/" + strings.Repeat("s", 107) + "\"\n",
 			wantErr: "server.grpc_socket: 108 bytes is longer than a unix socket path may be (107)",
 		},
+		"gRPC TCP listener without a certificate": {
+			toml:    agentHeader + "[server]\ngrpc_address = \":9101\"\n",
+			wantErr: `server.grpc_tls_cert_file: "" must be an absolute path (required with server.grpc_address: the gRPC API is served on TCP only with TLS)`,
+		},
+		"gRPC TCP listener without a key": {
+			toml:    agentHeader + "[server]\ngrpc_address = \":9101\"\ngrpc_tls_cert_file = \"/tls.crt\"\n",
+			wantErr: `server.grpc_tls_key_file: "" must be an absolute path (required with server.grpc_address)`,
+		},
+		"gRPC TCP listener on the HTTP address": {
+			toml:    agentHeader + "[server]\ngrpc_address = \":9100\"\ngrpc_tls_cert_file = \"/tls.crt\"\ngrpc_tls_key_file = \"/tls.key\"\n",
+			wantErr: `server.grpc_address: ":9100" is also server.address`,
+		},
+		"certificate without a gRPC TCP listener": {
+			toml:    agentHeader + "[server]\ngrpc_tls_cert_file = \"/tls.crt\"\n",
+			wantErr: "server.grpc_tls_cert_file, server.grpc_tls_key_file: set only with server.grpc_address",
+		},
 		"relative state dir": {
 			toml:    agentHeader + "state_dir = \"var/lib/infera\"\n",
 			wantErr: `state_dir: "var/lib/infera" must be an absolute path`,
@@ -437,4 +454,30 @@ func TestAgentConfigurationDeepCopy(t *testing.T) {
 	if orig.SCX.ExtraArgs[0] != "--slice-us" || orig.PriorityMapping.High != 100_000 {
 		t.Error("changing the copy changed the original")
 	}
+}
+
+// FuzzParseAgentConfiguration feeds arbitrary TOML to the agent's
+// configuration reader. Whatever it accepts validates and parses the same
+// way twice; whatever it rejects comes back with an error and no value.
+func FuzzParseAgentConfiguration(f *testing.F) {
+	f.Add([]byte("api_version = \"config.infera.io/v1alpha1\"\nkind = \"AgentConfiguration\"\n"))
+	f.Add([]byte("api_version = \"config.infera.io/v1alpha1\"\nkind = \"AgentConfiguration\"\n[enforcement]\nbackend = \"magic\"\n"))
+	f.Add([]byte("api_version = 1\n"))
+	f.Add([]byte("[[[\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseAgentConfiguration(b)
+		if err != nil {
+			if c != nil || err.Error() == "" {
+				t.Fatalf("rejection returned %+v, %v", c, err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		c2, err := ParseAgentConfiguration(b)
+		if err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("second parse differs: %v", err)
+		}
+	})
 }

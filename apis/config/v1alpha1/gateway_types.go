@@ -25,6 +25,22 @@ const (
 	DefaultGatewayAuthCacheTTL       = 10 * time.Second
 	DefaultGatewayRequestTimeout     = 30 * time.Second
 	DefaultGatewayMaxSelectorTargets = int32(500)
+
+	DefaultGatewayAgentPort          = int32(9101)
+	DefaultGatewayAgentTimeout       = 5 * time.Second
+	DefaultGatewayAgentMaxConcurrent = int32(16)
+	DefaultGatewayAgentTokenFile     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+)
+
+// How the gateway finds the agent of a node (GatewayAgents.Discovery).
+const (
+	// AgentDiscoveryEndpointSlice: the addresses of a Service's
+	// EndpointSlices, by the endpoint's nodeName (the chart's headless
+	// Service infera-agent-grpc; agents on the pod network).
+	AgentDiscoveryEndpointSlice = "EndpointSlice"
+	// AgentDiscoveryNodeAddress: the Node's InternalIP (agents on the host
+	// network).
+	AgentDiscoveryNodeAddress = "NodeAddress"
 )
 
 // GatewayConfiguration is the configuration file of infera-gateway (the
@@ -90,6 +106,48 @@ type GatewayConfiguration struct {
 	// DESIGN.md §2.
 	// +optional
 	PriorityMapping *PriorityThresholds `json:"priorityMapping,omitempty"`
+
+	// Agents says how the gateway reaches the node agents' gRPC API (their
+	// server.grpc_address, TLS). Unset: it does not; node pods come from
+	// the API server alone and the agent-backed calls answer
+	// FAILED_PRECONDITION.
+	// +optional
+	Agents *GatewayAgents `json:"agents,omitempty"`
+}
+
+// GatewayAgents configures the gateway's calls to the node agents.
+type GatewayAgents struct {
+	// Discovery is how a node's agent is found: "EndpointSlice" (the
+	// default) or "NodeAddress".
+	// +optional
+	Discovery string `json:"discovery,omitempty"`
+	// ServiceNamespace and ServiceName name the Service whose EndpointSlices
+	// list the agents (EndpointSlice discovery); required with it.
+	// +optional
+	ServiceNamespace string `json:"serviceNamespace,omitempty"`
+	// +optional
+	ServiceName string `json:"serviceName,omitempty"`
+	// Port is the agents' gRPC TLS port. Default: 9101.
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// CAFile is the PEM CA that signed the agents' serving certificates;
+	// required.
+	CAFile string `json:"caFile"`
+	// ServerName is the DNS name every agent's certificate carries and the
+	// gateway verifies (it dials IP addresses); required.
+	ServerName string `json:"serverName"`
+	// TokenFile holds the bearer token the gateway presents (its projected
+	// ServiceAccount token, re-read as it rotates). Default:
+	// /var/run/secrets/kubernetes.io/serviceaccount/token.
+	// +optional
+	TokenFile string `json:"tokenFile,omitempty"`
+	// Timeout bounds one call to one agent. Default: 5s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// MaxConcurrent bounds how many agents one request asks at once.
+	// Default: 16.
+	// +optional
+	MaxConcurrent int32 `json:"maxConcurrent,omitempty"`
 }
 
 // Default fills every unset field with its default.
@@ -117,6 +175,17 @@ func (c *GatewayConfiguration) Default() {
 		c.MaxSelectorTargets = DefaultGatewayMaxSelectorTargets
 	}
 	setDuration(&c.TierLoadMaxAge, wellknown.TierLoadMaxAge)
+	if a := c.Agents; a != nil {
+		setString(&a.Discovery, AgentDiscoveryEndpointSlice)
+		if a.Port == 0 {
+			a.Port = DefaultGatewayAgentPort
+		}
+		setString(&a.TokenFile, DefaultGatewayAgentTokenFile)
+		setDuration(&a.Timeout, DefaultGatewayAgentTimeout)
+		if a.MaxConcurrent == 0 {
+			a.MaxConcurrent = DefaultGatewayAgentMaxConcurrent
+		}
+	}
 	if c.PriorityMapping == nil {
 		c.PriorityMapping = &PriorityThresholds{
 			Critical: wellknown.DefaultCriticalMinPriority,
@@ -162,5 +231,37 @@ func (c *GatewayConfiguration) Validate() error {
 	} else if m.Critical >= wellknown.DefaultSystemMinPriority || m.High >= m.Critical || m.Normal >= m.High || m.Low >= m.Normal {
 		errs = append(errs, field.Invalid(field.NewPath("priorityMapping"), *m, "thresholds must be strictly decreasing, critical below 2000000000"))
 	}
+	if a := c.Agents; a != nil {
+		errs = append(errs, a.validate(field.NewPath("agents"))...)
+	}
 	return errs.ToAggregate()
+}
+
+func (a *GatewayAgents) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch a.Discovery {
+	case AgentDiscoveryEndpointSlice:
+		if a.ServiceNamespace == "" || a.ServiceName == "" {
+			errs = append(errs, field.Required(p.Child("serviceName"), "serviceNamespace and serviceName are required with discovery EndpointSlice"))
+		}
+	case AgentDiscoveryNodeAddress:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("discovery"), a.Discovery, []string{AgentDiscoveryEndpointSlice, AgentDiscoveryNodeAddress}))
+	}
+	if a.Port < 1 || a.Port > 65535 {
+		errs = append(errs, field.Invalid(p.Child("port"), a.Port, "must be between 1 and 65535"))
+	}
+	if a.CAFile == "" {
+		errs = append(errs, field.Required(p.Child("caFile"), "the agents' certificates are verified against this CA"))
+	}
+	if a.ServerName == "" {
+		errs = append(errs, field.Required(p.Child("serverName"), "the DNS name in the agents' certificates"))
+	}
+	if a.Timeout == nil || a.Timeout.Duration <= 0 {
+		errs = append(errs, field.Invalid(p.Child("timeout"), a.Timeout, "must be more than 0"))
+	}
+	if a.MaxConcurrent < 1 || a.MaxConcurrent > 256 {
+		errs = append(errs, field.Invalid(p.Child("maxConcurrent"), a.MaxConcurrent, "must be between 1 and 256"))
+	}
+	return errs
 }

@@ -30,3 +30,13 @@ imagePullSecrets:
 {{- define "temper.hasPrometheusOperator" -}}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
 {{- end -}}
+
+{{/* The DNS name in every agent's gRPC serving certificate, which the gateway verifies. */}}
+{{- define "temper.agentServerName" -}}
+infera-agent.{{ .Release.Namespace }}.svc
+{{- end -}}
+
+{{/* The Secret with ca.crt, tls.crt and tls.key of the agents' gRPC listener. */}}
+{{- define "temper.agentTLSSecret" -}}
+{{- .Values.gateway.agentTLS.existingSecret | default "infera-agent-grpc-tls" -}}
+{{- end -}}

@@ -58,3 +58,31 @@ func TestLocalConfigMatchesFile(t *testing.T) {
 		t.Errorf("LocalConfig(9443) differs from config/manager/local.yaml (-code +file):\n%s", diff)
 	}
 }
+
+// FuzzParseConfig feeds arbitrary files to the manager's configuration
+// reader. Whatever it accepts is defaulted and valid (Default changes it no
+// further and Validate passes); whatever it rejects comes back with an error.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("apiVersion: config.infera.io/v1alpha1\nkind: ManagerConfiguration\nsilentAgent:\n  taint: true\n"))
+	f.Add([]byte("apiVersion: config.infera.io/v1alpha1\nkind: ManagerConfiguration\nwebhook:\n  certMode: magic\n"))
+	f.Add([]byte(`{"apiVersion":"config.infera.io/v1alpha1","kind":"ManagerConfiguration","webhook":{"port":-1}}`))
+	f.Add([]byte(""))
+	f.Add([]byte("&a [*a, *a]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		again := *c.DeepCopy()
+		again.Default()
+		if d := cmp.Diff(c, again); d != "" {
+			t.Fatalf("accepted config is not a fixed point of Default (-accepted +defaulted):\n%s", d)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+	})
+}

@@ -66,19 +66,39 @@ func NewScheme() (*runtime.Scheme, error) { return kscheme.New() }
 // LoadConfig reads a ManagerConfiguration file strictly (an unknown field
 // is an error), defaults and validates it. An empty path means all defaults.
 func LoadConfig(path string) (configv1alpha1.ManagerConfiguration, error) {
-	var c configv1alpha1.ManagerConfiguration
+	var b []byte
 	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("failed to read manager configuration: %w", err)
+		var err error
+		if b, err = os.ReadFile(path); err != nil {
+			return configv1alpha1.ManagerConfiguration{}, fmt.Errorf("failed to read manager configuration: %w", err)
 		}
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return c, fmt.Errorf("manager configuration %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// maxConfigBytes bounds a manager configuration file; real ones are a few
+// hundred bytes.
+const maxConfigBytes = 1 << 20
+
+// ParseConfig decodes a ManagerConfiguration strictly from YAML or JSON
+// (nothing at all means all defaults), defaults and validates it.
+func ParseConfig(b []byte) (configv1alpha1.ManagerConfiguration, error) {
+	var c configv1alpha1.ManagerConfiguration
+	if len(b) > maxConfigBytes {
+		return c, fmt.Errorf("%d bytes is more than the %d allowed", len(b), maxConfigBytes)
+	}
+	if len(b) > 0 {
 		if err := yaml.UnmarshalStrict(b, &c); err != nil {
-			return c, fmt.Errorf("failed to decode manager configuration %s: %w", path, err)
+			return c, fmt.Errorf("failed to decode: %w", err)
 		}
 	}
 	c.Default()
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("invalid manager configuration %s: %w", path, err)
+		return c, fmt.Errorf("invalid: %w", err)
 	}
 	return c, nil
 }

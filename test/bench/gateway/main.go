@@ -1,14 +1,19 @@
 // Command gateway measures infera-gateway against a real kube-apiserver
 // (envtest): it creates N Nodes carrying agent-status and fresh tier-load
-// annotations, starts the built bin/infera-gateway as a child process with
-// the admin kubeconfig, mints a token for a ServiceAccount bound to
-// infera-viewer, and times GET /api/v1/fleet and GET /api/v1/nodes (one
-// page of up to 500) over HTTP with that token, in interleaved rounds. It
+// annotations, starts the built bin/infera-agent for the first node
+// (observe-only, its gRPC API on TLS at 127.0.0.1, the node's InternalIP)
+// with -pods pods bound to it, starts the built bin/infera-gateway as a
+// child process with the admin kubeconfig and a configuration that reaches
+// the agent with a token of a ServiceAccount bound to infera-gateway, mints
+// a token for a ServiceAccount bound to infera-viewer, and times GET
+// /api/v1/fleet, GET /api/v1/nodes (one page of up to 500) and GET
+// /api/v1/nodes/<first node>/pods (the node's pods merged with what its
+// live agent enforces, over TLS) with that token, in interleaved rounds. It
 // reports p50/p99 per round, the median and spread over rounds, the
 // gateway's RSS (VmRSS and peak VmHWM from /proc) and the load average, and
 // writes JSON. Run from the repository root after `make build`:
 //
-//	go run ./test/bench/gateway -nodes 500 -rounds 5 -requests 400 -out docs/bench/gateway.json
+//	go run ./test/bench/gateway -nodes 500 -pods 60 -rounds 5 -requests 400 -out docs/bench/gateway.json
 package main
 
 import (
@@ -57,6 +62,7 @@ type summary struct {
 type report struct {
 	Command     string            `json:"command"`
 	Nodes       int               `json:"nodes"`
+	AgentPods   int               `json:"agentNodePods"`
 	Requests    int               `json:"requestsPerRound"`
 	Rounds      []round           `json:"rounds"`
 	Summary     []summary         `json:"summary"`
@@ -72,8 +78,10 @@ func main() {
 	requests := flag.Int("requests", 400, "sequential requests per endpoint and round")
 	out := flag.String("out", "", "write the JSON report here")
 	bin := flag.String("gateway", "bin/infera-gateway", "the infera-gateway binary")
+	agentBin := flag.String("agent", "bin/infera-agent", "the infera-agent binary")
+	pods := flag.Int("pods", 60, "pods on the node with the live agent")
 	flag.Parse()
-	if err := run(*nodes, *rounds, *requests, *out, *bin); err != nil {
+	if err := run(*nodes, *pods, *rounds, *requests, *out, *bin, *agentBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1)
 	}
@@ -126,9 +134,11 @@ func rssMiB(pid int) (rss, hwm float64) {
 	return rss, hwm
 }
 
-func run(nNodes, nRounds, nReq int, out, bin string) error {
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s: %w (run make build first)", bin, err)
+func run(nNodes, nPods, nRounds, nReq int, out, bin, agentBin string) error {
+	for _, b := range []string{bin, agentBin} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%s: %w (run make build first)", b, err)
+		}
 	}
 	env, err := envtest.Start(envtest.Options{})
 	if err != nil {
@@ -141,10 +151,10 @@ func run(nNodes, nRounds, nReq int, out, bin string) error {
 	if err != nil {
 		return err
 	}
-	rep := report{Command: strings.Join(os.Args, " "), Nodes: nNodes, Requests: nReq,
+	rep := report{Command: strings.Join(os.Args, " "), Nodes: nNodes, AgentPods: nPods, Requests: nReq,
 		Machine: map[string]string{"cpus": strconv.Itoa(runtime.NumCPU()), "cpu": cpuModel(), "go": runtime.Version(), "loadavgStart": loadavg()}}
 
-	fmt.Printf("creating %d nodes...\n", nNodes)
+	fmt.Printf("creating %d nodes, %d pods on %s...\n", nNodes, nPods, agentNode)
 	ts := time.Now().UTC().Format(time.RFC3339)
 	for i := range nNodes {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
@@ -163,6 +173,10 @@ func run(nNodes, nRounds, nReq int, out, bin string) error {
 		created.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16")}
 		created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
 		created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)}}
+		if i == 0 {
+			// The node with the live agent, which listens on loopback.
+			created.Status.Addresses[0].Address = "127.0.0.1"
+		}
 		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
@@ -175,12 +189,16 @@ func run(nNodes, nRounds, nReq int, out, bin string) error {
 	if err != nil {
 		return err
 	}
+	gwConfig, err := startAgent(ctx, env, kube, agentBin, nPods)
+	if err != nil {
+		return err
+	}
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", env.Kubeconfig, "--bind-address", addr, "--audit-log", os.DevNull)
+	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", env.Kubeconfig, "--bind-address", addr, "--audit-log", os.DevNull, "--config", gwConfig)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -218,7 +236,40 @@ func run(nNodes, nRounds, nReq int, out, bin string) error {
 		return fmt.Errorf("fleet view reports %d nodes, want %d (%w)", f.Nodes, nNodes, err)
 	}
 	rep.FleetSample = sample
-	endpoints := []string{"/api/v1/fleet", "/api/v1/nodes?pageSize=500"}
+	podsPath := "/api/v1/nodes/" + agentNode + "/pods?pageSize=500"
+	// Wait until the agent answers with every pod.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		podsSample, _, err := get(podsPath)
+		if err != nil {
+			return err
+		}
+		var ps struct {
+			Pods []struct {
+				AgentTier string `json:"agentTier"`
+			} `json:"pods"`
+			Agent struct {
+				Reached bool   `json:"reached"`
+				Error   string `json:"error"`
+			} `json:"agent"`
+		}
+		if err := json.Unmarshal(podsSample, &ps); err != nil {
+			return err
+		}
+		known := 0
+		for _, p := range ps.Pods {
+			if p.AgentTier != "" {
+				known++
+			}
+		}
+		if ps.Agent.Reached && len(ps.Pods) == nPods && known == nPods {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("GET %s: %d pods, %d known to the agent, agent reached %v (%s); want %d", podsPath, len(ps.Pods), known, ps.Agent.Reached, ps.Agent.Error, nPods)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	endpoints := []string{"/api/v1/fleet", "/api/v1/nodes?pageSize=500", podsPath}
 	for _, ep := range endpoints { // warm up
 		for range 20 {
 			if _, _, err := get(ep); err != nil {

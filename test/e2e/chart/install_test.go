@@ -68,7 +68,8 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	start := time.Now()
 	c.helm(t, "install", "temper", "charts/temper", "--namespace", namespace, "--create-namespace", "--wait", "--timeout", "5m",
-		"--set", "imageTag=v1", "--set", "agent.canary.enabled=true", "--set", "agent.canary.tag=v1-rc", "--set", "agent.minReadySeconds=1")
+		"--set", "imageTag=v1", "--set", "agent.canary.enabled=true", "--set", "agent.canary.tag=v1-rc", "--set", "agent.minReadySeconds=1",
+		"--set", "gateway.enabled=true")
 	t.Logf("helm install --wait: %s", time.Since(start).Round(time.Millisecond))
 
 	before := c.agentPods(ctx, t)
@@ -85,6 +86,14 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 
 	// A new canary tag replaces only the canary pod.
+	if d, err := c.cs.AppsV1().Deployments(namespace).Get(ctx, "infera-gateway", metav1.GetOptions{}); err != nil || d.Status.ReadyReplicas != 1 {
+		t.Errorf("gateway Deployment: %+v %v", d.Status, err)
+	}
+	tlsBefore, err := c.cs.CoreV1().Secrets(namespace).Get(ctx, "infera-agent-grpc-tls", metav1.GetOptions{})
+	if err != nil || len(tlsBefore.Data["tls.crt"]) == 0 {
+		t.Fatalf("the agents' gRPC TLS Secret after install: %v", err)
+	}
+
 	start = time.Now()
 	c.helm(t, "upgrade", "temper", "charts/temper", "--namespace", namespace, "--reuse-values", "--wait", "--timeout", "5m",
 		"--set", "agent.canary.tag=v2-rc")
@@ -104,6 +113,12 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 	if got := c.podUIDs(ctx, t, "app.kubernetes.io/name=infera-manager"); !slices.Equal(got, managers) {
 		t.Errorf("manager pods changed on a canary upgrade: %v -> %v", managers, got)
+	}
+	// The generated certificate survives an upgrade (lookup), so agents
+	// and gateway keep trusting each other.
+	if tlsAfter, err := c.cs.CoreV1().Secrets(namespace).Get(ctx, "infera-agent-grpc-tls", metav1.GetOptions{}); err != nil ||
+		!bytes.Equal(tlsAfter.Data["tls.crt"], tlsBefore.Data["tls.crt"]) || !bytes.Equal(tlsAfter.Data["ca.crt"], tlsBefore.Data["ca.crt"]) {
+		t.Errorf("the agents' gRPC TLS Secret changed on upgrade (err %v)", err)
 	}
 
 	// Uninstall keeps the CRDs and the PriorityClasses.

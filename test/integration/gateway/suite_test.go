@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/gateway"
 	"github.com/infera-io/temper/test/envtest"
 )
@@ -46,6 +47,10 @@ var (
 	server *httptest.Server
 	audit  = &syncBuffer{}
 	tokens = map[string]string{}
+	// The suite gateway's agents configuration and API-server identity,
+	// for tests that build a second gateway.
+	gatewayAgents *configv1alpha1.GatewayAgents
+	gatewayRest   *rest.Config
 )
 
 type syncBuffer struct {
@@ -85,6 +90,9 @@ func TestMain(m *testing.M) {
 	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+	}
+	if tmpDir != "" {
+		_ = os.RemoveAll(tmpDir)
 	}
 	os.Exit(code)
 }
@@ -186,6 +194,10 @@ func setup(ctx context.Context) error {
 		return err
 	}
 	cfg.AuthCacheTTL = &metav1.Duration{Duration: time.Second}
+	if cfg.Agents, err = startAgents(ctx, gwToken); err != nil {
+		return err
+	}
+	gatewayAgents, gatewayRest = cfg.Agents, rc
 	g, err := gateway.New(gateway.Options{Config: cfg, RestConfig: rc, Log: logr.Discard(), AuditWriter: audit})
 	if err != nil {
 		return err
@@ -224,7 +236,15 @@ func seedFleet(ctx context.Context) error {
 			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourcePods: resource.MustParse("110")},
 			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourcePods: resource.MustParse("110")},
 			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
-			Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0." + n.name[len(n.name)-1:]}},
+		}
+		// Where the gateway looks for each node's agent (NodeAddress
+		// discovery, agents_setup_test.go): gw-n1 an address nobody
+		// answers on, gw-n2 refused, gw-n3 hung, gw-n4 none at all.
+		switch n.name {
+		case "gw-n1":
+			created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}}
+		case "gw-n2", "gw-n3":
+			created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0." + n.name[len(n.name)-1:]}}
 		}
 		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return err

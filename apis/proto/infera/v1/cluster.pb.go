@@ -787,7 +787,12 @@ type ListNodePodsResponse struct {
 	// next_page_token fetches the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// total_size is the number of pods matching the filters.
-	TotalSize     int32 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	TotalSize int32 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	// agent says whether the node's agent was asked for what it enforces on
+	// these pods (ClusterPod.cgroup_path, enforcement, agent_tier) and, when
+	// it could not be, why; the pods from the API server are returned either
+	// way.
+	Agent         *AgentReach `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -843,6 +848,89 @@ func (x *ListNodePodsResponse) GetTotalSize() int32 {
 	return 0
 }
 
+func (x *ListNodePodsResponse) GetAgent() *AgentReach {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+// AgentReach says whether a node's agent answered a call the gateway made
+// to it.
+type AgentReach struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node the agent runs on.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// reached is true when the agent answered.
+	Reached bool `protobuf:"varint,2,opt,name=reached,proto3" json:"reached,omitempty"`
+	// error says why not: the gateway is not configured to reach agents, no
+	// agent address is known for the node, or the call failed (with the
+	// address and the gRPC status). Empty when reached.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// address is the agent's host:port the gateway dialled, when known.
+	Address       string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentReach) Reset() {
+	*x = AgentReach{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentReach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentReach) ProtoMessage() {}
+
+func (x *AgentReach) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentReach.ProtoReflect.Descriptor instead.
+func (*AgentReach) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AgentReach) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AgentReach) GetReached() bool {
+	if x != nil {
+		return x.Reached
+	}
+	return false
+}
+
+func (x *AgentReach) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AgentReach) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 // ClusterPod is a pod with its tier as computed from its spec.
 type ClusterPod struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -874,14 +962,25 @@ type ClusterPod struct {
 	Phase string `protobuf:"bytes,12,opt,name=phase,proto3" json:"phase,omitempty"`
 	// findings name the pod fields whose values were ignored (e.g. a tier
 	// annotation that would raise the tier).
-	Findings      []string `protobuf:"bytes,13,rep,name=findings,proto3" json:"findings,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Findings []string `protobuf:"bytes,13,rep,name=findings,proto3" json:"findings,omitempty"`
+	// agent_tier is the tier the node's agent enforces for the pod; empty
+	// when the agent was not reached or does not know the pod yet.
+	AgentTier string `protobuf:"bytes,14,opt,name=agent_tier,json=agentTier,proto3" json:"agent_tier,omitempty"`
+	// cgroup_path is the pod's cgroup on the node, from the agent.
+	CgroupPath string `protobuf:"bytes,15,opt,name=cgroup_path,json=cgroupPath,proto3" json:"cgroup_path,omitempty"`
+	// enforcement is whether the agent's backend enforces the pod's tier,
+	// from the agent; UNSPECIFIED when the agent was not reached.
+	Enforcement EnforcementState `protobuf:"varint,16,opt,name=enforcement,proto3,enum=infera.v1.EnforcementState" json:"enforcement,omitempty"`
+	// enforcement_reason says why a pod is pending or skipped, from the
+	// agent.
+	EnforcementReason string `protobuf:"bytes,17,opt,name=enforcement_reason,json=enforcementReason,proto3" json:"enforcement_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ClusterPod) Reset() {
 	*x = ClusterPod{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[10]
+	mi := &file_infera_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +992,7 @@ func (x *ClusterPod) String() string {
 func (*ClusterPod) ProtoMessage() {}
 
 func (x *ClusterPod) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[10]
+	mi := &file_infera_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1005,7 @@ func (x *ClusterPod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterPod.ProtoReflect.Descriptor instead.
 func (*ClusterPod) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterPod) GetNamespace() string {
@@ -1000,6 +1099,34 @@ func (x *ClusterPod) GetFindings() []string {
 	return nil
 }
 
+func (x *ClusterPod) GetAgentTier() string {
+	if x != nil {
+		return x.AgentTier
+	}
+	return ""
+}
+
+func (x *ClusterPod) GetCgroupPath() string {
+	if x != nil {
+		return x.CgroupPath
+	}
+	return ""
+}
+
+func (x *ClusterPod) GetEnforcement() EnforcementState {
+	if x != nil {
+		return x.Enforcement
+	}
+	return EnforcementState_ENFORCEMENT_STATE_UNSPECIFIED
+}
+
+func (x *ClusterPod) GetEnforcementReason() string {
+	if x != nil {
+		return x.EnforcementReason
+	}
+	return ""
+}
+
 // SetNodeSafeModeRequest changes one node's safe-mode request.
 type SetNodeSafeModeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1016,7 +1143,7 @@ type SetNodeSafeModeRequest struct {
 
 func (x *SetNodeSafeModeRequest) Reset() {
 	*x = SetNodeSafeModeRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[11]
+	mi := &file_infera_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1155,7 @@ func (x *SetNodeSafeModeRequest) String() string {
 func (*SetNodeSafeModeRequest) ProtoMessage() {}
 
 func (x *SetNodeSafeModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[11]
+	mi := &file_infera_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1168,7 @@ func (x *SetNodeSafeModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeSafeModeRequest.ProtoReflect.Descriptor instead.
 func (*SetNodeSafeModeRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetNodeSafeModeRequest) GetName() string {
@@ -1085,7 +1212,7 @@ type SafeModeResult struct {
 
 func (x *SafeModeResult) Reset() {
 	*x = SafeModeResult{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[12]
+	mi := &file_infera_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1224,7 @@ func (x *SafeModeResult) String() string {
 func (*SafeModeResult) ProtoMessage() {}
 
 func (x *SafeModeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[12]
+	mi := &file_infera_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1237,7 @@ func (x *SafeModeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SafeModeResult.ProtoReflect.Descriptor instead.
 func (*SafeModeResult) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SafeModeResult) GetNode() string {
@@ -1164,7 +1291,7 @@ type SetSafeModeRequest struct {
 
 func (x *SetSafeModeRequest) Reset() {
 	*x = SetSafeModeRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[13]
+	mi := &file_infera_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1303,7 @@ func (x *SetSafeModeRequest) String() string {
 func (*SetSafeModeRequest) ProtoMessage() {}
 
 func (x *SetSafeModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[13]
+	mi := &file_infera_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1316,7 @@ func (x *SetSafeModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSafeModeRequest.ProtoReflect.Descriptor instead.
 func (*SetSafeModeRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetSafeModeRequest) GetLabelSelector() string {
@@ -1226,7 +1353,7 @@ type SetSafeModeResponse struct {
 
 func (x *SetSafeModeResponse) Reset() {
 	*x = SetSafeModeResponse{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[14]
+	mi := &file_infera_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1365,7 @@ func (x *SetSafeModeResponse) String() string {
 func (*SetSafeModeResponse) ProtoMessage() {}
 
 func (x *SetSafeModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[14]
+	mi := &file_infera_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1378,7 @@ func (x *SetSafeModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSafeModeResponse.ProtoReflect.Descriptor instead.
 func (*SetSafeModeResponse) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetSafeModeResponse) GetResults() []*SafeModeResult {
@@ -1281,7 +1408,7 @@ type ExplainTierRequest struct {
 
 func (x *ExplainTierRequest) Reset() {
 	*x = ExplainTierRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[15]
+	mi := &file_infera_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1420,7 @@ func (x *ExplainTierRequest) String() string {
 func (*ExplainTierRequest) ProtoMessage() {}
 
 func (x *ExplainTierRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[15]
+	mi := &file_infera_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1433,7 @@ func (x *ExplainTierRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainTierRequest.ProtoReflect.Descriptor instead.
 func (*ExplainTierRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExplainTierRequest) GetNamespace() string {
@@ -1366,7 +1493,7 @@ type TierExplanation struct {
 
 func (x *TierExplanation) Reset() {
 	*x = TierExplanation{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[16]
+	mi := &file_infera_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1505,7 @@ func (x *TierExplanation) String() string {
 func (*TierExplanation) ProtoMessage() {}
 
 func (x *TierExplanation) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[16]
+	mi := &file_infera_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1518,7 @@ func (x *TierExplanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierExplanation.ProtoReflect.Descriptor instead.
 func (*TierExplanation) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TierExplanation) GetNamespace() string {
@@ -1525,7 +1652,7 @@ type Thresholds struct {
 
 func (x *Thresholds) Reset() {
 	*x = Thresholds{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[17]
+	mi := &file_infera_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1664,7 @@ func (x *Thresholds) String() string {
 func (*Thresholds) ProtoMessage() {}
 
 func (x *Thresholds) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[17]
+	mi := &file_infera_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1677,7 @@ func (x *Thresholds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thresholds.ProtoReflect.Descriptor instead.
 func (*Thresholds) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Thresholds) GetSystem() int32 {
@@ -1601,7 +1728,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[18]
+	mi := &file_infera_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1740,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[18]
+	mi := &file_infera_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1753,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{18}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPoliciesRequest) GetPageSize() int32 {
@@ -1660,7 +1787,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[19]
+	mi := &file_infera_v1_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1799,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[19]
+	mi := &file_infera_v1_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1812,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{19}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1739,7 +1866,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[20]
+	mi := &file_infera_v1_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1878,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[20]
+	mi := &file_infera_v1_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1891,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{20}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Policy) GetName() string {
@@ -1829,7 +1956,7 @@ type ListOvercommitProfilesRequest struct {
 
 func (x *ListOvercommitProfilesRequest) Reset() {
 	*x = ListOvercommitProfilesRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[21]
+	mi := &file_infera_v1_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1968,7 @@ func (x *ListOvercommitProfilesRequest) String() string {
 func (*ListOvercommitProfilesRequest) ProtoMessage() {}
 
 func (x *ListOvercommitProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[21]
+	mi := &file_infera_v1_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1981,7 @@ func (x *ListOvercommitProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOvercommitProfilesRequest.ProtoReflect.Descriptor instead.
 func (*ListOvercommitProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{21}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListOvercommitProfilesRequest) GetPageSize() int32 {
@@ -1888,7 +2015,7 @@ type ListOvercommitProfilesResponse struct {
 
 func (x *ListOvercommitProfilesResponse) Reset() {
 	*x = ListOvercommitProfilesResponse{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[22]
+	mi := &file_infera_v1_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2027,7 @@ func (x *ListOvercommitProfilesResponse) String() string {
 func (*ListOvercommitProfilesResponse) ProtoMessage() {}
 
 func (x *ListOvercommitProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[22]
+	mi := &file_infera_v1_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2040,7 @@ func (x *ListOvercommitProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOvercommitProfilesResponse.ProtoReflect.Descriptor instead.
 func (*ListOvercommitProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{22}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListOvercommitProfilesResponse) GetProfiles() []*OvercommitProfile {
@@ -1971,7 +2098,7 @@ type OvercommitProfile struct {
 
 func (x *OvercommitProfile) Reset() {
 	*x = OvercommitProfile{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[23]
+	mi := &file_infera_v1_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2110,7 @@ func (x *OvercommitProfile) String() string {
 func (*OvercommitProfile) ProtoMessage() {}
 
 func (x *OvercommitProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[23]
+	mi := &file_infera_v1_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2123,7 @@ func (x *OvercommitProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OvercommitProfile.ProtoReflect.Descriptor instead.
 func (*OvercommitProfile) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{23}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OvercommitProfile) GetName() string {
@@ -2071,7 +2198,7 @@ type GetSavingsRequest struct {
 
 func (x *GetSavingsRequest) Reset() {
 	*x = GetSavingsRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[24]
+	mi := &file_infera_v1_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2210,7 @@ func (x *GetSavingsRequest) String() string {
 func (*GetSavingsRequest) ProtoMessage() {}
 
 func (x *GetSavingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[24]
+	mi := &file_infera_v1_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2223,7 @@ func (x *GetSavingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSavingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSavingsRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{24}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 // Savings is the CPU freed by overcommit.
@@ -2123,7 +2250,7 @@ type Savings struct {
 
 func (x *Savings) Reset() {
 	*x = Savings{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[25]
+	mi := &file_infera_v1_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2262,7 @@ func (x *Savings) String() string {
 func (*Savings) ProtoMessage() {}
 
 func (x *Savings) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[25]
+	mi := &file_infera_v1_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2275,7 @@ func (x *Savings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Savings.ProtoReflect.Descriptor instead.
 func (*Savings) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{25}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Savings) GetPodsDeflated() int32 {
@@ -2212,7 +2339,7 @@ type NamespaceSavings struct {
 
 func (x *NamespaceSavings) Reset() {
 	*x = NamespaceSavings{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[26]
+	mi := &file_infera_v1_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2351,7 @@ func (x *NamespaceSavings) String() string {
 func (*NamespaceSavings) ProtoMessage() {}
 
 func (x *NamespaceSavings) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[26]
+	mi := &file_infera_v1_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2364,7 @@ func (x *NamespaceSavings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamespaceSavings.ProtoReflect.Descriptor instead.
 func (*NamespaceSavings) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{26}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NamespaceSavings) GetNamespace() string {
@@ -2288,7 +2415,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[27]
+	mi := &file_infera_v1_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2427,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[27]
+	mi := &file_infera_v1_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2440,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{27}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListAuditEventsRequest) GetPageSize() int32 {
@@ -2343,7 +2470,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[28]
+	mi := &file_infera_v1_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2482,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[28]
+	mi := &file_infera_v1_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2495,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{28}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -2426,7 +2553,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[29]
+	mi := &file_infera_v1_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2565,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[29]
+	mi := &file_infera_v1_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2578,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{29}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AuditEvent) GetKind() string {
@@ -2574,7 +2701,7 @@ type AuditUser struct {
 
 func (x *AuditUser) Reset() {
 	*x = AuditUser{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[30]
+	mi := &file_infera_v1_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2713,7 @@ func (x *AuditUser) String() string {
 func (*AuditUser) ProtoMessage() {}
 
 func (x *AuditUser) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[30]
+	mi := &file_infera_v1_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2726,7 @@ func (x *AuditUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditUser.ProtoReflect.Descriptor instead.
 func (*AuditUser) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{30}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditUser) GetUsername() string {
@@ -2642,7 +2769,7 @@ type AuditObjectRef struct {
 
 func (x *AuditObjectRef) Reset() {
 	*x = AuditObjectRef{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[31]
+	mi := &file_infera_v1_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2781,7 @@ func (x *AuditObjectRef) String() string {
 func (*AuditObjectRef) ProtoMessage() {}
 
 func (x *AuditObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[31]
+	mi := &file_infera_v1_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2794,7 @@ func (x *AuditObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditObjectRef.ProtoReflect.Descriptor instead.
 func (*AuditObjectRef) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{31}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditObjectRef) GetResource() string {
@@ -2720,7 +2847,7 @@ type AuditResponseStatus struct {
 
 func (x *AuditResponseStatus) Reset() {
 	*x = AuditResponseStatus{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[32]
+	mi := &file_infera_v1_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2859,7 @@ func (x *AuditResponseStatus) String() string {
 func (*AuditResponseStatus) ProtoMessage() {}
 
 func (x *AuditResponseStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[32]
+	mi := &file_infera_v1_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2872,7 @@ func (x *AuditResponseStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponseStatus.ProtoReflect.Descriptor instead.
 func (*AuditResponseStatus) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{32}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditResponseStatus) GetCode() int32 {
@@ -2780,7 +2907,7 @@ type WatchClusterEventsRequest struct {
 
 func (x *WatchClusterEventsRequest) Reset() {
 	*x = WatchClusterEventsRequest{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[33]
+	mi := &file_infera_v1_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +2919,7 @@ func (x *WatchClusterEventsRequest) String() string {
 func (*WatchClusterEventsRequest) ProtoMessage() {}
 
 func (x *WatchClusterEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[33]
+	mi := &file_infera_v1_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +2932,7 @@ func (x *WatchClusterEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchClusterEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchClusterEventsRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{33}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchClusterEventsRequest) GetNode() string {
@@ -2837,7 +2964,7 @@ type ClusterEvent struct {
 
 func (x *ClusterEvent) Reset() {
 	*x = ClusterEvent{}
-	mi := &file_infera_v1_cluster_proto_msgTypes[34]
+	mi := &file_infera_v1_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +2976,7 @@ func (x *ClusterEvent) String() string {
 func (*ClusterEvent) ProtoMessage() {}
 
 func (x *ClusterEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_cluster_proto_msgTypes[34]
+	mi := &file_infera_v1_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +2989,7 @@ func (x *ClusterEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterEvent.ProtoReflect.Descriptor instead.
 func (*ClusterEvent) Descriptor() ([]byte, []int) {
-	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{34}
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClusterEvent) GetSequence() uint64 {
@@ -2905,6 +3032,411 @@ func (x *ClusterEvent) GetDropped() uint64 {
 		return x.Dropped
 	}
 	return 0
+}
+
+// GetNodeAgentStatusRequest names the node.
+type GetNodeAgentStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node whose agent to ask.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeAgentStatusRequest) Reset() {
+	*x = GetNodeAgentStatusRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeAgentStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeAgentStatusRequest) ProtoMessage() {}
+
+func (x *GetNodeAgentStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeAgentStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeAgentStatusRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetNodeAgentStatusRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+// GetNodeLayeredConfigRequest names the node.
+type GetNodeLayeredConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node whose agent to ask.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeLayeredConfigRequest) Reset() {
+	*x = GetNodeLayeredConfigRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeLayeredConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeLayeredConfigRequest) ProtoMessage() {}
+
+func (x *GetNodeLayeredConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeLayeredConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeLayeredConfigRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetNodeLayeredConfigRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+// ListAgentStatusesRequest selects and pages the nodes whose agents to ask.
+type ListAgentStatusesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// label_selector keeps matching nodes (Kubernetes syntax); malformed is
+	// INVALID_ARGUMENT.
+	LabelSelector string `protobuf:"bytes,1,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	// page_size: 0 means 100, at most 500; negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a previous listing with the same selector.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentStatusesRequest) Reset() {
+	*x = ListAgentStatusesRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentStatusesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentStatusesRequest) ProtoMessage() {}
+
+func (x *ListAgentStatusesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentStatusesRequest.ProtoReflect.Descriptor instead.
+func (*ListAgentStatusesRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListAgentStatusesRequest) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
+}
+
+func (x *ListAgentStatusesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAgentStatusesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAgentStatusesResponse is one page of nodes with their agents'
+// answers.
+type ListAgentStatusesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nodes is this page, ordered by node name.
+	Nodes []*NodeAgentStatus `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// next_page_token fetches the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// total_size is the number of nodes matching the selector.
+	TotalSize int32 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	// unreachable counts the nodes of this page whose agent did not answer.
+	Unreachable   int32 `protobuf:"varint,4,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentStatusesResponse) Reset() {
+	*x = ListAgentStatusesResponse{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentStatusesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentStatusesResponse) ProtoMessage() {}
+
+func (x *ListAgentStatusesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentStatusesResponse.ProtoReflect.Descriptor instead.
+func (*ListAgentStatusesResponse) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListAgentStatusesResponse) GetNodes() []*NodeAgentStatus {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ListAgentStatusesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListAgentStatusesResponse) GetTotalSize() int32 {
+	if x != nil {
+		return x.TotalSize
+	}
+	return 0
+}
+
+func (x *ListAgentStatusesResponse) GetUnreachable() int32 {
+	if x != nil {
+		return x.Unreachable
+	}
+	return 0
+}
+
+// NodeAgentStatus is one node's agent answer, or why there is none.
+type NodeAgentStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent says whether the agent answered, and the error when not.
+	Agent *AgentReach `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// status is the agent's GetStatus answer; unset when not reached.
+	Status        *GetStatusResponse `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeAgentStatus) Reset() {
+	*x = NodeAgentStatus{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeAgentStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeAgentStatus) ProtoMessage() {}
+
+func (x *NodeAgentStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeAgentStatus.ProtoReflect.Descriptor instead.
+func (*NodeAgentStatus) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *NodeAgentStatus) GetAgent() *AgentReach {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *NodeAgentStatus) GetStatus() *GetStatusResponse {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// CaptureNodeTraceRequest is CaptureTraceRequest for one node.
+type CaptureNodeTraceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node whose agent captures.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// pod to trace; unset traces the whole node.
+	Pod *PodRef `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	// duration_seconds to record, at least 1.
+	DurationSeconds int32 `protobuf:"varint,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CaptureNodeTraceRequest) Reset() {
+	*x = CaptureNodeTraceRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureNodeTraceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureNodeTraceRequest) ProtoMessage() {}
+
+func (x *CaptureNodeTraceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureNodeTraceRequest.ProtoReflect.Descriptor instead.
+func (*CaptureNodeTraceRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *CaptureNodeTraceRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CaptureNodeTraceRequest) GetPod() *PodRef {
+	if x != nil {
+		return x.Pod
+	}
+	return nil
+}
+
+func (x *CaptureNodeTraceRequest) GetDurationSeconds() int32 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+// WatchNodeEventsRequest names the node and filters its events.
+type WatchNodeEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node whose agent's events to stream.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// types keeps only these event types; empty is all.
+	Types         []EventType `protobuf:"varint,2,rep,packed,name=types,proto3,enum=infera.v1.EventType" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodeEventsRequest) Reset() {
+	*x = WatchNodeEventsRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodeEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodeEventsRequest) ProtoMessage() {}
+
+func (x *WatchNodeEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodeEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchNodeEventsRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *WatchNodeEventsRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *WatchNodeEventsRequest) GetTypes() []EventType {
+	if x != nil {
+		return x.Types
+	}
+	return nil
 }
 
 var File_infera_v1_cluster_proto protoreflect.FileDescriptor
@@ -2981,12 +3513,19 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"\x88\x01\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xb5\x01\n" +
 	"\x14ListNodePodsResponse\x12)\n" +
 	"\x04pods\x18\x01 \x03(\v2\x15.infera.v1.ClusterPodR\x04pods\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x05R\ttotalSize\"\x8c\x03\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\x12+\n" +
+	"\x05agent\x18\x04 \x01(\v2\x15.infera.v1.AgentReachR\x05agent\"j\n" +
+	"\n" +
+	"AgentReach\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\areached\x18\x02 \x01(\bR\areached\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\"\xba\x04\n" +
 	"\n" +
 	"ClusterPod\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -3004,7 +3543,13 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"limitMilli\x12$\n" +
 	"\rovercommitted\x18\v \x01(\bR\rovercommitted\x12\x14\n" +
 	"\x05phase\x18\f \x01(\tR\x05phase\x12\x1a\n" +
-	"\bfindings\x18\r \x03(\tR\bfindings\"^\n" +
+	"\bfindings\x18\r \x03(\tR\bfindings\x12\x1d\n" +
+	"\n" +
+	"agent_tier\x18\x0e \x01(\tR\tagentTier\x12\x1f\n" +
+	"\vcgroup_path\x18\x0f \x01(\tR\n" +
+	"cgroupPath\x12=\n" +
+	"\venforcement\x18\x10 \x01(\x0e2\x1b.infera.v1.EnforcementStateR\venforcement\x12-\n" +
+	"\x12enforcement_reason\x18\x11 \x01(\tR\x11enforcementReason\"^\n" +
 	"\x16SetNodeSafeModeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
@@ -3178,8 +3723,32 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x12\n" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12\x18\n" +
-	"\adropped\x18\x06 \x01(\x04R\adropped2\xc1\n" +
+	"\adropped\x18\x06 \x01(\x04R\adropped\"/\n" +
+	"\x19GetNodeAgentStatusRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"1\n" +
+	"\x1bGetNodeLayeredConfigRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"}\n" +
+	"\x18ListAgentStatusesRequest\x12%\n" +
+	"\x0elabel_selector\x18\x01 \x01(\tR\rlabelSelector\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xb6\x01\n" +
+	"\x19ListAgentStatusesResponse\x120\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1a.infera.v1.NodeAgentStatusR\x05nodes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
+	"\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\x12 \n" +
+	"\vunreachable\x18\x04 \x01(\x05R\vunreachable\"t\n" +
+	"\x0fNodeAgentStatus\x12+\n" +
+	"\x05agent\x18\x01 \x01(\v2\x15.infera.v1.AgentReachR\x05agent\x124\n" +
+	"\x06status\x18\x02 \x01(\v2\x1c.infera.v1.GetStatusResponseR\x06status\"}\n" +
+	"\x17CaptureNodeTraceRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12#\n" +
+	"\x03pod\x18\x02 \x01(\v2\x11.infera.v1.PodRefR\x03pod\x12)\n" +
+	"\x10duration_seconds\x18\x03 \x01(\x05R\x0fdurationSeconds\"X\n" +
+	"\x16WatchNodeEventsRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12*\n" +
+	"\x05types\x18\x02 \x03(\x0e2\x14.infera.v1.EventTypeR\x05types2\xcc\x0f\n" +
 	"\x0eClusterService\x12O\n" +
 	"\bGetFleet\x12\x1a.infera.v1.GetFleetRequest\x1a\x10.infera.v1.Fleet\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/fleet\x12]\n" +
 	"\tListNodes\x12\x1b.infera.v1.ListNodesRequest\x1a\x1c.infera.v1.ListNodesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/nodes\x12W\n" +
@@ -3193,7 +3762,12 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"GetSavings\x12\x1c.infera.v1.GetSavingsRequest\x1a\x12.infera.v1.Savings\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/savings\x12u\n" +
 	"\x0fListAuditEvents\x12!.infera.v1.ListAuditEventsRequest\x1a\".infera.v1.ListAuditEventsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/auditEvents\x12f\n" +
-	"\vWatchEvents\x12$.infera.v1.WatchClusterEventsRequest\x1a\x17.infera.v1.ClusterEvent\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events0\x01B\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
+	"\vWatchEvents\x12$.infera.v1.WatchClusterEventsRequest\x1a\x17.infera.v1.ClusterEvent\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events0\x01\x12\x82\x01\n" +
+	"\x12GetNodeAgentStatus\x12$.infera.v1.GetNodeAgentStatusRequest\x1a\x1c.infera.v1.GetStatusResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/agentStatus\x12\x8f\x01\n" +
+	"\x14GetNodeLayeredConfig\x12&.infera.v1.GetNodeLayeredConfigRequest\x1a#.infera.v1.GetLayeredConfigResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/api/v1/nodes/{node}/layeredConfig\x12}\n" +
+	"\x11ListAgentStatuses\x12#.infera.v1.ListAgentStatusesRequest\x1a$.infera.v1.ListAgentStatusesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/agentStatuses\x12\x7f\n" +
+	"\x10CaptureNodeTrace\x12\".infera.v1.CaptureNodeTraceRequest\x1a\x1f.infera.v1.CaptureTraceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/nodes/{node}/traces\x12r\n" +
+	"\x0fWatchNodeEvents\x12!.infera.v1.WatchNodeEventsRequest\x1a\x10.infera.v1.Event\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/agentEvents0\x01B\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
 	"\x12Temper cluster API\x12\xa9\x01The fleet, its nodes and pods with their tiers, policies, overcommit savings, safe-mode actions and the gateway's audit log. Authenticate with a Kubernetes bearer token.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonRD\n" +
 	"\x03401\x12=\n" +
 	";No bearer token, or the API server did not authenticate it.RW\n" +
@@ -3216,7 +3790,7 @@ func file_infera_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_infera_v1_cluster_proto_rawDescData
 }
 
-var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetFleetRequest)(nil),                // 0: infera.v1.GetFleetRequest
 	(*Fleet)(nil),                          // 1: infera.v1.Fleet
@@ -3228,100 +3802,132 @@ var file_infera_v1_cluster_proto_goTypes = []any{
 	(*Condition)(nil),                      // 7: infera.v1.Condition
 	(*ListNodePodsRequest)(nil),            // 8: infera.v1.ListNodePodsRequest
 	(*ListNodePodsResponse)(nil),           // 9: infera.v1.ListNodePodsResponse
-	(*ClusterPod)(nil),                     // 10: infera.v1.ClusterPod
-	(*SetNodeSafeModeRequest)(nil),         // 11: infera.v1.SetNodeSafeModeRequest
-	(*SafeModeResult)(nil),                 // 12: infera.v1.SafeModeResult
-	(*SetSafeModeRequest)(nil),             // 13: infera.v1.SetSafeModeRequest
-	(*SetSafeModeResponse)(nil),            // 14: infera.v1.SetSafeModeResponse
-	(*ExplainTierRequest)(nil),             // 15: infera.v1.ExplainTierRequest
-	(*TierExplanation)(nil),                // 16: infera.v1.TierExplanation
-	(*Thresholds)(nil),                     // 17: infera.v1.Thresholds
-	(*ListPoliciesRequest)(nil),            // 18: infera.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),           // 19: infera.v1.ListPoliciesResponse
-	(*Policy)(nil),                         // 20: infera.v1.Policy
-	(*ListOvercommitProfilesRequest)(nil),  // 21: infera.v1.ListOvercommitProfilesRequest
-	(*ListOvercommitProfilesResponse)(nil), // 22: infera.v1.ListOvercommitProfilesResponse
-	(*OvercommitProfile)(nil),              // 23: infera.v1.OvercommitProfile
-	(*GetSavingsRequest)(nil),              // 24: infera.v1.GetSavingsRequest
-	(*Savings)(nil),                        // 25: infera.v1.Savings
-	(*NamespaceSavings)(nil),               // 26: infera.v1.NamespaceSavings
-	(*ListAuditEventsRequest)(nil),         // 27: infera.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),        // 28: infera.v1.ListAuditEventsResponse
-	(*AuditEvent)(nil),                     // 29: infera.v1.AuditEvent
-	(*AuditUser)(nil),                      // 30: infera.v1.AuditUser
-	(*AuditObjectRef)(nil),                 // 31: infera.v1.AuditObjectRef
-	(*AuditResponseStatus)(nil),            // 32: infera.v1.AuditResponseStatus
-	(*WatchClusterEventsRequest)(nil),      // 33: infera.v1.WatchClusterEventsRequest
-	(*ClusterEvent)(nil),                   // 34: infera.v1.ClusterEvent
-	nil,                                    // 35: infera.v1.Fleet.AgentStatesEntry
-	nil,                                    // 36: infera.v1.NodeView.LabelsEntry
-	nil,                                    // 37: infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	nil,                                    // 38: infera.v1.TierExplanation.CpuRequestsEntry
-	nil,                                    // 39: infera.v1.OvercommitProfile.RatiosEntry
-	nil,                                    // 40: infera.v1.AuditEvent.AnnotationsEntry
-	(*TierUsage)(nil),                      // 41: infera.v1.TierUsage
-	(*timestamppb.Timestamp)(nil),          // 42: google.protobuf.Timestamp
+	(*AgentReach)(nil),                     // 10: infera.v1.AgentReach
+	(*ClusterPod)(nil),                     // 11: infera.v1.ClusterPod
+	(*SetNodeSafeModeRequest)(nil),         // 12: infera.v1.SetNodeSafeModeRequest
+	(*SafeModeResult)(nil),                 // 13: infera.v1.SafeModeResult
+	(*SetSafeModeRequest)(nil),             // 14: infera.v1.SetSafeModeRequest
+	(*SetSafeModeResponse)(nil),            // 15: infera.v1.SetSafeModeResponse
+	(*ExplainTierRequest)(nil),             // 16: infera.v1.ExplainTierRequest
+	(*TierExplanation)(nil),                // 17: infera.v1.TierExplanation
+	(*Thresholds)(nil),                     // 18: infera.v1.Thresholds
+	(*ListPoliciesRequest)(nil),            // 19: infera.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),           // 20: infera.v1.ListPoliciesResponse
+	(*Policy)(nil),                         // 21: infera.v1.Policy
+	(*ListOvercommitProfilesRequest)(nil),  // 22: infera.v1.ListOvercommitProfilesRequest
+	(*ListOvercommitProfilesResponse)(nil), // 23: infera.v1.ListOvercommitProfilesResponse
+	(*OvercommitProfile)(nil),              // 24: infera.v1.OvercommitProfile
+	(*GetSavingsRequest)(nil),              // 25: infera.v1.GetSavingsRequest
+	(*Savings)(nil),                        // 26: infera.v1.Savings
+	(*NamespaceSavings)(nil),               // 27: infera.v1.NamespaceSavings
+	(*ListAuditEventsRequest)(nil),         // 28: infera.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),        // 29: infera.v1.ListAuditEventsResponse
+	(*AuditEvent)(nil),                     // 30: infera.v1.AuditEvent
+	(*AuditUser)(nil),                      // 31: infera.v1.AuditUser
+	(*AuditObjectRef)(nil),                 // 32: infera.v1.AuditObjectRef
+	(*AuditResponseStatus)(nil),            // 33: infera.v1.AuditResponseStatus
+	(*WatchClusterEventsRequest)(nil),      // 34: infera.v1.WatchClusterEventsRequest
+	(*ClusterEvent)(nil),                   // 35: infera.v1.ClusterEvent
+	(*GetNodeAgentStatusRequest)(nil),      // 36: infera.v1.GetNodeAgentStatusRequest
+	(*GetNodeLayeredConfigRequest)(nil),    // 37: infera.v1.GetNodeLayeredConfigRequest
+	(*ListAgentStatusesRequest)(nil),       // 38: infera.v1.ListAgentStatusesRequest
+	(*ListAgentStatusesResponse)(nil),      // 39: infera.v1.ListAgentStatusesResponse
+	(*NodeAgentStatus)(nil),                // 40: infera.v1.NodeAgentStatus
+	(*CaptureNodeTraceRequest)(nil),        // 41: infera.v1.CaptureNodeTraceRequest
+	(*WatchNodeEventsRequest)(nil),         // 42: infera.v1.WatchNodeEventsRequest
+	nil,                                    // 43: infera.v1.Fleet.AgentStatesEntry
+	nil,                                    // 44: infera.v1.NodeView.LabelsEntry
+	nil,                                    // 45: infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	nil,                                    // 46: infera.v1.TierExplanation.CpuRequestsEntry
+	nil,                                    // 47: infera.v1.OvercommitProfile.RatiosEntry
+	nil,                                    // 48: infera.v1.AuditEvent.AnnotationsEntry
+	(*TierUsage)(nil),                      // 49: infera.v1.TierUsage
+	(*timestamppb.Timestamp)(nil),          // 50: google.protobuf.Timestamp
+	(EnforcementState)(0),                  // 51: infera.v1.EnforcementState
+	(*GetStatusResponse)(nil),              // 52: infera.v1.GetStatusResponse
+	(*PodRef)(nil),                         // 53: infera.v1.PodRef
+	(EventType)(0),                         // 54: infera.v1.EventType
+	(*GetLayeredConfigResponse)(nil),       // 55: infera.v1.GetLayeredConfigResponse
+	(*CaptureTraceResponse)(nil),           // 56: infera.v1.CaptureTraceResponse
+	(*Event)(nil),                          // 57: infera.v1.Event
 }
 var file_infera_v1_cluster_proto_depIdxs = []int32{
-	35, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
-	41, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
-	42, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
+	43, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
+	49, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
+	50, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
 	5,  // 3: infera.v1.ListNodesResponse.nodes:type_name -> infera.v1.NodeView
-	41, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
+	49, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
 	6,  // 5: infera.v1.NodeView.report:type_name -> infera.v1.NodeReport
-	36, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
-	42, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	44, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
+	50, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: infera.v1.NodeReport.conditions:type_name -> infera.v1.Condition
-	42, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
-	10, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
-	12, // 11: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
-	17, // 12: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
-	37, // 13: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	38, // 14: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
-	20, // 15: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
-	17, // 16: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
-	7,  // 17: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
-	23, // 18: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
-	39, // 19: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
-	7,  // 20: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
-	26, // 21: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
-	29, // 22: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
-	30, // 23: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
-	31, // 24: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
-	32, // 25: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
-	42, // 26: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
-	42, // 27: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
-	40, // 28: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
-	42, // 29: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
-	0,  // 30: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
-	2,  // 31: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
-	4,  // 32: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
-	8,  // 33: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
-	11, // 34: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
-	13, // 35: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
-	15, // 36: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
-	18, // 37: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
-	21, // 38: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
-	24, // 39: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
-	27, // 40: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
-	33, // 41: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
-	1,  // 42: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 43: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 44: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 45: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	12, // 46: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	14, // 47: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	16, // 48: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	19, // 49: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	22, // 50: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	25, // 51: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	28, // 52: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	34, // 53: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	42, // [42:54] is the sub-list for method output_type
-	30, // [30:42] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	50, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	11, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
+	10, // 11: infera.v1.ListNodePodsResponse.agent:type_name -> infera.v1.AgentReach
+	51, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
+	13, // 13: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
+	18, // 14: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
+	45, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	46, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
+	21, // 17: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
+	18, // 18: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
+	7,  // 19: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
+	24, // 20: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
+	47, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
+	7,  // 22: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
+	27, // 23: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
+	30, // 24: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
+	31, // 25: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
+	32, // 26: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
+	33, // 27: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
+	50, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
+	50, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
+	48, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
+	50, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	40, // 32: infera.v1.ListAgentStatusesResponse.nodes:type_name -> infera.v1.NodeAgentStatus
+	10, // 33: infera.v1.NodeAgentStatus.agent:type_name -> infera.v1.AgentReach
+	52, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
+	53, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
+	54, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
+	0,  // 37: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
+	2,  // 38: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
+	4,  // 39: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
+	8,  // 40: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
+	12, // 41: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
+	14, // 42: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
+	16, // 43: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
+	19, // 44: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
+	22, // 45: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
+	25, // 46: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
+	28, // 47: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
+	34, // 48: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
+	36, // 49: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
+	37, // 50: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
+	38, // 51: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
+	41, // 52: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
+	42, // 53: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
+	1,  // 54: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 55: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 56: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 57: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	13, // 58: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	15, // 59: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	17, // 60: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	20, // 61: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	23, // 62: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	26, // 63: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	29, // 64: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	35, // 65: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	52, // 66: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
+	55, // 67: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	39, // 68: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
+	56, // 69: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
+	57, // 70: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
+	54, // [54:71] is the sub-list for method output_type
+	37, // [37:54] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_cluster_proto_init() }
@@ -3336,7 +3942,7 @@ func file_infera_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_cluster_proto_rawDesc), len(file_infera_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

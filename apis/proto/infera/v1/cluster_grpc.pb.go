@@ -46,6 +46,11 @@ const (
 	ClusterService_GetSavings_FullMethodName             = "/infera.v1.ClusterService/GetSavings"
 	ClusterService_ListAuditEvents_FullMethodName        = "/infera.v1.ClusterService/ListAuditEvents"
 	ClusterService_WatchEvents_FullMethodName            = "/infera.v1.ClusterService/WatchEvents"
+	ClusterService_GetNodeAgentStatus_FullMethodName     = "/infera.v1.ClusterService/GetNodeAgentStatus"
+	ClusterService_GetNodeLayeredConfig_FullMethodName   = "/infera.v1.ClusterService/GetNodeLayeredConfig"
+	ClusterService_ListAgentStatuses_FullMethodName      = "/infera.v1.ClusterService/ListAgentStatuses"
+	ClusterService_CaptureNodeTrace_FullMethodName       = "/infera.v1.ClusterService/CaptureNodeTrace"
+	ClusterService_WatchNodeEvents_FullMethodName        = "/infera.v1.ClusterService/WatchNodeEvents"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -104,6 +109,35 @@ type ClusterServiceClient interface {
 	// next one delivered counts them in dropped); the gateway is never slowed.
 	// Authorization: watch events.infera.io.
 	WatchEvents(ctx context.Context, in *WatchClusterEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ClusterEvent], error)
+	// GetNodeAgentStatus asks the node's agent what it enforces right now
+	// (its GetStatus, over the agent's TLS listener). NOT_FOUND names an
+	// unknown node; UNAVAILABLE names the node and the agent's address when
+	// the agent does not answer within the gateway's agent timeout;
+	// FAILED_PRECONDITION when the gateway is not configured to reach agents.
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeAgentStatus(ctx context.Context, in *GetNodeAgentStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
+	// GetNodeLayeredConfig returns the scx_layered configuration in force on
+	// the node, from its agent (errors as GetNodeAgentStatus).
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeLayeredConfig(ctx context.Context, in *GetNodeLayeredConfigRequest, opts ...grpc.CallOption) (*GetLayeredConfigResponse, error)
+	// ListAgentStatuses asks the agents of every node matching the selector
+	// (one page of nodes, ordered by name) for their status, a bounded number
+	// at a time. A node whose agent is down or slow is in the answer with its
+	// error; the others still come back. Authorization: list
+	// nodes.infera.io.
+	ListAgentStatuses(ctx context.Context, in *ListAgentStatusesRequest, opts ...grpc.CallOption) (*ListAgentStatusesResponse, error)
+	// CaptureNodeTrace asks the node's agent to record scheduling events of
+	// one pod (or the whole node) for duration_seconds; the trace file stays
+	// on the node, at the returned path. duration_seconds must end well
+	// within the gateway's request timeout. Authorization: create
+	// traces.infera.io with the node's name.
+	CaptureNodeTrace(ctx context.Context, in *CaptureNodeTraceRequest, opts ...grpc.CallOption) (*CaptureTraceResponse, error)
+	// WatchNodeEvents streams the node agent's own events (assignment
+	// changes, safe mode, backend state, re-asserted cgroup values, lint
+	// violations) as newline-delimited JSON, proxied from its WatchEvents.
+	// Authorization: watch events.infera.io and get nodes.infera.io with the
+	// node's name.
+	WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 }
 
 type clusterServiceClient struct {
@@ -243,6 +277,65 @@ func (c *clusterServiceClient) WatchEvents(ctx context.Context, in *WatchCluster
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_WatchEventsClient = grpc.ServerStreamingClient[ClusterEvent]
 
+func (c *clusterServiceClient) GetNodeAgentStatus(ctx context.Context, in *GetNodeAgentStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatusResponse)
+	err := c.cc.Invoke(ctx, ClusterService_GetNodeAgentStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) GetNodeLayeredConfig(ctx context.Context, in *GetNodeLayeredConfigRequest, opts ...grpc.CallOption) (*GetLayeredConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLayeredConfigResponse)
+	err := c.cc.Invoke(ctx, ClusterService_GetNodeLayeredConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) ListAgentStatuses(ctx context.Context, in *ListAgentStatusesRequest, opts ...grpc.CallOption) (*ListAgentStatusesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAgentStatusesResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListAgentStatuses_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) CaptureNodeTrace(ctx context.Context, in *CaptureNodeTraceRequest, opts ...grpc.CallOption) (*CaptureTraceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CaptureTraceResponse)
+	err := c.cc.Invoke(ctx, ClusterService_CaptureNodeTrace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) WatchNodeEvents(ctx context.Context, in *WatchNodeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ClusterService_ServiceDesc.Streams[1], ClusterService_WatchNodeEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchNodeEventsRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterService_WatchNodeEventsClient = grpc.ServerStreamingClient[Event]
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -299,6 +392,35 @@ type ClusterServiceServer interface {
 	// next one delivered counts them in dropped); the gateway is never slowed.
 	// Authorization: watch events.infera.io.
 	WatchEvents(*WatchClusterEventsRequest, grpc.ServerStreamingServer[ClusterEvent]) error
+	// GetNodeAgentStatus asks the node's agent what it enforces right now
+	// (its GetStatus, over the agent's TLS listener). NOT_FOUND names an
+	// unknown node; UNAVAILABLE names the node and the agent's address when
+	// the agent does not answer within the gateway's agent timeout;
+	// FAILED_PRECONDITION when the gateway is not configured to reach agents.
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeAgentStatus(context.Context, *GetNodeAgentStatusRequest) (*GetStatusResponse, error)
+	// GetNodeLayeredConfig returns the scx_layered configuration in force on
+	// the node, from its agent (errors as GetNodeAgentStatus).
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeLayeredConfig(context.Context, *GetNodeLayeredConfigRequest) (*GetLayeredConfigResponse, error)
+	// ListAgentStatuses asks the agents of every node matching the selector
+	// (one page of nodes, ordered by name) for their status, a bounded number
+	// at a time. A node whose agent is down or slow is in the answer with its
+	// error; the others still come back. Authorization: list
+	// nodes.infera.io.
+	ListAgentStatuses(context.Context, *ListAgentStatusesRequest) (*ListAgentStatusesResponse, error)
+	// CaptureNodeTrace asks the node's agent to record scheduling events of
+	// one pod (or the whole node) for duration_seconds; the trace file stays
+	// on the node, at the returned path. duration_seconds must end well
+	// within the gateway's request timeout. Authorization: create
+	// traces.infera.io with the node's name.
+	CaptureNodeTrace(context.Context, *CaptureNodeTraceRequest) (*CaptureTraceResponse, error)
+	// WatchNodeEvents streams the node agent's own events (assignment
+	// changes, safe mode, backend state, re-asserted cgroup values, lint
+	// violations) as newline-delimited JSON, proxied from its WatchEvents.
+	// Authorization: watch events.infera.io and get nodes.infera.io with the
+	// node's name.
+	WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[Event]) error
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -344,6 +466,21 @@ func (UnimplementedClusterServiceServer) ListAuditEvents(context.Context, *ListA
 }
 func (UnimplementedClusterServiceServer) WatchEvents(*WatchClusterEventsRequest, grpc.ServerStreamingServer[ClusterEvent]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedClusterServiceServer) GetNodeAgentStatus(context.Context, *GetNodeAgentStatusRequest) (*GetStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeAgentStatus not implemented")
+}
+func (UnimplementedClusterServiceServer) GetNodeLayeredConfig(context.Context, *GetNodeLayeredConfigRequest) (*GetLayeredConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeLayeredConfig not implemented")
+}
+func (UnimplementedClusterServiceServer) ListAgentStatuses(context.Context, *ListAgentStatusesRequest) (*ListAgentStatusesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAgentStatuses not implemented")
+}
+func (UnimplementedClusterServiceServer) CaptureNodeTrace(context.Context, *CaptureNodeTraceRequest) (*CaptureTraceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CaptureNodeTrace not implemented")
+}
+func (UnimplementedClusterServiceServer) WatchNodeEvents(*WatchNodeEventsRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Error(codes.Unimplemented, "method WatchNodeEvents not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -575,6 +712,89 @@ func _ClusterService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_WatchEventsServer = grpc.ServerStreamingServer[ClusterEvent]
 
+func _ClusterService_GetNodeAgentStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeAgentStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetNodeAgentStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetNodeAgentStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetNodeAgentStatus(ctx, req.(*GetNodeAgentStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_GetNodeLayeredConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeLayeredConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetNodeLayeredConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetNodeLayeredConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetNodeLayeredConfig(ctx, req.(*GetNodeLayeredConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_ListAgentStatuses_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAgentStatusesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListAgentStatuses(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListAgentStatuses_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListAgentStatuses(ctx, req.(*ListAgentStatusesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_CaptureNodeTrace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CaptureNodeTraceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).CaptureNodeTrace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_CaptureNodeTrace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).CaptureNodeTrace(ctx, req.(*CaptureNodeTraceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_WatchNodeEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchNodeEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServiceServer).WatchNodeEvents(m, &grpc.GenericServerStream[WatchNodeEventsRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterService_WatchNodeEventsServer = grpc.ServerStreamingServer[Event]
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -626,11 +846,32 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListAuditEvents",
 			Handler:    _ClusterService_ListAuditEvents_Handler,
 		},
+		{
+			MethodName: "GetNodeAgentStatus",
+			Handler:    _ClusterService_GetNodeAgentStatus_Handler,
+		},
+		{
+			MethodName: "GetNodeLayeredConfig",
+			Handler:    _ClusterService_GetNodeLayeredConfig_Handler,
+		},
+		{
+			MethodName: "ListAgentStatuses",
+			Handler:    _ClusterService_ListAgentStatuses_Handler,
+		},
+		{
+			MethodName: "CaptureNodeTrace",
+			Handler:    _ClusterService_CaptureNodeTrace_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchEvents",
 			Handler:       _ClusterService_WatchEvents_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchNodeEvents",
+			Handler:       _ClusterService_WatchNodeEvents_Handler,
 			ServerStreams: true,
 		},
 	},
