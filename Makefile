@@ -22,7 +22,7 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
+GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf nodeagent/enforcement/tiersched
 GENERATED_PATHS += gateway/dashboard/dist hack/tools/dashboard/go.mod hack/tools/dashboard/go.sum
 
 # The Kubernetes release our binaries are built against, so that
@@ -59,8 +59,9 @@ generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto
 	hack/update-proto.sh
 
 .PHONY: generate-bpf
-generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
+generate-bpf: ## Compile nodeagent/ebpf's and nodeagent/enforcement/tiersched's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
+	cd nodeagent/enforcement/tiersched && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 
 .PHONY: generate-dashboard
 generate-dashboard: ## Bundle the web dashboard (gateway/dashboard/web → dist) with esbuild's Go API; npm tarballs checked against package-lock.json; no Node.
