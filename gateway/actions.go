@@ -81,7 +81,7 @@ func (s *Service) SetNodeSafeMode(ctx context.Context, req *inferav1.SetNodeSafe
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	res := s.setSafeMode(ctx, kc, u, n, req.GetEnabled(), req.GetReason())
+	res := s.setSafeMode(ctx, kc, u, n, req.GetEnabled(), req.GetForce(), req.GetReason())
 	if res.Error != "" {
 		return nil, status.Error(grpcCode(int(res.ErrorCode)), res.Error)
 	}
@@ -130,7 +130,7 @@ func (s *Service) SetSafeMode(ctx context.Context, req *inferav1.SetSafeModeRequ
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out.Results[i] = s.setSafeMode(ctx, kc, u, n, req.GetEnabled(), req.GetReason())
+			out.Results[i] = s.setSafeMode(ctx, kc, u, n, req.GetEnabled(), req.GetForce(), req.GetReason())
 		})
 	}
 	wg.Wait()
@@ -150,10 +150,19 @@ func action(enabled bool) string {
 }
 
 // setSafeMode patches one Node's safe-mode annotation as the caller, then
-// records a Node Event (as the gateway) and a fleet event.
-func (s *Service) setSafeMode(ctx context.Context, kc kubernetes.Interface, u *authnv1.UserInfo, n *corev1.Node, enabled bool, reason string) *inferav1.SafeModeResult {
+// records a Node Event (as the gateway) and a fleet event. A node whose safe
+// mode an InferaPolicy owns is refused unless force: the manager would put
+// the policy's value back, so the change would not last.
+func (s *Service) setSafeMode(ctx context.Context, kc kubernetes.Interface, u *authnv1.UserInfo, n *corev1.Node, enabled, force bool, reason string) *inferav1.SafeModeResult {
 	res := &inferav1.SafeModeResult{Node: n.Name}
 	before := wellknown.IsSafeModeRequested(n.Annotations)
+	if owner := n.Annotations[wellknown.SafeModeOwnerAnnotation]; owner != "" && !force {
+		res.SafeModeRequested = before
+		res.ErrorCode = 409
+		res.Error = fmt.Sprintf("node %q: safe mode is owned by InferaPolicy %s (annotation %s); change the policy, or set force to change the node anyway (the manager may set the policy's value again)",
+			n.Name, owner, wellknown.SafeModeOwnerAnnotation)
+		return res
+	}
 	var value any // nil removes the annotation
 	if enabled {
 		value = wellknown.SafeModeRequestedValue

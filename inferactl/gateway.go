@@ -314,16 +314,16 @@ func (g *gatewayClient) explain(ctx context.Context, ns, name string) (*inferav1
 	return out, g.call(ctx, http.MethodGet, "/api/v1/namespaces/"+url.PathEscape(ns)+"/pods/"+url.PathEscape(name)+":explainTier", nil, nil, out)
 }
 
-func (g *gatewayClient) setNodeSafeMode(ctx context.Context, node string, on bool, reason string) (*inferav1.SafeModeResult, error) {
+func (g *gatewayClient) setNodeSafeMode(ctx context.Context, node string, on, force bool, reason string) (*inferav1.SafeModeResult, error) {
 	out := &inferav1.SafeModeResult{}
 	return out, g.call(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(node)+":setSafeMode", nil,
-		&inferav1.SetNodeSafeModeRequest{Enabled: on, Reason: reason}, out)
+		&inferav1.SetNodeSafeModeRequest{Enabled: on, Reason: reason, Force: force}, out)
 }
 
-func (g *gatewayClient) setSafeMode(ctx context.Context, selector string, on bool, reason string) (*inferav1.SetSafeModeResponse, error) {
+func (g *gatewayClient) setSafeMode(ctx context.Context, selector string, on, force bool, reason string) (*inferav1.SetSafeModeResponse, error) {
 	out := &inferav1.SetSafeModeResponse{}
 	return out, g.call(ctx, http.MethodPost, "/api/v1/nodes:setSafeMode", nil,
-		&inferav1.SetSafeModeRequest{LabelSelector: selector, Enabled: on, Reason: reason}, out)
+		&inferav1.SetSafeModeRequest{LabelSelector: selector, Enabled: on, Reason: reason, Force: force}, out)
 }
 
 // watchEvents reads the NDJSON stream until ctx ends or the stream does,

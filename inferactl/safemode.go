@@ -150,13 +150,13 @@ func (o *options) runSafeMode(ctx context.Context, s *safeModeOptions, args []st
 
 	var results []*inferav1.SafeModeResult
 	if node != "" {
-		r, err := gw.setNodeSafeMode(ctx, node, on, s.reason)
+		r, err := gw.setNodeSafeMode(ctx, node, on, s.force, s.reason)
 		if err != nil {
 			return err
 		}
 		results = []*inferav1.SafeModeResult{r}
 	} else {
-		r, err := gw.setSafeMode(ctx, s.selector, on, s.reason)
+		r, err := gw.setSafeMode(ctx, s.selector, on, s.force, s.reason)
 		if err != nil {
 			return err
 		}

@@ -2,17 +2,12 @@ package nodeagent
 
 import (
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	"github.com/infera-io/temper/nodeagent/observe"
 )
 
 // Machine is the CPU shape of the node as the kernel reports it.
-type Machine struct {
-	// CPUs are the online logical CPU ids, ascending.
-	CPUs []int
-	// Cores groups the online CPUs by physical core (SMT siblings share a
-	// core), each group ascending, groups ordered by their first CPU.
-	Cores [][]int
-}
+type Machine = enforcement.Machine
 
 // ReadMachine reads the online CPUs and their SMT siblings under root
 // (/sys/devices/system/cpu), with the observation layer's reader.
@@ -27,7 +22,7 @@ func ReadMachine(root string) (Machine, error) {
 // threadsPerCore is the size of the core holding the lowest CPU id, the
 // unit the critical fence is sized in (wellknown.FenceCores), or 0 when
 // there is no SMT (or the shape is unknown), which tier-load omits.
-func (m Machine) threadsPerCore() int {
+func threadsPerCore(m Machine) int {
 	if len(m.Cores) == 0 || len(m.Cores[0]) < 2 {
 		return 0
 	}

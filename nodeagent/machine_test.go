@@ -14,7 +14,7 @@ func TestMachineThreadsPerCore(t *testing.T) {
 		"mixed cores": {Machine{CPUs: []int{0, 1, 2}, Cores: [][]int{{0, 1}, {2}}}, 2},
 	}
 	for name, tc := range tests {
-		if got := tc.m.threadsPerCore(); got != tc.want {
+		if got := threadsPerCore(tc.m); got != tc.want {
 			t.Errorf("%s: threadsPerCore() = %d, want %d", name, got, tc.want)
 		}
 	}

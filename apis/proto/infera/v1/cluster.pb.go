@@ -1136,7 +1136,12 @@ type SetNodeSafeModeRequest struct {
 	Enabled bool `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// reason is required (at most 1024 bytes); it goes into the audit log and
 	// the Node Event.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// force changes a node whose safe mode an InferaPolicy owns (annotation
+	// infera.io/safe-mode-requested-by); without it such a node is refused
+	// with ABORTED (409), because the manager would set the policy's value
+	// again.
+	Force         bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1190,6 +1195,13 @@ func (x *SetNodeSafeModeRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *SetNodeSafeModeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 // SafeModeResult is one node's outcome.
@@ -1284,7 +1296,10 @@ type SetSafeModeRequest struct {
 	// enabled true requests safe mode; false withdraws it.
 	Enabled bool `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// reason is required (at most 1024 bytes).
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// force: as in SetNodeSafeModeRequest; without it, policy-owned nodes
+	// get an error result and the others are changed.
+	Force         bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1338,6 +1353,13 @@ func (x *SetSafeModeRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *SetSafeModeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 // SetSafeModeResponse has one result per matching node, ordered by name.
@@ -3817,22 +3839,24 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\vcgroup_path\x18\x0f \x01(\tR\n" +
 	"cgroupPath\x12=\n" +
 	"\venforcement\x18\x10 \x01(\x0e2\x1b.infera.v1.EnforcementStateR\venforcement\x12-\n" +
-	"\x12enforcement_reason\x18\x11 \x01(\tR\x11enforcementReason\"^\n" +
+	"\x12enforcement_reason\x18\x11 \x01(\tR\x11enforcementReason\"t\n" +
 	"\x16SetNodeSafeModeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa3\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\"\xa3\x01\n" +
 	"\x0eSafeModeResult\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12.\n" +
 	"\x13safe_mode_requested\x18\x02 \x01(\bR\x11safeModeRequested\x12\x18\n" +
 	"\achanged\x18\x03 \x01(\bR\achanged\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\x05 \x01(\x05R\terrorCode\"m\n" +
+	"error_code\x18\x05 \x01(\x05R\terrorCode\"\x83\x01\n" +
 	"\x12SetSafeModeRequest\x12%\n" +
 	"\x0elabel_selector\x18\x01 \x01(\tR\rlabelSelector\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"b\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\"b\n" +
 	"\x13SetSafeModeResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.infera.v1.SafeModeResultR\aresults\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x05R\x06failed\"F\n" +
