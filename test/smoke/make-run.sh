@@ -90,9 +90,11 @@ for ((i = 0; ; i++)); do
 	sleep 1
 done
 grep -q '"backend"' <<<"$agent" || fail "agentStatus names no enforcement backend: $agent"
+layered=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node/layeredConfig") || fail "GET /api/v1/nodes/$node/layeredConfig failed"
+grep -q '"generation"' <<<"$layered" || fail "layeredConfig has no generation: $layered"
 pods=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node/pods") || fail "GET /api/v1/nodes/$node/pods failed"
 grep -q '"reached": *true' <<<"$pods" || fail "GET /api/v1/nodes/$node/pods does not show the agent reached: $pods"
-log "agentStatus 200 ($(grep -o '"backend": *"[^"]*"' <<<"$agent" | head -1)), the node's pods show the agent reached"
+log "agentStatus and layeredConfig 200 ($(grep -o '"backend": *"[^"]*"' <<<"$agent" | head -1)), the node's pods show the agent reached"
 
 log "kubectl infera status (the CLI as a kubectl plugin, through the gateway)"
 [[ -x $BIN/kubectl-infera ]] || fail "make build did not link $BIN/kubectl-infera"
