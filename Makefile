@@ -14,6 +14,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 GOTESTSUM      := $(BIN)/gotestsum
 KWOK           := $(BIN)/kwok
+OAPI_CODEGEN   := $(BIN)/oapi-codegen
 KREW_VALIDATE  := $(BIN)/validate-krew-manifest
 HELM           := $(BIN)/helm
 
@@ -22,8 +23,8 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 # Paths whose generated content `make verify` checks for diffs and for
 # untracked files.
-GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf
-GENERATED_PATHS += gateway/dashboard/dist hack/tools/dashboard/go.mod hack/tools/dashboard/go.sum
+GENERATED_PATHS := apis charts config go.mod go.sum hack/tools/controlplane/go.mod hack/tools/controlplane/go.sum hack/tools/images/go.mod hack/tools/images/go.sum nodeagent/ebpf nodeagent/enforcement/tiersched
+GENERATED_PATHS += test/integration/gateway/oapiclient gateway/dashboard/dist hack/tools/dashboard/go.mod hack/tools/dashboard/go.sum
 
 # The Kubernetes release our binaries are built against, so that
 # infera-scheduler --version and the API clients' user agents say v1.37.2.
@@ -44,7 +45,7 @@ help: ## Show this help.
 ##@ Generation
 
 .PHONY: generate
-generate: generate-deepcopy generate-client generate-proto generate-bpf generate-dashboard ## Generate code: deepcopy, the typed client, the agent's gRPC API, its BPF objects and the dashboard bundle.
+generate: generate-deepcopy generate-client generate-proto generate-openapi-client generate-bpf generate-dashboard ## Generate code: deepcopy, the typed client, the gRPC APIs, the OpenAPI test client, the BPF objects and the dashboard bundle.
 
 .PHONY: generate-deepcopy
 generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with controller-gen.
@@ -54,13 +55,19 @@ generate-deepcopy: $(CONTROLLER_GEN) ## Generate zz_generated.deepcopy.go with c
 generate-client: ## Generate clientset, listers, informers and applyconfigurations into apis/client.
 	hack/update-codegen.sh
 
+.PHONY: generate-openapi-client
+generate-openapi-client: $(OAPI_CODEGEN) ## Generate the gateway's OpenAPI test client with oapi-codegen from the served document converted to OpenAPI 3.
+	go run ./hack/openapi3 -in apis/proto/infera/v1/cluster.swagger.json -out test/integration/gateway/oapiclient/openapi3.json
+	$(OAPI_CODEGEN) -generate types,client -package oapiclient -o test/integration/gateway/oapiclient/client.gen.go test/integration/gateway/oapiclient/openapi3.json
+
 .PHONY: generate-proto
 generate-proto: ## Generate Go, gRPC, gateway and swagger code beside apis/proto/**/*.proto (needs Debian's protoc, version pinned).
 	hack/update-proto.sh
 
 .PHONY: generate-bpf
-generate-bpf: ## Compile nodeagent/ebpf's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
+generate-bpf: ## Compile nodeagent/ebpf's and nodeagent/enforcement/tiersched's BPF programs with bpf2go (Debian's clang-14, llvm-14 and libbpf-dev, pinned so the bytes reproduce).
 	cd nodeagent/ebpf && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
+	cd nodeagent/enforcement/tiersched && BPF2GO_CC=clang-14 BPF2GO_STRIP=llvm-strip-14 go generate .
 
 .PHONY: generate-dashboard
 generate-dashboard: ## Bundle the web dashboard (gateway/dashboard/web → dist) with esbuild's Go API; npm tarballs checked against package-lock.json; no Node.
@@ -213,7 +220,7 @@ controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from sou
 	hack/build-controlplane.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) $(KREW_VALIDATE) ## Install the pinned Go tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) $(KREW_VALIDATE) $(OAPI_CODEGEN) ## Install the pinned Go tools into bin/.
 
 $(CONTROLLER_GEN): hack/tools/versions.mk
 	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
@@ -223,6 +230,8 @@ $(GOTESTSUM): hack/tools/versions.mk
 	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
 $(KREW_VALIDATE): hack/tools/versions.mk
 	hack/tools/install.sh validate-krew-manifest sigs.k8s.io/krew/cmd/validate-krew-manifest $(KREW_VERSION)
+$(OAPI_CODEGEN): hack/tools/versions.mk
+	hack/tools/install.sh oapi-codegen github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen $(OAPI_CODEGEN_VERSION)
 $(KWOK): hack/tools/versions.mk
 	hack/tools/install.sh kwok sigs.k8s.io/kwok/cmd/kwok $(KWOK_VERSION)
 # helm v3 takes its default Kubernetes version and its own from ldflags

@@ -80,7 +80,6 @@ type Agent struct {
 	assignments []Assignment
 	gen         int64
 	fencedMilli int64
-	applied     Applied // the last apply, for the observation layer
 	appliedAt   time.Time
 	reconciled  bool // the first assignment was applied (or stood down)
 	httpAddr    string
@@ -192,7 +191,11 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 	a.layout, a.layoutErr = layout, err
 	a.cpuacctRoot = cpuacctHierarchy(layout)
 
-	a.backend = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, a.newSCXBackend, a.newCgroupBackend, a.log)
+	var why string
+	a.backend, why = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, selectors{
+		scx: a.newSCXBackend, tiers: a.newTiersBackend, cgroup: a.newCgroupBackend,
+		cgroupV2: func() string { return podsOnCgroupV2(a.layout, a.layoutErr) },
+	}, a.log)
 	if a.o.wrapBackend != nil {
 		a.backend = a.o.wrapBackend(a.backend)
 	}
@@ -220,7 +223,7 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 			a.log.Error(err, "Failed to stand down cleanly", "backend", a.backend.Name())
 		}
 	}()
-	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "status", a.backend.Status())
+	a.log.Info("Selected enforcement backend", "backend", a.backend.Name(), "why", why, "status", a.backend.Report().Status)
 
 	var servers sync.WaitGroup
 	sctx, stopServers := context.WithCancel(ctx)
@@ -455,14 +458,14 @@ func (a *Agent) reconcile(ctx context.Context) {
 				Message: "safe mode lifted: re-engaging enforcement"})
 		}
 		start := a.o.Clock.Now()
-		applied, err := a.backend.Apply(ctx, as, a.machine)
+		applied, err := a.backend.Apply(ctx, enforcementPods(as), a.machine)
 		a.metrics.ObserveApply(a.o.Clock.Since(start))
 		if err != nil {
 			a.log.Error(err, "Failed to apply the assignment", "backend", a.backend.Name())
 		}
 		a.mu.Lock()
 		prevNotes := a.notes
-		a.fencedMilli, a.notes, a.applied = applied.FencedMilli, applied.Notes, applied
+		a.fencedMilli, a.notes = applied.FencedMilli, applied.Notes
 		if applied.Changed || a.appliedAt.IsZero() {
 			a.appliedAt = a.o.Clock.Now()
 		}
@@ -549,7 +552,7 @@ func (a *Agent) Status() string {
 		}
 		return wellknown.AgentStatusSafeMode
 	}
-	return a.backend.Status()
+	return a.backend.Report().Status
 }
 
 func (a *Agent) publish(ctx context.Context) {

@@ -30,8 +30,9 @@ func (api agentAPI) LayeredConfig(context.Context) (server.LayeredConfig, error)
 	if a.inSafeMode() {
 		out.Backend = wellknown.BackendNone
 	}
-	if b, ok := a.backend.(*scxBackend); ok && !a.inSafeMode() {
-		out.JSON, out.Hash = b.configInForce()
+	if !a.inSafeMode() {
+		cfg := a.backend.Report().Config
+		out.JSON, out.Hash = cfg.JSON, cfg.Hash
 	}
 	return out, nil
 }
@@ -112,37 +113,8 @@ func (a *Agent) Ready() (bool, string) {
 	if !reconciled {
 		return false, "starting: the first assignment is not applied yet"
 	}
-	status := a.Status()
-	switch b := a.backend.(type) {
-	case *scxBackend:
-		if status == wellknown.AgentStatusEnforcingSCX {
-			return true, "scx_layered attached (kernel sched_ext state enabled, ops layered) with the generated config"
-		}
-		return false, status
-	case *cgroupBackend:
-		if status == wellknown.AgentStatusEnforcingCgroup {
-			st := b.Stats()
-			return true, fmt.Sprintf("every cgroup value written and read back (%d pods enforced, %d pending their cgroup)", st.Enforced, st.Pending)
-		}
-		return false, status
-	default:
-		if a.o.Config.Backend == "observe-only" {
-			return true, "observe-only, as configured"
-		}
-		return false, status
-	}
-}
-
-// configInForce is the scx_layered config the supervisor runs, from
-// memory: the one last handed over, when its hash is the running one.
-func (b *scxBackend) configInForce() ([]byte, string) {
-	st := b.sup.Status()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if st.ConfigHash == "" || st.ConfigHash != b.cfgHash {
-		return nil, st.ConfigHash
-	}
-	return b.cfg, st.ConfigHash
+	r := a.backend.Report()
+	return r.Verified, r.Reason
 }
 
 func version() string {

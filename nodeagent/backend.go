@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,101 +9,204 @@ import (
 	"github.com/go-logr/logr"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
-	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/enforcement"
+	cgroupenf "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
-	"github.com/infera-io/temper/nodeagent/layered"
+	"github.com/infera-io/temper/nodeagent/enforcement/tiersched"
 )
 
-// backend is one way of enforcing the assignment.
-type backend interface {
-	// Name is the backend as tier-load reports it (wellknown.Backend*).
-	Name() string
-	// Apply enforces the assignment; changed reports whether what is
-	// enforced changed (gen rises).
-	Apply(ctx context.Context, as []Assignment, m Machine) (Applied, error)
-	// StandDown returns the node to stock kernel behaviour (safe mode).
-	StandDown(ctx context.Context) error
-	// Status is the infera.io/agent-status value.
-	Status() string
-	// Run runs the backend's background work until ctx is done.
-	Run(ctx context.Context) error
-	// Close is the clean stop of the agent: the cgroup backend restores
-	// every original; scx_layered keeps running for the next agent to
-	// adopt (DESIGN.md §7).
-	Close(ctx context.Context) error
-	// Release is the error exit of the agent: every value stays as set and
-	// scx_layered keeps running, so the next agent adopts them instead of
-	// the node flipping to stock and back on each crash-loop iteration.
-	Release(ctx context.Context) error
-}
+// backend is one way of enforcing the assignment; every backend lives in
+// its own folder under nodeagent/enforcement, and the agent sees only this
+// interface (adding a backend touches that folder and selectBackend).
+type backend = enforcement.Backend
 
 // Applied says what an Apply did.
-type Applied struct {
-	Changed     bool
-	FencedMilli int64
-	// Layers are the scx_layered layers generated, nil on other backends.
-	Layers []layered.LayerSummary
-	// Notes are operator-facing remarks (e.g. a demoted critical layer).
-	Notes []string
-}
+type Applied = enforcement.Applied
 
 // observeOnly enforces nothing and says why.
-type observeOnly struct{ reason string }
+type observeOnly = enforcement.ObserveOnly
 
-func (o observeOnly) Name() string { return wellknown.BackendObserveOnly }
-func (o observeOnly) Apply(context.Context, []Assignment, Machine) (Applied, error) {
-	return Applied{}, nil
-}
-func (o observeOnly) StandDown(context.Context) error { return nil }
-func (o observeOnly) Run(ctx context.Context) error   { <-ctx.Done(); return nil }
-func (o observeOnly) Close(context.Context) error     { return nil }
-func (o observeOnly) Release(context.Context) error   { return nil }
-func (o observeOnly) Status() string {
-	if o.reason != "" {
-		return wellknown.FormatAgentStatus(wellknown.AgentStatusRefusedPrefix, o.reason)
+func firstLine(s string) string { return enforcement.FirstLine(s) }
+
+// enforcementPods is the assignment as the backends see it.
+func enforcementPods(as []Assignment) []enforcement.Pod {
+	out := make([]enforcement.Pod, 0, len(as))
+	for _, a := range as {
+		out = append(out, enforcement.Pod{
+			Name: a.Pod.String(), Tier: a.Tier, Cgroup: a.Cgroup, CgroupRelPath: a.CgroupRelPath,
+			RequestMilli: a.CPU.RequestMilli, LimitMilli: a.CPU.LimitMilli,
+		})
 	}
-	return wellknown.AgentStatusObserveOnly
+	return out
+}
+
+// scxStateSubdir is where, under the agent's state_dir, the supervisor
+// records the identity of the scx_layered it started.
+const scxStateSubdir = "scx"
+
+// cgroupStateSubdir is where, under the agent's state_dir, the cgroup
+// writer keeps its originals and lock.
+const cgroupStateSubdir = "cgroup"
+
+// newCgroupBackend builds the cgroup backend, or says why the node cannot
+// have one.
+func (a *Agent) newCgroupBackend() (backend, error) {
+	if a.layout == nil && a.layoutErr != nil {
+		return nil, a.layoutErr
+	}
+	cfg := a.o.Config
+	b, err := cgroupenf.NewEnforcer(cgroupenf.EnforcerOptions{
+		Layout:              a.layout,
+		StateDir:            filepath.Join(cfg.StateDir, cgroupStateSubdir),
+		BootIDFile:          a.o.BootIDFile,
+		CPUManagerStateFile: cfg.Cgroup.CPUManagerState,
+		FenceCritical:       cfg.Cgroup.FenceCritical,
+		ReconcileInterval:   cfg.Cgroup.ReconcileInterval.Duration,
+		Clock:               a.o.Clock,
+		Log:                 a.log.WithName("cgroup"),
+		OnChange:            a.poke,
+		OnDrift:             a.driftEvents,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// newSCXBackend builds the scx_layered backend, covered by the cgroup
+// backend when the node has one.
+func (a *Agent) newSCXBackend() backend {
+	cfg := a.o.Config
+	o := scxenf.EnforcerOptions{
+		Supervisor: scxenf.Options{
+			Binary:     cfg.SCX.Binary,
+			ExtraArgs:  cfg.SCX.ExtraArgs,
+			ConfigPath: cfg.SCX.ConfigPath,
+			StateDir:   filepath.Join(cfg.StateDir, scxStateSubdir),
+			SysFS:      scxenf.SysFS{Root: a.o.SchedExtRoot},
+			ProcRoot:   a.o.ProcRoot,
+			Log:        a.log.WithName("scx"),
+		},
+		OnChange: a.poke,
+	}
+	if cb, err := a.newCgroupBackend(); err != nil {
+		a.log.Info("No cgroup backend to cover scx_layered outages", "reason", err.Error())
+	} else {
+		o.Cover = cb
+	}
+	return scxenf.NewEnforcer(o)
+}
+
+// newTiersBackend builds the built-in tier scheduler's backend.
+func (a *Agent) newTiersBackend(cover backend) backend {
+	return tiersched.NewEnforcer(tiersched.EnforcerOptions{
+		Cover:    cover,
+		Log:      a.log.WithName("tiersched"),
+		OnChange: a.poke,
+	})
+}
+
+// podsOnCgroupV2 says why the pods' cgroups are not on cgroup v2.
+func podsOnCgroupV2(l *cgroupfs.Layout, err error) string {
+	switch {
+	case l == nil && err != nil:
+		return "no cgroup layout: " + firstLine(err.Error())
+	case l == nil:
+		return "no cgroup layout"
+	case l.Version != cgroupfs.V2:
+		return "pods are on cgroup " + l.Version.String() + ", the tier scheduler keys by cgroup v2 ids"
+	}
+	return ""
+}
+
+// selectors are the ways to build each backend the selection rule knows.
+type selectors struct {
+	scx    func() backend
+	tiers  func(cover backend) backend
+	cgroup func() (backend, error)
+	// cgroupV2 says why the node's pod cgroups are not on cgroup v2, ""
+	// when they are (the built-in scheduler keys its map by v2 ids).
+	cgroupV2 func() string
 }
 
 // selectBackend picks the backend the config asks for and the node can do
 // (DESIGN.md §7): auto → scx_layered when the kernel has sched_ext and the
-// binary is installed, otherwise the cgroup backend, otherwise observe-only
-// with both reasons.
-func selectBackend(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, newSCX func() backend, newCgroup func() (backend, error), log logr.Logger) backend {
+// binary is installed; else the built-in tier scheduler when the kernel
+// has sched_ext and BTF and the pods are on cgroup v2 (covered by the
+// cgroup backend while it is not attached); else the cgroup backend; else
+// observe-only with every reason. why says which and why, for --probe and
+// the log.
+func selectBackend(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, sel selectors, log logr.Logger) (b backend, why string) {
 	cgroupBackend := func() (backend, string) {
-		b, err := newCgroup()
+		b, err := sel.cgroup()
 		if err != nil {
 			return nil, "cgroup backend: " + firstLine(err.Error())
 		}
 		return b, ""
 	}
+	tiers := func() backend {
+		cover, reason := cgroupBackend()
+		if cover == nil {
+			log.Info("No cgroup backend to cover tier scheduler outages", "reason", reason)
+		}
+		return sel.tiers(cover)
+	}
 	switch cfg.Backend {
 	case configv1alpha1.AgentBackendObserveOnly:
-		return observeOnly{}
+		return observeOnly{}, "observe-only, as configured"
 	case configv1alpha1.AgentBackendSCX:
 		if reason := scxUnavailable(cfg, sysfs); reason != "" {
-			return observeOnly{reason: "backend scx: " + reason}
+			return observeOnly{Why: "backend scx: " + reason}, "scx asked for but " + reason
 		}
-		return newSCX()
+		return sel.scx(), "scx asked for, and the kernel has sched_ext and scx_layered is installed"
+	case configv1alpha1.AgentBackendTierSched:
+		if reason := tiersUnavailable(cfg, sysfs, sel.cgroupV2); reason != "" {
+			return observeOnly{Why: "backend temper-tiers: " + reason}, "temper-tiers asked for but " + reason
+		}
+		return tiers(), "temper-tiers asked for, and the kernel has sched_ext and BTF with pods on cgroup v2"
 	case configv1alpha1.AgentBackendCgroup:
 		b, reason := cgroupBackend()
 		if b == nil {
-			return observeOnly{reason: reason}
+			return observeOnly{Why: reason}, "cgroup asked for but " + reason
 		}
-		return b
+		return b, "cgroup asked for"
 	default: // auto
 		scxReason := scxUnavailable(cfg, sysfs)
 		if scxReason == "" {
-			return newSCX()
+			return sel.scx(), "auto: the kernel has sched_ext and scx_layered is installed"
+		}
+		tiersReason := tiersUnavailable(cfg, sysfs, sel.cgroupV2)
+		if tiersReason == "" {
+			log.Info("scx_layered unavailable; enforcing with the built-in tier scheduler", "reason", scxReason)
+			return tiers(), "auto: scx_layered unavailable (" + scxReason + "); the kernel has sched_ext and BTF with pods on cgroup v2"
 		}
 		b, reason := cgroupBackend()
 		if b != nil {
-			log.Info("scx_layered backend unavailable; enforcing with cgroup knobs", "reason", scxReason)
-			return b
+			log.Info("sched_ext backends unavailable; enforcing with cgroup knobs", "scx", scxReason, "temper-tiers", tiersReason)
+			return b, "auto: scx_layered unavailable (" + scxReason + "), temper-tiers unavailable (" + tiersReason + ")"
 		}
-		log.Info("No enforcement backend available; observing only", "scx", scxReason, "cgroup", reason)
-		return observeOnly{reason: scxReason + "; " + reason}
+		log.Info("No enforcement backend available; observing only", "scx", scxReason, "temper-tiers", tiersReason, "cgroup", reason)
+		return observeOnly{Why: scxReason + "; " + reason}, "auto: nothing available: " + scxReason + "; " + tiersReason + "; " + reason
 	}
+}
+
+// tiersUnavailable says why the built-in tier scheduler cannot run here,
+// "" when it can (whether it then loads is for its backend to report).
+func tiersUnavailable(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS, cgroupV2 func() string) string {
+	if err := sysfs.Available(); err != nil {
+		if errors.Is(err, scxenf.ErrNoSchedExt) {
+			return "kernel has no sched_ext"
+		}
+		return err.Error()
+	}
+	if _, err := os.Stat(filepath.Join(cfg.SysRoot, "kernel", "btf", "vmlinux")); err != nil {
+		return "kernel has no BTF (" + firstLine(err.Error()) + ")"
+	}
+	if reason := cgroupV2(); reason != "" {
+		return reason
+	}
+	return ""
 }
 
 func scxUnavailable(cfg *configv1alpha1.AgentConfiguration, sysfs scxenf.SysFS) string {

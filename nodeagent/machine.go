@@ -1,17 +1,12 @@
 package nodeagent
 
 import (
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	"github.com/infera-io/temper/nodeagent/observe"
 )
 
 // Machine is the CPU shape of the node as the kernel reports it.
-type Machine struct {
-	// CPUs are the online logical CPU ids, ascending.
-	CPUs []int
-	// Cores groups the online CPUs by physical core (SMT siblings share a
-	// core), each group ascending, groups ordered by their first CPU.
-	Cores [][]int
-}
+type Machine = enforcement.Machine
 
 // ReadMachine reads the online CPUs and their SMT siblings under root
 // (/sys/devices/system/cpu), with the observation layer's reader.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
-	"github.com/infera-io/temper/nodeagent/cpuset"
 	"github.com/infera-io/temper/nodeagent/ebpf"
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	"github.com/infera-io/temper/nodeagent/lint"
 	"github.com/infera-io/temper/nodeagent/observe"
 	"github.com/infera-io/temper/nodeagent/procscan"
@@ -110,7 +110,6 @@ func (o *observation) lintCounts() map[string]int {
 func (a *Agent) observeInput() observe.Input {
 	a.mu.Lock()
 	as := a.assignments
-	applied := a.applied
 	safe := a.safeMode
 	a.mu.Unlock()
 
@@ -140,25 +139,13 @@ func (a *Agent) observeInput() observe.Input {
 		present = append(present, t)
 	}
 	sort.Slice(present, func(i, j int) bool { return present[i] < present[j] })
-	switch b := a.backend.(type) {
-	case *cgroupBackend:
-		in.Promise = lint.CgroupPromise(parseSet(b.Stats().FencedCPUs), present)
-	case *scxBackend:
-		if b.coveringNow() {
-			in.Promise = lint.CgroupPromise(parseSet(b.cover.Stats().FencedCPUs), present)
-		} else {
-			in.Promise = lint.ScxPromise(applied.Layers, nil, nil)
-		}
+	switch e := a.backend.Report().Expect; e.Kind {
+	case enforcement.ExpectTierLayers:
+		in.Promise = lint.CgroupPromise(e.FencedCPUs, present)
+	case enforcement.ExpectLayered:
+		in.Promise = lint.ScxPromise(e.Layers, nil, nil)
 	}
 	return in
-}
-
-func parseSet(s string) cpuset.Set {
-	set, err := cpuset.Parse(s)
-	if err != nil {
-		return nil
-	}
-	return set
 }
 
 // loadProbe loads the eBPF run-queue latency programs. Without the

@@ -121,12 +121,12 @@ func (a *Agent) enforcePersisted(ctx context.Context) {
 		a.log.Info("Stood down from the persisted assignment (safe mode) before the API server answered")
 		return
 	}
-	applied, err := a.backend.Apply(ctx, as, a.machine)
+	applied, err := a.backend.Apply(ctx, enforcementPods(as), a.machine)
 	if err != nil {
 		a.log.Error(err, "Failed to apply the persisted assignment", "backend", a.backend.Name())
 	}
 	a.mu.Lock()
-	a.fencedMilli, a.notes, a.applied = applied.FencedMilli, applied.Notes, applied
+	a.fencedMilli, a.notes = applied.FencedMilli, applied.Notes
 	a.mu.Unlock()
 	a.log.Info("Enforcing the persisted assignment until the API server answers", "pods", len(as))
 }

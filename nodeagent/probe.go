@@ -10,6 +10,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 
@@ -19,31 +20,42 @@ type probed struct {
 	name, status string
 }
 
-func (p probed) Name() string   { return p.name }
-func (p probed) Status() string { return p.status }
+func (p probed) Name() string { return p.name }
+func (p probed) Report() enforcement.Report {
+	return enforcement.Report{Status: p.status}
+}
 
-// Probe says which backend an agent with cfg would select on this node, and
-// the agent-status it would start from, by the same rules as the agent
-// (`infera-agent --probe`). It starts nothing, writes nothing and takes no
-// lock, so it may run beside a live agent.
-func Probe(cfg *configv1alpha1.AgentConfiguration, log logr.Logger) (name, status string) {
+// Probe says which backend an agent with cfg would select on this node,
+// the agent-status it would start from, and why, by the same rules as the
+// agent (`infera-agent --probe`). It starts nothing, loads nothing, writes
+// nothing and takes no lock, so it may run beside a live agent.
+func Probe(cfg *configv1alpha1.AgentConfiguration, log logr.Logger) (name, status, why string) {
 	sysfs := scxenf.SysFS{Root: filepath.Join(cfg.SysRoot, "kernel", "sched_ext")}
-	newSCX := func() backend {
-		return probed{name: wellknown.BackendSCXLayered, status: wellknown.AgentStatusEnforcingSCX}
+	detect := func() (*cgroupfs.Layout, error) {
+		return cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath})
 	}
-	newCgroup := func() (backend, error) {
-		l, err := cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath})
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := l.Hierarchies[cgroupfs.CPU]; !ok {
-			return nil, fmt.Errorf("no cpu controller in the %s tree at %s", l.Version, l.Root)
-		}
-		if l.KubepodsDir == "" {
-			return nil, errors.New("no kubelet pod root")
-		}
-		return probed{name: wellknown.BackendCgroup, status: wellknown.AgentStatusEnforcingCgroup}, nil
+	sel := selectors{
+		scx: func() backend {
+			return probed{name: wellknown.BackendSCXLayered, status: wellknown.AgentStatusEnforcingSCX}
+		},
+		tiers: func(backend) backend {
+			return probed{name: wellknown.BackendTierSched, status: wellknown.AgentStatusEnforcingTiers}
+		},
+		cgroup: func() (backend, error) {
+			l, err := detect()
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := l.Hierarchies[cgroupfs.CPU]; !ok {
+				return nil, fmt.Errorf("no cpu controller in the %s tree at %s", l.Version, l.Root)
+			}
+			if l.KubepodsDir == "" {
+				return nil, errors.New("no kubelet pod root")
+			}
+			return probed{name: wellknown.BackendCgroup, status: wellknown.AgentStatusEnforcingCgroup}, nil
+		},
+		cgroupV2: func() string { return podsOnCgroupV2(detect()) },
 	}
-	b := selectBackend(cfg, sysfs, newSCX, newCgroup, log)
-	return b.Name(), b.Status()
+	b, why := selectBackend(cfg, sysfs, sel, log)
+	return b.Name(), b.Report().Status, why
 }

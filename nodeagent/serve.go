@@ -107,16 +107,9 @@ func (a *Agent) observeJSON(context.Context) (any, error) {
 // / restore, error), oldest first, bounded to the last 1024 writes. Empty on
 // a node without the cgroup backend.
 func (a *Agent) serveAudit(w http.ResponseWriter, _ *http.Request) {
-	var cb *cgroupBackend
-	switch b := a.backend.(type) {
-	case *cgroupBackend:
-		cb = b
-	case *scxBackend:
-		cb = b.cover
-	}
-	recs := []writer.Record{}
-	if cb != nil {
-		recs = cb.w.Audit()
+	recs := a.backend.Audit()
+	if recs == nil {
+		recs = []writer.Record{}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -44,15 +44,19 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		return s
 	}
 	s.Backend, s.Status = b.Name(), a.Status()
-	switch b := b.(type) {
-	case *scxBackend:
-		st := b.sup.Status()
-		s.Scheduler = &telemetry.Scheduler{Starts: st.Starts, Exits: st.Exits, Ejections: st.Ejections}
-		if b.cover != nil {
-			s.Cgroup = cgroupCounts(b.cover)
+	st := b.Report().Stats
+	if sc := st.Scheduler; sc != nil {
+		s.Scheduler = &telemetry.Scheduler{Starts: sc.Starts, Exits: sc.Exits, Ejections: sc.Ejections}
+	}
+	if len(st.Tiers) > 0 {
+		s.TierSched = make(map[wellknown.Tier]telemetry.TierSchedCounters, len(st.Tiers))
+		for t, c := range st.Tiers {
+			s.TierSched[t] = telemetry.TierSchedCounters{Enqueued: c.Enqueued, Dispatched: c.Dispatched, Preempted: c.Preempted, StarvationGuard: c.StarvationGuard}
 		}
-	case *cgroupBackend:
-		s.Cgroup = cgroupCounts(b)
+	}
+	if c := st.Cgroup; c != nil {
+		w := c.Writer
+		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone}
 	}
 	return s
 }
@@ -83,9 +87,4 @@ func cpuacctHierarchy(l *cgroupfs.Layout) string {
 		}
 	}
 	return ""
-}
-
-func cgroupCounts(b *cgroupBackend) *telemetry.Cgroup {
-	st := b.Stats()
-	return &telemetry.Cgroup{Writes: st.Writer.Writes, Drift: st.Writer.Drift, Errors: st.Writer.Errors, Restored: st.Writer.Restored, Gone: st.Writer.Gone}
 }

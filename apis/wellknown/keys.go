@@ -124,3 +124,10 @@ func ParseSafeMode(v string) (bool, error) {
 	}
 	return true, fmt.Errorf("annotation %s: value %q is neither a yes (true, yes, on, 1) nor a no (false, no, off, 0); standing down to safe mode as the safe reading", SafeModeRequestedAnnotation, v)
 }
+
+// The agent's built-in sched_ext tier scheduler (nodeagent/enforcement/tiersched):
+// its agent-status while attached and its backend name.
+const (
+	AgentStatusEnforcingTiers = "enforcing/temper-tiers"
+	BackendTierSched          = "temper-tiers"
+)

@@ -31,7 +31,7 @@ func FormatAgentStatus(state, reason string) string {
 // an error naming the annotation, so readers can report them and carry on.
 func ParseAgentStatus(v string) (AgentStatus, error) {
 	switch v {
-	case AgentStatusEnforcingSCX, AgentStatusEnforcingCgroup, AgentStatusObserveOnly, AgentStatusSafeMode:
+	case AgentStatusEnforcingSCX, AgentStatusEnforcingCgroup, AgentStatusEnforcingTiers, AgentStatusObserveOnly, AgentStatusSafeMode:
 		return AgentStatus{State: v}, nil
 	}
 	for _, p := range []string{AgentStatusRefusedPrefix, AgentStatusDegradedPrefix} {

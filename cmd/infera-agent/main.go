@@ -60,7 +60,7 @@ func runProbe(ro nodeagent.RunOptions) int {
 			return 1
 		}
 	}
-	backend, status := nodeagent.Probe(cfg, ro.Log)
-	fmt.Printf("backend: %s\nagent-status: %s\n", backend, status)
+	backend, status, why := nodeagent.Probe(cfg, ro.Log)
+	fmt.Printf("backend: %s\nagent-status: %s\nwhy: %s\n", backend, status, why)
 	return 0
 }

@@ -138,7 +138,7 @@ func mirror(st *inferav1alpha1.NodeQoSReportStatus, node *corev1.Node, o observa
 			fmt.Sprintf("node has no %s annotation", wellknown.AgentStatusAnnotation))
 	case o.status == nil:
 		set(inferav1alpha1.ConditionEnforcing, false, inferav1alpha1.ReasonMalformedStatus, o.statusErr.Error())
-	case o.status.State == wellknown.AgentStatusEnforcingSCX || o.status.State == wellknown.AgentStatusEnforcingCgroup:
+	case o.status.State == wellknown.AgentStatusEnforcingSCX || o.status.State == wellknown.AgentStatusEnforcingCgroup || o.status.State == wellknown.AgentStatusEnforcingTiers:
 		set(inferav1alpha1.ConditionEnforcing, true, inferav1alpha1.ReasonAgentEnforcing, "agent reports "+o.rawStatus)
 	default:
 		set(inferav1alpha1.ConditionEnforcing, false, inferav1alpha1.ReasonAgentNotEnforcing, "agent reports "+o.rawStatus)
@@ -164,7 +164,7 @@ func phase(s *wellknown.AgentStatus) inferav1alpha1.NodeQoSPhase {
 		return inferav1alpha1.PhaseUnknown
 	}
 	switch s.State {
-	case wellknown.AgentStatusEnforcingSCX, wellknown.AgentStatusEnforcingCgroup:
+	case wellknown.AgentStatusEnforcingSCX, wellknown.AgentStatusEnforcingCgroup, wellknown.AgentStatusEnforcingTiers:
 		return inferav1alpha1.PhaseEnforcing
 	case wellknown.AgentStatusObserveOnly:
 		return inferav1alpha1.PhaseObserveOnly

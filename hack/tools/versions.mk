@@ -9,6 +9,9 @@ GOTESTSUM_VERSION        ?= v1.13.0
 KWOK_VERSION             ?= v0.8.0
 # krew's manifest validator (make krew-validate checks plugins/infera.yaml).
 KREW_VERSION             ?= v0.4.3
+# oapi-codegen generates the test client of the gateway's OpenAPI document
+# (make generate-openapi-client; a REST client nobody on this project wrote).
+OAPI_CODEGEN_VERSION     ?= v2.8.2
 # helm (charts/temper tests). v3 needs ldflags for its default Kubernetes
 # version (else v1.20.0); HELM_KUBE_MINOR matches the control plane.
 HELM_VERSION             ?= v3.22.0

@@ -81,6 +81,11 @@ type Pod struct {
 	CPUAcctDir string
 }
 
+// TierSchedCounters are one tier's events in the built-in tier scheduler.
+type TierSchedCounters struct {
+	Enqueued, Dispatched, Preempted, StarvationGuard uint64
+}
+
 // Scheduler counts scx_layered events since the agent started.
 type Scheduler struct {
 	Starts, Exits, Ejections int
@@ -114,6 +119,9 @@ type Snapshot struct {
 	// the cgroup backend runs (or covers); their counters then read 0.
 	Scheduler *Scheduler
 	Cgroup    *Cgroup
+	// TierSched holds the built-in tier scheduler's per-tier counters;
+	// nil unless that backend runs (the series then read 0).
+	TierSched map[wellknown.Tier]TierSchedCounters
 	// RunQueue holds the per-tier run-queue latency; nil when the eBPF
 	// programs are not loaded.
 	RunQueue map[wellknown.Tier]Histogram
@@ -184,6 +192,7 @@ type snapshotCollector struct {
 	cgWrites, cgDrift, cgErrors, cgRestored, cgGone               *prometheus.Desc
 	podUsage, podThrottled, podThrottledPeriods, podPressure, psi *prometheus.Desc
 	runq, lint, truncated                                         *prometheus.Desc
+	tierSched                                                     *prometheus.Desc
 }
 
 func newSnapshotCollector(o Options) *snapshotCollector {
@@ -215,13 +224,14 @@ func newSnapshotCollector(o Options) *snapshotCollector {
 		runq:      desc("runqueue_latency_seconds", "Time from a task's wakeup to it running on a CPU, per tier of its pod (eBPF).", "tier"),
 		lint:      desc("lint_violation", "Current violations of each placement invariant.", "invariant"),
 		truncated: desc("pod_series_truncated", "1 when the node has more pods than one scrape reports per-pod series for."),
+		tierSched: desc("tier_scheduler_events_total", "Events of the built-in sched_ext tier scheduler per tier: enqueued, dispatched, preempted (a critical task preempting a lower tier), starvation_guard (a lower tier served because it waited too long).", "tier", "event"),
 	}
 }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pods, c.request, c.gen, c.backend, c.safeMode,
 		c.schedStarts, c.schedExits, c.schedEjections, c.cgWrites, c.cgDrift, c.cgErrors, c.cgRestored, c.cgGone,
-		c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure, c.psi, c.runq, c.lint, c.truncated} {
+		c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure, c.psi, c.runq, c.lint, c.truncated, c.tierSched} {
 		ch <- d
 	}
 }
@@ -267,6 +277,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cgErrors, float64(cg.Errors))
 	counter(c.cgRestored, float64(cg.Restored))
 	counter(c.cgGone, float64(cg.Gone))
+	for _, t := range wellknown.AllTiers() {
+		ts := s.TierSched[t]
+		counter(c.tierSched, float64(ts.Enqueued), string(t), "enqueued")
+		counter(c.tierSched, float64(ts.Dispatched), string(t), "dispatched")
+		counter(c.tierSched, float64(ts.Preempted), string(t), "preempted")
+		counter(c.tierSched, float64(ts.StarvationGuard), string(t), "starvation_guard")
+	}
 	pods := s.Pods
 	gauge(c.truncated, b2f(len(pods) > MaxPods))
 	if len(pods) > MaxPods {

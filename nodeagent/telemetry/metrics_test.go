@@ -32,6 +32,7 @@ func fullSnapshot(v2Dir string) Snapshot {
 			{Namespace: "shop", Name: "pending", Tier: wellknown.TierCritical},
 		},
 		Scheduler: &Scheduler{Starts: 3, Exits: 2, Ejections: 1},
+		TierSched: map[wellknown.Tier]TierSchedCounters{wellknown.TierCritical: {Enqueued: 5, Dispatched: 5, Preempted: 2}},
 		Cgroup:    &Cgroup{Writes: 10, Drift: 2, Errors: 1, Restored: 4, Gone: 1},
 		RunQueue: map[wellknown.Tier]Histogram{
 			wellknown.TierCritical: {Count: 3, Sum: 0.003, Buckets: map[float64]uint64{0.0005: 1, 0.001: 2, 0.002: 3}},
@@ -67,6 +68,7 @@ func TestEveryFamilyIsScraped(t *testing.T) {
 	for _, name := range []string{
 		"infera_tier_pods", "infera_tier_cpu_request_cores", "infera_config_generation", "infera_backend_state", "infera_safe_mode",
 		"infera_scheduler_starts_total", "infera_scheduler_exits_total", "infera_scheduler_ejections_total",
+		"infera_tier_scheduler_events_total",
 		"infera_apply_duration_seconds",
 		"infera_cgroup_writes_total", "infera_cgroup_drift_total", "infera_cgroup_write_errors_total", "infera_cgroup_restored_total",
 		"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_seconds_total", "infera_pod_cpu_throttled_periods_total",

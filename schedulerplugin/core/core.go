@@ -114,7 +114,7 @@ func Summarize(load wellknown.TierLoad, recent []Pod, fallbackAllocMilli int64) 
 		n.AllocatableMilli = fallbackAllocMilli
 	}
 	switch load.Backend {
-	case wellknown.BackendSCXLayered, wellknown.BackendCgroup:
+	case wellknown.BackendSCXLayered, wellknown.BackendCgroup, wellknown.BackendTierSched:
 		n.Protects = true
 	}
 	crit := load.Usage(wellknown.TierCritical)

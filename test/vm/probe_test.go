@@ -14,14 +14,15 @@ import (
 
 // The agent's own selection rules on a real sched_ext + cgroup v2 kernel:
 // auto picks scx_layered when the kernel has sched_ext and the binary is
-// there, and the cgroup backend when the binary is missing but the kubelet's
-// pod root exists.
+// there, the built-in tier scheduler when the binary is missing (the kernel
+// has BTF and the kubelet's pod root is on cgroup v2), and the cgroup
+// backend when that is what the config asks for.
 func TestAgentProbeOnSchedExtKernel(t *testing.T) {
 	dir := schedulers(t)
 	cfg := configv1alpha1.DefaultAgentConfiguration()
 	cfg.SCX.Binary = filepath.Join(dir, "scx_layered_standin")
-	if name, status := nodeagent.Probe(cfg, testr.New(t)); name != wellknown.BackendSCXLayered || status != wellknown.AgentStatusEnforcingSCX {
-		t.Errorf("Probe with sched_ext and the binary = %q, %q; want scx_layered", name, status)
+	if name, status, why := nodeagent.Probe(cfg, testr.New(t)); name != wellknown.BackendSCXLayered || status != wellknown.AgentStatusEnforcingSCX {
+		t.Errorf("Probe with sched_ext and the binary = %q, %q (%s); want scx_layered", name, status, why)
 	}
 
 	cfg.SCX.Binary = filepath.Join(t.TempDir(), "missing", "scx_layered")
@@ -30,7 +31,13 @@ func TestAgentProbeOnSchedExtKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(kp) })
-	if name, status := nodeagent.Probe(cfg, testr.New(t)); name != wellknown.BackendCgroup || status != wellknown.AgentStatusEnforcingCgroup {
-		t.Errorf("Probe without the binary, with a kubelet pod root = %q, %q; want the cgroup backend", name, status)
+	name, status, why := nodeagent.Probe(cfg, testr.New(t))
+	if name != wellknown.BackendTierSched || status != wellknown.AgentStatusEnforcingTiers {
+		t.Errorf("Probe without the binary, with a kubelet pod root = %q, %q (%s); want the built-in tier scheduler", name, status, why)
+	}
+	t.Logf("--probe: backend %s, agent-status %s, why: %s", name, status, why)
+	cfg.Backend = configv1alpha1.AgentBackendCgroup
+	if name, status, why := nodeagent.Probe(cfg, testr.New(t)); name != wellknown.BackendCgroup || status != wellknown.AgentStatusEnforcingCgroup {
+		t.Errorf("Probe with backend cgroup = %q, %q (%s); want the cgroup backend", name, status, why)
 	}
 }

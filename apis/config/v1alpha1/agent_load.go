@@ -107,9 +107,9 @@ func (c *AgentConfiguration) Validate() error {
 		return err
 	}
 	switch c.Backend {
-	case AgentBackendAuto, AgentBackendSCX, AgentBackendCgroup, AgentBackendObserveOnly:
+	case AgentBackendAuto, AgentBackendSCX, AgentBackendTierSched, AgentBackendCgroup, AgentBackendObserveOnly:
 	default:
-		return fmt.Errorf("backend: unknown backend %q: must be auto, scx, cgroup or observe-only", c.Backend)
+		return fmt.Errorf("backend: unknown backend %q: must be auto, scx, temper-tiers, cgroup or observe-only", c.Backend)
 	}
 	if err := agentAbsPath("cgroup.root", c.Cgroup.Root); err != nil {
 		return err

@@ -91,7 +91,12 @@ func (m AgentPriorityMapping) Thresholds() tiering.Thresholds {
 type AgentBackend string
 
 // The backends. Auto picks scx when the kernel has sched_ext and the
-// scx_layered binary exists, else cgroup.
+// scx_layered binary exists, else the built-in tier scheduler when the
+// kernel has sched_ext and BTF on cgroup v2, else cgroup.
+const (
+	AgentBackendTierSched AgentBackend = "temper-tiers"
+)
+
 const (
 	AgentBackendAuto        AgentBackend = "auto"
 	AgentBackendSCX         AgentBackend = "scx"

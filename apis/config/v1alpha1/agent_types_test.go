@@ -108,7 +108,7 @@ func TestLoadAgentConfigurationNamesThePathAndKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := LoadAgentConfiguration(path)
-	want := "failed to load agent config " + path + `: backend: unknown backend "ebpf": must be auto, scx, cgroup or observe-only`
+	want := "failed to load agent config " + path + `: backend: unknown backend "ebpf": must be auto, scx, temper-tiers, cgroup or observe-only`
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v\nwant    %s", err, want)
 	}
@@ -273,11 +273,11 @@ func TestParseAgentConfigurationErrors(t *testing.T) {
 		},
 		"unknown backend": {
 			toml:    agentHeader + "backend = \"ebpf\"\n",
-			wantErr: `backend: unknown backend "ebpf": must be auto, scx, cgroup or observe-only`,
+			wantErr: `backend: unknown backend "ebpf": must be auto, scx, temper-tiers, cgroup or observe-only`,
 		},
 		"backend is case-sensitive": {
 			toml:    agentHeader + "backend = \"SCX\"\n",
-			wantErr: `backend: unknown backend "SCX": must be auto, scx, cgroup or observe-only`,
+			wantErr: `backend: unknown backend "SCX": must be auto, scx, temper-tiers, cgroup or observe-only`,
 		},
 		"unknown driver": {
 			toml:    agentHeader + "[cgroup]\ndriver = \"systemd-cgroup\"\n",

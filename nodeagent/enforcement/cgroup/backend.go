@@ -83,12 +83,12 @@ type Pod struct {
 // whole node as this backend sees it.)
 type Plan struct {
 	Pods []Pod
-	// FenceCPUs is the CPU list reserved for critical pods, sized by the
+	// FenceCPUs are the CPUs reserved for critical pods, sized by the
 	// caller; empty means no fence.
-	FenceCPUs string
-	// NodeCPUs is every CPU pods may use (the cpuset of the kubelet's pod
+	FenceCPUs cpuset.Set
+	// NodeCPUs are every CPU pods may use (the cpuset of the kubelet's pod
 	// root). Required with FenceCPUs.
-	NodeCPUs string
+	NodeCPUs cpuset.Set
 }
 
 // Report says what an Apply did.
@@ -97,8 +97,8 @@ type Report struct {
 	Enforced int
 	// Pending pods have no cgroup yet; apply again later.
 	Pending []string
-	// Fenced is the CPU list critical pods are fenced on, empty when none.
-	Fenced string
+	// Fenced are the CPUs critical pods are fenced on, empty when none.
+	Fenced cpuset.Set
 	// Notes are operator-facing remarks: why there is no fence, which pods
 	// lack cpu.idle.
 	Notes []string
@@ -185,9 +185,7 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 	if note != "" {
 		rep.Notes = append(rep.Notes, note)
 	}
-	if fence != nil {
-		rep.Fenced = fence.String()
-	}
+	rep.Fenced = fence
 	var errs []error
 	seen := map[string]bool{}
 	var noIdle []string
@@ -200,7 +198,7 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 		seen[uid] = true
 		want := enforced{tier: p.Tier, dirs: podDirs(p.Cgroup)}
 		if fence != nil {
-			want.fence = rep.Fenced
+			want.fence = fence.String()
 		}
 		if prev, ok := b.pods[uid]; ok && (prev.tier != want.tier || prev.fence != want.fence) {
 			if err := b.handBack(prev); err != nil {
@@ -254,26 +252,19 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 
 // fence works out the fenced and shared CPU sets, or why there is none.
 func (b *Backend) fence(a Plan) (fence, shared cpuset.Set, note string) {
-	if a.FenceCPUs == "" {
+	if len(a.FenceCPUs) == 0 {
 		return nil, nil, ""
 	}
 	if b.fenceBlocked != "" {
 		return nil, nil, b.fenceBlocked
 	}
-	f, err := cpuset.Parse(a.FenceCPUs)
-	if err != nil {
-		return nil, nil, fmt.Sprintf("not fencing: %v", err)
-	}
-	node, err := cpuset.Parse(a.NodeCPUs)
-	if err != nil {
-		return nil, nil, fmt.Sprintf("not fencing: %v", err)
-	}
-	if len(f) == 0 || !f.SubsetOf(node) {
-		return nil, nil, fmt.Sprintf("not fencing: fence %q is not a non-empty subset of the node's CPUs %q", a.FenceCPUs, a.NodeCPUs)
+	f, node := a.FenceCPUs, a.NodeCPUs
+	if !f.SubsetOf(node) {
+		return nil, nil, fmt.Sprintf("not fencing: fence %q is not a non-empty subset of the node's CPUs %q", f, node)
 	}
 	shared = node.Minus(f)
 	if len(shared) == 0 {
-		return nil, nil, fmt.Sprintf("not fencing: fence %q leaves no CPU for the other pods", a.FenceCPUs)
+		return nil, nil, fmt.Sprintf("not fencing: fence %q leaves no CPU for the other pods", f)
 	}
 	return f, shared, ""
 }

@@ -113,7 +113,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := b.Apply(Plan{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()})
+	rep, err := b.Apply(Plan{Pods: pods, FenceCPUs: fence, NodeCPUs: nodeCPUs})
 	if err != nil {
 		t.Fatalf("Apply() error = %v", err)
 	}
@@ -145,7 +145,7 @@ func TestPrivilegedBackendV1(t *testing.T) {
 		}
 	}
 	// Re-applying writes nothing; reconciling finds no drift.
-	if rep, err := b.Apply(Plan{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}); err != nil || rep.Changed {
+	if rep, err := b.Apply(Plan{Pods: pods, FenceCPUs: fence, NodeCPUs: nodeCPUs}); err != nil || rep.Changed {
 		t.Errorf("second Apply() = %+v, %v; want no change", rep, err)
 	}
 	if res, err := b.Reconcile(); err != nil || res.Drifted != 0 {
@@ -288,13 +288,13 @@ func backendV2(t *testing.T, root, kubepods string, containerDir func(cid string
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := Plan{Pods: pods, FenceCPUs: fence.String(), NodeCPUs: nodeCPUs.String()}
+	a := Plan{Pods: pods, FenceCPUs: fence, NodeCPUs: nodeCPUs}
 	rep, err := b.Apply(a)
 	if err != nil {
 		t.Fatalf("Apply() error = %v", err)
 	}
 	t.Logf("apply: %+v", rep)
-	if rep.Enforced != len(pods) || rep.Fenced != fence.String() {
+	if rep.Enforced != len(pods) || rep.Fenced.String() != fence.String() {
 		t.Errorf("Apply() = %+v, want %d pods enforced and CPU %s fenced", rep, len(pods), fence)
 	}
 	check := func(when string) {

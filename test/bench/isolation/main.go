@@ -173,7 +173,7 @@ type bench struct {
 	w        *writer.Writer
 	backends map[string]*cgroupenf.Backend
 	nodeCPUs cpuset.Set
-	fence    string
+	fence    cpuset.Set
 	critical *pod
 	loadgen  *pod
 	addr     string
@@ -272,7 +272,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 	for c := range nodeCPUs {
 		last = max(last, c)
 	}
-	b.fence = cpuset.Set{last: true}.String()
+	b.fence = cpuset.Set{last: true}
 	kp := filepath.Join(t.Base, "kubepods")
 	for _, rel := range []string{t.Base, kp, kp + "/burstable", kp + "/besteffort"} {
 		if err := t.Mkdir(rel); err != nil {
@@ -475,7 +475,7 @@ func (b *bench) apply(a armConfig, burners []*pod) error {
 	}
 	as := cgroupenf.Plan{Pods: pods}
 	if a.Fence {
-		as.FenceCPUs, as.NodeCPUs = b.fence, b.nodeCPUs.String()
+		as.FenceCPUs, as.NodeCPUs = b.fence, b.nodeCPUs
 	}
 	rep, err := b.backends[a.Name].Apply(as)
 	if err != nil {

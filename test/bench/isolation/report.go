@@ -117,7 +117,7 @@ func newResult(opts options, b *bench) *result {
 	}
 	r.Config = config{RatePerSec: opts.rate, Connections: opts.conns, SegmentSeconds: opts.segment.Seconds(),
 		SecondsPerArm: 2 * opts.segment.Seconds(), Order: "ABBA per ladder step, arm order rotated each step",
-		Ladder: opts.ladder, Arms: opts.arms, FenceCPUs: b.fence, BurnerRequestMilli: 50,
+		Ladder: opts.ladder, Arms: opts.arms, FenceCPUs: b.fence.String(), BurnerRequestMilli: 50,
 		Pods: []string{
 			"memcached + wakeup probe: Guaranteed, tier critical, requests=limits 1000m + 100m",
 			"load generator: Burstable, tier high, request 500m, no limit",

@@ -1,4 +1,4 @@
-package nodeagent
+package cgroup
 
 import (
 	"context"
@@ -17,17 +17,16 @@ import (
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	"github.com/infera-io/temper/nodeagent/cpuset"
-	cgroupenf "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
+	"github.com/infera-io/temper/nodeagent/enforcement"
 	"github.com/infera-io/temper/nodeagent/layered"
 )
 
-// cgroupBackend enforces tiers with cgroup knobs (DESIGN.md §7): it turns
-// the assignment into the cgroup backend's, sizes the critical fence like
-// the scx generator does, and re-asserts drift on a timer. Its writer keeps
-// the originals in the state directory, so a restarted agent still knows
-// them.
-type cgroupBackend struct {
-	b        *cgroupenf.Backend
+// Enforcer is the cgroup backend as the agent sees it (DESIGN.md §7): it
+// turns the pods into a Plan, sizes the critical fence like the scx
+// generator does, and re-asserts drift on a timer. Its writer keeps the
+// originals in the state directory, so a restarted agent still knows them.
+type Enforcer struct {
+	b        *Backend
 	w        *writer.Writer
 	layout   *cgroupfs.Layout
 	fence    bool
@@ -39,111 +38,110 @@ type cgroupBackend struct {
 	onDrift func([]writer.Record)
 
 	// mu serialises Apply, StandDown, Close and the drift reconcile: the
-	// backend is not safe for concurrent use.
+	// core backend is not safe for concurrent use.
 	mu      sync.Mutex
 	standby bool   // stood down (safe mode) or closed
 	problem string // why enforcement is incomplete, "" when it is not
 	lastErr string // the last error logged, to log each once
 	// reported is the writer's drift count already passed to onDrift.
 	reported uint64
-	stats    cgroupStats
+	stats    enforcement.CgroupStats
+	setAside writer.StateReport
 }
 
-// cgroupStats is what the backend reports for metrics, the API and the
-// observation layer.
-type cgroupStats struct {
-	// Writer counts writes, drift, errors and restores.
-	Writer      writer.Stats
-	Enforced    int
-	Pending     int
-	FencedCPUs  string
-	StateReport writer.StateReport
+var _ enforcement.Backend = (*Enforcer)(nil)
+
+// EnforcerOptions are the dependencies of an Enforcer.
+type EnforcerOptions struct {
+	Layout *cgroupfs.Layout
+	// StateDir keeps the writer's originals and lock.
+	StateDir   string
+	BootIDFile string
+	// CPUManagerStateFile: see Options.
+	CPUManagerStateFile string
+	// FenceCritical confines critical pods to fenced whole cores.
+	FenceCritical     bool
+	ReconcileInterval time.Duration
+	Clock             clock.WithTicker
+	Log               logr.Logger
+	// OnChange is called when a pod's cgroup vanished (recompute).
+	OnChange func()
+	// OnDrift receives the audit records of values re-asserted.
+	OnDrift func([]writer.Record)
 }
 
-// cgroupStateSubdir is where, under the agent's state_dir, the cgroup
-// writer keeps its originals and lock.
-const cgroupStateSubdir = "cgroup"
-
-// newCgroupBackend builds the cgroup backend, or says why the node cannot
-// have one.
-func (a *Agent) newCgroupBackend() (backend, error) {
-	cfg := a.o.Config
-	if a.layout == nil {
-		if a.layoutErr != nil {
-			return nil, a.layoutErr
-		}
+// NewEnforcer builds the cgroup backend, or says why the node cannot have
+// one.
+func NewEnforcer(o EnforcerOptions) (*Enforcer, error) {
+	if o.Layout == nil {
 		return nil, errors.New("no cgroup layout")
 	}
-	log := a.log.WithName("cgroup")
 	w, err := writer.New(writer.Options{
-		Root:       a.layout.Root,
-		StateDir:   filepath.Join(cfg.StateDir, cgroupStateSubdir),
-		BootIDFile: a.o.BootIDFile,
-		Log:        log,
+		Root:       o.Layout.Root,
+		StateDir:   o.StateDir,
+		BootIDFile: o.BootIDFile,
+		Log:        o.Log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	b, err := cgroupenf.New(cgroupenf.Options{
-		Layout:              a.layout,
+	b, err := New(Options{
+		Layout:              o.Layout,
 		Writer:              w,
-		CPUManagerStateFile: cfg.Cgroup.CPUManagerState,
-		Log:                 log,
+		CPUManagerStateFile: o.CPUManagerStateFile,
+		Log:                 o.Log,
 	})
 	if err != nil {
 		_ = w.Close()
 		return nil, err
 	}
-	cb := &cgroupBackend{
-		b: b, w: w, layout: a.layout, fence: cfg.Cgroup.FenceCritical,
-		interval: cfg.Cgroup.ReconcileInterval.Duration, clock: a.o.Clock, log: log,
-		onChange: a.poke,
-		onDrift:  a.driftEvents,
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
-	cb.stats.StateReport = w.StateReport()
-	return cb, nil
+	return &Enforcer{
+		b: b, w: w, layout: o.Layout, fence: o.FenceCritical,
+		interval: o.ReconcileInterval, clock: o.Clock, log: o.Log,
+		onChange: o.OnChange, onDrift: o.OnDrift,
+		setAside: w.StateReport(),
+	}, nil
 }
 
-func (c *cgroupBackend) Name() string { return wellknown.BackendCgroup }
+func (c *Enforcer) Name() string { return wellknown.BackendCgroup }
 
-func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Applied, error) {
+func (c *Enforcer) Apply(_ context.Context, pods []enforcement.Pod, m enforcement.Machine) (enforcement.Applied, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.standby = false
-	ca := cgroupenf.Plan{Pods: make([]cgroupenf.Pod, 0, len(as))}
-	var applied Applied
+	plan := Plan{Pods: make([]Pod, 0, len(pods))}
+	var applied enforcement.Applied
 	var critReq int64
 	var crit int
-	for _, a := range as {
-		ca.Pods = append(ca.Pods, cgroupenf.Pod{Name: a.Pod.String(), Tier: a.Tier, Cgroup: a.Cgroup, RequestMilli: a.CPU.RequestMilli, RequestKnown: true})
-		if a.Tier == wellknown.TierCritical {
+	for _, p := range pods {
+		plan.Pods = append(plan.Pods, Pod{Name: p.Name, Tier: p.Tier, Cgroup: p.Cgroup, RequestMilli: p.RequestMilli, RequestKnown: true})
+		if p.Tier == wellknown.TierCritical {
 			crit++
-			critReq += a.CPU.RequestMilli
+			critReq += p.RequestMilli
 		}
 	}
 	if c.fence && crit > 0 {
 		fence, node, note := c.sizeFence(m, critReq, crit)
-		ca.FenceCPUs, ca.NodeCPUs = fence, node
+		plan.FenceCPUs, plan.NodeCPUs = fence, node
 		if note != "" {
 			applied.Notes = append(applied.Notes, note)
 		}
 	}
-	rep, err := c.b.Apply(ca)
+	rep, err := c.b.Apply(plan)
 	c.reportDrift()
 	applied.Changed = rep.Changed
 	applied.Notes = append(applied.Notes, rep.Notes...)
-	if rep.Fenced != "" {
-		if set, perr := cpuset.Parse(rep.Fenced); perr == nil {
-			applied.FencedMilli = int64(len(set)) * 1000
-		}
-	}
-	if sr := c.stats.StateReport; sr.SetAside != "" {
+	applied.FencedMilli = int64(len(rep.Fenced)) * 1000
+	if sr := c.setAside; sr.SetAside != "" {
 		applied.Notes = append(applied.Notes, fmt.Sprintf("state file %s was set aside (%s); originals it held are not restored", sr.Path, sr.Reason))
 	}
-	c.stats.Enforced, c.stats.Pending, c.stats.FencedCPUs = rep.Enforced, len(rep.Pending), rep.Fenced
+	c.stats.Enforced, c.stats.Pending, c.stats.Fenced = rep.Enforced, len(rep.Pending), rep.Fenced
 	c.problem = ""
 	if err != nil {
-		c.problem = firstLine(err.Error())
+		c.problem = enforcement.FirstLine(err.Error())
 		// One log line per distinct failure, not one per pod event: a
 		// read-only cgroupfs must not turn into an error storm.
 		if msg := err.Error(); msg != c.lastErr {
@@ -159,10 +157,10 @@ func (c *cgroupBackend) Apply(_ context.Context, as []Assignment, m Machine) (Ap
 // sizeFence picks the fenced CPUs: the whole cores the scx generator would
 // give the critical layer, taken from the top of the pods' CPUs (CPU 0
 // keeps the system's interrupts and housekeeping).
-func (c *cgroupBackend) sizeFence(m Machine, reqMilli int64, pods int) (fence, node, note string) {
+func (c *Enforcer) sizeFence(m enforcement.Machine, reqMilli int64, pods int) (fence, node cpuset.Set, note string) {
 	nodeSet, err := c.podCPUs(m)
 	if err != nil {
-		return "", "", fmt.Sprintf("not fencing critical pods: %v", err)
+		return nil, nil, fmt.Sprintf("not fencing critical pods: %v", err)
 	}
 	n := layered.Node{CPUs: len(m.CPUs), Cores: m.Cores}
 	if len(m.Cores) == len(m.CPUs) {
@@ -170,10 +168,10 @@ func (c *cgroupBackend) sizeFence(m Machine, reqMilli int64, pods int) (fence, n
 	}
 	f, err := layered.CriticalFence(n, reqMilli, pods, layered.DefaultOptions())
 	if err != nil {
-		return "", "", fmt.Sprintf("not fencing critical pods: %v", err)
+		return nil, nil, fmt.Sprintf("not fencing critical pods: %v", err)
 	}
 	if f.Demotion != nil {
-		return "", "", "critical pods not fenced: " + f.Demotion.Reason
+		return nil, nil, "critical pods not fenced: " + f.Demotion.Reason
 	}
 	var fenced cpuset.Set
 	for i := len(m.Cores) - 1; i >= 0 && len(fenced) < f.CPUs; i-- {
@@ -187,14 +185,14 @@ func (c *cgroupBackend) sizeFence(m Machine, reqMilli int64, pods int) (fence, n
 		fenced = fenced.Union(core)
 	}
 	if len(fenced) < f.CPUs {
-		return "", "", fmt.Sprintf("critical pods not fenced: %d whole cores needed, fewer are fully available to pods (%s)", f.Cores, nodeSet)
+		return nil, nil, fmt.Sprintf("critical pods not fenced: %d whole cores needed, fewer are fully available to pods (%s)", f.Cores, nodeSet)
 	}
-	return fenced.String(), nodeSet.String(), ""
+	return fenced, nodeSet, ""
 }
 
 // podCPUs is the cpuset of the kubelet's pod root, or every online CPU
 // when the node has no cpuset controller for pods.
-func (c *cgroupBackend) podCPUs(m Machine) (cpuset.Set, error) {
+func (c *Enforcer) podCPUs(m enforcement.Machine) (cpuset.Set, error) {
 	h, ok := c.layout.Hierarchies[cgroupfs.CPUSet]
 	if !ok {
 		return nil, errors.New("no cpuset controller for pods")
@@ -223,7 +221,7 @@ func (c *cgroupBackend) podCPUs(m Machine) (cpuset.Set, error) {
 	return set, nil
 }
 
-func (c *cgroupBackend) StandDown(context.Context) error {
+func (c *Enforcer) StandDown(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.standby = true
@@ -237,7 +235,7 @@ func (c *cgroupBackend) StandDown(context.Context) error {
 // Close restores every original on a clean stop (issue #4: a stopped agent
 // leaves stock kernel behaviour; a crashed one leaves the values for the
 // next agent to adopt) and releases the state directory.
-func (c *cgroupBackend) Close(ctx context.Context) error {
+func (c *Enforcer) Close(ctx context.Context) error {
 	err := c.StandDown(ctx)
 	if cerr := c.w.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
@@ -247,7 +245,7 @@ func (c *cgroupBackend) Close(ctx context.Context) error {
 
 // Release keeps every value as set and releases the state directory: the
 // next agent adopts the originals from the state file.
-func (c *cgroupBackend) Release(context.Context) error {
+func (c *Enforcer) Release(context.Context) error {
 	c.mu.Lock()
 	c.standby = true
 	c.mu.Unlock()
@@ -255,7 +253,7 @@ func (c *cgroupBackend) Release(context.Context) error {
 }
 
 // Run re-asserts drift on the reconcile interval until ctx is done.
-func (c *cgroupBackend) Run(ctx context.Context) error {
+func (c *Enforcer) Run(ctx context.Context) error {
 	t := c.clock.NewTicker(c.interval)
 	defer t.Stop()
 	for {
@@ -268,7 +266,7 @@ func (c *cgroupBackend) Run(ctx context.Context) error {
 	}
 }
 
-func (c *cgroupBackend) reassert() {
+func (c *Enforcer) reassert() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.standby {
@@ -291,28 +289,34 @@ func (c *cgroupBackend) reassert() {
 	}
 }
 
-func (c *cgroupBackend) Status() string {
+// Report says whether every cgroup value is written and read back.
+func (c *Enforcer) Report() enforcement.Report {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.problem != "" {
-		return wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, c.problem)
+	st := c.stats
+	st.Writer = c.w.Stats()
+	r := enforcement.Report{
+		Stats:  enforcement.Stats{Cgroup: &st},
+		Expect: enforcement.Expectation{Kind: enforcement.ExpectTierLayers, FencedCPUs: st.Fenced},
 	}
-	return wellknown.AgentStatusEnforcingCgroup
+	if c.problem != "" {
+		r.Status = wellknown.FormatAgentStatus(wellknown.AgentStatusDegradedPrefix, c.problem)
+		r.Reason = r.Status
+		return r
+	}
+	r.Status = wellknown.AgentStatusEnforcingCgroup
+	r.Verified = true
+	r.Reason = fmt.Sprintf("every cgroup value written and read back (%d pods enforced, %d pending their cgroup)", st.Enforced, st.Pending)
+	return r
 }
 
-// Stats returns the counters for metrics and the API.
-func (c *cgroupBackend) Stats() cgroupStats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.stats
-	s.Writer = c.w.Stats()
-	return s
-}
+// Audit is the writer's audit ring.
+func (c *Enforcer) Audit() []writer.Record { return c.w.Audit() }
 
 // reportDrift passes the values re-asserted since the last report (by the
 // timer or by an apply that found a value changed) to onDrift. Callers hold
 // mu.
-func (c *cgroupBackend) reportDrift() {
+func (c *Enforcer) reportDrift() {
 	total := c.w.Stats().Drift
 	n := int(total - c.reported)
 	c.reported = total
@@ -327,15 +331,4 @@ func (c *cgroupBackend) reportDrift() {
 		}
 	}
 	c.onDrift(drifted)
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	const max = 200
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
 }
