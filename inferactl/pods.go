@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/wellknown"
 )
 
@@ -111,7 +112,8 @@ func (o *options) pods(c *cobra.Command, node, ns, tier string) ([]podRow, error
 func podsTable(rows []podRow) *metaTable {
 	cols := []column{{"NAMESPACE", false}, {"NAME", false}, {"NODE", false}, {"TIER", false}, {"SOURCE", false}, {"QOS", false},
 		{"PRIORITY", false}, {"CPU-REQUEST", false},
-		{"PRIORITY-CLASS", true}, {"CPU-LIMIT", true}, {"OVERCOMMITTED", true}, {"PHASE", true}, {"FINDINGS", true}}
+		{"PRIORITY-CLASS", true}, {"CPU-LIMIT", true}, {"OVERCOMMITTED", true}, {"PHASE", true},
+		{"AGENT-TIER", true}, {"ENFORCEMENT", true}, {"FINDINGS", true}}
 	var out [][]any
 	for _, r := range rows {
 		p := r.pod
@@ -120,9 +122,24 @@ func podsTable(rows []podRow) *metaTable {
 			limit = milli(p.LimitMilli)
 		}
 		out = append(out, []any{p.Namespace, p.Name, r.node, p.Tier, p.TierSource, p.QosClass, int64(p.Priority), milli(p.RequestMilli),
-			orNone(p.PriorityClassName), limit, yesNo(p.Overcommitted), orNone(p.Phase), orNone(strings.Join(p.Findings, "; "))})
+			orNone(p.PriorityClassName), limit, yesNo(p.Overcommitted), orNone(p.Phase),
+			orNone(p.AgentTier), orNone(enforcement(p)), orNone(strings.Join(p.Findings, "; "))})
 	}
 	return table(cols, out)
+}
+
+// enforcement is what the node's agent said of the pod, through the
+// gateway: "enforced", or "pending"/"skipped" with the agent's reason; ""
+// when the agent was not reached (or without a gateway).
+func enforcement(p *inferav1.ClusterPod) string {
+	if p.Enforcement == inferav1.EnforcementState_ENFORCEMENT_STATE_UNSPECIFIED {
+		return ""
+	}
+	s := strings.ToLower(strings.TrimPrefix(p.Enforcement.String(), "ENFORCEMENT_STATE_"))
+	if p.EnforcementReason != "" {
+		s += " (" + p.EnforcementReason + ")"
+	}
+	return s
 }
 
 func podsObject(rows []podRow) *unstructured.UnstructuredList {

@@ -8,15 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -48,30 +44,5 @@ func GatewayAccess(ctx context.Context, cfg *rest.Config, c client.Client, rbacD
 			}
 		}
 	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: GatewayCaller, Namespace: metav1.NamespaceDefault}}
-	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("failed to create ServiceAccount %s: %w", GatewayCaller, err)
-	}
-	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: GatewayCaller},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "infera-operator"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: GatewayCaller, Namespace: metav1.NamespaceDefault}},
-	}
-	if err := c.Create(ctx, crb); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("failed to bind %s: %w", GatewayCaller, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("failed to create client: %w", err)
-	}
-	hour := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).CreateToken(ctx, GatewayCaller,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("failed to mint a token for %s: %w", GatewayCaller, err)
-	}
-	if err := os.WriteFile(tokenPath, []byte(tr.Status.Token), 0o600); err != nil {
-		return fmt.Errorf("failed to write the token: %w", err)
-	}
-	return nil
+	return serviceAccountToken(ctx, cfg, c, GatewayCaller, "infera-operator", time.Hour, tokenPath)
 }

@@ -35,15 +35,21 @@ type Options struct {
 	// ServiceAccount is written to StateDir/gateway-token for the banner's
 	// curl example.
 	GatewayRBACDir string
+	// AgentBaseConfig, when set with GatewayRBACDir, is the agent's TOML
+	// config: WireAgent adds the agent's gRPC TLS listener to it and writes
+	// the gateway's configuration to reach it (Wiring).
+	AgentBaseConfig string
 	// Components returns the platform binaries to start once the control
-	// plane is seeded, given the admin kubeconfig path.
-	Components func(kubeconfig string) []Component
+	// plane is seeded, given the admin kubeconfig path and the agent wiring
+	// (empty without AgentBaseConfig).
+	Components func(kubeconfig string, w Wiring) []Component
 }
 
 // Cluster is a running local control plane.
 type Cluster struct {
 	Kubeconfig string
 	Client     client.Client
+	Wiring     Wiring
 	env        *envtest.Environment
 	procs      []*process
 	stopReaper context.CancelFunc
@@ -84,7 +90,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		reapPods(rctx, c.Client, o.NodeName, o.Log)
 	}()
 	if o.Components != nil {
-		for _, comp := range o.Components(c.Kubeconfig) {
+		for _, comp := range o.Components(c.Kubeconfig, c.Wiring) {
 			p, err := startComponent(o.BinDir, o.StateDir, comp, o.Log)
 			if err != nil {
 				_ = c.Stop()
@@ -115,6 +121,12 @@ func (c *Cluster) seed(ctx context.Context, o Options, host string) error {
 		tokenPath := filepath.Join(o.StateDir, "gateway-token")
 		if err := GatewayAccess(ctx, admin, cl, o.GatewayRBACDir, tokenPath); err != nil {
 			return err
+		}
+		if o.AgentBaseConfig != "" {
+			o.Log.Info("Wiring the gateway to the agent (TLS gRPC on loopback)", "address", AgentGRPCAddress)
+			if c.Wiring, err = WireAgent(ctx, admin, cl, o.GatewayRBACDir, o.StateDir, o.AgentBaseConfig); err != nil {
+				return err
+			}
 		}
 		defer fmt.Fprintf(o.Out, `The dashboard is at http://127.0.0.1:8090/ (sign in with the token in %[1]s).
 The cluster API (infera-gateway) is on http://127.0.0.1:8090, as an infera-operator:

@@ -63,7 +63,10 @@ func MachineNode(name string) (*corev1.Node, error) {
 				PartOfLabel:            "temper",
 			},
 		},
-		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity.DeepCopy()},
+		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity.DeepCopy(),
+			// The gateway reaches the agent at the InternalIP (NodeAddress
+			// discovery, WireAgent): loopback here.
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}}},
 	}, nil
 }
 
@@ -79,7 +82,7 @@ func RegisterNode(ctx context.Context, c client.Client, node *corev1.Node) error
 		return fmt.Errorf("failed to get Node %s: %w", node.Name, err)
 	}
 	now := metav1.Now()
-	node.Status.Capacity, node.Status.Allocatable = want.Capacity, want.Allocatable
+	node.Status.Capacity, node.Status.Allocatable, node.Status.Addresses = want.Capacity, want.Allocatable, want.Addresses
 	node.Status.Conditions = []corev1.NodeCondition{{
 		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "TemperLocal",
 		Message: "registered by infera-local (no kubelet runs here)", LastHeartbeatTime: now, LastTransitionTime: now,

@@ -73,10 +73,28 @@ fleet=$(curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:8090/api/v1
 grep -q '"nodes"' <<<"$fleet" || fail "GET /api/v1/fleet: no node count in $fleet"
 curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node" | grep -q "\"$node\"" ||
 	fail "GET /api/v1/nodes/$node does not name the node"
-curl -fsS http://127.0.0.1:8090/api/v1/openapi.json | grep -q '"swagger"' || fail "no OpenAPI document"
-curl -fsS http://127.0.0.1:8090/ | grep -q 'src="app.js"' || fail "the dashboard is not served at http://127.0.0.1:8090/"
+# Into a variable first: grep -q stops reading at the first match, and under
+# pipefail curl's EPIPE on a large document would fail the pipeline.
+openapi=$(curl -fsS http://127.0.0.1:8090/api/v1/openapi.json) || fail "GET /api/v1/openapi.json failed"
+grep -q '"swagger"' <<<"$openapi" || fail "no OpenAPI document"
+index=$(curl -fsS http://127.0.0.1:8090/) || fail "GET / failed"
+grep -q 'src="app.js"' <<<"$index" || fail "the dashboard is not served at http://127.0.0.1:8090/"
 grep -q "The dashboard is at http://127.0.0.1:8090/" "$OUT" || fail "make run did not print the dashboard's URL"
 log "curl: 401 without a token, the fleet and the node with the printed token, the OpenAPI document, the dashboard (and its URL printed)"
+
+log "the gateway reaches the agent (TLS gRPC on 127.0.0.1:9101, as infera-local-gateway)"
+for ((i = 0; ; i++)); do
+	((i < 30)) || fail "GET /api/v1/nodes/$node/agentStatus did not answer 200 within 30s: $agent"
+	agent=$(curl -sS -w '\n%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node/agentStatus" 2>&1) || true
+	[[ ${agent##*$'\n'} == 200 ]] && break
+	sleep 1
+done
+grep -q '"backend"' <<<"$agent" || fail "agentStatus names no enforcement backend: $agent"
+layered=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node/layeredConfig") || fail "GET /api/v1/nodes/$node/layeredConfig failed"
+grep -q '"generation"' <<<"$layered" || fail "layeredConfig has no generation: $layered"
+pods=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node/pods") || fail "GET /api/v1/nodes/$node/pods failed"
+grep -q '"reached": *true' <<<"$pods" || fail "GET /api/v1/nodes/$node/pods does not show the agent reached: $pods"
+log "agentStatus and layeredConfig 200 ($(grep -o '"backend": *"[^"]*"' <<<"$agent" | head -1)), the node's pods show the agent reached"
 
 log "kubectl infera status (the CLI as a kubectl plugin, through the gateway)"
 [[ -x $BIN/kubectl-infera ]] || fail "make build did not link $BIN/kubectl-infera"
@@ -106,6 +124,9 @@ for ((i = 0; ; i++)); do
 done
 log "pod smoke/web is bound to $(kubectl -n smoke get pod web -o jsonpath='{.spec.nodeName}') and counted in the high tier"
 kubectl get nodeqosreport "$node"
+pods=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:8090/api/v1/nodes/$node/pods") || fail "GET /api/v1/nodes/$node/pods failed"
+grep -q '"agentTier": *"high"' <<<"$pods" || fail "GET /api/v1/nodes/$node/pods: the agent's tier of smoke/web is not high: $pods"
+log "the gateway shows the agent's tier of smoke/web: high"
 
 log "deleting the namespace (the namespace controller must finalize it)"
 kubectl delete namespace smoke --wait=false >/dev/null

@@ -94,10 +94,18 @@ func TestOperatorJourney(t *testing.T) {
 	do(t, ctx, "open node dash-n1",
 		chromedp.Click(chromedp.CSS(`#fleet-table a[href="#/nodes/dash-n1"]`)),
 		waitFor(textOf("h1", "Node dash-n1")),
-		waitFor(textOf("#pods-h + details", "critical: 1 pod")),
+		waitFor(textOf("#pods-h ~ details", "critical: 1 pod")),
 		waitFor(textOf("main", "default/crit")),
 		waitFor(textOf("main", "enforcing/cgroup")),
+		// This gateway has no agents section: the node's agent is not
+		// reached, and the view says so per node instead of agent columns.
+		waitFor(textOf(`[data-testid="agent-unreached"]`, "The agent of node dash-n1 was not reached: the gateway is not configured to reach the node agents")),
+		waitFor(textOf("#config-in-force", "Could not load the status of the agent of node dash-n1")),
+		waitFor(textOf("#config-in-force", "not configured to reach the node agents")),
 	)
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#pods-h ~ details th")].filter(e => e.innerText.trim() === "Agent tier").length`)); n != 0 {
+		t.Errorf("the pods table shows %d Agent tier columns although no agent was reached", n)
+	}
 	text := pageText(ctx)
 	for _, want := range []string{"normal: 2 pods", "default/deflated", "overcommitted", "Top threads", "Config in force", "Live performance", "Not available from this gateway yet."} {
 		if !strings.Contains(text, want) {

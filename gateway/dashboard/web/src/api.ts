@@ -64,6 +64,46 @@ export interface ClusterPod {
   overcommitted: boolean;
   phase: string;
   findings: string[];
+  /** From the node's agent; empty when it was not reached or does not know the pod. */
+  agentTier?: string;
+  cgroupPath?: string;
+  enforcement?: string;
+  enforcementReason?: string;
+}
+
+/** AgentReach says whether the gateway reached a node's agent, and why not. */
+export interface AgentReach {
+  node: string;
+  reached: boolean;
+  error: string;
+  address: string;
+}
+
+/** The agent's GetStatus answer (GET /api/v1/nodes/{node}/agentStatus). */
+export interface AgentStatus {
+  agentStatus: string;
+  backend: string;
+  safeMode: boolean;
+  generation: Int64;
+  enforcementVerified: boolean;
+  enforcementReason: string;
+  nodeName: string;
+  version: string;
+}
+
+/** The scx_layered config in force (GET /api/v1/nodes/{node}/layeredConfig). */
+export interface LayeredConfig {
+  configJson: string;
+  configHash: string;
+  generation: Int64;
+  backend: string;
+  appliedTime?: string | null;
+}
+
+/** enforcementName shortens ENFORCEMENT_STATE_ENFORCED to "enforced"; "" for unspecified. */
+export function enforcementName(e: string | undefined): string {
+  if (!e || e === "ENFORCEMENT_STATE_UNSPECIFIED") return "";
+  return e.replace(/^ENFORCEMENT_STATE_/, "").toLowerCase();
 }
 
 export interface Thresholds {
@@ -240,6 +280,30 @@ export class Client {
       if (!token) break;
     }
     return out;
+  }
+
+  /**
+   * nodePods reads every page of a node's pods and the gateway's reach of
+   * the node's agent (from the last page).
+   */
+  async nodePods(node: string, signal?: AbortSignal): Promise<{ pods: ClusterPod[]; agent?: AgentReach }> {
+    const pods: ClusterPod[] = [];
+    let agent: AgentReach | undefined;
+    let token = "";
+    for (let i = 0; i < 1000; i++) {
+      const page = await this.get<{ pods?: ClusterPod[]; agent?: AgentReach | null; nextPageToken?: string }>(
+        "/api/v1/nodes/" +
+          encodeURIComponent(node) +
+          "/pods?pageSize=500" +
+          (token ? "&pageToken=" + encodeURIComponent(token) : ""),
+        signal,
+      );
+      pods.push(...(page.pods ?? []));
+      agent = page.agent ?? agent;
+      token = page.nextPageToken ?? "";
+      if (!token) break;
+    }
+    return { pods, agent };
   }
 
   /**

@@ -5,13 +5,17 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   ApiError,
   cpu,
+  enforcementName,
   num,
   tierRank,
   when,
+  type AgentReach,
+  type AgentStatus,
   type AuditEvent,
   type ClusterEvent,
   type ClusterPod,
   type Fleet,
+  type LayeredConfig,
   type NodeView as NodeT,
   type OvercommitProfile,
   type PodDetails,
@@ -423,6 +427,73 @@ export function FleetView() {
 
 // ------------------------------------------------------------------ node
 
+/** AgentUnreached is the per-node error of a node whose agent did not answer the gateway. */
+function AgentUnreached(props: { reach: AgentReach }) {
+  const r = props.reach;
+  return (
+    <p class="error" role="status" data-testid="agent-unreached">
+      The agent of node {r.node} was not reached{r.address ? ` at ${r.address}` : ""}: {r.error}. The pods below are
+      from the API server only.
+    </p>
+  );
+}
+
+/**
+ * ConfigInForce shows what the node's agent enforces: its status
+ * (backend, verified and why) and the scx_layered config in force, read
+ * through the gateway from the agent.
+ */
+function ConfigInForce(props: { node: string }) {
+  const base = "/api/v1/nodes/" + encodeURIComponent(props.node);
+  const [st] = useLoad((c, s) => c.get<AgentStatus>(base + "/agentStatus", s), [props.node]);
+  const [lc] = useLoad((c, s) => c.get<LayeredConfig>(base + "/layeredConfig", s), [props.node]);
+  return (
+    <section class="config" aria-labelledby="config-h" id="config-in-force">
+      <h3 id="config-h">Config in force</h3>
+      {st.state === "loading" && <Loading what="the agent's status" />}
+      {st.state === "error" && <Problem error={st.error} what={"the status of the agent of node " + props.node} />}
+      {st.state === "ok" && (
+        <dl class="facts">
+          <dt>Backend</dt>
+          <dd>{st.data.backend || "–"}</dd>
+          <dt>Agent status</dt>
+          <dd>
+            <code>{st.data.agentStatus || "–"}</code>
+            {st.data.safeMode && <Badge kind="warn">safe mode</Badge>}
+          </dd>
+          <dt>Enforcement</dt>
+          <dd id="config-verified">
+            {st.data.enforcementVerified ? <Badge kind="ok">verified</Badge> : <Badge kind="warn">not verified</Badge>}{" "}
+            {st.data.enforcementReason}
+          </dd>
+          <dt>Generation</dt>
+          <dd>{num(st.data.generation)}</dd>
+          <dt>Agent version</dt>
+          <dd>{st.data.version || "–"}</dd>
+        </dl>
+      )}
+      {lc.state === "error" && st.state === "ok" && (
+        <Problem error={lc.error} what={"the scx_layered config of node " + props.node} />
+      )}
+      {lc.state === "ok" &&
+        (lc.data.configJson ? (
+          <details>
+            <summary>
+              scx_layered config, generation {num(lc.data.generation)}, sha256 <code>{lc.data.configHash.slice(0, 12)}</code>
+              {lc.data.appliedTime && <Fragment>, applied {when(lc.data.appliedTime)}</Fragment>}
+            </summary>
+            <pre class="scroll">{lc.data.configJson}</pre>
+          </details>
+        ) : (
+          <p id="config-layered">
+            No scx_layered config is in force (backend {lc.data.backend || "none"}).
+            {lc.data.backend === "cgroup" && " The agent enforces the tiers through cgroup knobs."}
+          </p>
+        ))}
+    </section>
+  );
+}
+
 function NodeFacts(props: { n: NodeT }) {
   const n = props.n;
   return (
@@ -477,13 +548,17 @@ export function NodeView(props: { name: string }) {
   const name = props.name;
   const path = "/api/v1/nodes/" + encodeURIComponent(name);
   const [node, reload] = useLoad((c, s) => c.get<NodeT>(path, s), [name]);
-  const [pods] = useLoad((c, s) => c.all<ClusterPod>(path + "/pods", "pods", s), [name]);
+  const [podsLoad] = useLoad((c, s) => c.nodePods(name, s), [name]);
+  const pods = podsLoad.state === "ok" ? { state: "ok" as const, data: podsLoad.data.pods } : podsLoad;
+  const reach = podsLoad.state === "ok" ? podsLoad.data.agent : undefined;
   const ev = useEvents(name, () => reload());
   const byTier = useMemo(() => {
     const m = new Map<string, ClusterPod[]>();
-    if (pods.state === "ok") for (const p of pods.data) m.set(p.tier, [...(m.get(p.tier) ?? []), p]);
+    if (podsLoad.state === "ok") for (const p of podsLoad.data.pods) m.set(p.tier, [...(m.get(p.tier) ?? []), p]);
     return [...m.entries()].sort((a, b) => tierRank(a[0]) - tierRank(b[0]));
-  }, [pods]);
+  }, [podsLoad]);
+  // The agent's columns appear once the agent said something of a pod.
+  const agentCols = podsLoad.state === "ok" && podsLoad.data.pods.some((p) => p.agentTier || enforcementName(p.enforcement));
   return (
     <Fragment>
       <p class="crumbs">
@@ -508,6 +583,7 @@ export function NodeView(props: { name: string }) {
         {pods.state === "loading" && <Loading what="the pods" />}
         {pods.state === "error" && <Problem error={pods.error} what={"the pods of node " + name} />}
         {pods.state === "ok" && pods.data.length === 0 && <p>No pods are bound to this node.</p>}
+        {reach && !reach.reached && <AgentUnreached reach={reach} />}
         {byTier.map(([tier, list]) => (
           <details open key={tier} class="tier">
             <summary>
@@ -526,6 +602,8 @@ export function NodeView(props: { name: string }) {
                     <th scope="col">Request</th>
                     <th scope="col">Limit</th>
                     <th scope="col">Phase</th>
+                    {agentCols && <th scope="col">Agent tier</th>}
+                    {agentCols && <th scope="col">Enforcement</th>}
                     <th scope="col">Findings</th>
                   </tr>
                 </thead>
@@ -547,6 +625,13 @@ export function NodeView(props: { name: string }) {
                       <td class="num">{cpu(p.requestMilli)}</td>
                       <td class="num">{num(p.limitMilli) ? cpu(p.limitMilli) : "none"}</td>
                       <td>{p.phase || "–"}</td>
+                      {agentCols && <td>{p.agentTier || "–"}</td>}
+                      {agentCols && (
+                        <td title={p.cgroupPath || undefined}>
+                          {enforcementName(p.enforcement) || "–"}
+                          {p.enforcementReason && <span class="muted"> ({p.enforcementReason})</span>}
+                        </td>
+                      )}
                       <td>{p.findings.join("; ")}</td>
                     </tr>
                   ))}
@@ -561,10 +646,7 @@ export function NodeView(props: { name: string }) {
         <Unavailable title="Top threads">
           Per-pod threads are known to the node's agent only; /api/v1 does not serve them.
         </Unavailable>
-        <Unavailable title="Config in force">
-          The scx_layered config or cgroup knobs the agent applied, the placement linter's findings and the drift counts
-          come from the node's agent; this dashboard does not read them from /api/v1 yet.
-        </Unavailable>
+        <ConfigInForce node={name} />
         <Unavailable title="Live performance">
           Per-tier run-queue latency, CPU, throttling and PSI panels need the agents' metrics on /api/v1; the event
           stream below carries state changes only.
