@@ -113,6 +113,10 @@ fmt: $(GOLANGCI_LINT) ## Format the code.
 test: controlplane $(GOTESTSUM) $(HELM) ## Run every test: unit, envtest against a real kube-apiserver, real-kernel cgroup tests.
 	$(GOTESTSUM) --format pkgname-and-test-fails -- $(TEST_FLAGS) $(TEST_PACKAGES)
 
+.PHONY: test-race
+test-race: controlplane ## go test -race over every package outside test/ (the product's own tests; the test/ suites run without it, see docs/testing.md).
+	go test -race $(TEST_FLAGS) $$(go list ./... | grep -v '/test/')
+
 .PHONY: test-chart
 test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall charts/temper with helm --wait on kwok nodes (real control plane with kube-controller-manager and kube-scheduler).
 	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
