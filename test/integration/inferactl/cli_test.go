@@ -313,7 +313,10 @@ func TestKubectlPlugin(t *testing.T) {
 	kubectl := filepath.Join(envtestBin(), "kubectl")
 	runKubectl := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(t.Context(), kubectl, args...)
-		cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBECONFIG="+kubeconfigs[viewer])
+		// PATH holds only the plugin under test: an inherited PATH may
+		// hold another kubectl-infera (make's bin/), which kubectl reports
+		// as a shadowing warning and an error exit.
+		cmd.Env = append(os.Environ(), "PATH="+dir, "KUBECONFIG="+kubeconfigs[viewer])
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
