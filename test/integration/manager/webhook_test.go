@@ -183,7 +183,7 @@ func TestWebhookRulesOverTLS(t *testing.T) {
 			[]wantContainer{{"setup", "500m", "4"}, {"proxy", "100m", "1"}, {"app", "250m", ""}},
 			map[string]string{"setup": "2", "proxy": "400m", "app": "1"}, "", ""},
 		{"garbage in the originals annotation is a no-op", garbage,
-			[]wantContainer{{"app", "1", ""}}, nil, "is not a JSON map", "not json{"},
+			[]wantContainer{{"app", "1", ""}}, nil, "not a JSON object of container name to CPU quantity", "not json{"},
 		{"already deflated is a no-op", preset,
 			[]wantContainer{{"app", "1", ""}}, map[string]string{"app": "4"}, "", ""},
 		{"absurd quantity is left alone, others deflate", podIn("batch-rules", "absurd", "infera-low", cpuContainer("huge", "5000000", ""), cpuContainer("app", "1", "")),
