@@ -3,16 +3,9 @@ package localcluster
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/internal/certrotation"
 )
 
 const (
@@ -65,7 +59,7 @@ func WireAgent(ctx context.Context, cfg *rest.Config, c client.Client, rbacDir, 
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
 		return Wiring{}, fmt.Errorf("failed to create %s: %w", tlsDir, err)
 	}
-	ca, cert, key, err := writeServingCert(tlsDir, AgentServerName)
+	files, err := certrotation.WriteFiles(tlsDir, AgentServerName, 7*24*time.Hour)
 	if err != nil {
 		return Wiring{}, err
 	}
@@ -80,7 +74,7 @@ func WireAgent(ctx context.Context, cfg *rest.Config, c client.Client, rbacDir, 
 		server = map[string]any{}
 		agent["server"] = server
 	}
-	server["grpc_address"], server["grpc_tls_cert_file"], server["grpc_tls_key_file"] = AgentGRPCAddress, cert, key
+	server["grpc_address"], server["grpc_tls_cert_file"], server["grpc_tls_key_file"] = AgentGRPCAddress, files.Cert, files.Key
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# Written by infera-local from %s at each start; edit that file instead.\n", agentBase)
 	if err := toml.NewEncoder(&buf).Encode(agent); err != nil {
@@ -106,7 +100,7 @@ func WireAgent(ctx context.Context, cfg *rest.Config, c client.Client, rbacDir, 
 		Agents: &configv1alpha1.GatewayAgents{
 			Discovery: configv1alpha1.AgentDiscoveryNodeAddress,
 			Port:      9101,
-			CAFile:    ca, ServerName: AgentServerName, TokenFile: tokenPath,
+			CAFile:    files.CA, ServerName: AgentServerName, TokenFile: tokenPath,
 		},
 	}
 	b, err := yaml.Marshal(gw)
@@ -174,51 +168,4 @@ func serviceAccountToken(ctx context.Context, cfg *rest.Config, c client.Client,
 		return fmt.Errorf("failed to write the token of %s: %w", name, err)
 	}
 	return nil
-}
-
-// writeServingCert makes a CA and a serving certificate for dnsName signed
-// by it (ECDSA P-256, valid a week) and writes ca.crt, tls.crt and tls.key
-// under dir. It returns their paths.
-func writeServingCert(dir, dnsName string) (ca, cert, key string, err error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", "", fmt.Errorf("failed to generate the local CA key: %w", err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "infera-local CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return "", "", "", fmt.Errorf("failed to sign the local CA: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return "", "", "", fmt.Errorf("failed to parse the local CA: %w", err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", "", fmt.Errorf("failed to generate the serving key: %w", err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsName},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour), DNSNames: []string{dnsName},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return "", "", "", fmt.Errorf("failed to sign the serving certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		return "", "", "", fmt.Errorf("failed to encode the serving key: %w", err)
-	}
-	ca, cert, key = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{ca, "CERTIFICATE", caDER}, {cert, "CERTIFICATE", der}, {key, "EC PRIVATE KEY", keyDER}} {
-		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			return "", "", "", fmt.Errorf("failed to write %s: %w", f.path, err)
-		}
-	}
-	return ca, cert, key, nil
 }
