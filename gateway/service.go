@@ -24,6 +24,7 @@ import (
 	inferaclient "github.com/infera-io/temper/apis/client/clientset/versioned"
 	inferalisters "github.com/infera-io/temper/apis/client/listers/infera/v1alpha1"
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
+	"github.com/infera-io/temper/apis/explain"
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 	"github.com/infera-io/temper/apis/tiering"
@@ -280,58 +281,7 @@ func (s *Service) ExplainTier(ctx context.Context, req *inferav1.ExplainTierRequ
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "failed to get pod %s/%s: %v", req.GetNamespace(), req.GetName(), err)
 	}
-	r := tiering.Classify(p, s.thresholds)
-	t := s.thresholds
-	e := &inferav1.TierExplanation{
-		Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName, PriorityClassName: p.Spec.PriorityClassName,
-		QosClass: string(r.QOSClass), PriorityTier: string(r.PriorityTier), Tier: string(r.Tier), DecidingRule: string(r.Source),
-		Thresholds:  &inferav1.Thresholds{System: wellknown.DefaultSystemMinPriority, Critical: t.Critical, High: t.High, Normal: t.Normal, Low: t.Low},
-		CpuRequests: map[string]string{},
-	}
-	if p.Spec.Priority != nil {
-		e.Priority = *p.Spec.Priority
-	}
-	ann, hasAnn := p.Annotations[wellknown.TierAnnotation]
-	e.TierAnnotation = ann
-	switch {
-	case !hasAnn:
-		e.AnnotationOutcome = "absent"
-	case r.Source == tiering.SourceAnnotation:
-		e.AnnotationOutcome = "accepted"
-	case len(r.Findings) > 0:
-		e.AnnotationOutcome = "ignored"
-	default:
-		e.AnnotationOutcome = "agrees"
-	}
-	switch r.Source {
-	case tiering.SourceQoSDefault:
-		e.Rule = fmt.Sprintf("no PriorityClass and priority 0: QoS class %s gives %s", r.QOSClass, r.PriorityTier)
-	case tiering.SourcePriority:
-		e.Rule = fmt.Sprintf("priority %d gives %s", e.Priority, r.PriorityTier)
-	case tiering.SourceAnnotation:
-		e.Rule = fmt.Sprintf("priority gives %s; %s=%s lowers it to %s", r.PriorityTier, wellknown.TierAnnotation, ann, r.Tier)
-	}
-	for _, f := range r.Findings {
-		e.Findings = append(e.Findings, f.String())
-	}
-	if v, ok := p.Annotations[wellknown.OriginalCPURequestsAnnotation]; ok {
-		orig, err := wellknown.ParseOriginalCPURequests(v)
-		if err != nil {
-			e.Findings = append(e.Findings, fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err))
-		}
-		if len(orig) > 0 {
-			e.OriginalCpuRequests = map[string]string{}
-			for name, q := range orig {
-				e.OriginalCpuRequests[name] = q.String()
-			}
-		}
-	}
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
-			e.CpuRequests[c.Name] = q.String()
-		}
-	}
-	return e, nil
+	return explain.Tier(p, s.thresholds), nil
 }
 
 func crdAbsent(err error) bool {
