@@ -363,8 +363,7 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 	if err := s.authorize(ctx, Attributes{Verb: "get", Resource: "savings"}); err != nil {
 		return nil, err
 	}
-	out := &inferav1.Savings{}
-	byNS := map[string]*inferav1.NamespaceSavings{}
+	var tally explain.SavingsTally
 	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := s.kube.CoreV1().Pods("").List(ctx, opts)
@@ -372,41 +371,14 @@ func (s *Service) GetSavings(ctx context.Context, _ *inferav1.GetSavingsRequest)
 			return nil, status.Errorf(codes.Unavailable, "failed to list pods: %v", err)
 		}
 		for i := range list.Items {
-			p := &list.Items[i]
-			sv, ok, err := wellknown.PodCPUSavings(p)
-			if !ok {
-				continue
-			}
-			if err != nil {
-				out.Invalid = append(out.Invalid, err.Error())
-				continue
-			}
-			if uerr := sv.UnknownError(p); uerr != nil {
-				out.Invalid = append(out.Invalid, uerr.Error()+"; the pod's other containers are counted")
-			}
-			o, c := sv.OriginalMilli, sv.CurrentMilli
-			ns := byNS[p.Namespace]
-			if ns == nil {
-				ns = &inferav1.NamespaceSavings{Namespace: p.Namespace}
-				byNS[p.Namespace] = ns
-				out.Namespaces = append(out.Namespaces, ns)
-			}
-			ns.PodsDeflated++
-			ns.OriginalRequestMilli += o
-			ns.CurrentRequestMilli += c
-			ns.FreedMilli += sv.FreedMilli
-			out.PodsDeflated++
-			out.OriginalRequestMilli += o
-			out.CurrentRequestMilli += c
-			out.FreedMilli += sv.FreedMilli
+			tally.Add(&list.Items[i])
 		}
 		if list.Continue == "" {
 			break
 		}
 		opts.Continue = list.Continue
 	}
-	slices.SortFunc(out.Namespaces, func(a, b *inferav1.NamespaceSavings) int { return strings.Compare(a.Namespace, b.Namespace) })
-	return out, nil
+	return tally.Savings(), nil
 }
 
 // ListAuditEvents implements ClusterService.

@@ -229,36 +229,9 @@ func localExplain(ctx context.Context, kube kubernetes.Interface, ns, name strin
 // localSavings sums the CPU freed by overcommit over pods, as the
 // gateway's GetSavings does (wellknown.PodCPUSavings is the one reader).
 func localSavings(pods []*corev1.Pod) *inferav1.Savings {
-	out := &inferav1.Savings{}
-	byNS := map[string]*inferav1.NamespaceSavings{}
+	var tally explain.SavingsTally
 	for _, p := range pods {
-		sv, ok, err := wellknown.PodCPUSavings(p)
-		if !ok {
-			continue
-		}
-		if err != nil {
-			out.Invalid = append(out.Invalid, err.Error())
-			continue
-		}
-		if uerr := sv.UnknownError(p); uerr != nil {
-			out.Invalid = append(out.Invalid, uerr.Error()+"; the pod's other containers are counted")
-		}
-		ns := byNS[p.Namespace]
-		if ns == nil {
-			ns = &inferav1.NamespaceSavings{Namespace: p.Namespace}
-			byNS[p.Namespace] = ns
-		}
-		ns.PodsDeflated++
-		ns.OriginalRequestMilli += sv.OriginalMilli
-		ns.CurrentRequestMilli += sv.CurrentMilli
-		ns.FreedMilli += sv.FreedMilli
-		out.PodsDeflated++
-		out.OriginalRequestMilli += sv.OriginalMilli
-		out.CurrentRequestMilli += sv.CurrentMilli
-		out.FreedMilli += sv.FreedMilli
+		tally.Add(p)
 	}
-	for _, k := range sortedKeys(byNS) {
-		out.Namespaces = append(out.Namespaces, byNS[k])
-	}
-	return out
+	return tally.Savings()
 }

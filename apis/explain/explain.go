@@ -1,6 +1,7 @@
-// Package explain says why a pod has its tier, in the TierExplanation of
-// /api/v1: the one explanation the gateway serves and inferactl prints when
-// it computes tiers itself, so both read the same.
+// Package explain builds the views of /api/v1 that come from Kubernetes
+// objects alone — why a pod has its tier (TierExplanation) and what
+// overcommit freed (Savings) — once, for the gateway that serves them and
+// for inferactl when it computes them itself, so both read the same.
 package explain
 
 import (
