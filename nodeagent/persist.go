@@ -127,6 +127,10 @@ func (a *Agent) enforcePersisted(ctx context.Context) {
 	}
 	a.mu.Lock()
 	a.fencedMilli, a.notes = applied.FencedMilli, applied.Notes
+	// An assignment is applied: /readyz now answers from the backend's
+	// verification, as after the first reconcile, instead of "starting"
+	// for as long as the API server stays away.
+	a.reconciled = a.reconciled || err == nil
 	a.mu.Unlock()
 	a.log.Info("Enforcing the persisted assignment until the API server answers", "pods", len(as))
 }

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -163,6 +164,12 @@ func New(o Options) (*Metrics, error) {
 		m.apply,
 		newSnapshotCollector(o),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: Namespace + "_agent"}),
+		// One gauge rather than the whole Go collector: what a leak shows
+		// in first (the soak samples it, docs/benchmarks.md).
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "agent_goroutines",
+			Help: "Goroutines in the agent process.",
+		}, func() float64 { return float64(runtime.NumGoroutine()) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

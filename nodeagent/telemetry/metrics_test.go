@@ -74,7 +74,7 @@ func TestEveryFamilyIsScraped(t *testing.T) {
 		"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_seconds_total", "infera_pod_cpu_throttled_periods_total",
 		"infera_pod_cpu_pressure_seconds_total", "infera_node_cpu_pressure_seconds_total",
 		"infera_runqueue_latency_seconds", "infera_lint_violation",
-		"infera_agent_process_cpu_seconds_total", "infera_agent_process_resident_memory_bytes",
+		"infera_agent_process_cpu_seconds_total", "infera_agent_process_resident_memory_bytes", "infera_agent_goroutines",
 	} {
 		if !got[name] {
 			t.Errorf("metric family %s not scraped", name)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,12 @@ type Options struct {
 	PriorityClasses bool
 	// APIServerArgs are extra kube-apiserver flags (name → value).
 	APIServerArgs map[string]string
+	// Restartable keeps the API server's certificates, service-account
+	// keys and ports in a directory of the Env's own, so StopAPIServer and
+	// StartAPIServer bring the same API server (same etcd, same address,
+	// same serving CA, same client CA) down and back up, and every client
+	// made before the stop works again after the start.
+	Restartable bool
 }
 
 // Env is a running control plane.
@@ -53,6 +60,8 @@ type Env struct {
 
 	env *crenvtest.Environment
 	dir string
+	// certDir is the API server's certificate directory when Restartable.
+	certDir string
 }
 
 // RepoRoot walks up from the working directory to the directory holding the
@@ -113,15 +122,28 @@ func Start(opts Options) (*Env, error) {
 	if len(opts.WebhookPaths) > 0 {
 		env.WebhookInstallOptions = crenvtest.WebhookInstallOptions{Paths: opts.WebhookPaths}
 	}
-	args := env.ControlPlane.GetAPIServer().Configure()
+	api := env.ControlPlane.GetAPIServer()
+	args := api.Configure()
 	for k, v := range opts.APIServerArgs {
 		args.Set(k, v)
 	}
+	var certDir string
+	if opts.Restartable {
+		// A CertDir of our own is not cleaned on Stop, so a restart finds
+		// the serving certificate and service-account keys it made.
+		if certDir, err = os.MkdirTemp("", "temper-envtest-apiserver-"); err != nil {
+			return nil, fmt.Errorf("failed to create the API server's certificate directory: %w", err)
+		}
+		api.CertDir = certDir
+	}
 	cfg, err := env.Start()
 	if err != nil {
+		if certDir != "" {
+			_ = os.RemoveAll(certDir)
+		}
 		return nil, fmt.Errorf("failed to start the envtest control plane: %w", err)
 	}
-	e := &Env{Root: root, Config: cfg, Scheme: scheme, env: env}
+	e := &Env{Root: root, Config: cfg, Scheme: scheme, env: env, certDir: certDir}
 	if len(opts.WebhookPaths) > 0 {
 		e.WebhookInstallOptions = &env.WebhookInstallOptions
 	}
@@ -161,10 +183,77 @@ func (e *Env) Stop() error {
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)
 	}
+	if e.certDir != "" {
+		_ = os.RemoveAll(e.certDir)
+	}
 	if err != nil {
 		return fmt.Errorf("failed to stop the envtest control plane: %w", err)
 	}
 	return nil
+}
+
+// StopAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after the
+// stop timeout; on a loaded machine its graceful shutdown can take longer,
+// and a killed API server is stopped all the same) and leaves etcd
+// running. The Env must be Restartable.
+func (e *Env) StopAPIServer() error {
+	if e.certDir == "" {
+		return errors.New("StopAPIServer needs an Env started with Options.Restartable")
+	}
+	if err := e.env.ControlPlane.APIServer.Stop(); err != nil {
+		if pid, perr := e.APIServerPID(); perr == nil && pid == 0 {
+			return nil
+		}
+		return fmt.Errorf("failed to stop kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, on the
+// same etcd, port and certificates, and waits until it is healthy.
+func (e *Env) StartAPIServer() error {
+	if e.certDir == "" {
+		return errors.New("StartAPIServer needs an Env started with Options.Restartable")
+	}
+	if err := e.env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("failed to restart kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// APIServerPID finds the running kube-apiserver of a Restartable Env (the
+// one whose --cert-dir is the Env's), for tests that freeze it with
+// SIGSTOP: a frozen API server accepts connections and never answers,
+// which is what a hung control plane looks like to a client. It returns 0
+// when none runs.
+func (e *Env) APIServerPID() (int, error) {
+	if e.certDir == "" {
+		return 0, errors.New("APIServerPID needs an Env started with Options.Restartable")
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("failed to list /proc: %w", err)
+	}
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if filepath.Base(args[0]) != "kube-apiserver" {
+			continue
+		}
+		for _, a := range args[1:] {
+			if a == "--cert-dir="+e.certDir {
+				return pid, nil
+			}
+		}
+	}
+	return 0, nil
 }
 
 // Kubectl runs bin/kubectl against the Env and returns its stdout; a
