@@ -333,8 +333,10 @@ func (w *Writer) applySegment(ops []Op, kind Kind) []Result {
 				if plans[i].write {
 					w.errs.Add(1)
 					plans[i].write = false
-					res[i].Err = fmt.Errorf("failed to record the original of %s before writing it: %w",
-						filepath.Join(ops[i].Path, ops[i].File), err)
+					// The cause first: the status shows the first 200
+					// characters, and a cgroup path is long.
+					res[i].Err = fmt.Errorf("failed to record the original (%s), so %s is left untouched: %w",
+						rootCause(err), filepath.Join(ops[i].Path, ops[i].File), err)
 				}
 			}
 		}
@@ -923,4 +925,16 @@ func (w *Writer) Desired() []Desired {
 		out = append(out, Desired{Path: k.path, File: k.file, Value: d.value, Reason: d.reason, Applied: d.applied})
 	}
 	return out
+}
+
+// rootCause is the innermost message of err's chain, e.g. "no space left on
+// device" for a state file on a full disk.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }

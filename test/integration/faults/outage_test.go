@@ -1,10 +1,11 @@
-// Package apiserveroutage proves the failure-matrix row "API server
-// unreachable" with real components: the infera-agent binary on this
-// machine's real cgroup v1 kernel (a kubelet-shaped tree with real
-// processes, test/realnode) against envtest's kube-apiserver, which the
-// test freezes (SIGSTOP: connections accepted, never answered), stops and
-// starts again on the same etcd, port and certificates.
-package apiserveroutage
+// The failure-matrix row "API server unreachable" with real components:
+// the infera-agent binary on this machine's real cgroup v1 kernel (a
+// kubelet-shaped tree with real processes, test/realnode) against envtest's
+// kube-apiserver, which the test freezes (SIGSTOP: connections accepted,
+// never answered), stops and starts again on the same etcd, port and
+// certificates.
+
+package faults
 
 import (
 	"context"
