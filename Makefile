@@ -177,6 +177,15 @@ bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with ob
 	KUBEBUILDER_ASSETS=$(BIN) go run ./test/bench/observation -duration 60s -pods 110 > docs/bench/observation.json
 	cat docs/bench/observation.json
 
+SOAK_DURATION ?= 3m
+.PHONY: soak
+soak: controlplane ## Churn soak (root, cgroup v1): pods of every tier created/deleted on real cgroups, agent SIGKILLed, kube-apiserver restarted, safe mode toggled; end checks and goroutine/RSS trend (SOAK_DURATION, default 3m; ~3 min more for setup).
+	KUBEBUILDER_ASSETS=$(BIN) nice go run ./test/soak -duration $(SOAK_DURATION)
+
+.PHONY: bench-failover
+bench-failover: controlplane ## Agent SIGKILLed under load (root, cgroup v1, memcached): the isolation bench's memcached p99 before/during/after and the time until enforcement is verified again (~3 min).
+	KUBEBUILDER_ASSETS=$(BIN) nice go run ./test/bench/failover -rounds 5 -out docs/bench/failover.json
+
 .PHONY: bench-isolation
 bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners (root, cgroup v1, ~5 min).
 	command -v memcached >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y memcached

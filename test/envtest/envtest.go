@@ -135,6 +135,9 @@ func Start(opts Options) (*Env, error) {
 			return nil, fmt.Errorf("failed to create the API server's certificate directory: %w", err)
 		}
 		api.CertDir = certDir
+		// Its graceful shutdown waits on open watches; a restart test
+		// does not need more than this before SIGKILL.
+		api.StopTimeout = 10 * time.Second
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -201,8 +204,12 @@ func (e *Env) StopAPIServer() error {
 		return errors.New("StopAPIServer needs an Env started with Options.Restartable")
 	}
 	if err := e.env.ControlPlane.APIServer.Stop(); err != nil {
-		if pid, perr := e.APIServerPID(); perr == nil && pid == 0 {
-			return nil
+		// After the timeout it was sent SIGKILL: wait for it to be gone.
+		for range 100 {
+			if pid, perr := e.APIServerPID(); perr == nil && pid == 0 {
+				return nil
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		return fmt.Errorf("failed to stop kube-apiserver: %w", err)
 	}

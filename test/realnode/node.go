@@ -147,6 +147,20 @@ func KubeletShares(p *corev1.Pod) string {
 // and QoS class the API server gave it), writes the kubelet's cpu.shares
 // and starts a process in it: a sleeper, or a CPU burner when busy.
 func (n *Node) AddPod(p *corev1.Pod, busy bool) (*Pod, error) {
+	pod, err := n.AddCgroup(p)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("sleep", "100000")
+	if busy {
+		cmd = exec.Command("sh", "-c", "while :; do :; done")
+	}
+	return pod, n.StartInPod(pod, cmd)
+}
+
+// AddCgroup makes the pod's cgroup with the kubelet's cpu.shares and no
+// process in it.
+func (n *Node) AddCgroup(p *corev1.Pod) (*Pod, error) {
 	rel, err := n.layout.PodRelPath(string(p.UID), p.Status.QOSClass)
 	if err != nil {
 		return nil, err
@@ -158,23 +172,33 @@ func (n *Node) AddPod(p *corev1.Pod, busy bool) (*Pod, error) {
 	if err := os.WriteFile(filepath.Join(pod.CPUDir, "cpu.shares"), []byte(pod.Shares), 0); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("sleep", "100000")
-	if busy {
-		cmd = exec.Command("nice", "-n", "19", "sh", "-c", "while :; do :; done")
-	}
+	return pod, nil
+}
+
+// StartInPod starts cmd and moves it into the pod's cgroups; RemovePod and
+// Cleanup kill it.
+func (n *Node) StartInPod(pod *Pod, cmd *exec.Cmd) error {
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("failed to start %s: %w", cmd.Path, err)
+		return fmt.Errorf("failed to start %s: %w", cmd.Path, err)
 	}
 	n.mu.Lock()
-	n.procs[rel] = append(n.procs[rel], cmd)
+	n.procs[pod.RelPath] = append(n.procs[pod.RelPath], cmd)
 	n.mu.Unlock()
 	for _, h := range n.hier {
-		f := filepath.Join(h, rel, "cgroup.procs")
+		f := filepath.Join(h, pod.RelPath, "cgroup.procs")
 		if err := os.WriteFile(f, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-			return nil, fmt.Errorf("failed to move pid %d into %s: %w", cmd.Process.Pid, f, err)
+			return fmt.Errorf("failed to move pid %d into %s: %w", cmd.Process.Pid, f, err)
 		}
 	}
-	return pod, nil
+	return nil
+}
+
+// Forget stops tracking a process that ended by itself (a child that ran
+// to completion), so Cleanup does not wait on it again.
+func (n *Node) Forget(pod *Pod, cmd *exec.Cmd) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.procs[pod.RelPath] = slices.DeleteFunc(n.procs[pod.RelPath], func(c *exec.Cmd) bool { return c == cmd })
 }
 
 // RemovePod kills the pod's processes and removes its cgroups, as the
