@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
+	"github.com/infera-io/temper/nodeagent/cpuset"
 )
 
 // Node is a kubelet-shaped cgroup tree (cgroupfs driver) in a private
@@ -90,8 +91,14 @@ func NewNode(root string) (*Node, error) {
 			return nil, errors.Join(err, n.Cleanup())
 		}
 	}
-	// The kubelet's QoS-level values.
-	for rel, v := range map[string]string{n.Kubepods + "/burstable": "1024", n.Kubepods + "/besteffort": "2"} {
+	// The kubelet's values: kubepods at the node's allocatable CPU (all
+	// of it here), the QoS levels as at start-up.
+	cpus, err := cpuset.Parse(strings.TrimSpace(mustRead("/sys/devices/system/cpu/online")))
+	if err != nil {
+		return nil, errors.Join(err, n.Cleanup())
+	}
+	kubepods := strconv.Itoa(len(cpus) * 1024)
+	for rel, v := range map[string]string{n.Kubepods: kubepods, n.Kubepods + "/burstable": "1024", n.Kubepods + "/besteffort": "2"} {
 		if err := os.WriteFile(filepath.Join(n.cpu, rel, "cpu.shares"), []byte(v), 0); err != nil {
 			return nil, errors.Join(err, n.Cleanup())
 		}
@@ -304,6 +311,11 @@ func (n *Node) Cleanup() error {
 		_ = cmd.Wait()
 	}
 	return n.rmdir(n.base)
+}
+
+func mustRead(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
 
 // ReadTrimmed reads a cgroup file without its trailing newline.
