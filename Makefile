@@ -192,7 +192,7 @@ soak: controlplane ## Churn soak (root, cgroup v1): pods of every tier created/d
 
 .PHONY: bench-failover
 bench-failover: controlplane ## Agent SIGKILLed under load (root, cgroup v1, memcached): the isolation bench's memcached p99 before/during/after and the time until enforcement is verified again (~3 min).
-	KUBEBUILDER_ASSETS=$(BIN) nice go run ./test/bench/failover -rounds 5 -out docs/bench/failover.json
+	KUBEBUILDER_ASSETS=$(BIN) nice go run ./test/bench/failover -rounds 5 -duration 5s -out docs/bench/failover.json
 
 .PHONY: bench-isolation
 bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners (root, cgroup v1, ~5 min).

@@ -171,7 +171,9 @@ func (a *Agent) PID() int {
 }
 
 // Kill SIGKILLs the agent: no chance to clean up.
-func (a *Agent) Kill() error { return a.signalAndWait(syscall.SIGKILL, 10*time.Second) }
+// The wait is long: on a loaded machine a killed process can take seconds
+// to be reaped.
+func (a *Agent) Kill() error { return a.signalAndWait(syscall.SIGKILL, 60*time.Second) }
 
 // Stop is the clean stop (SIGTERM), as the kubelet stops a pod.
 func (a *Agent) Stop() error { return a.signalAndWait(syscall.SIGTERM, 60*time.Second) }
