@@ -39,6 +39,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -426,7 +427,8 @@ func (s *soak) delete(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.env.Client.Delete(cctx, lp.obj, client.GracePeriodSeconds(0)); err != nil {
+	// NotFound: an earlier try timed out on the client but deleted it.
+	if err := s.env.Client.Delete(cctx, lp.obj, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
 		if !cgroupFirst {
 			s.sum.ChurnSkipped++
 			return nil //nolint:nilerr // try another time
@@ -528,7 +530,7 @@ func (s *soak) finish(ctx context.Context, baseStock map[string]string) {
 	// Pods whose object could not be deleted after their cgroup went.
 	for name, lp := range s.pods {
 		if lp.cg == nil {
-			if err := s.env.Client.Delete(ctx, lp.obj, client.GracePeriodSeconds(0)); err != nil {
+			if err := s.env.Client.Delete(ctx, lp.obj, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
 				fail("delete pod %s: %v", name, err)
 			}
 			delete(s.pods, name)
