@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -332,7 +333,19 @@ func run(ctx context.Context, o options) error {
 				return err
 			}
 		}
+		// The report so far, so an interrupted run keeps its rounds.
+		if round < o.rounds {
+			if err := writeReport(o.out, env.Root, finish(&report)); err != nil {
+				return err
+			}
+		}
 	}
+	printSummary(finish(&report))
+	return writeReport(o.out, env.Root, report)
+}
+
+// finish fills the report's summary from the arms run so far.
+func finish(report *Report) Report {
 	report.Machine.LoadAfter = loadavg()
 	report.Summary = summarize(report.Arms)
 	if s, i := report.Summary[stockProfile], report.Summary[inferaProfile]; s.PodsPerSecond > 0 {
@@ -340,21 +353,26 @@ func run(ctx context.Context, o options) error {
 	}
 	report.Ratios, report.CPURatio = roundRatios(report.Arms)
 	report.RatioSpread = spreadOf(report.Ratios)
-	printSummary(report)
-	if o.out != "" {
-		b, err := json.MarshalIndent(report, "", "  ")
-		if err != nil {
-			return fmt.Errorf("failed to render report: %w", err)
-		}
-		path := o.out
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(env.Root, path)
-		}
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("failed to write report: %w", err)
-		}
-		logf("Wrote %s", path)
+	return *report
+}
+
+// writeReport writes the report as JSON to out (relative to root), if set.
+func writeReport(out, root string, report Report) error {
+	if out == "" {
+		return nil
 	}
+	b, err := json.MarshalIndent(report, "", "  ")
+	if err != nil {
+		return fmt.Errorf("failed to render report: %w", err)
+	}
+	path := out
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(root, path)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("failed to write report: %w", err)
+	}
+	logf("Wrote %s", path)
 	return nil
 }
 
@@ -363,15 +381,24 @@ func run(ctx context.Context, o options) error {
 func cleanArm(ctx context.Context, cs kubernetes.Interface, profile string, round int) error {
 	sel := fmt.Sprintf("%s=%s-r%d", benchLabel, profile, round)
 	zero := int64(0)
-	if err := cs.CoreV1().Pods(namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{LabelSelector: sel}); err != nil {
-		return fmt.Errorf("failed to delete pods %s: %w", sel, err)
-	}
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+	// On a loaded machine the API server can time out a delete of 5,000
+	// pods while it goes on deleting them: retry until none are left.
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
 		l, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: 1})
 		if err != nil {
+			if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) {
+				return false, nil
+			}
 			return false, err
 		}
-		return len(l.Items) == 0, nil
+		if len(l.Items) == 0 {
+			return true, nil
+		}
+		err = cs.CoreV1().Pods(namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{LabelSelector: sel})
+		if err != nil && !apierrors.IsServerTimeout(err) && !apierrors.IsTimeout(err) && !apierrors.IsTooManyRequests(err) {
+			return false, fmt.Errorf("failed to delete pods %s: %w", sel, err)
+		}
+		return false, nil
 	})
 	if err != nil {
 		return fmt.Errorf("pods %s were not deleted: %w", sel, err)

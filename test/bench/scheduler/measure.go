@@ -175,7 +175,10 @@ func runArm(ctx context.Context, cs kubernetes.Interface, ns, profile string, ro
 	pprof.Do(ctx, pprof.Labels("profile", profile), func(context.Context) { stop = startScheduler() })
 
 	// Wait until every pod is bound, or none got bound for a while (the
-	// rest are unschedulable), or the deadline passes.
+	// rest are unschedulable), or the deadline passes. The wait for the
+	// first binding is longer: on a loaded machine the scheduler's initial
+	// list of 10,000 pods can take more than the 30 s allowed between two
+	// bindings.
 	deadline := started.Add(timeout)
 	last, lastChange := 0, time.Now()
 	for {
@@ -185,7 +188,11 @@ func runArm(ctx context.Context, cs kubernetes.Interface, ns, profile string, ro
 		if n != last {
 			last, lastChange = n, time.Now()
 		}
-		if n == len(workload) || time.Since(lastChange) > 30*time.Second || time.Now().After(deadline) || ctx.Err() != nil {
+		idle := 30 * time.Second
+		if n == 0 {
+			idle = 3 * time.Minute
+		}
+		if n == len(workload) || time.Since(lastChange) > idle || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
