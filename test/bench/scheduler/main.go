@@ -99,9 +99,9 @@ func spreadOf(v []float64) Spread {
 	return Spread{Median: at(0.5), Q1: at(0.25), Q3: at(0.75), Min: s[0], Max: s[len(s)-1]}
 }
 
-// roundRatios returns the infera/stock pods/s ratio of every round that
-// ran both arms, and the infera/stock ratio of CPU seconds per bound pod
-// over all rounds.
+// roundRatios returns the infera/stock pods/s ratio of every round whose
+// arms both bound their backlog, and the infera/stock ratio of CPU seconds
+// per bound pod over those rounds.
 func roundRatios(arms []ArmResult) ([]float64, float64) {
 	type pair struct{ stock, infera *ArmResult }
 	byRound := map[int]*pair{}
@@ -120,8 +120,6 @@ func roundRatios(arms []ArmResult) ([]float64, float64) {
 		} else {
 			p.infera = a
 		}
-		cpu[a.Profile] += a.CPUSeconds
-		bound[a.Profile] += float64(a.Bound)
 	}
 	var out []float64
 	for _, r := range rounds {
@@ -129,6 +127,10 @@ func roundRatios(arms []ArmResult) ([]float64, float64) {
 		// API server stalled) measured nothing comparable: leave it out.
 		if p := byRound[r]; p.stock != nil && p.infera != nil && p.stock.PodsPerSecond > 0 && p.stock.Bound == p.stock.Pods && p.infera.Bound == p.infera.Pods {
 			out = append(out, math.Round(p.infera.PodsPerSecond/p.stock.PodsPerSecond*1000)/1000)
+			for _, a := range []*ArmResult{p.stock, p.infera} {
+				cpu[a.Profile] += a.CPUSeconds
+				bound[a.Profile] += float64(a.Bound)
+			}
 		}
 	}
 	var cpuRatio float64
