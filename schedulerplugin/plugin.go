@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,17 @@ type InferaDensity struct {
 	// mappings indexes the nodes' priority mappings for PreFilter; nil
 	// without a scheduler handle (PreFilter then scans the nodes).
 	mappings *mappingIndex
+	// last is the podState of the cycle in progress, so Filter and Score
+	// find it without a CycleState lookup (readState).
+	last atomic.Pointer[cycleEntry]
+	// reasons holds the rejection texts Filter has built (reasonCache).
+	reasons reasonCache
+}
+
+// cycleEntry pairs a CycleState with the podState written into it.
+type cycleEntry struct {
+	state fwk.CycleState
+	s     *podState
 }
 
 var (
@@ -183,16 +195,31 @@ func (pl *InferaDensity) podStateFor(pod *corev1.Pod) *podState {
 }
 
 // readState returns the state PreFilter or PreScore wrote, or computes it
-// when neither ran for this CycleState.
+// when neither ran for this CycleState. Filter and Score call it for every
+// node: the state of the cycle in progress is found by comparing the
+// CycleState's identity with the last one written (the scheduler runs one
+// cycle of a profile at a time), without the CycleState's map lookup; a
+// copy of the CycleState (a preemption dry run) is read the slow way.
 func (pl *InferaDensity) readState(state fwk.CycleState, pod *corev1.Pod) *podState {
-	if state != nil {
-		if d, err := state.Read(stateKey); err == nil {
-			if s, ok := d.(*podState); ok {
-				return s
-			}
+	if state == nil {
+		return pl.podStateFor(pod)
+	}
+	if e := pl.last.Load(); e != nil && e.state == state && e.s.raw == pod {
+		return e.s
+	}
+	if d, err := state.Read(stateKey); err == nil {
+		if s, ok := d.(*podState); ok {
+			return s
 		}
 	}
 	return pl.podStateFor(pod)
+}
+
+// writeState stores the pod's state in the CycleState and remembers it as
+// the cycle in progress.
+func (pl *InferaDensity) writeState(state fwk.CycleState, s *podState) {
+	state.Write(stateKey, s)
+	pl.last.Store(&cycleEntry{state: state, s: s})
 }
 
 // PreFilter records the pod's tier and request. Only critical pods can be
@@ -201,7 +228,7 @@ func (pl *InferaDensity) readState(state fwk.CycleState, pod *corev1.Pod) *podSt
 // never runs.
 func (pl *InferaDensity) PreFilter(_ context.Context, state fwk.CycleState, pod *corev1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	s := pl.podStateFor(pod)
-	state.Write(stateKey, s)
+	pl.writeState(state, s)
 	if s.pod.Tier == wellknown.TierCritical || pl.criticalOnSomeNode(s, nodes) {
 		return nil, nil
 	}
@@ -261,17 +288,43 @@ func (pl *InferaDensity) Filter(ctx context.Context, state fwk.CycleState, pod *
 	if n == nil {
 		return nil
 	}
-	ok, reason := core.CanFence(pl.params, s.on(n.thresholds), n.status(s.now, pl.maxAge), n.summary)
-	if ok {
+	v := core.CheckFence(pl.params, s.on(n.thresholds), n.status(s.now, pl.maxAge), n.summary)
+	if v.OK {
 		return nil
 	}
 	// Only a fresh annotation filters; once it turns stale this node will
 	// take the pod, whether or not anything else changes.
-	s.staleAt.note(n.load.TS.Add(pl.maxAge + expirySlack))
+	s.staleAt.note(n.ts.Add(pl.maxAge + expirySlack))
+	reason := pl.reasons.of(v)
 	if v := klog.FromContext(ctx).V(5); v.Enabled() {
 		v.Info("Filtered node", "plugin", Name, "ExtensionPoint", "Filter", "pod", klog.KObj(pod), "node", klog.KObj(nodeInfo.Node()), "reason", reason)
 	}
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, reason)
+}
+
+// reasonCache keeps the text of each distinct rejection, so Filter on a
+// packed node formats no string: in a cluster of equal nodes a burst of
+// critical pods meets the same few verdicts on every node. It holds at most
+// maxReasons texts (verdicts differ only in whole-core counts, so a real
+// cluster has far fewer); beyond that it formats each time.
+type reasonCache struct {
+	m    sync.Map // core.FenceVerdict → string
+	size atomic.Int32
+}
+
+const maxReasons = 1024
+
+func (c *reasonCache) of(v core.FenceVerdict) string {
+	if r, ok := c.m.Load(v); ok {
+		return r.(string)
+	}
+	r := v.Reason()
+	if c.size.Load() < maxReasons {
+		if _, loaded := c.m.LoadOrStore(v, r); !loaded {
+			c.size.Add(1)
+		}
+	}
+	return r
 }
 
 // PostFilter runs when no node passed Filter. It changes nothing in this
@@ -293,7 +346,7 @@ func (pl *InferaDensity) PostFilter(_ context.Context, state fwk.CycleState, pod
 // scoring for system-tier pods, which the tier rules do not place.
 func (pl *InferaDensity) PreScore(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) *fwk.Status {
 	s := pl.readState(state, pod)
-	state.Write(stateKey, s)
+	pl.writeState(state, s)
 	if s.pod.Tier == wellknown.TierSystem {
 		return fwk.NewStatus(fwk.Skip)
 	}
@@ -320,14 +373,7 @@ func (pl *InferaDensity) ScoreExtensions() fwk.ScoreExtensions { return pl }
 // that were judged in this cycle (core.Normalize), so unjudged nodes are
 // neutral: the other plugins decide about them.
 func (pl *InferaDensity) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *corev1.Pod, scores fwk.NodeScoreList) *fwk.Status {
-	raw := make([]int64, len(scores))
-	for i := range scores {
-		raw[i] = scores[i].Score
-	}
-	core.Normalize(raw)
-	for i := range scores {
-		scores[i].Score = raw[i]
-	}
+	core.NormalizeBy(scores, func(s *fwk.NodeScore) *int64 { return &s.Score })
 	return nil
 }
 

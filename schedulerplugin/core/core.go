@@ -131,6 +131,10 @@ func Summarize(load wellknown.TierLoad, recent []Pod, fallbackAllocMilli int64) 
 	return n
 }
 
+// AddPod counts a pod bound since the annotation: Summarize(load, recent,
+// alloc) equals Summarize(load, nil, alloc) with AddPod for each of recent.
+func (n *Node) AddPod(p Pod) { n.add(p.Tier, p.RequestMilli) }
+
 func (n *Node) add(t wellknown.Tier, milli int64) {
 	switch t {
 	case wellknown.TierCritical:
@@ -173,17 +177,46 @@ func (n Node) fencedMilli(milli int64) int64 {
 // anything; filtering on it would turn an operator's observe-only rollout
 // into unschedulable pods, so such nodes only score low (see Score).
 func CanFence(p Params, pod Pod, status Status, n Node) (bool, string) {
+	v := CheckFence(p, pod, status, n)
+	return v.OK, v.Reason()
+}
+
+// FenceVerdict is CanFence's answer before it is put into words, so a
+// caller on the hot path can reuse the words of an equal verdict.
+type FenceVerdict struct {
+	OK bool
+	// Demoted: the node's agent demoted its critical layer.
+	Demoted bool
+	// NeedCores and HaveCores are the whole cores the critical tier would
+	// need with the pod and the cores the node can fence (when not OK and
+	// not Demoted).
+	NeedCores, HaveCores int64
+}
+
+// CheckFence is CanFence without the reason's text.
+func CheckFence(p Params, pod Pod, status Status, n Node) FenceVerdict {
 	if pod.Tier != wellknown.TierCritical || status != Fresh || !n.Protects || n.AllocatableMilli <= 0 {
-		return true, ""
+		return FenceVerdict{OK: true}
 	}
 	if n.Demoted {
-		return false, "node's agent could not fence its critical pods (critical layer demoted)"
+		return FenceVerdict{Demoted: true}
 	}
 	need := n.fenceCores(sat(n.CriticalMilli, pod.RequestMilli))
 	if have := p.FenceCores(n); need > have {
-		return false, fmt.Sprintf("critical tier would need %d whole cores, node can fence %d", need, have)
+		return FenceVerdict{NeedCores: need, HaveCores: have}
 	}
-	return true, ""
+	return FenceVerdict{OK: true}
+}
+
+// Reason says why the pod cannot be fenced ("" when it can).
+func (v FenceVerdict) Reason() string {
+	switch {
+	case v.OK:
+		return ""
+	case v.Demoted:
+		return "node's agent could not fence its critical pods (critical layer demoted)"
+	}
+	return fmt.Sprintf("critical tier would need %d whole cores, node can fence %d", v.NeedCores, v.HaveCores)
 }
 
 // Score rates a node for pod, 0 to MaxScore, or returns NoOpinion for a
@@ -247,12 +280,18 @@ func Score(p Params, pod Pod, status Status, n Node) int64 {
 // every judged node scores below it and the unjudged nodes would draw the
 // latency-critical pods of a whole burst.
 func Normalize(scores []int64) {
+	NormalizeBy(scores, func(s *int64) *int64 { return s })
+}
+
+// NormalizeBy is Normalize over the scores that score points to in each
+// element of list, so a caller's score list is normalized in place.
+func NormalizeBy[E any](list []E, score func(*E) *int64) {
 	// Scores are 0..MaxScore, so a histogram finds the median without
 	// sorting or allocating; this runs every scheduling cycle.
 	var count [MaxScore + 1]int
 	judged, unjudged := 0, 0
-	for _, s := range scores {
-		switch {
+	for i := range list {
+		switch s := *score(&list[i]); {
 		case s == NoOpinion:
 			unjudged++
 		case s >= 0 && s <= MaxScore:
@@ -280,9 +319,9 @@ func Normalize(scores []int64) {
 		}
 		neutral = (lo + hi + 1) / 2
 	}
-	for i, s := range scores {
-		if s == NoOpinion {
-			scores[i] = neutral
+	for i := range list {
+		if s := score(&list[i]); *s == NoOpinion {
+			*s = neutral
 		}
 	}
 }
