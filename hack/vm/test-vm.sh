@@ -21,6 +21,7 @@ default_pkgs=(
 	./nodeagent/cgroupfs/writer
 	./nodeagent/enforcement/cgroup
 	./test/vm
+	./test/vm/agent
 )
 # The observation layer's eBPF tests join once the package has tests.
 if compgen -G "nodeagent/ebpf/*_test.go" >/dev/null; then default_pkgs+=(./nodeagent/ebpf); fi
@@ -41,6 +42,22 @@ for pkg in "${pkgs[@]}"; do
 	# Tests find their fixtures relative to the package directory.
 	if [ -d "${pkg#./}/testdata" ]; then cp -r "${pkg#./}/testdata" "$P/$name/"; fi
 	echo "$name" >>"$P/packages"
+done
+# The agent end to end (test/vm/agent) runs the project's etcd and
+# kube-apiserver and the infera-agent binary in the guest. envtest finds
+# them under <repo root>/bin, the repo root by its go.mod (the payload root,
+# /tests), and the CRDs under config/crd/bases.
+for pkg in "${pkgs[@]}"; do
+	[ "${pkg#./}" = test/vm/agent ] || continue
+	for b in etcd kube-apiserver; do
+		[ -x "bin/$b" ] || { echo "vm: bin/$b is missing: run \`make controlplane\`" >&2; exit 1; }
+	done
+	mkdir -p "$P/bin" "$P/config/crd"
+	cp bin/etcd bin/kube-apiserver "$P/bin/"
+	echo "vm: go build ./cmd/infera-agent" >&2
+	CGO_ENABLED=0 go build -o "$P/bin/infera-agent" ./cmd/infera-agent
+	cp go.mod "$P/"
+	cp -r config/crd/bases "$P/config/crd/"
 done
 cp "$here/guest/run-tests.sh" "$P/run.sh"
 printf '%s\n' "${TEMPER_VM_TEST_ARGS:-}" >"$P/test-args"
