@@ -197,10 +197,7 @@ trace_dir = %q
 	// Pod event -> tier enforced: from the create call to the pod's cgroup
 	// id holding its tier in the kernel's map. The cgroup is made right
 	// after the create call returns, as the kubelet would make it.
-	n := 50
-	if v, err := strconv.Atoi(os.Getenv("TEMPER_VM_E2E_PODS")); err == nil && v > 0 {
-		n = v
-	}
+	const n = 50
 	var lat []time.Duration
 	classes := wellknown.PriorityClasses()
 	for i := range n {
