@@ -81,7 +81,7 @@ func TestAgentEndToEnd(t *testing.T) {
 
 	start := time.Now()
 	env, err := envtest.Start(envtest.Options{
-		PriorityClasses: true, APIServerOnly: true, StartTimeout: 5 * time.Minute,
+		PriorityClasses: true, APIServerOnly: true, StartTimeout: 20 * time.Minute,
 		// The guest has no NIC and no default route, from which
 		// kube-apiserver would pick the address it advertises; hack/vm's
 		// init puts this documentation address (RFC 5737) on loopback.
