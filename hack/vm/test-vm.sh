@@ -62,4 +62,8 @@ for pkg in "${pkgs[@]}"; do
 done
 cp "$here/guest/run-tests.sh" "$P/run.sh"
 printf '%s\n' "${TEMPER_VM_TEST_ARGS:-}" >"$P/test-args"
-exec "$here/vm.sh" -t "${TEMPER_VM_TIMEOUT:-600}" "$P"
+# Not exec: the EXIT trap must remove the payload (with test/vm/agent it
+# holds ~300 MB of binaries).
+rc=0
+"$here/vm.sh" -t "${TEMPER_VM_TIMEOUT:-600}" "$P" || rc=$?
+exit "$rc"
