@@ -164,6 +164,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10s).
 test-vm: ## Run the privileged cgroup v2 and sched_ext tests in a QEMU VM on Debian's sched_ext kernel (docs/testing.md).
 	hack/vm/test-vm.sh
 
+.PHONY: test-vm-agent
+test-vm-agent: ## The infera-agent binary end to end in the VM: etcd, kube-apiserver and the agent in the guest, built-in tier scheduler (docs/testing.md; slow under TCG).
+	TEMPER_VM_PACKAGES=./test/vm/agent TEMPER_VM_TEST_ARGS=-test.timeout=1500s TEMPER_VM_TIMEOUT=$${TEMPER_VM_TIMEOUT:-1800} hack/vm/test-vm.sh
+
 .PHONY: bench
 bench: ## Run the Go benchmarks.
 	go test -run '^$$' -bench . -benchmem ./...

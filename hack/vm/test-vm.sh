@@ -22,6 +22,8 @@ default_pkgs=(
 	./nodeagent/enforcement/cgroup
 	./test/vm
 )
+# ./test/vm/agent (the agent process end to end with etcd and
+# kube-apiserver in the guest) is slow under TCG: `make test-vm-agent`.
 # The observation layer's eBPF tests join once the package has tests.
 if compgen -G "nodeagent/ebpf/*_test.go" >/dev/null; then default_pkgs+=(./nodeagent/ebpf); fi
 read -r -a pkgs <<<"${TEMPER_VM_PACKAGES:-${default_pkgs[*]}}"
@@ -42,6 +44,26 @@ for pkg in "${pkgs[@]}"; do
 	if [ -d "${pkg#./}/testdata" ]; then cp -r "${pkg#./}/testdata" "$P/$name/"; fi
 	echo "$name" >>"$P/packages"
 done
+# The agent end to end (test/vm/agent) runs the project's etcd and
+# kube-apiserver and the infera-agent binary in the guest. envtest finds
+# them under <repo root>/bin, the repo root by its go.mod (the payload root,
+# /tests), and the CRDs under config/crd/bases.
+for pkg in "${pkgs[@]}"; do
+	[ "${pkg#./}" = test/vm/agent ] || continue
+	for b in etcd kube-apiserver; do
+		[ -x "bin/$b" ] || { echo "vm: bin/$b is missing: run \`make controlplane\`" >&2; exit 1; }
+	done
+	mkdir -p "$P/bin" "$P/config/crd"
+	cp bin/etcd bin/kube-apiserver "$P/bin/"
+	echo "vm: go build ./cmd/infera-agent" >&2
+	CGO_ENABLED=0 go build -o "$P/bin/infera-agent" ./cmd/infera-agent
+	cp go.mod "$P/"
+	cp -r config/crd/bases "$P/config/crd/"
+done
 cp "$here/guest/run-tests.sh" "$P/run.sh"
 printf '%s\n' "${TEMPER_VM_TEST_ARGS:-}" >"$P/test-args"
-exec "$here/vm.sh" -t "${TEMPER_VM_TIMEOUT:-600}" "$P"
+# Not exec: the EXIT trap must remove the payload (with test/vm/agent it
+# holds ~300 MB of binaries).
+rc=0
+"$here/vm.sh" -t "${TEMPER_VM_TIMEOUT:-600}" "$P" || rc=$?
+exit "$rc"

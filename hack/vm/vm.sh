@@ -12,6 +12,10 @@
 #   -t SECONDS   wall-clock limit for the guest (default 600)
 #   -k           keep the work directory (initramfs, logs) even on success
 #
+# Environment: TEMPER_VM_MEMORY guest RAM in MiB (default 3072: the agent
+# end to end runs etcd and kube-apiserver in the guest); TEMPER_VM_KERNEL
+# another sched_ext kernel image to boot instead of the pinned one.
+#
 # Exit status: the guest's status; 125 when the guest gave no result (kernel
 # panic, hang, or the time limit), with the console log printed; 3 when a
 # pinned package is gone from the archive or fails its checksum.
@@ -188,7 +192,10 @@ chmod +x "$R/root/init"
 # A per-run nonce makes the result markers unforgeable by test output.
 nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 echo "$nonce" >"$R/root/nonce"
-(cd "$R/root" && find . | cpio -o -H newc --quiet | gzip -1 >"$R/initrd.gz")
+# Uncompressed: the payload holds a few hundred MB of Go binaries (the
+# agent end to end ships etcd and kube-apiserver), and inflating them under
+# TCG costs far more than QEMU copying them into guest memory.
+(cd "$R/root" && find . | cpio -o -H newc --quiet >"$R/initrd.cpio")
 t1=$(now)
 
 # --- boot --------------------------------------------------------------------------
@@ -197,11 +204,15 @@ t1=$(now)
 # -nodefaults: no NIC (the guest has no network), no VGA. panic=-1 and
 # -no-reboot: a kernel panic ends QEMU at once. ttyS0 is the console (live
 # here and in console.log), ttyS1 the clean result channel.
-log "booting $KABI (timeout ${timeout_s}s)"
+# TEMPER_VM_KERNEL boots another sched_ext kernel image (the schedulers in
+# /scx stay the 7.2.13 build; CO-RE carries them across 7.2.x), e.g. to
+# load the tier scheduler's object on more kernel versions.
+kimg=${TEMPER_VM_KERNEL:-$K/vmlinuz}
+log "booting ${TEMPER_VM_KERNEL:-$KABI} (timeout ${timeout_s}s)"
 set +e
 timeout -k 5 "$timeout_s" qemu-system-x86_64 -nodefaults -display none -no-reboot \
-	-accel tcg,thread=single -cpu max -smp 2 -m 1024 \
-	-kernel "$K/vmlinuz" -initrd "$R/initrd.gz" -append "console=ttyS0 panic=-1 quiet" \
+	-accel tcg,thread=single -cpu max -smp 2 -m "${TEMPER_VM_MEMORY:-3072}" \
+	-kernel "$kimg" -initrd "$R/initrd.cpio" -append "console=ttyS0 panic=-1 quiet" \
 	-serial stdio -serial "file:$R/result.log" </dev/null | tee "$R/console.log"
 qrc=${PIPESTATUS[0]}
 set -e

@@ -40,6 +40,13 @@ type Options struct {
 	// same serving CA, same client CA) down and back up, and every client
 	// made before the stop works again after the start.
 	Restartable bool
+	// APIServerOnly requires only etcd and kube-apiserver in the binary
+	// directory (the VM test of test/vm/agent ships no kubectl and no
+	// controller manager); Env.Kubectl does not work then.
+	APIServerOnly bool
+	// StartTimeout bounds each start attempt of the control plane; default
+	// 90 s. Emulated machines (the VM of `make test-vm`) need more.
+	StartTimeout time.Duration
 }
 
 // Env is a running control plane.
@@ -104,19 +111,29 @@ func Start(opts Options) (*Env, error) {
 		return nil, err
 	}
 	bin := BinDir(root)
-	if err := localcluster.CheckBinaries(bin); err != nil {
+	if opts.APIServerOnly {
+		for _, b := range []string{"etcd", "kube-apiserver"} {
+			if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+				return nil, fmt.Errorf("control-plane binary %s is missing from %s: %w", b, bin, err)
+			}
+		}
+	} else if err := localcluster.CheckBinaries(bin); err != nil {
 		return nil, err
 	}
 	scheme, err := NewScheme()
 	if err != nil {
 		return nil, err
 	}
+	startTimeout := 90 * time.Second
+	if opts.StartTimeout > 0 {
+		startTimeout = opts.StartTimeout
+	}
 	env := &crenvtest.Environment{
 		BinaryAssetsDirectory:    bin,
 		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing:    true,
 		Scheme:                   scheme,
-		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStartTimeout: startTimeout,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
 	if len(opts.WebhookPaths) > 0 {

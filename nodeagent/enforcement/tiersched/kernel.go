@@ -16,6 +16,9 @@ import (
 type Kernel struct {
 	Kfuncs map[string]bool
 	Enums  map[string]uint64
+	// Shapes are the kfuncs' parameter kinds (kfuncShape); nil when not
+	// read from BTF (then every name in Kfuncs is taken as compatible).
+	Shapes map[string]string
 }
 
 // ReadKernel reads the facts from spec (btf.LoadKernelSpec on a live node).
@@ -29,7 +32,7 @@ type Kernel struct {
 // then fails with "multiple matching types", and a lookup of a name the
 // kernel lacks can return another flavour.
 func ReadKernel(spec *btf.Spec) (Kernel, error) {
-	k := Kernel{Kfuncs: map[string]bool{}, Enums: map[string]uint64{}}
+	k := Kernel{Kfuncs: map[string]bool{}, Enums: map[string]uint64{}, Shapes: map[string]string{}}
 	for typ, err := range spec.All() {
 		if err != nil {
 			return k, err
@@ -38,6 +41,7 @@ func ReadKernel(spec *btf.Spec) (Kernel, error) {
 		case *btf.Func:
 			if strings.HasPrefix(t.Name, "scx_bpf_") {
 				k.Kfuncs[t.Name] = true
+				k.Shapes[t.Name] = kfuncShape(t)
 			}
 		case *btf.Enum:
 			for _, v := range t.Values {
@@ -61,6 +65,55 @@ var kfuncFamilies = [][]string{
 	{"scx_bpf_dsq_move_to_local___v2", "scx_bpf_dsq_move_to_local", "scx_bpf_consume"},
 }
 
+// kfuncShapes are the parameter kinds of the object's declarations of the
+// renamed kfuncs (bpf/tiersched.bpf.c; TestKfuncShapesMatchTheObject keeps
+// them in sync). A kernel whose function of the same name has another
+// shape does not count as having it: Debian's 7.1.13 has a
+// scx_bpf_dsq_move_to_local___v2 that is not the (dsq_id, enq_flags) of
+// 7.2, and loading against it fails ("function param mismatch").
+var kfuncShapes = map[string]string{
+	"scx_bpf_dsq_insert___v2":        "pSSS",
+	"scx_bpf_dsq_insert":             "pSSS",
+	"scx_bpf_dispatch":               "pSSS",
+	"scx_bpf_dsq_move_to_local___v2": "SS",
+	"scx_bpf_dsq_move_to_local":      "S",
+	"scx_bpf_consume":                "S",
+}
+
+// kfuncShape is a function's parameter kinds: p for a pointer, S for a
+// scalar (integer or enum), ? for anything else.
+func kfuncShape(f *btf.Func) string {
+	proto, ok := f.Type.(*btf.FuncProto)
+	if !ok {
+		return "?"
+	}
+	var b strings.Builder
+	for _, p := range proto.Params {
+		switch btf.UnderlyingType(p.Type).(type) {
+		case *btf.Pointer:
+			b.WriteByte('p')
+		case *btf.Int, *btf.Enum:
+			b.WriteByte('S')
+		default:
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
+}
+
+// has reports whether the kernel has kfunc name with the shape the object
+// declares.
+func (k Kernel) has(name string) bool {
+	if !k.Kfuncs[name] {
+		return false
+	}
+	if k.Shapes == nil {
+		return true
+	}
+	want, ok := kfuncShapes[name]
+	return !ok || k.Shapes[name] == want
+}
+
 // Choice is the kfunc of each family the object will call on this kernel.
 type Choice struct {
 	Insert, MoveToLocal string
@@ -72,7 +125,7 @@ func chooseKfuncs(k Kernel) (Choice, map[string]bool, error) {
 	var chosen [2]string
 	for i, fam := range kfuncFamilies {
 		for _, name := range fam {
-			if chosen[i] == "" && k.Kfuncs[name] {
+			if chosen[i] == "" && k.has(name) {
 				chosen[i] = name
 				continue
 			}

@@ -3,6 +3,8 @@ package tiersched
 import (
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf/btf"
 )
 
 func kernelWith(names ...string) Kernel {
@@ -76,5 +78,55 @@ func TestKfuncChoiceNamesWhatIsMissing(t *testing.T) {
 	}
 	if err := fillEnums(spec, k); err == nil || !strings.Contains(err.Error(), "SCX_ENQ_PREEMPT") {
 		t.Fatalf("fillEnums without SCX_ENQ_PREEMPT = %v, want an error naming it", err)
+	}
+}
+
+// The shapes the chooser requires are the object's own declarations.
+func TestKfuncShapesMatchTheObject(t *testing.T) {
+	spec, err := loadTiersched()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for typ, err := range spec.Types.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := typ.(*btf.Func)
+		if !ok {
+			continue
+		}
+		want, ok := kfuncShapes[f.Name]
+		if !ok {
+			continue
+		}
+		seen[f.Name] = true
+		if got := kfuncShape(f); got != want {
+			t.Errorf("the object declares %s with shape %q, kfuncShapes says %q", f.Name, got, want)
+		}
+	}
+	for name := range kfuncShapes {
+		if !seen[name] {
+			t.Errorf("the object does not declare %s", name)
+		}
+	}
+}
+
+// A kernel whose ___v2 has other parameters (as on Debian's 7.1.13; the
+// shape here is made up) gets the
+// plain name of that family.
+func TestKfuncChoiceSkipsAnotherShape(t *testing.T) {
+	k := kernelWith("scx_bpf_dsq_insert", "scx_bpf_dsq_insert___v2", "scx_bpf_dsq_move_to_local", "scx_bpf_dsq_move_to_local___v2")
+	k.Shapes = map[string]string{
+		"scx_bpf_dsq_insert": "pSSS", "scx_bpf_dsq_insert___v2": "pSSS",
+		"scx_bpf_dsq_move_to_local": "S", "scx_bpf_dsq_move_to_local___v2": "Sp",
+	}
+	got, strip, err := chooseKfuncs(k)
+	want := Choice{"scx_bpf_dsq_insert___v2", "scx_bpf_dsq_move_to_local"}
+	if err != nil || got != want {
+		t.Fatalf("chooseKfuncs = %+v, %v; want %+v", got, err, want)
+	}
+	if !strip["scx_bpf_dsq_move_to_local___v2"] {
+		t.Error("the ___v2 of another shape is not stripped")
 	}
 }

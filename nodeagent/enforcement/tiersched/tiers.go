@@ -23,3 +23,12 @@ func tierIndex(t wellknown.Tier) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// TierIndex is the value the tiers map holds for tier t (the index of
+// bpf/tiersched.h); false for a name that is not a tier. The VM's end-to-end
+// test reads the map from outside the agent with it.
+func TierIndex(t wellknown.Tier) (uint32, bool) { return tierIndex(t) }
+
+// TiersMapName is the kernel name of the cgroup id -> tier map, by which
+// a test outside the agent finds it (bpftool map show name tiers).
+const TiersMapName = tierschedMapTiers
