@@ -177,6 +177,12 @@ type AgentServerConfig struct {
 	// change.
 	GRPCTLSCertFile string `toml:"grpc_tls_cert_file" json:"grpcTLSCertFile"`
 	GRPCTLSKeyFile  string `toml:"grpc_tls_key_file" json:"grpcTLSKeyFile"`
+	// Pprof serves Go's profiles (CPU, heap, goroutines, …) under
+	// /debug/pprof/ on Address, to measure the agent's own cost. Like every
+	// other path there, on a non-loopback address it needs a bearer token
+	// allowed get on nodes/pprof.infera.io of this node (no chart role
+	// grants it). Default false: off.
+	Pprof bool `toml:"pprof" json:"pprof"`
 }
 
 // AgentObservationConfig is the [observation] section.
