@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -140,6 +139,8 @@ type Sampler struct {
 	gen     uint64
 	last    time.Time
 	buf     []byte
+	dent    []byte // getdents64 records of a task directory
+	tids    []int
 	rot     int
 }
 
@@ -181,6 +182,7 @@ func New(opts Options) (*Sampler, error) {
 		procs:   map[int]*procState{},
 		threads: map[int]*threadState{},
 		buf:     make([]byte, statBufSize),
+		dent:    make([]byte, 8<<10),
 	}, nil
 }
 
@@ -265,30 +267,28 @@ func (s *Sampler) samplePod(t *Target, budget int, out *Sample) int {
 // sampleThreads reads at most limit threads of process pid; more says it
 // has more threads than that.
 func (s *Sampler) sampleThreads(t *Target, pid, limit int, out *Sample) (read int, more bool) {
-	dir := filepath.Join(s.opts.ProcRoot, strconv.Itoa(pid), "task")
-	d, err := os.Open(dir)
+	dir := s.taskPath(pid)
+	// Plain system calls: an os.File would register with the runtime's
+	// poller (two more system calls per process) and Readdirnames would
+	// allocate every name.
+	dfd, err := openRetry(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
 		s.fail(out, fmt.Sprintf("threads of process %d of pod %s", pid, t.Pod), err)
 		return 0, false
 	}
-	defer d.Close()
-	// One name more than the limit tells whether the limit cut the list.
-	names, err := d.Readdirnames(limit + 1)
-	if err != nil && len(names) == 0 {
+	defer func() { _ = unix.Close(dfd) }()
+	// One tid more than the limit tells whether the limit cut the list.
+	tids, err := s.readTIDs(dfd, limit+1)
+	if err != nil && len(tids) == 0 {
 		s.fail(out, fmt.Sprintf("threads of process %d of pod %s", pid, t.Pod), err)
 		return 0, false
 	}
-	if len(names) > limit {
-		names, more = names[:limit], true
+	if len(tids) > limit {
+		tids, more = tids[:limit], true
 	}
-	dfd := int(d.Fd())
-	for _, name := range names {
-		tid, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
+	for _, tid := range tids {
 		read++
-		st, err := s.readStatAt(dfd, name+"/stat")
+		st, err := s.readStatAt(dfd, s.threadStatName(tid))
 		if err != nil {
 			s.fail(out, fmt.Sprintf("thread %d of process %d of pod %s", tid, pid, t.Pod), err)
 			continue
@@ -364,6 +364,61 @@ func (s *Sampler) fail(out *Sample, what string, err error) {
 	if out.FirstError == "" {
 		out.FirstError = fmt.Sprintf("failed to read %s: %v", what, err)
 	}
+}
+
+// readTIDs lists up to limit numeric entries of the task directory dfd
+// into the sampler's tid buffer.
+func (s *Sampler) readTIDs(dfd, limit int) ([]int, error) {
+	s.tids = s.tids[:0]
+	for len(s.tids) < limit {
+		n, err := unix.Getdents(dfd, s.dent)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return s.tids, err
+		}
+		if n <= 0 {
+			break
+		}
+		s.tids = appendTIDs(s.tids, s.dent[:n], limit)
+	}
+	return s.tids, nil
+}
+
+// appendTIDs appends the numeric names among the linux_dirent64 records in
+// b (ino u64, off s64, reclen u16, type u8, name), up to limit in dst.
+func appendTIDs(dst []int, b []byte, limit int) []int {
+	for len(b) >= 19 && len(dst) < limit {
+		reclen := int(b[16]) | int(b[17])<<8
+		if reclen < 19 || reclen > len(b) {
+			break
+		}
+		name := b[19:reclen]
+		if i := indexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if v, ok := parseUint(name); ok && v > 0 && v <= 1<<31 {
+			dst = append(dst, int(v))
+		}
+		b = b[reclen:]
+	}
+	return dst
+}
+
+func (s *Sampler) taskPath(pid int) string {
+	b := s.buf[:0]
+	b = append(b, s.opts.ProcRoot...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(pid), 10)
+	b = append(b, "/task"...)
+	return string(b)
+}
+
+func (s *Sampler) threadStatName(tid int) string {
+	b := strconv.AppendInt(s.buf[:0], int64(tid), 10)
+	b = append(b, "/stat"...)
+	return string(b)
 }
 
 func (s *Sampler) procPath(pid int) string {

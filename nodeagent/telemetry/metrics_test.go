@@ -13,7 +13,7 @@ import (
 	"github.com/infera-io/temper/apis/wellknown"
 )
 
-func write(t *testing.T, dir, file, content string) {
+func write(t testing.TB, dir, file, content string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
