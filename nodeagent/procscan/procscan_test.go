@@ -353,3 +353,39 @@ func TestSampleRacesWithExitingThreads(t *testing.T) {
 		t.Errorf("sampler keeps %d thread states", len(s.threads))
 	}
 }
+
+// A single-threaded process is sampled from its own stat, without its task
+// directory; when it grows a second thread, the thread read from the task
+// directory gets a new baseline instead of counting the process's time.
+func TestSampleSingleThreadedFromProcessStat(t *testing.T) {
+	fp := newFakeProc(t)
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	s, err := New(Options{ProcRoot: fp.root, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := []Target{{Pod: "ns/a", Tier: wellknown.TierNormal, TGIDs: []int{30}}}
+	fp.process(30, 100, 1, 70)
+	if err := os.RemoveAll(filepath.Join(fp.root, "30", "task")); err != nil {
+		t.Fatal(err)
+	}
+	s.Sample(targets)
+	clk.SetTime(clk.Now().Add(10 * time.Second))
+	fp.process(30, 150, 1, 70)
+	got := s.Sample(targets)
+	want := []Thread{{TID: 30, PID: 30, Comm: "proc", Pod: "ns/a", Tier: wellknown.TierNormal, MilliCPU: 50}}
+	if diff := cmp.Diff(want, got.Threads); diff != "" || got.ThreadsRead != 1 || got.Errors != 0 || got.Vanished != 0 {
+		t.Errorf("single-threaded: threads read %d, errors %d (%s), vanished %d, threads (-want +got):\n%s",
+			got.ThreadsRead, got.Errors, got.FirstError, got.Vanished, diff)
+	}
+
+	// A second thread: the leader's own stat (80 ticks, less than the
+	// process's 200) is a new baseline, not -70 or +130 ticks of usage.
+	clk.SetTime(clk.Now().Add(10 * time.Second))
+	fp.process(30, 200, 2, 70)
+	fp.thread(30, 30, "proc", 80, 70, 0)
+	fp.thread(30, 31, "worker", 120, 71, 1)
+	if got := s.Sample(targets); len(got.Threads) != 0 || got.ThreadsRead != 2 {
+		t.Errorf("after a second thread appeared: threads %+v, read %d; want none (new baselines), 2 read", got.Threads, got.ThreadsRead)
+	}
+}

@@ -70,6 +70,15 @@ type AgentConfiguration struct {
 	// when the DaemonSet mounts the host's /sys elsewhere (e.g. /host/sys).
 	// Default /sys.
 	SysRoot string `toml:"sys_root" json:"sysRoot"`
+
+	// ReleaseStartupPages, once the agent has started (informers synced,
+	// first assignment applied), unmaps the pages of its own binary's code
+	// and read-only data that start-up touched (package initialisation of
+	// the Kubernetes client, TLS, gRPC, ...); the pages it goes on using
+	// map back in on first use, from the page cache. This is most of the
+	// agent's resident memory (docs/agent.md, "Make it smaller"). Default
+	// true.
+	ReleaseStartupPages bool `toml:"release_startup_pages" json:"releaseStartupPages"`
 }
 
 // AgentPriorityMapping is the [priority_mapping] section: the minimum priority
@@ -299,7 +308,8 @@ func DefaultAgentConfiguration() *AgentConfiguration {
 			TraceDir:       DefaultTraceDir,
 			TraceMaxBytes:  DefaultTraceMaxBytes,
 		},
-		StateDir: DefaultAgentStateDir,
-		SysRoot:  DefaultAgentSysRoot,
+		StateDir:            DefaultAgentStateDir,
+		SysRoot:             DefaultAgentSysRoot,
+		ReleaseStartupPages: true,
 	}
 }
