@@ -77,13 +77,12 @@ func (r *CgroupReader) Read(dir string, maxPIDs int, dst []int) ([]int, error) {
 }
 
 func (r *CgroupReader) join(dir, child, file string) string {
-	b := append(r.path[:0], dir...)
+	r.path = append(r.path[:0], dir...)
 	if child != "" {
-		b = append(append(b, '/'), child...)
+		r.path = append(append(r.path, '/'), child...)
 	}
-	b = append(append(b, '/'), file...)
-	r.path = b
-	return string(b)
+	r.path = append(append(r.path, '/'), file...)
+	return string(r.path)
 }
 
 // subdirs lists the directories in dir sorted by name (as os.ReadDir
