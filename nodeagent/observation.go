@@ -141,6 +141,7 @@ func (a *Agent) observeInput(o *observation) observe.Input {
 		in.Targets = append(in.Targets, procscan.Target{Pod: procscan.PodKey(p.Pod.String()), Tier: p.Tier, TGIDs: pids})
 		tiers[p.Tier] = true
 	}
+	o.procs.Sweep() // close the cgroup files of pods gone since the last tick
 	if safe {
 		// Stock behaviour promises nothing.
 		return in

@@ -30,6 +30,7 @@ const maxListedDirs = 4096
 // every pod at every tick keeps one CgroupReader instead.
 func ReadCgroupProcs(dir string, maxPIDs int, dst []int) ([]int, error) {
 	var r CgroupReader
+	defer r.Close()
 	return r.Read(dir, maxPIDs, dst)
 }
 
@@ -37,13 +38,69 @@ func ReadCgroupProcs(dir string, maxPIDs int, dst []int) ([]int, error) {
 // plain system calls: no os.File (whose open registers the descriptor with
 // the runtime's poller, two more system calls per file on cgroupfs), no
 // directory entries built for the files of a cgroup. The observation layer
-// reads every pod's cgroup at every tick. Not safe for concurrent use.
+// reads every pod's cgroup at every tick, so the reader also keeps the
+// cgroup directories and cgroup.procs files it read open and reads them
+// again from offset 0 (the kernel renders them anew): Sweep closes those a
+// tick did not read, Close all. A kept file of a removed cgroup fails
+// (ENODEV) and is looked up again by path. Not safe for concurrent use.
 type CgroupReader struct {
-	buf  []byte       // file contents, grown up to maxProcsBytes
-	dent []byte       // getdents64 records
-	seen map[int]bool // pids already in dst
-	path []byte
-	dirs []string
+	buf   []byte       // file contents, grown up to maxProcsBytes
+	dent  []byte       // getdents64 records
+	seen  map[int]bool // pids already in dst
+	path  []byte
+	dirs  []string
+	files map[string]*keptFile
+	gen   uint64
+}
+
+type keptFile struct {
+	fd  int
+	gen uint64
+}
+
+// Sweep closes the files not read since the last Sweep (their pods are
+// gone).
+func (r *CgroupReader) Sweep() {
+	for p, f := range r.files {
+		if f.gen != r.gen {
+			_ = unix.Close(f.fd)
+			delete(r.files, p)
+		}
+	}
+	r.gen++
+}
+
+// Close closes every kept file.
+func (r *CgroupReader) Close() {
+	for p, f := range r.files {
+		_ = unix.Close(f.fd)
+		delete(r.files, p)
+	}
+}
+
+// open returns the kept descriptor of path, or opens and keeps it.
+func (r *CgroupReader) open(path string, flags int) (int, error) {
+	if f, ok := r.files[path]; ok {
+		f.gen = r.gen
+		return f.fd, nil
+	}
+	fd, err := openRetry(path, flags)
+	if err != nil {
+		return -1, err
+	}
+	if r.files == nil {
+		r.files = map[string]*keptFile{}
+	}
+	r.files[path] = &keptFile{fd: fd, gen: r.gen}
+	return fd, nil
+}
+
+// drop closes and forgets a kept descriptor that failed.
+func (r *CgroupReader) drop(path string) {
+	if f, ok := r.files[path]; ok {
+		_ = unix.Close(f.fd)
+		delete(r.files, path)
+	}
 }
 
 // Read is ReadCgroupProcs with the reader's buffers.
@@ -88,11 +145,23 @@ func (r *CgroupReader) join(dir, child, file string) string {
 // subdirs lists the directories in dir sorted by name (as os.ReadDir
 // would), at most maxListedDirs.
 func (r *CgroupReader) subdirs(dir string) ([]string, error) {
-	fd, err := openRetry(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	for retry := true; ; retry = false {
+		dirs, err := r.listDirs(dir)
+		if err == nil || !retry {
+			return dirs, err
+		}
+		r.drop(dir) // a kept directory that was removed: look it up again
+	}
+}
+
+func (r *CgroupReader) listDirs(dir string) ([]string, error) {
+	fd, err := r.open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	defer func() { _ = unix.Close(fd) }()
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		return nil, &fs.PathError{Op: "seek", Path: dir, Err: err}
+	}
 	if r.dent == nil {
 		r.dent = make([]byte, 8<<10)
 	}
@@ -165,11 +234,24 @@ func (r *CgroupReader) appendProcs(path string, limit int, dst []int) ([]int, er
 
 // readFile reads up to maxProcsBytes of path into the reader's buffer.
 func (r *CgroupReader) readFile(path string) ([]byte, error) {
-	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC)
+	for retry := true; ; retry = false {
+		b, err := r.readKept(path)
+		if err == nil || !retry {
+			return b, err
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Op == "open" {
+			return nil, err // not kept: nothing to look up again
+		}
+		r.drop(path)
+	}
+}
+
+func (r *CgroupReader) readKept(path string) ([]byte, error) {
+	fd, err := r.open(path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer func() { _ = unix.Close(fd) }()
 	if r.buf == nil {
 		r.buf = make([]byte, 4<<10)
 	}
@@ -181,7 +263,7 @@ func (r *CgroupReader) readFile(path string) ([]byte, error) {
 			}
 			r.buf = append(r.buf, make([]byte, len(r.buf))...)[:min(2*len(r.buf), maxProcsBytes)]
 		}
-		m, err := unix.Read(fd, r.buf[n:])
+		m, err := unix.Pread(fd, r.buf[n:], int64(n))
 		if err == unix.EINTR {
 			continue
 		}

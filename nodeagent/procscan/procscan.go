@@ -122,6 +122,9 @@ type procState struct {
 	ticks, start uint64
 	gen          uint64
 	idle         bool
+	// fd is the process's stat file, kept open from one sample to the
+	// next (-1: none); see readProcStat.
+	fd int
 }
 
 type threadState struct {
@@ -229,18 +232,22 @@ func (s *Sampler) samplePod(t *Target, budget int, out *Sample) int {
 			break
 		}
 		out.Processes++
-		st, err := s.readStat(s.procPath(pid))
+		ps := s.procs[pid]
+		st, fd, err := s.readProcStat(pid, ps)
 		if err != nil {
+			if ps != nil {
+				s.forget(pid)
+			}
 			s.fail(out, fmt.Sprintf("process %d of pod %s", pid, t.Pod), err)
 			continue
 		}
 		total += max(st.threads, 1)
-		ps := s.procs[pid]
 		quiet := ps != nil && ps.start == st.start && ps.ticks == st.ticks && ps.gen == s.gen-1
 		if ps == nil {
-			ps = &procState{}
+			ps = &procState{fd: -1}
 			s.procs[pid] = ps
 		}
+		ps.fd = fd
 		ps.ticks, ps.start, ps.gen, ps.idle = st.ticks, st.start, s.gen, quiet
 		if quiet {
 			out.ProcessesIdle++
@@ -250,7 +257,7 @@ func (s *Sampler) samplePod(t *Target, budget int, out *Sample) int {
 		if podBudget-read <= 0 {
 			// Not read: drop it so that the next sample reads its threads
 			// instead of taking it for idle.
-			delete(s.procs, pid)
+			s.forget(pid)
 			hit = true
 			continue
 		}
@@ -338,7 +345,7 @@ func (s *Sampler) account(t *Target, pid, tid int, st stat, whole bool, out *Sam
 func (s *Sampler) evict() {
 	for pid, p := range s.procs {
 		if p.gen != s.gen {
-			delete(s.procs, pid)
+			s.forget(pid)
 		}
 	}
 	for tid, t := range s.threads {
@@ -454,12 +461,67 @@ type stat struct {
 	threads, cpu int
 }
 
-func (s *Sampler) readStat(path string) (stat, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return stat{}, err
+// readProcStat reads the stat of process pid through the file kept open
+// in ps, else (or when that fails) by opening it. It returns the open
+// file to keep. A kept /proc/<pid>/stat is bound to the process that had
+// the pid when it was opened: once that process is gone it fails (ESRCH),
+// it never reads a new process that reused the pid. Re-reading an open
+// file saves the path lookup, open and close of every process at every
+// sample.
+func (s *Sampler) readProcStat(pid int, ps *procState) (stat, int, error) {
+	if ps != nil && ps.fd >= 0 {
+		n, err := preadRetry(ps.fd, s.buf[:statBufSize])
+		if err == nil {
+			if st, err := ParseStat(s.buf[:n]); err == nil {
+				return st, ps.fd, nil
+			}
+		}
+		_ = unix.Close(ps.fd)
+		ps.fd = -1
 	}
-	return s.readFD(fd)
+	fd, err := openRetry(s.procPath(pid), unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return stat{}, -1, err
+	}
+	n, err := preadRetry(fd, s.buf[:statBufSize])
+	if err != nil {
+		_ = unix.Close(fd)
+		return stat{}, -1, err
+	}
+	st, err := ParseStat(s.buf[:n])
+	if err != nil {
+		_ = unix.Close(fd)
+		return stat{}, -1, err
+	}
+	return st, fd, nil
+}
+
+// forget drops a process's state and closes its kept stat file.
+func (s *Sampler) forget(pid int) {
+	if p := s.procs[pid]; p != nil && p.fd >= 0 {
+		_ = unix.Close(p.fd)
+	}
+	delete(s.procs, pid)
+}
+
+// Close closes the files the sampler keeps open; it can sample again
+// afterwards (they are opened anew).
+func (s *Sampler) Close() {
+	for _, p := range s.procs {
+		if p.fd >= 0 {
+			_ = unix.Close(p.fd)
+			p.fd = -1
+		}
+	}
+}
+
+func preadRetry(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Pread(fd, b, 0)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 func (s *Sampler) readStatAt(dirfd int, name string) (stat, error) {

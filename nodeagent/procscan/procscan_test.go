@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"runtime"
 	"strings"
 	"sync"
@@ -387,5 +388,86 @@ func TestSampleSingleThreadedFromProcessStat(t *testing.T) {
 	fp.thread(30, 31, "worker", 120, 71, 1)
 	if got := s.Sample(targets); len(got.Threads) != 0 || got.ThreadsRead != 2 {
 		t.Errorf("after a second thread appeared: threads %+v, read %d; want none (new baselines), 2 read", got.Threads, got.ThreadsRead)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list /proc/self/fd: %v", err)
+	}
+	return len(es)
+}
+
+// On this kernel: a process's stat file stays open between samples and is
+// read anew; once the process exits the kept file fails, the process counts
+// as vanished and its file is closed.
+func TestSampleKeepsProcessStatOpen(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start a process: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := openFDs(t)
+	targets := []Target{{Pod: "ns/a", Tier: wellknown.TierNormal, TGIDs: []int{cmd.Process.Pid}}}
+	s.Sample(targets)
+	if got := openFDs(t); got != fds+1 {
+		t.Errorf("%d files open after a sample of one process; want %d (its stat kept)", got, fds+1)
+	}
+	if got := s.Sample(targets); got.ProcessesIdle != 1 || got.Errors != 0 {
+		t.Errorf("second sample through the kept file: idle %d errors %d (%s); want the sleeping process idle", got.ProcessesIdle, got.Errors, got.FirstError)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait() // also closes the process's pidfd
+	fds = openFDs(t)
+	if got := s.Sample(targets); got.Vanished != 1 || got.Errors != 0 {
+		t.Errorf("after the exit: vanished %d errors %d (%s); want 1, 0", got.Vanished, got.Errors, got.FirstError)
+	}
+	if got := openFDs(t); got != fds-1 {
+		t.Errorf("%d files open after the process exited; want %d (its stat closed)", got, fds-1)
+	}
+	s.Close()
+}
+
+// A CgroupReader keeps the pod's directory and cgroup.procs files open
+// between reads, sees new contents through them, and Sweep closes those
+// of a pod no longer read.
+func TestCgroupReaderKeepsFilesUntilSwept(t *testing.T) {
+	pod := t.TempDir()
+	for rel, content := range map[string]string{".": "", "c1": "5\n"} {
+		if err := os.MkdirAll(filepath.Join(pod, rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pod, rel, "cgroup.procs"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r CgroupReader
+	defer r.Close()
+	if got, err := r.Read(pod, 10, nil); err != nil || !slices.Equal(got, []int{5}) {
+		t.Fatalf("Read = %v, %v; want [5]", got, err)
+	}
+	if n := len(r.files); n != 3 {
+		t.Errorf("%d files kept; want 3 (the directory, two cgroup.procs)", n)
+	}
+	r.Sweep()
+	if err := os.WriteFile(filepath.Join(pod, "c1", "cgroup.procs"), []byte("5\n9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Read(pod, 10, nil); err != nil || !slices.Equal(got, []int{5, 9}) {
+		t.Errorf("second Read = %v, %v; want [5 9] through the kept file", got, err)
+	}
+	r.Sweep()
+	if n := len(r.files); n != 3 {
+		t.Errorf("%d files kept after a sweep of a tick that read them; want 3", n)
+	}
+	r.Sweep() // a tick that did not read the pod
+	if n := len(r.files); n != 0 {
+		t.Errorf("%d files kept after a tick without the pod; want 0", n)
 	}
 }
