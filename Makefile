@@ -185,8 +185,14 @@ bench-agent: controlplane ## Node agent benchmark: event→applied latency, stea
 	go run ./test/bench/agent -duration 60s -samples 60 -pods 110
 
 .PHONY: bench-observation
-bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with observation on vs off (110 busy pod cgroups, 60 s, root) and scrape latency.
-	KUBEBUILDER_ASSETS=$(BIN) go run ./test/bench/observation -duration 60s -pods 110 > docs/bench/observation.json
+# RUNS windows of OBS_DURATION each (fresh agents and pods per run); the JSON holds every run,
+# the median and spread, the load average, and the baseline's summary for comparison.
+RUNS ?= 3
+OBS_DURATION ?= 180s
+OBS_BASELINE ?= docs/bench/observation-baseline.json
+bench-observation: controlplane ## Observation layer cost: agent CPU/RSS with observation on vs off (110 busy pod cgroups, RUNS=3 x 180 s, root, ~12 min) and scrape latency; median and spread.
+	KUBEBUILDER_ASSETS=$(BIN) nice go run ./test/bench/observation -runs $(RUNS) -duration $(OBS_DURATION) -pods 110 \
+		$(if $(wildcard $(OBS_BASELINE)),-baseline $(OBS_BASELINE)) -out docs/bench/observation.json
 	cat docs/bench/observation.json
 
 SOAK_DURATION ?= 3m

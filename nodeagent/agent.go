@@ -279,6 +279,14 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 
 	a.startObservation(bctx)
 	a.reconcile(ctx)
+	if cfg.ReleaseStartupPages {
+		// Started: what start-up alone ran need not stay mapped.
+		if n, err := releaseStartupPages(); err != nil {
+			a.log.Error(err, "Failed to release the start-up pages of the agent's binary", "releasedBytes", n)
+		} else {
+			a.log.V(1).Info("Released the start-up pages of the agent's binary", "releasedBytes", n)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -31,7 +31,18 @@ type observation struct {
 	mu       sync.Mutex
 	verdicts []lint.Verdict
 	tiers    map[uint64]wellknown.Tier // what the probe was last told
+
+	// Owned by the sampling goroutine: the cgroup.procs reader and its
+	// buffers, and the cgroup IDs of the pods' cgroups by directory,
+	// looked up again every cgroupIDRefresh ticks (a directory removed and
+	// made again has a new ID).
+	procs     procscan.CgroupReader
+	cgroupIDs map[string]uint64
+	idTicks   int
 }
+
+// cgroupIDRefresh is how many ticks a cached cgroup ID is trusted.
+const cgroupIDRefresh = 6
 
 // startObservation starts sampling when the config enables it. A failure
 // leaves the agent enforcing without it, with the reason logged.
@@ -76,7 +87,7 @@ func (a *Agent) startObservation(ctx context.Context) {
 				return
 			case <-t.C():
 				a.setProbeTiers(o)
-				vs := obs.Tick(a.observeInput())
+				vs := obs.Tick(a.observeInput(o))
 				o.mu.Lock()
 				prev := o.verdicts
 				o.verdicts = vs
@@ -107,7 +118,7 @@ func (o *observation) lintCounts() map[string]int {
 
 // observeInput is what the observation layer samples and judges: every pod
 // with a cgroup, its processes, and what the backend in use promises.
-func (a *Agent) observeInput() observe.Input {
+func (a *Agent) observeInput(o *observation) observe.Input {
 	a.mu.Lock()
 	as := a.assignments
 	safe := a.safeMode
@@ -123,13 +134,14 @@ func (a *Agent) observeInput() observe.Input {
 		if !ok {
 			continue
 		}
-		pids, err := procscan.ReadCgroupProcs(dir, maxProcsPerPod, nil)
+		pids, err := o.procs.Read(dir, maxProcsPerPod, nil)
 		if err != nil || len(pids) == 0 {
 			continue // gone, or not started yet
 		}
 		in.Targets = append(in.Targets, procscan.Target{Pod: procscan.PodKey(p.Pod.String()), Tier: p.Tier, TGIDs: pids})
 		tiers[p.Tier] = true
 	}
+	o.procs.Sweep() // close the cgroup files of pods gone since the last tick
 	if safe {
 		// Stock behaviour promises nothing.
 		return in
@@ -183,6 +195,12 @@ func (a *Agent) setProbeTiers(o *observation) {
 	as := a.assignments
 	a.mu.Unlock()
 	m := make(map[uint64]wellknown.Tier, len(as))
+	// Only the cgroups not seen before are looked up (a stat each), and
+	// every cgroup again every cgroupIDRefresh ticks.
+	if o.idTicks++; o.idTicks >= cgroupIDRefresh || o.cgroupIDs == nil {
+		o.cgroupIDs, o.idTicks = map[string]uint64{}, 0
+	}
+	live := make(map[string]bool, len(as))
 	for _, p := range as {
 		if p.Cgroup == nil {
 			continue
@@ -191,13 +209,23 @@ func (a *Agent) setProbeTiers(o *observation) {
 		if !ok {
 			continue
 		}
-		id, err := ebpf.CgroupID(d)
-		if err != nil {
-			continue // gone
+		live[d] = true
+		id, ok := o.cgroupIDs[d]
+		if !ok {
+			var err error
+			if id, err = ebpf.CgroupID(d); err != nil {
+				continue // gone, or not made yet
+			}
+			o.cgroupIDs[d] = id
 		}
 		m[id] = p.Tier
 		if len(m) == ebpf.MaxTierCgroups {
 			break
+		}
+	}
+	for d := range o.cgroupIDs {
+		if !live[d] {
+			delete(o.cgroupIDs, d) // the pod is gone
 		}
 	}
 	o.mu.Lock()

@@ -20,13 +20,18 @@ func (a *Agent) startServers(ctx context.Context, wg *sync.WaitGroup) {
 	log := a.log.WithName("server")
 	api := agentAPI{a: a, Broadcaster: a.events}
 
+	extra := map[string]http.Handler{"/audit": http.HandlerFunc(a.serveAudit)}
+	if cfg.Pprof {
+		extra[pprofPath] = pprofHandler()
+		log.Info("Serving Go profiles (server.pprof = true)", "path", pprofPath)
+	}
 	hs, err := server.NewHTTP(server.HTTPOptions{
 		Address:  cfg.Address,
 		Gatherer: a.metrics.Registry(),
 		Observe:  a.observeJSON,
 		Ready:    a.Ready,
 		Logger:   log,
-		Extra:    map[string]http.Handler{"/audit": http.HandlerFunc(a.serveAudit)},
+		Extra:    extra,
 		Guard:    a.httpGuard(cfg.Address),
 	})
 	if err != nil {

@@ -22,6 +22,8 @@ import (
 //
 //	GET /observe           get nodes/observe
 //	GET /audit             get nodes/audit
+//	GET /debug/pprof/...   get nodes/pprof (only with [server] pprof =
+//	                       true; no chart role grants it)
 //	GET /metrics           get on the non-resource URL /metrics (as
 //	                       controller-runtime's authenticated metrics)
 //	gRPC on grpc_address   get nodes/agent (reads), watch nodes/agent
@@ -63,8 +65,11 @@ func (a *Agent) httpGuard(address string) func(string, http.Handler) http.Handle
 	return func(path string, h http.Handler) http.Handler {
 		attrs := kubeauth.Attributes{Verb: "get", Group: authGroup, Resource: "nodes",
 			Subresource: strings.TrimPrefix(path, "/"), Name: node}
-		if path == "/metrics" {
+		switch path {
+		case "/metrics":
 			attrs = kubeauth.Attributes{Verb: "get", Path: path}
+		case pprofPath:
+			attrs.Subresource = "pprof"
 		}
 		if rv == nil {
 			return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -3,11 +3,13 @@ package podstate
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -15,6 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/infera-io/temper/apis/wellknown"
 )
 
 // Options configure a Store.
@@ -58,9 +62,17 @@ func New(o Options) (*Store, error) {
 		if err := inf.SetTransform(stripManagedFields); err != nil {
 			return nil, fmt.Errorf("failed to set informer transform: %w", err)
 		}
+		update := func(any, any) { s.notify() }
+		if inf == nodeInf.Informer() {
+			update = func(oldObj, newObj any) {
+				if NodeChangeMatters(oldObj, newObj) {
+					s.notify()
+				}
+			}
+		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { s.notify() },
-			UpdateFunc: func(any, any) { s.notify() },
+			UpdateFunc: update,
 			DeleteFunc: func(any) { s.notify() },
 		}); err != nil {
 			return nil, fmt.Errorf("failed to add informer handler: %w", err)
@@ -70,6 +82,37 @@ func New(o Options) (*Store, error) {
 	s.pods, s.nodes = podInf.Lister(), nodeInf.Lister()
 	s.factories = []informers.SharedInformerFactory{podFactory, nodeFactory}
 	return s, nil
+}
+
+// NodeChangeMatters says whether a Node update can change what the agent
+// computes from its Node: its labels, its annotations (safe mode, the
+// priority mapping) but the two the agent itself publishes, its spec and
+// its allocatable resources. The kubelet's status heartbeats (conditions,
+// images, addresses) and the agent's own infera.io/agent-status and
+// infera.io/tier-load patches do not; without this filter every heartbeat
+// of either would recompute and re-apply the whole assignment.
+func NodeChangeMatters(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(*corev1.Node)
+	n, ok2 := newObj.(*corev1.Node)
+	if !ok1 || !ok2 {
+		return true
+	}
+	if o.UID != n.UID || !maps.Equal(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.Spec, n.Spec) ||
+		!equality.Semantic.DeepEqual(o.Status.Allocatable, n.Status.Allocatable) {
+		return true
+	}
+	own := func(k string) bool { return k == wellknown.AgentStatusAnnotation || k == wellknown.TierLoadAnnotation }
+	for k, v := range n.Annotations {
+		if ov, ok := o.Annotations[k]; (!ok || ov != v) && !own(k) {
+			return true
+		}
+	}
+	for k := range o.Annotations {
+		if _, ok := n.Annotations[k]; !ok && !own(k) {
+			return true
+		}
+	}
+	return false
 }
 
 func stripManagedFields(obj any) (any, error) {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +352,122 @@ func TestSampleRacesWithExitingThreads(t *testing.T) {
 	}
 	if len(s.threads) > DefaultMaxThreads {
 		t.Errorf("sampler keeps %d thread states", len(s.threads))
+	}
+}
+
+// A single-threaded process is sampled from its own stat, without its task
+// directory; when it grows a second thread, the thread read from the task
+// directory gets a new baseline instead of counting the process's time.
+func TestSampleSingleThreadedFromProcessStat(t *testing.T) {
+	fp := newFakeProc(t)
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	s, err := New(Options{ProcRoot: fp.root, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := []Target{{Pod: "ns/a", Tier: wellknown.TierNormal, TGIDs: []int{30}}}
+	fp.process(30, 100, 1, 70)
+	if err := os.RemoveAll(filepath.Join(fp.root, "30", "task")); err != nil {
+		t.Fatal(err)
+	}
+	s.Sample(targets)
+	clk.SetTime(clk.Now().Add(10 * time.Second))
+	fp.process(30, 150, 1, 70)
+	got := s.Sample(targets)
+	want := []Thread{{TID: 30, PID: 30, Comm: "proc", Pod: "ns/a", Tier: wellknown.TierNormal, MilliCPU: 50}}
+	if diff := cmp.Diff(want, got.Threads); diff != "" || got.ThreadsRead != 1 || got.Errors != 0 || got.Vanished != 0 {
+		t.Errorf("single-threaded: threads read %d, errors %d (%s), vanished %d, threads (-want +got):\n%s",
+			got.ThreadsRead, got.Errors, got.FirstError, got.Vanished, diff)
+	}
+
+	// A second thread: the leader's own stat (80 ticks, less than the
+	// process's 200) is a new baseline, not -70 or +130 ticks of usage.
+	clk.SetTime(clk.Now().Add(10 * time.Second))
+	fp.process(30, 200, 2, 70)
+	fp.thread(30, 30, "proc", 80, 70, 0)
+	fp.thread(30, 31, "worker", 120, 71, 1)
+	if got := s.Sample(targets); len(got.Threads) != 0 || got.ThreadsRead != 2 {
+		t.Errorf("after a second thread appeared: threads %+v, read %d; want none (new baselines), 2 read", got.Threads, got.ThreadsRead)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list /proc/self/fd: %v", err)
+	}
+	return len(es)
+}
+
+// On this kernel: a process's stat file stays open between samples and is
+// read anew; once the process exits the kept file fails, the process counts
+// as vanished and its file is closed.
+func TestSampleKeepsProcessStatOpen(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start a process: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := openFDs(t)
+	targets := []Target{{Pod: "ns/a", Tier: wellknown.TierNormal, TGIDs: []int{cmd.Process.Pid}}}
+	s.Sample(targets)
+	if got := openFDs(t); got != fds+1 {
+		t.Errorf("%d files open after a sample of one process; want %d (its stat kept)", got, fds+1)
+	}
+	if got := s.Sample(targets); got.ProcessesIdle != 1 || got.Errors != 0 {
+		t.Errorf("second sample through the kept file: idle %d errors %d (%s); want the sleeping process idle", got.ProcessesIdle, got.Errors, got.FirstError)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait() // also closes the process's pidfd
+	fds = openFDs(t)
+	if got := s.Sample(targets); got.Vanished != 1 || got.Errors != 0 {
+		t.Errorf("after the exit: vanished %d errors %d (%s); want 1, 0", got.Vanished, got.Errors, got.FirstError)
+	}
+	if got := openFDs(t); got != fds-1 {
+		t.Errorf("%d files open after the process exited; want %d (its stat closed)", got, fds-1)
+	}
+	s.Close()
+}
+
+// A CgroupReader keeps the pod's directory and cgroup.procs files open
+// between reads, sees new contents through them, and Sweep closes those
+// of a pod no longer read.
+func TestCgroupReaderKeepsFilesUntilSwept(t *testing.T) {
+	pod := t.TempDir()
+	for rel, content := range map[string]string{".": "", "c1": "5\n"} {
+		if err := os.MkdirAll(filepath.Join(pod, rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pod, rel, "cgroup.procs"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r CgroupReader
+	defer r.Close()
+	if got, err := r.Read(pod, 10, nil); err != nil || !slices.Equal(got, []int{5}) {
+		t.Fatalf("Read = %v, %v; want [5]", got, err)
+	}
+	if n := len(r.files); n != 3 {
+		t.Errorf("%d files kept; want 3 (the directory, two cgroup.procs)", n)
+	}
+	r.Sweep()
+	if err := os.WriteFile(filepath.Join(pod, "c1", "cgroup.procs"), []byte("5\n9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Read(pod, 10, nil); err != nil || !slices.Equal(got, []int{5, 9}) {
+		t.Errorf("second Read = %v, %v; want [5 9] through the kept file", got, err)
+	}
+	r.Sweep()
+	if n := len(r.files); n != 3 {
+		t.Errorf("%d files kept after a sweep of a tick that read them; want 3", n)
+	}
+	r.Sweep() // a tick that did not read the pod
+	if n := len(r.files); n != 0 {
+		t.Errorf("%d files kept after a tick without the pod; want 0", n)
 	}
 }

@@ -10,13 +10,13 @@
 package telemetry
 
 import (
-	"bufio"
 	"bytes"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,6 +144,7 @@ type Options struct {
 type Metrics struct {
 	reg   *prometheus.Registry
 	apply prometheus.Histogram
+	snap  *snapshotCollector
 }
 
 // New registers every metric on a new registry.
@@ -160,9 +161,10 @@ func New(o Options) (*Metrics, error) {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 	}
+	m.snap = newSnapshotCollector(o)
 	cs := []prometheus.Collector{
 		m.apply,
-		newSnapshotCollector(o),
+		m.snap,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: Namespace + "_agent"}),
 		// One gauge rather than the whole Go collector: what a leak shows
 		// in first (the soak samples it, docs/benchmarks.md).
@@ -193,6 +195,11 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // metrics at scrape time.
 type snapshotCollector struct {
 	o Options
+
+	// mu serialises the per-pod file reads of concurrent scrapes; files
+	// keeps the pods' cgroup files open between scrapes.
+	mu    sync.Mutex
+	files fileReader
 
 	pods, request, gen, backend, safeMode                         *prometheus.Desc
 	schedStarts, schedExits, schedEjections                       *prometheus.Desc
@@ -297,14 +304,18 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		pods = pods[:MaxPods]
 	}
 	seen := make(map[[2]string]bool, len(pods))
+	c.mu.Lock()
+	c.files.begin()
 	for _, p := range pods {
 		k := [2]string{label(p.Namespace), label(p.Name)}
 		if seen[k] {
 			continue // a recreated pod's predecessor; one series per name
 		}
 		seen[k] = true
-		c.collectPod(ch, p, s.CgroupV2)
+		c.collectPod(ch, &c.files, p, s.CgroupV2)
 	}
+	c.files.end()
+	c.mu.Unlock()
 	if psi, ok := readPSI(filepath.Join(c.o.ProcRoot, "pressure", "cpu")); ok {
 		for kind, v := range psi {
 			counter(c.psi, v, kind)
@@ -320,7 +331,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 
 // collectPod reads one pod's cgroup files. A pod whose cgroup vanished
 // between the snapshot and the read has no series in this scrape.
-func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, p Pod, v2 bool) {
+func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, r *fileReader, p Pod, v2 bool) {
 	if p.CPUDir == "" {
 		return
 	}
@@ -328,15 +339,15 @@ func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, p Pod, v2 bo
 	counter := func(d *prometheus.Desc, v float64, extra ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append(labels, extra...)...)
 	}
-	stat := readKV(filepath.Join(p.CPUDir, "cpu.stat"))
+	stat, statOK := r.read(p.CPUDir, "cpu.stat")
 	if v2 {
-		if v, ok := stat["usage_usec"]; ok {
+		if v, ok := kv(stat, statOK, "usage_usec"); ok {
 			counter(c.podUsage, v/1e6)
 		}
-		if v, ok := stat["throttled_usec"]; ok {
+		if v, ok := kv(stat, statOK, "throttled_usec"); ok {
 			counter(c.podThrottled, v/1e6)
 		}
-		if v, ok := stat["nr_throttled"]; ok {
+		if v, ok := kv(stat, statOK, "nr_throttled"); ok {
 			counter(c.podThrottledPeriods, v)
 		}
 		if psi, ok := readPSI(filepath.Join(p.CPUDir, "cpu.pressure")); ok {
@@ -346,48 +357,146 @@ func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, p Pod, v2 bo
 		}
 		return
 	}
+	// Both values of cpu.stat first: the reader's buffer is reused below.
+	throttled, thrOK := kv(stat, statOK, "throttled_time")
+	periods, perOK := kv(stat, statOK, "nr_throttled")
 	acct := p.CPUAcctDir
 	if acct == "" {
 		acct = p.CPUDir
 	}
-	if v, ok := readUint(filepath.Join(acct, "cpuacct.usage")); ok {
-		counter(c.podUsage, v/1e9)
+	if b, ok := r.read(acct, "cpuacct.usage"); ok {
+		if v, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64); err == nil {
+			counter(c.podUsage, float64(v)/1e9)
+		}
 	}
-	if v, ok := stat["throttled_time"]; ok {
-		counter(c.podThrottled, v/1e9)
+	if thrOK {
+		counter(c.podThrottled, throttled/1e9)
 	}
-	if v, ok := stat["nr_throttled"]; ok {
-		counter(c.podThrottledPeriods, v)
+	if perOK {
+		counter(c.podThrottledPeriods, periods)
 	}
 }
 
-// readKV reads a flat-keyed cgroup file ("key value" lines).
-func readKV(p string) map[string]float64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil
+// fileReader reads the pods' small cgroup files at scrape time into one
+// buffer, by plain system calls (os.ReadFile would stat each file, register
+// it with the runtime's poller and allocate its contents), and keeps each
+// file open from one scrape to the next: at 110 pods a scrape reads 220
+// files, and re-reading an open cgroup file from offset 0 (the kernel
+// renders it anew) costs a fraction of looking its path up, opening and
+// closing it. A file that fails is closed and opened once more; the files
+// of pods no longer scraped are closed at the end of the scrape (end).
+//
+// One scrape at a time uses it (snapshotCollector.mu).
+type fileReader struct {
+	buf  []byte
+	path []byte
+	fds  map[string]*openFile
+	gen  uint64
+}
+
+type openFile struct {
+	fd  int
+	gen uint64 // the last scrape that read it
+}
+
+// maxCgroupFile bounds what is read of one cgroup file (cpu.stat is a few
+// hundred bytes).
+const maxCgroupFile = 16 << 10
+
+// begin starts a scrape.
+func (r *fileReader) begin() {
+	r.gen++
+	if r.fds == nil {
+		r.fds = map[string]*openFile{}
 	}
-	out := map[string]float64{}
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		k, v, ok := strings.Cut(s.Text(), " ")
-		if !ok {
+}
+
+// end closes the files this scrape did not read (their pods are gone).
+func (r *fileReader) end() {
+	for p, f := range r.fds {
+		if f.gen != r.gen {
+			_ = syscall.Close(f.fd)
+			delete(r.fds, p)
+		}
+	}
+}
+
+// read returns the contents of dir/file, valid until the next read.
+func (r *fileReader) read(dir, file string) ([]byte, bool) {
+	r.path = append(append(append(r.path[:0], dir...), '/'), file...)
+	if f, ok := r.fds[string(r.path)]; ok {
+		if b, ok := r.pread(f.fd); ok {
+			f.gen = r.gen
+			return b, true
+		}
+		// Removed and maybe made again: look the path up once more.
+		_ = syscall.Close(f.fd)
+		delete(r.fds, string(r.path))
+	}
+	path := string(r.path)
+	fd, err := openRetry(path)
+	if err != nil {
+		return nil, false
+	}
+	b, ok := r.pread(fd)
+	if !ok {
+		_ = syscall.Close(fd)
+		return nil, false
+	}
+	r.fds[path] = &openFile{fd: fd, gen: r.gen}
+	return b, true
+}
+
+// pread reads a whole file from offset 0.
+func (r *fileReader) pread(fd int) ([]byte, bool) {
+	if r.buf == nil {
+		r.buf = make([]byte, 1024)
+	}
+	n := 0
+	for {
+		if n == len(r.buf) {
+			if n >= maxCgroupFile {
+				return r.buf[:n], true
+			}
+			r.buf = append(r.buf, make([]byte, n)...)
+		}
+		m, err := syscall.Pread(fd, r.buf[n:], int64(n))
+		if err == syscall.EINTR {
 			continue
 		}
-		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-			out[k] = f
+		if err != nil {
+			return nil, false
 		}
+		if m <= 0 {
+			return r.buf[:n], true
+		}
+		n += m
 	}
-	return out
 }
 
-func readUint(p string) (float64, bool) {
-	b, err := os.ReadFile(p)
-	if err != nil {
+func openRetry(path string) (int, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// kv finds key in a flat-keyed cgroup file ("key value" lines).
+func kv(b []byte, ok bool, key string) (float64, bool) {
+	if !ok {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return float64(v), err == nil
+	for line := range bytes.Lines(b) {
+		k, v, found := bytes.Cut(line, []byte{' '})
+		if !found || string(k) != key {
+			continue
+		}
+		f, err := strconv.ParseFloat(string(bytes.TrimSpace(v)), 64)
+		return f, err == nil
+	}
+	return 0, false
 }
 
 // readPSI reads the total stall time of a pressure file as seconds per

@@ -13,7 +13,7 @@ import (
 	"github.com/infera-io/temper/apis/wellknown"
 )
 
-func write(t *testing.T, dir, file, content string) {
+func write(t testing.TB, dir, file, content string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -207,5 +207,58 @@ func TestStateOf(t *testing.T) {
 		if got := StateOf(status); got != want {
 			t.Errorf("StateOf(%q) = %q, want %q", status, got, want)
 		}
+	}
+}
+
+// The pods' cgroup files stay open between scrapes and are read anew each
+// time; a gone pod's files are closed, a removed cgroup has no series.
+func TestScrapeKeepsPodFilesOpen(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		write(t, d, "cpu.stat", "nr_periods 10\nnr_throttled 1\nthrottled_time 5000000000\n")
+		write(t, d, "cpuacct.usage", "1000000000\n")
+	}
+	pods := []Pod{{Namespace: "ns", Name: "a", Tier: wellknown.TierHigh, CPUDir: a}, {Namespace: "ns", Name: "b", Tier: wellknown.TierLow, CPUDir: b}}
+	m, err := New(Options{Snapshot: func() Snapshot { return Snapshot{Pods: pods} }, ProcRoot: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage := func(pod string) (float64, bool) {
+		t.Helper()
+		fams, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() != "infera_pod_cpu_usage_seconds_total" {
+				continue
+			}
+			for _, mt := range f.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "pod" && l.GetValue() == pod {
+						return mt.GetCounter().GetValue(), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	if v, ok := usage("a"); !ok || v != 1 {
+		t.Fatalf("first scrape: usage of a = %v, %v; want 1", v, ok)
+	}
+	if n := len(m.snap.files.fds); n != 4 {
+		t.Errorf("%d files kept open after a scrape of two pods; want 4", n)
+	}
+	write(t, a, "cpuacct.usage", "2500000000\n")
+	if v, ok := usage("a"); !ok || v != 2.5 {
+		t.Errorf("second scrape: usage of a = %v, %v; want 2.5 read anew from the kept file", v, ok)
+	}
+	pods = pods[:1]
+	if _, ok := usage("b"); ok {
+		t.Error("pod b left the snapshot but still has a series")
+	}
+	if n := len(m.snap.files.fds); n != 2 {
+		t.Errorf("%d files kept open after pod b left; want pod a's 2", n)
 	}
 }

@@ -70,6 +70,15 @@ type AgentConfiguration struct {
 	// when the DaemonSet mounts the host's /sys elsewhere (e.g. /host/sys).
 	// Default /sys.
 	SysRoot string `toml:"sys_root" json:"sysRoot"`
+
+	// ReleaseStartupPages, once the agent has started (informers synced,
+	// first assignment applied), unmaps the pages of its own binary's code
+	// and read-only data that start-up touched (package initialisation of
+	// the Kubernetes client, TLS, gRPC, ...); the pages it goes on using
+	// map back in on first use, from the page cache. This is most of the
+	// agent's resident memory (docs/agent.md, "Make it smaller"). Default
+	// true.
+	ReleaseStartupPages bool `toml:"release_startup_pages" json:"releaseStartupPages"`
 }
 
 // AgentPriorityMapping is the [priority_mapping] section: the minimum priority
@@ -177,6 +186,12 @@ type AgentServerConfig struct {
 	// change.
 	GRPCTLSCertFile string `toml:"grpc_tls_cert_file" json:"grpcTLSCertFile"`
 	GRPCTLSKeyFile  string `toml:"grpc_tls_key_file" json:"grpcTLSKeyFile"`
+	// Pprof serves Go's profiles (CPU, heap, goroutines, …) under
+	// /debug/pprof/ on Address, to measure the agent's own cost. Like every
+	// other path there, on a non-loopback address it needs a bearer token
+	// allowed get on nodes/pprof.infera.io of this node (no chart role
+	// grants it). Default false: off.
+	Pprof bool `toml:"pprof" json:"pprof"`
 }
 
 // AgentObservationConfig is the [observation] section.
@@ -293,7 +308,8 @@ func DefaultAgentConfiguration() *AgentConfiguration {
 			TraceDir:       DefaultTraceDir,
 			TraceMaxBytes:  DefaultTraceMaxBytes,
 		},
-		StateDir: DefaultAgentStateDir,
-		SysRoot:  DefaultAgentSysRoot,
+		StateDir:            DefaultAgentStateDir,
+		SysRoot:             DefaultAgentSysRoot,
+		ReleaseStartupPages: true,
 	}
 }

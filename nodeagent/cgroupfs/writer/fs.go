@@ -41,7 +41,42 @@ type fileSystem interface {
 
 type osFS struct{}
 
-func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+// ReadFile reads a cgroup file by plain system calls: os.ReadFile would
+// also stat it and register the descriptor with the runtime's poller (two
+// more system calls on cgroupfs), and the drift check reads every enforced
+// file on every reconcile interval. Errors are *fs.PathError, as
+// os.ReadFile's.
+func (osFS) ReadFile(name string) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		if fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer func() { _ = syscall.Close(fd) }()
+	// Cgroup files hold a value or a few lines; grow for the rest.
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := syscall.Read(fd, b[len(b):cap(b)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+		}
+		if n <= 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
+}
 
 func (osFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 
