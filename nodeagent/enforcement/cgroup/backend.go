@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/infera-io/temper/nodeagent/cpuset"
 
@@ -35,7 +36,49 @@ type Levers struct {
 	// NoBackgroundIdle gives background pods the minimal weight instead of
 	// cpu.idle=1.
 	NoBackgroundIdle bool
+	// CriticalSlice is the EEVDF custom slice (sched_setattr's
+	// sched_runtime, Linux ≥ 6.12) given to every thread of critical pods
+	// (lever 1 of issue 16): 0 means DefaultCriticalSlice, a negative value
+	// leaves the slice alone. The kernel propagates the shortest queued
+	// slice up to the group entities, so the pod's entity wins wake-up
+	// preemption at the kubepods level against the whole burstable group,
+	// where weights and cpu.idle of pods are invisible.
+	CriticalSlice time.Duration
+	// HighSlice is the same for high pods; 0 (the default) or negative
+	// leaves their slice alone.
+	HighSlice time.Duration
+	// BackgroundSchedIdle moves every thread of background pods to the
+	// SCHED_IDLE policy (lever 2 on nodes where background pods are
+	// Burstable): a running SCHED_IDLE thread is preempted at once by any
+	// waking non-idle thread, whatever cgroups they are in.
+	BackgroundSchedIdle Switch
 }
+
+// Switch is an on/off lever whose zero value means the default.
+type Switch string
+
+const (
+	SwitchDefault Switch = ""
+	SwitchOn      Switch = "on"
+	SwitchOff     Switch = "off"
+)
+
+func (s Switch) on(def bool) bool {
+	switch s {
+	case SwitchOn:
+		return true
+	case SwitchOff:
+		return false
+	}
+	return def
+}
+
+// Defaults of the thread levers, chosen by the isolation bench
+// (docs/benchmarks.md, issue 16).
+const (
+	DefaultCriticalSlice       = 500 * time.Microsecond
+	defaultBackgroundSchedIdle = false
+)
 
 func (l Levers) withDefaults() Levers {
 	if l.LowWeightDivisor <= 0 {
@@ -46,6 +89,9 @@ func (l Levers) withDefaults() Levers {
 	}
 	if l.CriticalWeightFactor <= 0 {
 		l.CriticalWeightFactor = 4
+	}
+	if l.CriticalSlice == 0 {
+		l.CriticalSlice = DefaultCriticalSlice
 	}
 	return l
 }
@@ -107,6 +153,12 @@ type Report struct {
 	// Restored counts originals written back because no pod asks for their
 	// file any more.
 	Restored int
+	// SlicedThreads and IdleThreads count the threads holding a custom
+	// slice and SCHED_IDLE from this backend after the apply.
+	SlicedThreads, IdleThreads int
+	// NoSlice is why critical threads keep the default slice: the kernel
+	// takes no custom EEVDF slice. "" when it does or no lever asks.
+	NoSlice string
 }
 
 // Backend enforces tiers with cgroup knobs. It is not safe for concurrent
@@ -122,6 +174,14 @@ type Backend struct {
 	pods map[string]enforced
 	// last is the last assignment applied, re-applied after a rebase.
 	last *Plan
+	// threads sets the thread levers; nil until a lever first needs it.
+	threads *threadSetter
+	// noSlice is why the kernel takes no custom EEVDF slice, "" when it
+	// does or was not asked yet.
+	noSlice string
+	// probeSlice finds the kernel's default slice (probeSlice; tests
+	// replace it).
+	probeSlice func() (uint64, error)
 }
 
 type enforced struct {
@@ -142,7 +202,8 @@ func New(opts Options) (*Backend, error) {
 	if opts.CPUManagerStateFile == "" {
 		opts.CPUManagerStateFile = DefaultCPUManagerStateFile
 	}
-	b := &Backend{layout: opts.Layout, w: opts.Writer, levers: opts.Levers.withDefaults(), log: opts.Log, pods: map[string]enforced{}}
+	b := &Backend{layout: opts.Layout, w: opts.Writer, levers: opts.Levers.withDefaults(), log: opts.Log, pods: map[string]enforced{},
+		probeSlice: probeSlice}
 	static, err := staticCPUManager(opts.CPUManagerStateFile)
 	switch {
 	case err != nil:
@@ -241,6 +302,9 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 		errs = append(errs, fmt.Errorf("failed to restore values no pod asks for any more: %w", err))
 	} else {
 		rep.Restored = res.Restored
+	}
+	if err := b.applyThreads(a, &rep); err != nil {
+		errs = append(errs, err)
 	}
 	if len(noIdle) > 0 {
 		sort.Strings(noIdle)
@@ -531,6 +595,14 @@ func (b *Backend) Reconcile() (writer.ReassertResult, error) {
 		if _, aerr := b.Apply(*b.last); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
+	} else if b.last != nil {
+		// Threads started since the last apply (a process exec'd into the
+		// pod) get the thread levers now; new threads of a sliced thread
+		// inherit its slice by themselves.
+		var rep Report
+		if terr := b.applyThreads(*b.last, &rep); terr != nil {
+			err = errors.Join(err, terr)
+		}
 	}
 	return res, err
 }
@@ -540,5 +612,90 @@ func (b *Backend) Reconcile() (writer.ReassertResult, error) {
 func (b *Backend) StandDown() (writer.RestoreResult, error) {
 	clear(b.pods)
 	b.last = nil
-	return b.w.RestoreAll()
+	var terr error
+	if b.threads != nil {
+		_, terr = b.threads.restoreAll()
+	}
+	res, err := b.w.RestoreAll()
+	return res, errors.Join(err, terr)
+}
+
+// applyThreads gives the threads of the plan's pods their thread levers
+// and restores those of threads no longer asking (their pod left or
+// changed tier). Threads are listed from the pods' cgroups at each call.
+func (b *Backend) applyThreads(a Plan, rep *Report) error {
+	slice := map[wellknown.Tier]time.Duration{wellknown.TierCritical: b.levers.CriticalSlice, wellknown.TierHigh: b.levers.HighSlice}
+	idle := b.levers.BackgroundSchedIdle.on(defaultBackgroundSchedIdle)
+	wantSlice := false
+	for _, d := range slice {
+		wantSlice = wantSlice || d > 0
+	}
+	if b.threads == nil {
+		if !wantSlice && !idle {
+			return nil
+		}
+		base, err := b.probeSlice()
+		if err != nil {
+			b.noSlice = err.Error()
+		}
+		b.threads = newThreadSetter(base)
+	}
+	want := map[int]threadWant{}
+	var errs []error
+	for _, p := range a.Pods {
+		if p.Cgroup == nil {
+			continue
+		}
+		var tw threadWant
+		if d := slice[p.Tier]; d > 0 && b.noSlice == "" {
+			tw.SliceNS = uint64(d.Nanoseconds())
+		}
+		tw.Idle = idle && p.Tier == wellknown.TierBackground
+		if tw.zero() {
+			continue
+		}
+		tids, err := b.podThreads(p.Cgroup)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to list the threads of pod %s: %w", p.Name, err))
+		}
+		for _, tid := range tids {
+			want[tid] = tw
+		}
+	}
+	if _, err := b.threads.apply(want); err != nil {
+		errs = append(errs, fmt.Errorf("failed to set thread scheduling attributes: %w", err))
+	}
+	for _, o := range b.threads.orig {
+		if o.want.SliceNS != 0 {
+			rep.SlicedThreads++
+		}
+		if o.want.Idle {
+			rep.IdleThreads++
+		}
+	}
+	if wantSlice && b.noSlice != "" {
+		rep.NoSlice = b.noSlice
+		rep.Notes = append(rep.Notes, "critical threads keep the default scheduler slice: "+b.noSlice)
+	}
+	return errors.Join(errs...)
+}
+
+// podThreads lists the threads of a pod's cpu cgroup and its containers'.
+func (b *Backend) podThreads(p *cgroupfs.Pod) ([]int, error) {
+	var tids []int
+	var errs []error
+	var err error
+	if d, ok := p.Dirs[cgroupfs.CPU]; ok {
+		if tids, err = listThreads(d, tids); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range p.Containers {
+		if d, ok := c.Dirs[cgroupfs.CPU]; ok {
+			if tids, err = listThreads(d, tids); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return tids, errors.Join(errs...)
 }

@@ -42,6 +42,7 @@ type Enforcer struct {
 	mu      sync.Mutex
 	standby bool   // stood down (safe mode) or closed
 	problem string // why enforcement is incomplete, "" when it is not
+	noSlice string // why critical threads keep the default slice, "" when they do not
 	lastErr string // the last error logged, to log each once
 	// reported is the writer's drift count already passed to onDrift.
 	reported uint64
@@ -60,7 +61,9 @@ type EnforcerOptions struct {
 	// CPUManagerStateFile: see Options.
 	CPUManagerStateFile string
 	// FenceCritical confines critical pods to fenced whole cores.
-	FenceCritical     bool
+	FenceCritical bool
+	// Levers tune the knobs; zero values are the defaults.
+	Levers            Levers
 	ReconcileInterval time.Duration
 	Clock             clock.WithTicker
 	Log               logr.Logger
@@ -88,6 +91,7 @@ func NewEnforcer(o EnforcerOptions) (*Enforcer, error) {
 	b, err := New(Options{
 		Layout:              o.Layout,
 		Writer:              w,
+		Levers:              o.Levers,
 		CPUManagerStateFile: o.CPUManagerStateFile,
 		Log:                 o.Log,
 	})
@@ -139,6 +143,7 @@ func (c *Enforcer) Apply(_ context.Context, pods []enforcement.Pod, m enforcemen
 		applied.Notes = append(applied.Notes, fmt.Sprintf("state file %s was set aside (%s); originals it held are not restored", sr.Path, sr.Reason))
 	}
 	c.stats.Enforced, c.stats.Pending, c.stats.Fenced = rep.Enforced, len(rep.Pending), rep.Fenced
+	c.noSlice = rep.NoSlice
 	c.problem = ""
 	if err != nil {
 		c.problem = enforcement.FirstLine(err.Error())
@@ -307,6 +312,9 @@ func (c *Enforcer) Report() enforcement.Report {
 	r.Status = wellknown.AgentStatusEnforcingCgroup
 	r.Verified = true
 	r.Reason = fmt.Sprintf("every cgroup value written and read back (%d pods enforced, %d pending their cgroup)", st.Enforced, st.Pending)
+	if c.noSlice != "" {
+		r.Reason += "; critical threads keep the default scheduler slice: " + c.noSlice
+	}
 	return r
 }
 
