@@ -16,6 +16,7 @@ import (
 	"github.com/infera-io/temper/nodeagent/cpuset"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
@@ -52,6 +53,13 @@ type Levers struct {
 	// Burstable): a running SCHED_IDLE thread is preempted at once by any
 	// waking non-idle thread, whatever cgroups they are in.
 	BackgroundSchedIdle Switch
+	// BestEffortIdle sets cpu.idle=1 on the kubelet's besteffort QoS
+	// cgroup while every BestEffort pod with a cgroup is background (lever
+	// 2 of issue 16): the whole class then yields at the kubepods level.
+	// Off by default: the kernel rejects weight writes to an idle group,
+	// and the kubelet writes the besteffort weight on every QoS update
+	// (docs/design.md).
+	BestEffortIdle Switch
 }
 
 // Switch is an on/off lever whose zero value means the default.
@@ -294,6 +302,11 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 			}
 			delete(b.pods, uid)
 		}
+	}
+	if note, err := b.qosIdle(a); err != nil {
+		errs = append(errs, err)
+	} else if note != "" {
+		rep.Notes = append(rep.Notes, note)
 	}
 	// What no pod asks for any more goes back: values a previous agent
 	// run set (adopted from the state file) on pods that left a tier or the
@@ -618,6 +631,54 @@ func (b *Backend) StandDown() (writer.RestoreResult, error) {
 	}
 	res, err := b.w.RestoreAll()
 	return res, errors.Join(err, terr)
+}
+
+// qosIdle asserts cpu.idle=1 on the besteffort QoS cgroup while the lever
+// is on and every BestEffort pod is background, and lets it go otherwise
+// (the caller's RestoreUndesired then writes back cpu.idle and the weight
+// the kernel reset with it). The weight itself stays the kubelet's.
+func (b *Backend) qosIdle(a Plan) (note string, err error) {
+	rel, err := b.layout.QOSRelPath(corev1.PodQOSBestEffort)
+	if err != nil {
+		return "", err
+	}
+	dir, ok := b.layout.Dir(cgroupfs.CPU, rel)
+	if !ok {
+		return "", nil
+	}
+	want := b.levers.BestEffortIdle.on(false)
+	if want {
+		var bg, other int
+		for _, p := range a.Pods {
+			if p.Cgroup == nil || p.Cgroup.QOSClass != corev1.PodQOSBestEffort {
+				continue
+			}
+			if p.Tier == wellknown.TierBackground {
+				bg++
+			} else {
+				other++
+			}
+		}
+		switch {
+		case other > 0:
+			want, note = false, fmt.Sprintf("besteffort QoS cgroup not idle: %d BestEffort pods are not background", other)
+		case bg == 0:
+			want = false
+		}
+		if _, statErr := os.Stat(filepath.Join(dir, "cpu.idle")); want && statErr != nil {
+			want, note = false, "besteffort QoS cgroup not idle: the kernel has no cpu.idle"
+		}
+	}
+	if !want {
+		b.w.Release(dir, "cpu.idle")
+		return note, nil
+	}
+	for _, r := range b.w.Apply(writer.Op{Path: dir, File: "cpu.idle", Value: "1", Reason: "QoS besteffort: every BestEffort pod is background"}) {
+		if r.Err != nil {
+			return note, fmt.Errorf("failed to make the besteffort QoS cgroup idle: %w", r.Err)
+		}
+	}
+	return note, nil
 }
 
 // applyThreads gives the threads of the plan's pods their thread levers
