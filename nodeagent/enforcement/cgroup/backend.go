@@ -60,6 +60,14 @@ type Levers struct {
 	// and the kubelet writes the besteffort weight on every QoS update
 	// (docs/design.md).
 	BestEffortIdle Switch
+	// Suppress turns on dynamic CPU suppression (lever 3 of issue 16): a
+	// CFS quota on low and background pods sized every tick (Suppress)
+	// from the node's capacity minus what critical and high pods use
+	// minus SuppressHeadroomMilli, moved by at most SuppressStepMilli per
+	// tick and never below SuppressFloorMilli per pod. Zero values of the
+	// three mean the Default* constants.
+	Suppress                                                     Switch
+	SuppressHeadroomMilli, SuppressFloorMilli, SuppressStepMilli int64
 }
 
 // Switch is an on/off lever whose zero value means the default.
@@ -100,6 +108,15 @@ func (l Levers) withDefaults() Levers {
 	}
 	if l.CriticalSlice == 0 {
 		l.CriticalSlice = DefaultCriticalSlice
+	}
+	if l.SuppressHeadroomMilli <= 0 {
+		l.SuppressHeadroomMilli = DefaultSuppressHeadroomMilli
+	}
+	if l.SuppressFloorMilli <= 0 {
+		l.SuppressFloorMilli = DefaultSuppressFloorMilli
+	}
+	if l.SuppressStepMilli <= 0 {
+		l.SuppressStepMilli = DefaultSuppressStepMilli
 	}
 	return l
 }
@@ -143,6 +160,9 @@ type Plan struct {
 	// NodeCPUs are every CPU pods may use (the cpuset of the kubelet's pod
 	// root). Required with FenceCPUs.
 	NodeCPUs cpuset.Set
+	// CapacityMilli is the CPU pods may use, in millicores, for dynamic
+	// suppression; 0 turns it off.
+	CapacityMilli int64
 }
 
 // Report says what an Apply did.
@@ -190,6 +210,8 @@ type Backend struct {
 	// probeSlice finds the kernel's default slice (probeSlice; tests
 	// replace it).
 	probeSlice func() (uint64, error)
+	// sup is dynamic suppression's state; nil until its first tick.
+	sup *suppressor
 }
 
 type enforced struct {
@@ -625,6 +647,7 @@ func (b *Backend) Reconcile() (writer.ReassertResult, error) {
 func (b *Backend) StandDown() (writer.RestoreResult, error) {
 	clear(b.pods)
 	b.last = nil
+	b.sup = nil
 	var terr error
 	if b.threads != nil {
 		_, terr = b.threads.restoreAll()

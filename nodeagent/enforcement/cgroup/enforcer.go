@@ -120,6 +120,10 @@ func (c *Enforcer) Apply(_ context.Context, pods []enforcement.Pod, m enforcemen
 	var applied enforcement.Applied
 	var critReq int64
 	var crit int
+	plan.CapacityMilli = int64(len(m.CPUs)) * 1000
+	if set, err := c.podCPUs(m); err == nil && len(set) > 0 {
+		plan.CapacityMilli = int64(len(set)) * 1000
+	}
 	for _, p := range pods {
 		plan.Pods = append(plan.Pods, Pod{Name: p.Name, Tier: p.Tier, Cgroup: p.Cgroup, RequestMilli: p.RequestMilli, RequestKnown: true})
 		if p.Tier == wellknown.TierCritical {
@@ -257,16 +261,44 @@ func (c *Enforcer) Release(context.Context) error {
 	return c.w.Close()
 }
 
-// Run re-asserts drift on the reconcile interval until ctx is done.
+// SuppressInterval is how often dynamic CPU suppression is sized.
+const SuppressInterval = time.Second
+
+// Run re-asserts drift on the reconcile interval, and sizes dynamic CPU
+// suppression every second when that lever is on, until ctx is done.
 func (c *Enforcer) Run(ctx context.Context) error {
 	t := c.clock.NewTicker(c.interval)
 	defer t.Stop()
+	var sup <-chan time.Time
+	if c.b.levers.Suppress.on(false) {
+		st := c.clock.NewTicker(SuppressInterval)
+		defer st.Stop()
+		sup = st.C()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
 			c.reassert()
+		case now := <-sup:
+			c.suppress(now)
+		}
+	}
+}
+
+func (c *Enforcer) suppress(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.standby {
+		return
+	}
+	st, err := c.b.Suppress(now)
+	c.stats.Suppression = enforcement.Suppression{Active: st.Active, BudgetMilli: st.BudgetMilli, ProtectedMilli: st.ProtectedMilli, Pods: st.Pods}
+	if err != nil {
+		if msg := err.Error(); msg != c.lastErr {
+			c.lastErr = msg
+			c.log.Error(err, "Failed to size CPU suppression")
 		}
 	}
 }

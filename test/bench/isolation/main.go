@@ -84,6 +84,8 @@ func exploreArms() []armConfig {
 		{Name: "schedidle", Levers: cgroupenf.Levers{CriticalSlice: -1, BackgroundSchedIdle: cgroupenf.SwitchOn}},
 		{Name: "slice+schedidle", Levers: cgroupenf.Levers{CriticalSlice: 500 * time.Microsecond, BackgroundSchedIdle: cgroupenf.SwitchOn}},
 		{Name: "qosidle", Levers: cgroupenf.Levers{CriticalSlice: -1, BestEffortIdle: cgroupenf.SwitchOn}},
+		{Name: "suppress", Levers: cgroupenf.Levers{CriticalSlice: -1, Suppress: cgroupenf.SwitchOn}},
+		{Name: "slice+suppress", Levers: cgroupenf.Levers{CriticalSlice: 500 * time.Microsecond, Suppress: cgroupenf.SwitchOn}},
 	}
 }
 
@@ -117,7 +119,7 @@ type options struct {
 	arms     []armConfig
 	// rounds is how many times the top of the ladder is measured (the
 	// ladder's own top step is the first), for the summary.
-	rounds int
+	rounds   int
 	out, svg string
 	root     string
 }
@@ -479,7 +481,9 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 			}
 		}
 		thr0, cpu0 := b.throttled(), burnedNS(burnCmds)
+		stopSuppress := b.suppress(a)
 		l, w, missing, err := b.segment(ctx)
+		stopSuppress()
 		throttled[a.Name] += b.throttled() - thr0
 		burned[a.Name] += burnedNS(burnCmds) - cpu0
 		if !a.Stock {
@@ -530,7 +534,7 @@ func (b *bench) apply(a armConfig, burners []*pod) error {
 		}
 		pods = append(pods, cgroupenf.Pod{Name: p.name, Tier: p.tier, Cgroup: found})
 	}
-	as := cgroupenf.Plan{Pods: pods}
+	as := cgroupenf.Plan{Pods: pods, CapacityMilli: int64(len(b.nodeCPUs)) * 1000}
 	if a.Fence {
 		as.FenceCPUs, as.NodeCPUs = b.fence, b.nodeCPUs
 	}
@@ -542,6 +546,33 @@ func (b *bench) apply(a armConfig, burners []*pod) error {
 		return fmt.Errorf("arm %s: the backend enforced %d of %d pods (%+v)", a.Name, rep.Enforced, len(pods), rep)
 	}
 	return nil
+}
+
+// suppress ticks dynamic CPU suppression every second while an arm with
+// that lever runs, as the agent's Enforcer does; the returned func stops it.
+func (b *bench) suppress(a armConfig) func() {
+	be := b.backends[a.Name]
+	if a.Stock || be == nil || a.Levers.Suppress != cgroupenf.SwitchOn {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(cgroupenf.SuppressInterval)
+		defer t.Stop()
+		_, _ = be.Suppress(time.Now())
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				if _, err := be.Suppress(now); err != nil {
+					fmt.Fprintln(os.Stderr, "isolation: suppression:", err)
+				}
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 // segment runs the load generator and the probe for one segment.

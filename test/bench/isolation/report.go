@@ -95,12 +95,12 @@ type goal struct {
 }
 
 type result struct {
-	Machine  machine          `json:"machine"`
-	Config   config           `json:"config"`
-	Command  string           `json:"command"`
-	Arms     map[string][]row `json:"arms"`
-	Ratios   []ratio          `json:"ratios"`
-	Goal     goal             `json:"goal"`
+	Machine machine          `json:"machine"`
+	Config  config           `json:"config"`
+	Command string           `json:"command"`
+	Arms    map[string][]row `json:"arms"`
+	Ratios  []ratio          `json:"ratios"`
+	Goal    goal             `json:"goal"`
 	// Summary is the repeated measurement at the top of the ladder for the
 	// default enforced arm, by burner variant (issue 16).
 	Summary map[string]summary `json:"summary,omitempty"`
