@@ -56,7 +56,8 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	}
 	if c := st.Cgroup; c != nil {
 		w := c.Writer
-		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone}
+		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone,
+			SuppressBudgetMilli: c.Suppression.BudgetMilli, SuppressActive: c.Suppression.Active}
 	}
 	return s
 }
