@@ -144,8 +144,14 @@ func TestPrivilegedThreadLevers(t *testing.T) {
 			}
 		}
 	}
-	expect("applied", critTIDs, threadSched{Policy: schedNormal, SliceNS: 300_000})
-	expect("applied", bgTIDs, threadSched{Policy: schedIdle, SliceNS: base})
+	// The children inherit the test's nice (a `nice go test`).
+	self, err := getSched(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nice := self.Nice
+	expect("applied", critTIDs, threadSched{Policy: schedNormal, Nice: nice, SliceNS: 300_000})
+	expect("applied", bgTIDs, threadSched{Policy: schedIdle, Nice: nice, SliceNS: base})
 	expect("applied", tunedTIDs, threadSched{Policy: schedIdle, Nice: 5, SliceNS: base})
 
 	// A process forked after the apply: sliced by inheritance from its
@@ -154,7 +160,7 @@ func TestPrivilegedThreadLevers(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := waitThreads(crit, 3)
-	expect("forked after the apply", late, threadSched{Policy: schedNormal, SliceNS: 300_000})
+	expect("forked after the apply", late, threadSched{Policy: schedNormal, Nice: nice, SliceNS: 300_000})
 	if _, err := b.Reconcile(); err != nil {
 		t.Fatalf("Reconcile() error = %v", err)
 	}
@@ -165,8 +171,8 @@ func TestPrivilegedThreadLevers(t *testing.T) {
 	if _, err := b.StandDown(); err != nil {
 		t.Fatalf("StandDown() error = %v", err)
 	}
-	expect("stood down", late, threadSched{Policy: schedNormal, SliceNS: base})
-	expect("stood down", bgTIDs, threadSched{Policy: schedNormal, SliceNS: base})
+	expect("stood down", late, threadSched{Policy: schedNormal, Nice: nice, SliceNS: base})
+	expect("stood down", bgTIDs, threadSched{Policy: schedNormal, Nice: nice, SliceNS: base})
 	expect("stood down", tunedTIDs, threadSched{Policy: schedBatch, Nice: 5, SliceNS: base})
 	if n := len(b.threads.orig); n != 0 {
 		t.Errorf("after StandDown the backend still holds %d threads", n)
