@@ -181,3 +181,46 @@ func listThreads(dir string, dst []int) ([]int, error) {
 	}
 	return dst, nil
 }
+
+// ResetSlices gives every thread under the cgroup directory dir (and its
+// descendants) that holds exactly the custom slice sliceNS the default
+// slice back: what `infera-agent --restore` does for the short-slice lever,
+// which keeps no record on disk (a thread's attributes die with it). It
+// returns how many threads it reset; threads that exit meanwhile are
+// skipped.
+func ResetSlices(dir string, sliceNS uint64) (int, error) {
+	n := 0
+	var errs []error
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		tids, err := listThreads(p, nil)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		for _, tid := range tids {
+			s, err := getSched(tid)
+			if err != nil || !fairPolicy(s.Policy) || s.SliceNS != sliceNS {
+				continue
+			}
+			s.SliceNS = 0
+			if err := setSched(tid, s); err != nil {
+				if !isGone(err) {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			n++
+		}
+		return nil
+	})
+	return n, errors.Join(err, errors.Join(errs...))
+}

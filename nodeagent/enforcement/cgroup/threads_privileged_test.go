@@ -177,6 +177,20 @@ func TestPrivilegedThreadLevers(t *testing.T) {
 	if n := len(b.threads.orig); n != 0 {
 		t.Errorf("after StandDown the backend still holds %d threads", n)
 	}
+
+	// `infera-agent --restore` after a crash: no record, the threads under
+	// kubepods holding exactly the lever's slice get the default back.
+	if _, err := b.Apply(plan); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ResetSlices(filepath.Join(cpuH, kp), 300_000)
+	if err != nil || n != 3 {
+		t.Errorf("ResetSlices() = %d, %v; want the 3 critical threads", n, err)
+	}
+	expect("reset by --restore", late, threadSched{Policy: schedNormal, Nice: nice, SliceNS: base})
+	if _, err := b.StandDown(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func threadsOf(t *testing.T, p *cgroupfs.Pod) []int {

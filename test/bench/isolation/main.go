@@ -372,7 +372,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 	if err := t.Start(cmd, b.critical.containerRel(0)); err != nil {
 		return err
 	}
-	if err := waitListening(b.addr, 5*time.Second); err != nil {
+	if err := waitListening(b.addr, 30*time.Second); err != nil { // a loaded shared machine starts it slowly
 		return err
 	}
 	b.w, err = writer.New(writer.Options{Root: b.opts.root, StateDir: stateDir, Log: b.log})
