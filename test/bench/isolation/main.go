@@ -22,7 +22,7 @@
 // fails the run. Everything is removed at the end, on error or SIGINT.
 //
 //	sudo go run ./test/bench/isolation            # default run (~5 min)
-//	sudo go run ./test/bench/isolation -explore   # lever variants
+//	sudo go run ./test/bench/isolation -explore   # lever variants (issue 16 arms; -arms to pick)
 package main
 
 import (
