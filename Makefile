@@ -205,9 +205,14 @@ bench-failover: controlplane ## Agent SIGKILLed under load (root, cgroup v1, mem
 	KUBEBUILDER_ASSETS=$(BIN) nice go run ./test/bench/failover -rounds 5 -duration 5s -out docs/bench/failover.json
 
 .PHONY: bench-isolation
-bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners (root, cgroup v1, ~5 min).
+bench-isolation: ## Latency isolation of the cgroup backend on this kernel: memcached p50/p99/p99.9, stock vs enforced, 0-8 burners, then 5 interleaved rounds at 8 burners for the summary (root, cgroup v1, ~8 min).
 	command -v memcached >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y memcached
-	go run ./test/bench/isolation -out docs/bench/isolation.json -svg docs/bench/isolation.svg
+	go run ./test/bench/isolation -rounds 5 -out docs/bench/isolation.json -svg docs/bench/isolation.svg
+
+.PHONY: bench-isolation-explore
+bench-isolation-explore: ## The isolation bench's lever variants (issue 16), 0 and 8 burners, 5 rounds at 8 (root, cgroup v1, ~15 min); writes docs/bench/isolation-explore.json.
+	command -v memcached >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y memcached
+	go run ./test/bench/isolation -explore -ladder 0,8 -rounds 5 -duration 4s -out docs/bench/isolation-explore.json -svg 
 
 .PHONY: bench-gateway
 bench-gateway: controlplane build ## infera-gateway: GET fleet view, node list (500 nodes, envtest) and a node's pods through a live agent over TLS; p50/p99 and gateway RSS (~3 min).

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -24,7 +25,6 @@ import (
 	"github.com/infera-io/temper/apis/tiering"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
-	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 	"github.com/infera-io/temper/nodeagent/podstate"
 	"github.com/infera-io/temper/nodeagent/publish"
 	"github.com/infera-io/temper/nodeagent/server"
@@ -58,19 +58,19 @@ type Options struct {
 
 // Agent is the L0 node agent.
 type Agent struct {
-	o       Options
-	log     logr.Logger
-	store   *podstate.Store
-	pub     *publish.Publisher
-	layout  *cgroupfs.Layout
+	o     Options
+	log   logr.Logger
+	store *podstate.Store
+	pub   *publish.Publisher
+	// cg is the detected cgroup layout (or why there is none); it changes
+	// once, when a layout missing at start is detected later.
+	cg      atomic.Pointer[cgroupState]
 	backend backend
 	machine Machine
 	kick    chan struct{}
 	metrics *telemetry.Metrics
-	// layoutErr is why the cgroup layout could not be detected.
-	layoutErr error
-	// cpuacctRoot is the v1 cpuacct hierarchy when not co-mounted with cpu.
-	cpuacctRoot string
+	// relayout is set when a layout detected late asks for a reconcile.
+	relayout atomic.Bool
 	// observation is nil when disabled or unavailable (set under mu).
 	observation *observation
 	// events feeds the gRPC API's WatchEvents.
@@ -179,23 +179,20 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 	}
 	a.machine = m
 
-	layout, err := cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{
-		Driver:      cgroupDriver(cfg.Cgroup.Driver),
-		KubepodsDir: cfg.Cgroup.KubepodsPath,
-	})
+	layout, err := a.detectLayout()
 	if err != nil {
 		// Without a cgroup tree the agent can still tier and report; it
-		// cannot enforce by cgroup or match pods by path.
-		a.log.Error(err, "Failed to detect the cgroup layout; pods will be reported without cgroups", "root", cfg.Cgroup.Root)
+		// cannot enforce by cgroup or match pods by path. An agent started
+		// before the kubelet made its tree retries (layoutWait).
+		a.log.Error(err, "Failed to detect the cgroup layout; pods will be reported without cgroups until it appears", "root", cfg.Cgroup.Root)
 	}
-	a.layout, a.layoutErr = layout, err
-	a.cpuacctRoot = cpuacctHierarchy(layout)
+	a.setLayout(layout, err)
 
 	var why string
-	a.backend, why = selectBackend(cfg, scxenf.SysFS{Root: a.o.SchedExtRoot}, selectors{
-		scx: a.newSCXBackend, tiers: a.newTiersBackend, cgroup: a.newCgroupBackend,
-		cgroupV2: func() string { return podsOnCgroupV2(a.layout, a.layoutErr) },
-	}, a.log)
+	a.backend, why = a.selectBackend()
+	if err != nil && cfg.Backend != configv1alpha1.AgentBackendObserveOnly {
+		a.backend = newLayoutWait(a, a.backend, err)
+	}
 	if a.o.wrapBackend != nil {
 		a.backend = a.o.wrapBackend(a.backend)
 	}
@@ -311,7 +308,7 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 		case <-a.kick:
 			a.requestPublish()
 		case <-retry.C():
-			if a.hasPending() || a.standDownIncomplete() {
+			if a.hasPending() || a.standDownIncomplete() || a.relayout.Swap(false) {
 				a.reconcile(ctx)
 			}
 		case <-heartbeat.C():
@@ -413,7 +410,7 @@ func (a *Agent) hasPending() bool {
 // safe mode), then publishes.
 func (a *Agent) reconcile(ctx context.Context) {
 	th := a.thresholds()
-	as := classify(a.store.Pods(), th, a.layout)
+	as := classify(a.store.Pods(), th, a.layout())
 	a.lint(as)
 	a.lintSafeMode()
 	safe := a.safeModeRequested()

@@ -52,12 +52,13 @@ const cgroupStateSubdir = "cgroup"
 // newCgroupBackend builds the cgroup backend, or says why the node cannot
 // have one.
 func (a *Agent) newCgroupBackend() (backend, error) {
-	if a.layout == nil && a.layoutErr != nil {
-		return nil, a.layoutErr
+	layout, layoutErr := a.layoutAndErr()
+	if layout == nil && layoutErr != nil {
+		return nil, layoutErr
 	}
 	cfg := a.o.Config
 	b, err := cgroupenf.NewEnforcer(cgroupenf.EnforcerOptions{
-		Layout:              a.layout,
+		Layout:              layout,
 		StateDir:            filepath.Join(cfg.StateDir, cgroupStateSubdir),
 		BootIDFile:          a.o.BootIDFile,
 		CPUManagerStateFile: cfg.Cgroup.CPUManagerState,

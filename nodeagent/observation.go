@@ -125,6 +125,10 @@ func (a *Agent) observeInput(o *observation) observe.Input {
 	a.mu.Unlock()
 
 	in := observe.Input{Enforcement: observe.Enforcement{Backend: a.backend.Name(), Status: a.Status()}}
+	if cg := a.backend.Report().Stats.Cgroup; cg != nil && cg.Suppression.BudgetMilli > 0 {
+		s := cg.Suppression
+		in.Enforcement.Suppression = &observe.Suppression{Active: s.Active, BudgetMilliCPU: s.BudgetMilli, ProtectedMilliCPU: s.ProtectedMilli, Pods: s.Pods}
+	}
 	tiers := map[wellknown.Tier]bool{}
 	for _, p := range as {
 		if p.Cgroup == nil {

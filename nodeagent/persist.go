@@ -91,9 +91,9 @@ func (a *Agent) loadAssignment() (as []Assignment, safe, ok bool) {
 			CPU:          tiering.CPU{RequestMilli: x.RequestMilli, LimitMilli: x.LimitMilli},
 			ContainerIDs: x.ContainerIDs, CgroupRelPath: x.CgroupPath,
 		})
-		if a.layout != nil {
+		if layout := a.layout(); layout != nil {
 			last := &as[len(as)-1]
-			if cg, err := a.layout.FindPod(cgroupfs.PodRef{UID: string(x.UID), QOSClass: x.QOSClass, ContainerIDs: x.ContainerIDs}); err == nil {
+			if cg, err := layout.FindPod(cgroupfs.PodRef{UID: string(x.UID), QOSClass: x.QOSClass, ContainerIDs: x.ContainerIDs}); err == nil {
 				last.Cgroup = cg
 			}
 		}

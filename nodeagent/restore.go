@@ -18,7 +18,9 @@ import (
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
+	cgroupenf "github.com/infera-io/temper/nodeagent/enforcement/cgroup"
 	scxenf "github.com/infera-io/temper/nodeagent/enforcement/scx"
 )
 
@@ -92,6 +94,18 @@ func Restore(ro RestoreOptions) error {
 		res.Restored, res.Unchanged, res.Gone, len(res.Failed))
 	if err != nil {
 		errs = append(errs, err)
+	}
+	// Thread slices (the short-slice lever) live on the threads, not in the
+	// state file: every thread under the pods' cpu cgroups that holds
+	// exactly the lever's slice gets the default back.
+	if layout, lerr := cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath}); lerr == nil {
+		if h, ok := layout.Hierarchies[cgroupfs.CPU]; ok {
+			n, serr := cgroupenf.ResetSlices(filepath.Join(h, layout.KubepodsDir), uint64(cgroupenf.DefaultCriticalSlice.Nanoseconds()))
+			fmt.Fprintf(ro.Out, "thread slices: %d reset to the default\n", n)
+			if serr != nil {
+				errs = append(errs, serr)
+			}
+		}
 	}
 	if err := removeAgentAnnotations(ro); err != nil {
 		errs = append(errs, err)

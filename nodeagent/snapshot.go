@@ -16,7 +16,7 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	s := telemetry.Snapshot{
 		Generation: a.gen,
 		SafeMode:   a.safeMode,
-		CgroupV2:   a.layout != nil && a.layout.Version == cgroupfs.V2,
+		CgroupV2:   a.layout() != nil && a.layout().Version == cgroupfs.V2,
 		Tiers:      map[wellknown.Tier]telemetry.TierUsage{},
 		Pods:       make([]telemetry.Pod, 0, len(a.assignments)),
 	}
@@ -27,9 +27,9 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		p := telemetry.Pod{Namespace: as.Pod.Namespace, Name: as.Pod.Name, Tier: as.Tier}
 		if as.Cgroup != nil {
 			p.CPUDir = as.Cgroup.Dirs[cgroupfs.CPU]
-			if a.cpuacctRoot != "" && p.CPUDir != "" {
-				if rel, err := filepath.Rel(a.layout.Hierarchies[cgroupfs.CPU], p.CPUDir); err == nil {
-					p.CPUAcctDir = filepath.Join(a.cpuacctRoot, rel)
+			if st := a.cg.Load(); st != nil && st.cpuacct != "" && p.CPUDir != "" {
+				if rel, err := filepath.Rel(st.layout.Hierarchies[cgroupfs.CPU], p.CPUDir); err == nil {
+					p.CPUAcctDir = filepath.Join(st.cpuacct, rel)
 				}
 			}
 		}
@@ -56,7 +56,8 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	}
 	if c := st.Cgroup; c != nil {
 		w := c.Writer
-		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone}
+		s.Cgroup = &telemetry.Cgroup{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Restored: w.Restored, Gone: w.Gone,
+			SuppressBudgetMilli: c.Suppression.BudgetMilli, SuppressActive: c.Suppression.Active}
 	}
 	return s
 }

@@ -108,6 +108,20 @@ type CgroupStats struct {
 	Enforced int
 	Pending  int
 	Fenced   cpuset.Set
+	// Suppression is dynamic CPU suppression's last tick (zero when the
+	// lever is off).
+	Suppression Suppression
+}
+
+// Suppression is what dynamic CPU suppression holds low and background
+// pods to.
+type Suppression struct {
+	Active bool
+	// BudgetMilli is the CPU the held pods may use together.
+	BudgetMilli int64
+	// ProtectedMilli is what critical and high pods used.
+	ProtectedMilli int64
+	Pods           int
 }
 
 // SchedulerStats count a sched_ext scheduler's lifecycle.

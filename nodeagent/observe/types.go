@@ -57,6 +57,21 @@ type Enforcement struct {
 	Backend string `json:"backend"`
 	// Status is the agent status (the infera.io/agent-status value).
 	Status string `json:"status"`
+	// Suppression is the cgroup backend's dynamic CPU suppression; nil
+	// when that lever is off or another backend enforces.
+	Suppression *Suppression `json:"suppression,omitempty"`
+}
+
+// Suppression is what low and background pods are held to so that a
+// critical wake-up finds an idle CPU.
+type Suppression struct {
+	Active bool `json:"active"`
+	// BudgetMilliCPU is the CPU the held pods may use together.
+	BudgetMilliCPU int64 `json:"budget_milli_cpu"`
+	// ProtectedMilliCPU is what critical and high pods used in the last
+	// second.
+	ProtectedMilliCPU int64 `json:"protected_milli_cpu"`
+	Pods              int   `json:"pods"`
 }
 
 // Layer is one layer of the promise with what was observed of it.

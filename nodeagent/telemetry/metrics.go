@@ -95,6 +95,10 @@ type Scheduler struct {
 // Cgroup counts the cgroup writer's work since the agent started.
 type Cgroup struct {
 	Writes, Drift, Errors, Restored, Gone uint64
+	// SuppressBudgetMilli is dynamic CPU suppression's budget for low and
+	// background pods (0: the lever is off); SuppressActive says it holds.
+	SuppressBudgetMilli int64
+	SuppressActive      bool
 }
 
 // Histogram is a cumulative histogram: Buckets maps an upper bound in
@@ -204,6 +208,7 @@ type snapshotCollector struct {
 	pods, request, gen, backend, safeMode                         *prometheus.Desc
 	schedStarts, schedExits, schedEjections                       *prometheus.Desc
 	cgWrites, cgDrift, cgErrors, cgRestored, cgGone               *prometheus.Desc
+	cgSuppressBudget, cgSuppressActive                            *prometheus.Desc
 	podUsage, podThrottled, podThrottledPeriods, podPressure, psi *prometheus.Desc
 	runq, lint, truncated                                         *prometheus.Desc
 	tierSched                                                     *prometheus.Desc
@@ -223,11 +228,13 @@ func newSnapshotCollector(o Options) *snapshotCollector {
 		schedExits:     desc("scheduler_exits_total", "scx_layered processes that exited."),
 		schedEjections: desc("scheduler_ejections_total", "Times the kernel ejected the sched_ext scheduler."),
 
-		cgWrites:   desc("cgroup_writes_total", "Cgroup files written (set, drift re-assertion and restore)."),
-		cgDrift:    desc("cgroup_drift_total", "Cgroup values found changed behind the agent's back and re-asserted."),
-		cgErrors:   desc("cgroup_write_errors_total", "Failed cgroup reads and writes, gone cgroups excluded."),
-		cgRestored: desc("cgroup_restored_total", "Original cgroup values written back."),
-		cgGone:     desc("cgroup_gone_total", "Cgroup operations on cgroups that had vanished (a pod gone mid-write)."),
+		cgWrites:         desc("cgroup_writes_total", "Cgroup files written (set, drift re-assertion and restore)."),
+		cgDrift:          desc("cgroup_drift_total", "Cgroup values found changed behind the agent's back and re-asserted."),
+		cgErrors:         desc("cgroup_write_errors_total", "Failed cgroup reads and writes, gone cgroups excluded."),
+		cgRestored:       desc("cgroup_restored_total", "Original cgroup values written back."),
+		cgGone:           desc("cgroup_gone_total", "Cgroup operations on cgroups that had vanished (a pod gone mid-write)."),
+		cgSuppressBudget: desc("cgroup_suppression_budget_millicores", "Dynamic CPU suppression: the CPU low and background pods may use together (0 while the lever is off)."),
+		cgSuppressActive: desc("cgroup_suppression_active", "1 while dynamic CPU suppression holds low and background pods under a CFS quota."),
 
 		podUsage:            desc("pod_cpu_usage_seconds_total", "CPU time used by the pod's cgroup.", pod...),
 		podThrottled:        desc("pod_cpu_throttled_seconds_total", "Time the pod's cgroup was throttled by its CPU limit.", pod...),
@@ -244,7 +251,7 @@ func newSnapshotCollector(o Options) *snapshotCollector {
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pods, c.request, c.gen, c.backend, c.safeMode,
-		c.schedStarts, c.schedExits, c.schedEjections, c.cgWrites, c.cgDrift, c.cgErrors, c.cgRestored, c.cgGone,
+		c.schedStarts, c.schedExits, c.schedEjections, c.cgWrites, c.cgDrift, c.cgErrors, c.cgRestored, c.cgGone, c.cgSuppressBudget, c.cgSuppressActive,
 		c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure, c.psi, c.runq, c.lint, c.truncated, c.tierSched} {
 		ch <- d
 	}
@@ -291,6 +298,8 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.cgErrors, float64(cg.Errors))
 	counter(c.cgRestored, float64(cg.Restored))
 	counter(c.cgGone, float64(cg.Gone))
+	gauge(c.cgSuppressBudget, float64(cg.SuppressBudgetMilli))
+	gauge(c.cgSuppressActive, b2f(cg.SuppressActive))
 	for _, t := range wellknown.AllTiers() {
 		ts := s.TierSched[t]
 		counter(c.tierSched, float64(ts.Enqueued), string(t), "enqueued")

@@ -71,6 +71,7 @@ func TestEveryFamilyIsScraped(t *testing.T) {
 		"infera_tier_scheduler_events_total",
 		"infera_apply_duration_seconds",
 		"infera_cgroup_writes_total", "infera_cgroup_drift_total", "infera_cgroup_write_errors_total", "infera_cgroup_restored_total",
+		"infera_cgroup_suppression_budget_millicores", "infera_cgroup_suppression_active",
 		"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_seconds_total", "infera_pod_cpu_throttled_periods_total",
 		"infera_pod_cpu_pressure_seconds_total", "infera_node_cpu_pressure_seconds_total",
 		"infera_runqueue_latency_seconds", "infera_lint_violation",

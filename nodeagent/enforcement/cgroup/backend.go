@@ -11,10 +11,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/infera-io/temper/nodeagent/cpuset"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
@@ -35,7 +37,64 @@ type Levers struct {
 	// NoBackgroundIdle gives background pods the minimal weight instead of
 	// cpu.idle=1.
 	NoBackgroundIdle bool
+	// CriticalSlice is the EEVDF custom slice (sched_setattr's
+	// sched_runtime, Linux ≥ 6.12) given to every thread of critical pods
+	// (lever 1 of issue 16): 0 means DefaultCriticalSlice, a negative value
+	// leaves the slice alone. The kernel propagates the shortest queued
+	// slice up to the group entities, so the pod's entity wins wake-up
+	// preemption at the kubepods level against the whole burstable group,
+	// where weights and cpu.idle of pods are invisible.
+	CriticalSlice time.Duration
+	// HighSlice is the same for high pods; 0 (the default) or negative
+	// leaves their slice alone.
+	HighSlice time.Duration
+	// BackgroundSchedIdle moves every thread of background pods to the
+	// SCHED_IDLE policy (lever 2 on nodes where background pods are
+	// Burstable): a running SCHED_IDLE thread is preempted at once by any
+	// waking non-idle thread, whatever cgroups they are in.
+	BackgroundSchedIdle Switch
+	// BestEffortIdle sets cpu.idle=1 on the kubelet's besteffort QoS
+	// cgroup while every BestEffort pod with a cgroup is background (lever
+	// 2 of issue 16): the whole class then yields at the kubepods level.
+	// Off by default: the kernel rejects weight writes to an idle group,
+	// and the kubelet writes the besteffort weight on every QoS update
+	// (docs/design.md).
+	BestEffortIdle Switch
+	// Suppress turns on dynamic CPU suppression (lever 3 of issue 16): a
+	// CFS quota on low and background pods sized every tick (Suppress)
+	// from the node's capacity minus what critical and high pods use
+	// minus SuppressHeadroomMilli, moved by at most SuppressStepMilli per
+	// tick and never below SuppressFloorMilli per pod. Zero values of the
+	// three mean the Default* constants.
+	Suppress                                                     Switch
+	SuppressHeadroomMilli, SuppressFloorMilli, SuppressStepMilli int64
 }
+
+// Switch is an on/off lever whose zero value means the default.
+type Switch string
+
+const (
+	SwitchDefault Switch = ""
+	SwitchOn      Switch = "on"
+	SwitchOff     Switch = "off"
+)
+
+func (s Switch) on(def bool) bool {
+	switch s {
+	case SwitchOn:
+		return true
+	case SwitchOff:
+		return false
+	}
+	return def
+}
+
+// Defaults of the thread levers, chosen by the isolation bench
+// (docs/benchmarks.md, issue 16).
+const (
+	DefaultCriticalSlice       = 500 * time.Microsecond
+	defaultBackgroundSchedIdle = false
+)
 
 func (l Levers) withDefaults() Levers {
 	if l.LowWeightDivisor <= 0 {
@@ -46,6 +105,18 @@ func (l Levers) withDefaults() Levers {
 	}
 	if l.CriticalWeightFactor <= 0 {
 		l.CriticalWeightFactor = 4
+	}
+	if l.CriticalSlice == 0 {
+		l.CriticalSlice = DefaultCriticalSlice
+	}
+	if l.SuppressHeadroomMilli <= 0 {
+		l.SuppressHeadroomMilli = DefaultSuppressHeadroomMilli
+	}
+	if l.SuppressFloorMilli <= 0 {
+		l.SuppressFloorMilli = DefaultSuppressFloorMilli
+	}
+	if l.SuppressStepMilli <= 0 {
+		l.SuppressStepMilli = DefaultSuppressStepMilli
 	}
 	return l
 }
@@ -89,6 +160,9 @@ type Plan struct {
 	// NodeCPUs are every CPU pods may use (the cpuset of the kubelet's pod
 	// root). Required with FenceCPUs.
 	NodeCPUs cpuset.Set
+	// CapacityMilli is the CPU pods may use, in millicores, for dynamic
+	// suppression; 0 turns it off.
+	CapacityMilli int64
 }
 
 // Report says what an Apply did.
@@ -107,6 +181,12 @@ type Report struct {
 	// Restored counts originals written back because no pod asks for their
 	// file any more.
 	Restored int
+	// SlicedThreads and IdleThreads count the threads holding a custom
+	// slice and SCHED_IDLE from this backend after the apply.
+	SlicedThreads, IdleThreads int
+	// NoSlice is why critical threads keep the default slice: the kernel
+	// takes no custom EEVDF slice. "" when it does or no lever asks.
+	NoSlice string
 }
 
 // Backend enforces tiers with cgroup knobs. It is not safe for concurrent
@@ -122,6 +202,16 @@ type Backend struct {
 	pods map[string]enforced
 	// last is the last assignment applied, re-applied after a rebase.
 	last *Plan
+	// threads sets the thread levers; nil until a lever first needs it.
+	threads *threadSetter
+	// noSlice is why the kernel takes no custom EEVDF slice, "" when it
+	// does or was not asked yet.
+	noSlice string
+	// probeSlice finds the kernel's default slice (probeSlice; tests
+	// replace it).
+	probeSlice func() (uint64, error)
+	// sup is dynamic suppression's state; nil until its first tick.
+	sup *suppressor
 }
 
 type enforced struct {
@@ -142,7 +232,8 @@ func New(opts Options) (*Backend, error) {
 	if opts.CPUManagerStateFile == "" {
 		opts.CPUManagerStateFile = DefaultCPUManagerStateFile
 	}
-	b := &Backend{layout: opts.Layout, w: opts.Writer, levers: opts.Levers.withDefaults(), log: opts.Log, pods: map[string]enforced{}}
+	b := &Backend{layout: opts.Layout, w: opts.Writer, levers: opts.Levers.withDefaults(), log: opts.Log, pods: map[string]enforced{},
+		probeSlice: probeSlice}
 	static, err := staticCPUManager(opts.CPUManagerStateFile)
 	switch {
 	case err != nil:
@@ -234,6 +325,11 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 			delete(b.pods, uid)
 		}
 	}
+	if note, err := b.qosIdle(a); err != nil {
+		errs = append(errs, err)
+	} else if note != "" {
+		rep.Notes = append(rep.Notes, note)
+	}
 	// What no pod asks for any more goes back: values a previous agent
 	// run set (adopted from the state file) on pods that left a tier or the
 	// node while no agent was watching.
@@ -241,6 +337,9 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 		errs = append(errs, fmt.Errorf("failed to restore values no pod asks for any more: %w", err))
 	} else {
 		rep.Restored = res.Restored
+	}
+	if err := b.applyThreads(a, &rep); err != nil {
+		errs = append(errs, err)
 	}
 	if len(noIdle) > 0 {
 		sort.Strings(noIdle)
@@ -531,6 +630,14 @@ func (b *Backend) Reconcile() (writer.ReassertResult, error) {
 		if _, aerr := b.Apply(*b.last); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
+	} else if b.last != nil {
+		// Threads started since the last apply (a process exec'd into the
+		// pod) get the thread levers now; new threads of a sliced thread
+		// inherit its slice by themselves.
+		var rep Report
+		if terr := b.applyThreads(*b.last, &rep); terr != nil {
+			err = errors.Join(err, terr)
+		}
 	}
 	return res, err
 }
@@ -540,5 +647,139 @@ func (b *Backend) Reconcile() (writer.ReassertResult, error) {
 func (b *Backend) StandDown() (writer.RestoreResult, error) {
 	clear(b.pods)
 	b.last = nil
-	return b.w.RestoreAll()
+	b.sup = nil
+	var terr error
+	if b.threads != nil {
+		_, terr = b.threads.restoreAll()
+	}
+	res, err := b.w.RestoreAll()
+	return res, errors.Join(err, terr)
+}
+
+// qosIdle asserts cpu.idle=1 on the besteffort QoS cgroup while the lever
+// is on and every BestEffort pod is background, and lets it go otherwise
+// (the caller's RestoreUndesired then writes back cpu.idle and the weight
+// the kernel reset with it). The weight itself stays the kubelet's.
+func (b *Backend) qosIdle(a Plan) (note string, err error) {
+	rel, err := b.layout.QOSRelPath(corev1.PodQOSBestEffort)
+	if err != nil {
+		return "", err
+	}
+	dir, ok := b.layout.Dir(cgroupfs.CPU, rel)
+	if !ok {
+		return "", nil
+	}
+	want := b.levers.BestEffortIdle.on(false)
+	if want {
+		var bg, other int
+		for _, p := range a.Pods {
+			if p.Cgroup == nil || p.Cgroup.QOSClass != corev1.PodQOSBestEffort {
+				continue
+			}
+			if p.Tier == wellknown.TierBackground {
+				bg++
+			} else {
+				other++
+			}
+		}
+		switch {
+		case other > 0:
+			want, note = false, fmt.Sprintf("besteffort QoS cgroup not idle: %d BestEffort pods are not background", other)
+		case bg == 0:
+			want = false
+		}
+		if _, statErr := os.Stat(filepath.Join(dir, "cpu.idle")); want && statErr != nil {
+			want, note = false, "besteffort QoS cgroup not idle: the kernel has no cpu.idle"
+		}
+	}
+	if !want {
+		b.w.Release(dir, "cpu.idle")
+		return note, nil
+	}
+	for _, r := range b.w.Apply(writer.Op{Path: dir, File: "cpu.idle", Value: "1", Reason: "QoS besteffort: every BestEffort pod is background"}) {
+		if r.Err != nil {
+			return note, fmt.Errorf("failed to make the besteffort QoS cgroup idle: %w", r.Err)
+		}
+	}
+	return note, nil
+}
+
+// applyThreads gives the threads of the plan's pods their thread levers
+// and restores those of threads no longer asking (their pod left or
+// changed tier). Threads are listed from the pods' cgroups at each call.
+func (b *Backend) applyThreads(a Plan, rep *Report) error {
+	slice := map[wellknown.Tier]time.Duration{wellknown.TierCritical: b.levers.CriticalSlice, wellknown.TierHigh: b.levers.HighSlice}
+	idle := b.levers.BackgroundSchedIdle.on(defaultBackgroundSchedIdle)
+	wantSlice := false
+	for _, d := range slice {
+		wantSlice = wantSlice || d > 0
+	}
+	if b.threads == nil {
+		if !wantSlice && !idle {
+			return nil
+		}
+		base, err := b.probeSlice()
+		if err != nil {
+			b.noSlice = err.Error()
+		}
+		b.threads = newThreadSetter(base)
+	}
+	want := map[int]threadWant{}
+	var errs []error
+	for _, p := range a.Pods {
+		if p.Cgroup == nil {
+			continue
+		}
+		var tw threadWant
+		if d := slice[p.Tier]; d > 0 && b.noSlice == "" {
+			tw.SliceNS = uint64(d.Nanoseconds())
+		}
+		tw.Idle = idle && p.Tier == wellknown.TierBackground
+		if tw.zero() {
+			continue
+		}
+		tids, err := b.podThreads(p.Cgroup)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to list the threads of pod %s: %w", p.Name, err))
+		}
+		for _, tid := range tids {
+			want[tid] = tw
+		}
+	}
+	if _, err := b.threads.apply(want); err != nil {
+		errs = append(errs, fmt.Errorf("failed to set thread scheduling attributes: %w", err))
+	}
+	for _, o := range b.threads.orig {
+		if o.want.SliceNS != 0 {
+			rep.SlicedThreads++
+		}
+		if o.want.Idle {
+			rep.IdleThreads++
+		}
+	}
+	if wantSlice && b.noSlice != "" {
+		rep.NoSlice = b.noSlice
+		rep.Notes = append(rep.Notes, "critical threads keep the default scheduler slice: "+b.noSlice)
+	}
+	return errors.Join(errs...)
+}
+
+// podThreads lists the threads of a pod's cpu cgroup and its containers'.
+func (b *Backend) podThreads(p *cgroupfs.Pod) ([]int, error) {
+	var tids []int
+	var errs []error
+	var err error
+	if d, ok := p.Dirs[cgroupfs.CPU]; ok {
+		if tids, err = listThreads(d, tids); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range p.Containers {
+		if d, ok := c.Dirs[cgroupfs.CPU]; ok {
+			if tids, err = listThreads(d, tids); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return tids, errors.Join(errs...)
 }

@@ -10,9 +10,13 @@
 //     containers' cpusets are the fenced CPUs, every other pod's cpusets
 //     exclude them.
 //
-// It works on pod and container cgroups only, never on the QoS-level
-// cgroups the kubelet owns, and does not fence when the kubelet's static
-// CPU manager owns the cpusets. Derived weights start from the value the
+// It works on pod and container cgroups, and on the scheduling attributes
+// of pods' threads (issue 16: an EEVDF custom slice for critical threads,
+// on by default; SCHED_IDLE for background threads, opt-in); of the
+// QoS-level cgroups the kubelet owns it writes only besteffort's cpu.idle,
+// and only with the opt-in BestEffortIdle lever. Dynamic CPU suppression
+// (opt-in) sizes a CFS quota on low and background pods every second. It
+// does not fence when the kubelet's static CPU manager owns the cpusets. Derived weights start from the value the
 // kubelet set (writer.Found), so re-applying never compounds. A pod whose
 // tier or fence changes is first handed back (its originals restored) and
 // then enforced anew; a pod that leaves is handed back.

@@ -42,6 +42,7 @@ type Enforcer struct {
 	mu      sync.Mutex
 	standby bool   // stood down (safe mode) or closed
 	problem string // why enforcement is incomplete, "" when it is not
+	noSlice string // why critical threads keep the default slice, "" when they do not
 	lastErr string // the last error logged, to log each once
 	// reported is the writer's drift count already passed to onDrift.
 	reported uint64
@@ -60,7 +61,9 @@ type EnforcerOptions struct {
 	// CPUManagerStateFile: see Options.
 	CPUManagerStateFile string
 	// FenceCritical confines critical pods to fenced whole cores.
-	FenceCritical     bool
+	FenceCritical bool
+	// Levers tune the knobs; zero values are the defaults.
+	Levers            Levers
 	ReconcileInterval time.Duration
 	Clock             clock.WithTicker
 	Log               logr.Logger
@@ -88,6 +91,7 @@ func NewEnforcer(o EnforcerOptions) (*Enforcer, error) {
 	b, err := New(Options{
 		Layout:              o.Layout,
 		Writer:              w,
+		Levers:              o.Levers,
 		CPUManagerStateFile: o.CPUManagerStateFile,
 		Log:                 o.Log,
 	})
@@ -116,6 +120,10 @@ func (c *Enforcer) Apply(_ context.Context, pods []enforcement.Pod, m enforcemen
 	var applied enforcement.Applied
 	var critReq int64
 	var crit int
+	plan.CapacityMilli = int64(len(m.CPUs)) * 1000
+	if set, err := c.podCPUs(m); err == nil && len(set) > 0 {
+		plan.CapacityMilli = int64(len(set)) * 1000
+	}
 	for _, p := range pods {
 		plan.Pods = append(plan.Pods, Pod{Name: p.Name, Tier: p.Tier, Cgroup: p.Cgroup, RequestMilli: p.RequestMilli, RequestKnown: true})
 		if p.Tier == wellknown.TierCritical {
@@ -139,6 +147,7 @@ func (c *Enforcer) Apply(_ context.Context, pods []enforcement.Pod, m enforcemen
 		applied.Notes = append(applied.Notes, fmt.Sprintf("state file %s was set aside (%s); originals it held are not restored", sr.Path, sr.Reason))
 	}
 	c.stats.Enforced, c.stats.Pending, c.stats.Fenced = rep.Enforced, len(rep.Pending), rep.Fenced
+	c.noSlice = rep.NoSlice
 	c.problem = ""
 	if err != nil {
 		c.problem = enforcement.FirstLine(err.Error())
@@ -252,16 +261,44 @@ func (c *Enforcer) Release(context.Context) error {
 	return c.w.Close()
 }
 
-// Run re-asserts drift on the reconcile interval until ctx is done.
+// SuppressInterval is how often dynamic CPU suppression is sized.
+const SuppressInterval = time.Second
+
+// Run re-asserts drift on the reconcile interval, and sizes dynamic CPU
+// suppression every second when that lever is on, until ctx is done.
 func (c *Enforcer) Run(ctx context.Context) error {
 	t := c.clock.NewTicker(c.interval)
 	defer t.Stop()
+	var sup <-chan time.Time
+	if c.b.levers.Suppress.on(false) {
+		st := c.clock.NewTicker(SuppressInterval)
+		defer st.Stop()
+		sup = st.C()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
 			c.reassert()
+		case now := <-sup:
+			c.suppress(now)
+		}
+	}
+}
+
+func (c *Enforcer) suppress(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.standby {
+		return
+	}
+	st, err := c.b.Suppress(now)
+	c.stats.Suppression = enforcement.Suppression{Active: st.Active, BudgetMilli: st.BudgetMilli, ProtectedMilli: st.ProtectedMilli, Pods: st.Pods}
+	if err != nil {
+		if msg := err.Error(); msg != c.lastErr {
+			c.lastErr = msg
+			c.log.Error(err, "Failed to size CPU suppression")
 		}
 	}
 }
@@ -307,6 +344,9 @@ func (c *Enforcer) Report() enforcement.Report {
 	r.Status = wellknown.AgentStatusEnforcingCgroup
 	r.Verified = true
 	r.Reason = fmt.Sprintf("every cgroup value written and read back (%d pods enforced, %d pending their cgroup)", st.Enforced, st.Pending)
+	if c.noSlice != "" {
+		r.Reason += "; critical threads keep the default scheduler slice: " + c.noSlice
+	}
 	return r
 }
 

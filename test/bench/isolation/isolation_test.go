@@ -286,3 +286,61 @@ func TestParseFlags(t *testing.T) {
 		t.Error("parseVariants accepted guaranteed")
 	}
 }
+
+func TestSummary(t *testing.T) {
+	r := testResult()
+	// Three rounds at the top: stock/enforced p99.9 of 2, 4 and 10, batch
+	// share 0.5, 0.9 and 1.
+	for i, k := range []float64{2, 4, 10} {
+		for _, v := range []string{"burstable", "besteffort"} {
+			r.addRound(v, map[string]row{
+				"stock":    {Burners: 8, Variant: v, P99: 100 * k, P999: 100 * k, WakeP999: 50, BatchCPUs: 1, LoadAvg1: float64(i)},
+				"enforced": {Burners: 8, Variant: v, P99: 100, P999: 100, WakeP999: 50, BatchCPUs: []float64{0.5, 0.9, 1}[i], LoadAvg1: float64(i)},
+			})
+		}
+	}
+	r.finish(options{})
+	s := r.Summary["burstable"]
+	want := summary{Runs: 3, RatioP99Median: 4, RatioP99Min: 2, RatioP99Max: 10, RatioP999Median: 4, RatioP999Min: 2, RatioP999Max: 10,
+		WakeRatioP999Median: 1, BatchShare: 0.9, LoadAvgMin: 0, LoadAvgMax: 2, EnforcedP999OverIdle: s.EnforcedP999OverIdle}
+	if s != want {
+		t.Errorf("summary = %+v\nwant %+v", s, want)
+	}
+	if r.SummaryGoal == nil || r.SummaryGoal.Met != (s.EnforcedP999OverIdle <= 2) {
+		t.Errorf("summary goal = %+v with enforced %.2f× its idle", r.SummaryGoal, s.EnforcedP999OverIdle)
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]map[string]map[string]any
+	var shape struct {
+		Summary json.RawMessage `json:"summary"`
+	}
+	if err := json.Unmarshal(data, &shape); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(`{"s":`+string(shape.Summary)+`}`), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"runs", "ratio_p99_median", "ratio_p999_median", "ratio_p999_min", "ratio_p999_max", "batch_share"} {
+		if _, ok := m["s"]["burstable"][k]; !ok {
+			t.Errorf("summary.burstable lacks %q: %s", k, shape.Summary)
+		}
+	}
+	// The median over rounds drops a low outlier: 2 runs out of 3 at ≥ 4.
+	r.Rounds[0].Arms["enforced"] = row{Burners: 8, Variant: "burstable", P99: 1000, P999: 1000, BatchCPUs: 1}
+	r.finish(options{})
+	if got := r.Summary["burstable"].RatioP999Median; got != 4 {
+		t.Errorf("median with an outlier = %v, want 4", got)
+	}
+	if !strings.Contains(r.table(), "| enforced | burstable | 3 |") {
+		t.Errorf("table lacks the summary row:\n%s", r.table())
+	}
+	if _, err := armsByName("slice500,nosuch"); err == nil {
+		t.Error("armsByName accepted an unknown arm")
+	}
+	if a, err := armsByName("slice500,slice500"); err != nil || len(a) != 2 || a[0].Name != "stock" {
+		t.Errorf("armsByName = %+v, %v; want stock and slice500", a, err)
+	}
+}

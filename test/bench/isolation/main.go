@@ -22,7 +22,7 @@
 // fails the run. Everything is removed at the end, on error or SIGINT.
 //
 //	sudo go run ./test/bench/isolation            # default run (~5 min)
-//	sudo go run ./test/bench/isolation -explore   # lever variants
+//	sudo go run ./test/bench/isolation -explore   # lever variants (issue 16 arms; -arms to pick)
 package main
 
 import (
@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -69,15 +70,44 @@ type armConfig struct {
 // default levers without a fence.
 const defaultEnforced = "enforced"
 
-// exploreArms are the lever variants of -explore.
+// exploreArms are the lever variants of -explore (issue 16): the default
+// levers, each lever of issue 16 alone on top of the weights, and their
+// combination. The names say what differs from the weights-only arm.
 func exploreArms() []armConfig {
+	noSlice := cgroupenf.Levers{CriticalSlice: -1}
 	return []armConfig{
 		{Name: "stock", Stock: true},
-		{Name: "idle"},
-		{Name: "minweight", Levers: cgroupenf.Levers{NoBackgroundIdle: true}},
-		{Name: "idle-crit16", Levers: cgroupenf.Levers{CriticalWeightFactor: 16, HighWeightFactor: 8}},
-		{Name: "idle-fence", Fence: true},
+		{Name: defaultEnforced},
+		{Name: "weights", Levers: noSlice},
+		{Name: "slice500", Levers: cgroupenf.Levers{CriticalSlice: 500 * time.Microsecond}},
+		{Name: "slice100", Levers: cgroupenf.Levers{CriticalSlice: 100 * time.Microsecond}},
+		{Name: "schedidle", Levers: cgroupenf.Levers{CriticalSlice: -1, BackgroundSchedIdle: cgroupenf.SwitchOn}},
+		{Name: "slice+schedidle", Levers: cgroupenf.Levers{CriticalSlice: 500 * time.Microsecond, BackgroundSchedIdle: cgroupenf.SwitchOn}},
+		{Name: "qosidle", Levers: cgroupenf.Levers{CriticalSlice: -1, BestEffortIdle: cgroupenf.SwitchOn}},
+		{Name: "suppress", Levers: cgroupenf.Levers{CriticalSlice: -1, Suppress: cgroupenf.SwitchOn}},
+		{Name: "slice+suppress", Levers: cgroupenf.Levers{CriticalSlice: 500 * time.Microsecond, Suppress: cgroupenf.SwitchOn}},
 	}
+}
+
+// armsByName picks arms of exploreArms by name (-arms).
+func armsByName(list string) ([]armConfig, error) {
+	all := exploreArms()
+	out := []armConfig{all[0]}
+	for f := range strings.SplitSeq(list, ",") {
+		f = strings.TrimSpace(f)
+		i := slices.IndexFunc(all, func(a armConfig) bool { return a.Name == f })
+		if i < 0 {
+			var names []string
+			for _, a := range all[1:] {
+				names = append(names, a.Name)
+			}
+			return nil, fmt.Errorf("invalid -arms entry %q: want one of %s", f, strings.Join(names, ", "))
+		}
+		if i > 0 && !slices.ContainsFunc(out, func(a armConfig) bool { return a.Name == f }) {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
 }
 
 type options struct {
@@ -87,6 +117,9 @@ type options struct {
 	ladder   []int
 	variants []corev1.PodQOSClass
 	arms     []armConfig
+	// rounds is how many times the top of the ladder is measured (the
+	// ladder's own top step is the first), for the summary.
+	rounds   int
 	out, svg string
 	root     string
 }
@@ -100,6 +133,8 @@ func main() {
 	ladder := flag.String("ladder", "0,1,2,4,8", "burner counts")
 	variants := flag.String("variants", "burstable,besteffort", "burner pod QoS classes")
 	explore := flag.Bool("explore", false, "compare lever variants (see exploreArms) instead of stock vs the default enforced arm")
+	arms := flag.String("arms", "", "with -explore: only these arms (comma-separated names of exploreArms), stock always included")
+	rounds := flag.Int("rounds", 5, "measure the top of the ladder this many times, interleaved, for the summary (median and spread)")
 	out := flag.String("out", "docs/bench/isolation.json", "JSON result file ('' for none)")
 	svg := flag.String("svg", "docs/bench/isolation.svg", "SVG plot file ('' for none)")
 	root := flag.String("cgroup-root", "/sys/fs/cgroup", "cgroup mount root")
@@ -112,14 +147,22 @@ func main() {
 	case "probe":
 		err = runProbe(*segment)
 	case "":
-		opts := options{rate: *rate, segment: *segment, conns: *conns, out: *out, svg: *svg, root: *root}
-		opts.ladder, err = parseLadder(*ladder)
+		opts := options{rate: *rate, segment: *segment, conns: *conns, out: *out, svg: *svg, root: *root, rounds: *rounds}
+		if *rounds < 1 || *rounds > 100 {
+			err = fmt.Errorf("invalid -rounds %d: want 1..100", *rounds)
+		}
+		if err == nil {
+			opts.ladder, err = parseLadder(*ladder)
+		}
 		if err == nil {
 			opts.variants, err = parseVariants(*variants)
 		}
 		opts.arms = []armConfig{{Name: "stock", Stock: true}, {Name: defaultEnforced}}
 		if *explore {
 			opts.arms = exploreArms()
+			if *arms != "" && err == nil {
+				opts.arms, err = armsByName(*arms)
+			}
 		}
 		if err == nil {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -228,6 +271,7 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	res := newResult(opts, b)
 	fmt.Fprintf(os.Stderr, "tree %s, memcached at %s, node CPUs %s\n", b.t.Base, b.addr, b.nodeCPUs)
+	top := slices.Max(opts.ladder)
 	for _, variant := range opts.variants {
 		for step, n := range opts.ladder {
 			rows, err := b.step(ctx, variant, n, step)
@@ -237,6 +281,19 @@ func run(ctx context.Context, opts options) (err error) {
 			for arm, r := range rows {
 				res.Arms[arm] = append(res.Arms[arm], r)
 			}
+			if n == top {
+				res.addRound(variantName(variant), rows)
+			}
+		}
+		// More rounds at the top of the ladder, each ABBA with the arm
+		// order rotated on, so that the shared machine's noise falls on
+		// every arm alike.
+		for round := 1; round < opts.rounds; round++ {
+			rows, err := b.step(ctx, variant, top, len(opts.ladder)+round)
+			if err != nil {
+				return err
+			}
+			res.addRound(variantName(variant), rows)
 		}
 	}
 	res.finish(opts)
@@ -315,7 +372,7 @@ func (b *bench) setup(memcached, stateDir string) error {
 	if err := t.Start(cmd, b.critical.containerRel(0)); err != nil {
 		return err
 	}
-	if err := waitListening(b.addr, 5*time.Second); err != nil {
+	if err := waitListening(b.addr, 30*time.Second); err != nil { // a loaded shared machine starts it slowly
 		return err
 	}
 	b.w, err = writer.New(writer.Options{Root: b.opts.root, StateDir: stateDir, Log: b.log})
@@ -413,7 +470,7 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 	rev := slices.Clone(order)
 	slices.Reverse(rev)
 	lat, wake := map[string]*Hist{}, map[string]*Hist{}
-	errCount, throttled := map[string]int64{}, map[string]int64{}
+	errCount, throttled, burned := map[string]int64{}, map[string]int64{}, map[string]int64{}
 	for _, a := range append(order, rev...) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -423,9 +480,12 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 				return nil, err
 			}
 		}
-		thr0 := b.throttled()
+		thr0, cpu0 := b.throttled(), burnedNS(burnCmds)
+		stopSuppress := b.suppress(a)
 		l, w, missing, err := b.segment(ctx)
+		stopSuppress()
 		throttled[a.Name] += b.throttled() - thr0
+		burned[a.Name] += burnedNS(burnCmds) - cpu0
 		if !a.Stock {
 			if _, serr := b.standDown(); serr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to stand down after arm %s: %w", a.Name, serr))
@@ -456,9 +516,10 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 		r.Missing = errCount[a.Name]
 		r.LoadAvg1 = load
 		r.Throttled = throttled[a.Name]
+		r.BatchCPUs = math.Round(float64(burned[a.Name])/(2*b.opts.segment.Seconds()*1e9)*1000) / 1000
 		rows[a.Name] = r
-		fmt.Fprintf(os.Stderr, "%-11s %-10s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs  load %.1f throttled %d\n",
-			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999, load, r.Throttled)
+		fmt.Fprintf(os.Stderr, "%-15s %-10s burners=%d  p50=%6.0fµs p99=%6.0fµs p99.9=%6.0fµs  wake p99=%6.0fµs p99.9=%6.0fµs  batch %.2f CPUs  load %.1f throttled %d\n",
+			a.Name, r.Variant, n, r.P50, r.P99, r.P999, r.WakeP99, r.WakeP999, r.BatchCPUs, load, r.Throttled)
 	}
 	return rows, nil
 }
@@ -473,7 +534,7 @@ func (b *bench) apply(a armConfig, burners []*pod) error {
 		}
 		pods = append(pods, cgroupenf.Pod{Name: p.name, Tier: p.tier, Cgroup: found})
 	}
-	as := cgroupenf.Plan{Pods: pods}
+	as := cgroupenf.Plan{Pods: pods, CapacityMilli: int64(len(b.nodeCPUs)) * 1000}
 	if a.Fence {
 		as.FenceCPUs, as.NodeCPUs = b.fence, b.nodeCPUs
 	}
@@ -485,6 +546,33 @@ func (b *bench) apply(a armConfig, burners []*pod) error {
 		return fmt.Errorf("arm %s: the backend enforced %d of %d pods (%+v)", a.Name, rep.Enforced, len(pods), rep)
 	}
 	return nil
+}
+
+// suppress ticks dynamic CPU suppression every second while an arm with
+// that lever runs, as the agent's Enforcer does; the returned func stops it.
+func (b *bench) suppress(a armConfig) func() {
+	be := b.backends[a.Name]
+	if a.Stock || be == nil || a.Levers.Suppress != cgroupenf.SwitchOn {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(cgroupenf.SuppressInterval)
+		defer t.Stop()
+		_, _ = be.Suppress(time.Now())
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				if _, err := be.Suppress(now); err != nil {
+					fmt.Fprintln(os.Stderr, "isolation: suppression:", err)
+				}
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 // segment runs the load generator and the probe for one segment.
@@ -548,6 +636,20 @@ func (b *bench) segment(ctx context.Context) (lat, wake *Hist, missing int64, er
 	}
 	lr := children[0].res
 	return lr.Hist, children[1].res.Hist, lr.Sent - lr.Received, nil
+}
+
+// burnedNS is the CPU time the burners' processes have run, in ns (the
+// first field of /proc/<pid>/schedstat; a burner is one process).
+func burnedNS(cmds []*exec.Cmd) int64 {
+	var sum int64
+	for _, c := range cmds {
+		f := strings.Fields(readTrimmed(fmt.Sprintf("/proc/%d/schedstat", c.Process.Pid)))
+		if len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += n
+		}
+	}
+	return sum
 }
 
 // throttled is nr_throttled of the critical pod's cpu cgroup (0 when

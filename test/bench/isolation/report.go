@@ -33,6 +33,9 @@ type row struct {
 	// (its cpu.stat nr_throttled over the arm's segments): a stall from
 	// its own limit rather than from neighbours.
 	Throttled int64 `json:"critical_nr_throttled"`
+	// BatchCPUs is the CPU the burners ran, in CPUs averaged over the
+	// arm's segments: the batch work done.
+	BatchCPUs float64 `json:"batch_cpus"`
 }
 
 func us(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }
@@ -92,13 +95,133 @@ type goal struct {
 }
 
 type result struct {
-	Machine  machine          `json:"machine"`
-	Config   config           `json:"config"`
-	Command  string           `json:"command"`
-	Arms     map[string][]row `json:"arms"`
-	Ratios   []ratio          `json:"ratios"`
-	Goal     goal             `json:"goal"`
-	armOrder []string
+	Machine machine          `json:"machine"`
+	Config  config           `json:"config"`
+	Command string           `json:"command"`
+	Arms    map[string][]row `json:"arms"`
+	Ratios  []ratio          `json:"ratios"`
+	Goal    goal             `json:"goal"`
+	// Summary is the repeated measurement at the top of the ladder for the
+	// default enforced arm, by burner variant (issue 16).
+	Summary map[string]summary `json:"summary,omitempty"`
+	// ArmSummaries is the same for every enforced arm of the run.
+	ArmSummaries map[string]map[string]summary `json:"arm_summaries,omitempty"`
+	// Rounds are the rows of every measurement at the top of the ladder.
+	Rounds []round `json:"rounds,omitempty"`
+	// SummaryGoal is issue 16's goal, judged on the summary.
+	SummaryGoal *goal `json:"summary_goal,omitempty"`
+	armOrder    []string
+}
+
+// round is one measurement of every arm at the top of the ladder.
+type round struct {
+	Variant string         `json:"variant"`
+	Arms    map[string]row `json:"arms"`
+}
+
+// summary is the spread of the stock/enforced ratios over the rounds.
+type summary struct {
+	Runs            int     `json:"runs"`
+	RatioP99Median  float64 `json:"ratio_p99_median"`
+	RatioP99Min     float64 `json:"ratio_p99_min"`
+	RatioP99Max     float64 `json:"ratio_p99_max"`
+	RatioP999Median float64 `json:"ratio_p999_median"`
+	RatioP999Min    float64 `json:"ratio_p999_min"`
+	RatioP999Max    float64 `json:"ratio_p999_max"`
+	// WakeRatioP999Median is the wakeup probe's stock/enforced at p99.9.
+	WakeRatioP999Median float64 `json:"wakeup_ratio_p999_median"`
+	// EnforcedP999OverIdle is the median enforced p99.9 over the enforced
+	// p99.9 with no burners (goal ≤ 2).
+	EnforcedP999OverIdle float64 `json:"enforced_p999_over_idle"`
+	// BatchShare is the burners' CPU enforced / stock (median over rounds).
+	BatchShare float64 `json:"batch_share"`
+	LoadAvgMin float64 `json:"loadavg1_min"`
+	LoadAvgMax float64 `json:"loadavg1_max"`
+}
+
+func (r *result) addRound(variant string, rows map[string]row) {
+	r.Rounds = append(r.Rounds, round{Variant: variant, Arms: rows})
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + m) / 2
+	}
+	return math.Round(m*100) / 100
+}
+
+// summarise computes the summaries from the rounds.
+func (r *result) summarise() {
+	r.ArmSummaries = map[string]map[string]summary{}
+	for _, arm := range r.armOrder {
+		if arm == "stock" {
+			continue
+		}
+		for _, v := range variantsOf(r.Arms["stock"]) {
+			var p99, p999, wake, batch, loads []float64
+			for _, rd := range r.Rounds {
+				st, en, ok := rd.Arms["stock"], rd.Arms[arm], rd.Variant == v
+				if _, has := rd.Arms[arm]; !ok || !has {
+					continue
+				}
+				p99 = append(p99, div(st.P99, en.P99))
+				p999 = append(p999, div(st.P999, en.P999))
+				wake = append(wake, div(st.WakeP999, en.WakeP999))
+				if st.BatchCPUs > 0 {
+					batch = append(batch, div(en.BatchCPUs, st.BatchCPUs))
+				}
+				loads = append(loads, en.LoadAvg1)
+			}
+			if len(p999) == 0 {
+				continue
+			}
+			var tops []float64
+			for _, rd := range r.Rounds {
+				if rd.Variant == v {
+					tops = append(tops, rd.Arms[arm].P999)
+				}
+			}
+			s := summary{Runs: len(p999),
+				RatioP99Median: median(p99), RatioP99Min: slices.Min(p99), RatioP99Max: slices.Max(p99),
+				RatioP999Median: median(p999), RatioP999Min: slices.Min(p999), RatioP999Max: slices.Max(p999),
+				WakeRatioP999Median: median(wake), BatchShare: median(batch),
+				LoadAvgMin: slices.Min(loads), LoadAvgMax: slices.Max(loads)}
+			if idle := findRow(r.Arms[arm], v, 0); idle != nil {
+				s.EnforcedP999OverIdle = div(median(tops), idle.P999)
+			}
+			if r.ArmSummaries[arm] == nil {
+				r.ArmSummaries[arm] = map[string]summary{}
+			}
+			r.ArmSummaries[arm][v] = s
+		}
+	}
+	r.Summary = r.ArmSummaries[defaultEnforced]
+	if len(r.Summary) == 0 {
+		return
+	}
+	g := &goal{Statement: "issue 16, over the repeated runs at the top of the ladder: with Burstable burners median stock/enforced ≥ 3 at p99.9 and the enforced p99.9 ≤ 2 × its own p99.9 with no burners; with BestEffort burners median stock/enforced ≥ 1 at p99.9 (no worse than stock)", Met: true}
+	if s, ok := r.Summary["burstable"]; ok {
+		met := s.RatioP999Median >= 3 && s.EnforcedP999OverIdle > 0 && s.EnforcedP999OverIdle <= 2
+		g.Met = g.Met && met
+		g.Detail = append(g.Detail, fmt.Sprintf("burstable: %d runs, stock/enforced p99.9 median %.2f (%.2f–%.2f), p99 median %.2f; enforced p99.9 %.2f× its idle; batch share %.2f: %s",
+			s.Runs, s.RatioP999Median, s.RatioP999Min, s.RatioP999Max, s.RatioP99Median, s.EnforcedP999OverIdle, s.BatchShare, metWord(met)))
+	} else {
+		g.Met = false
+		g.Detail = append(g.Detail, "no burstable runs")
+	}
+	if s, ok := r.Summary["besteffort"]; ok {
+		met := s.RatioP999Median >= 1
+		g.Met = g.Met && met
+		g.Detail = append(g.Detail, fmt.Sprintf("besteffort: %d runs, stock/enforced p99.9 median %.2f (%.2f–%.2f), p99 median %.2f; batch share %.2f: %s",
+			s.Runs, s.RatioP999Median, s.RatioP999Min, s.RatioP999Max, s.RatioP99Median, s.BatchShare, metWord(met)))
+	}
+	r.SummaryGoal = g
 }
 
 func newResult(opts options, b *bench) *result {
@@ -149,8 +272,9 @@ func div(a, b float64) float64 {
 	return math.Round(a/b*100) / 100
 }
 
-// finish computes the ratios and the goal from the rows.
+// finish computes the ratios, the summaries and the goal from the rows.
 func (r *result) finish(opts options) {
+	r.summarise()
 	stock := r.Arms["stock"]
 	r.Goal = goal{Statement: "at the top of the ladder: enforced p99 ≤ 1.5 × enforced p99 with no burners, and stock ≥ 3 × enforced at p99 or p99.9", Met: true}
 	any := false
@@ -247,5 +371,27 @@ func (r *result) table() string {
 			q.Arm, q.Variant, q.Burners, q.EnforcedP99OverIdle, q.StockOverEnforcedP99, q.StockOverEnforcedP999, q.WakeStockOverEnforcedP999, metWord(q.Met))
 	}
 	fmt.Fprintf(&sb, "\nGoal (%s): %s\n", r.Goal.Statement, metWord(r.Goal.Met))
+	if len(r.ArmSummaries) > 0 {
+		sb.WriteString("\nRepeated runs at the top of the ladder (ratio = stock / enforced; median (min–max)):\n\n")
+		sb.WriteString("| arm | variant | runs | p99 ratio | p99.9 ratio | wakeup p99.9 ratio | enforced p99.9 / idle | batch share | load avg |\n")
+		sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, arm := range r.armOrder {
+			for _, v := range variantsOf(r.Arms["stock"]) {
+				s, ok := r.ArmSummaries[arm][v]
+				if !ok {
+					continue
+				}
+				fmt.Fprintf(&sb, "| %s | %s | %d | %.2f (%.2f–%.2f) | %.2f (%.2f–%.2f) | %.2f | %.2f | %.2f | %.1f–%.1f |\n",
+					arm, v, s.Runs, s.RatioP99Median, s.RatioP99Min, s.RatioP99Max, s.RatioP999Median, s.RatioP999Min, s.RatioP999Max,
+					s.WakeRatioP999Median, s.EnforcedP999OverIdle, s.BatchShare, s.LoadAvgMin, s.LoadAvgMax)
+			}
+		}
+	}
+	if g := r.SummaryGoal; g != nil {
+		fmt.Fprintf(&sb, "\nGoal (%s): %s\n", g.Statement, metWord(g.Met))
+		for _, d := range g.Detail {
+			fmt.Fprintf(&sb, "- %s\n", d)
+		}
+	}
 	return sb.String()
 }
