@@ -29,7 +29,7 @@ func safeMode(t *testing.T, node string) (string, bool) {
 
 func waitSafeMode(t *testing.T, node string, want bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		v, _ := safeMode(t, node)
 		if (v == "true") == want {
@@ -189,8 +189,9 @@ func TestOperatorJourney(t *testing.T) {
 	// Audit: who, what, when, why, result.
 	do(t, ctx, "audit",
 		chromedp.Click(chromedp.CSS(`nav a[href="#/audit"]`)),
-		waitFor(textOf("#audit-table", "kernel upgrade on dash-n1")),
-		waitFor(textOf("#audit-table", "upgrade done")),
+		// The view loads once; the last action's entry may land just
+		// after, so refresh until both are listed.
+		waitRefreshing(textOf("#audit-table", "kernel upgrade on dash-n1")+" && "+textOf("#audit-table", "upgrade done"), "#audit-refresh"),
 	)
 	rowsText, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#audit-table tbody tr")].map(r => r.innerText)`))
 	var on, off bool

@@ -25,6 +25,7 @@ import {
   type TierUsage,
 } from "./api";
 import { Badge, Loading, Problem, stateKind, Title, Unavailable, useClient, useLoad } from "./ui";
+import { LogsPanel } from "./logs";
 
 const STATES = ["enforcing", "observe-only", "safe-mode", "refused", "degraded", "unknown"];
 
@@ -736,10 +737,7 @@ export function PodView(props: { namespace: string; name: string }) {
           </PodPart>
         )}
       </section>
-      <section class="panel" aria-labelledby="logs-h">
-        <h2 id="logs-h">Logs</h2>
-        <Unavailable title="Container logs">Container logs are not served by /api/v1 yet.</Unavailable>
-      </section>
+      <LogsPanel namespace={namespace} name={name} />
     </Fragment>
   );
 }

@@ -891,6 +891,39 @@ type V1PodEvent struct {
 	Type *string `json:"type,omitempty"`
 }
 
+// V1PodLogs PodLogs is the tail of one container's log.
+type V1PodLogs struct {
+	// Container container whose log this is.
+	Container *string `json:"container,omitempty"`
+
+	// Containers containers are the pod's containers (init containers first), so a
+	// client can offer the choice even when the read was refused.
+	Containers *[]string `json:"containers,omitempty"`
+
+	// Error error says why the log could not be read as the caller.
+	Error *string `json:"error,omitempty"`
+
+	// ErrorCode error_code is the HTTP status of error (403 when the caller may not get
+	// pods/log); 0 on success.
+	ErrorCode *int32 `json:"errorCode,omitempty"`
+
+	// Name name of the pod.
+	Name *string `json:"name,omitempty"`
+
+	// Namespace namespace of the pod.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// TailLines tail_lines is the number of lines asked of the API server.
+	TailLines *int32 `json:"tailLines,omitempty"`
+
+	// Text text is the log, at most tail_lines lines and 1 MiB (cut at a line
+	// boundary when longer; truncated then says so); empty when error is set.
+	Text *string `json:"text,omitempty"`
+
+	// Truncated truncated is true when the log was cut to 1 MiB.
+	Truncated *bool `json:"truncated,omitempty"`
+}
+
 // V1PodRef PodRef names one pod.
 type V1PodRef struct {
 	// Name name of the pod; required (at most 253 bytes).
@@ -1118,6 +1151,21 @@ type ClusterServiceListAuditEventsParams struct {
 type ClusterServiceWatchEventsParams struct {
 	// Node node, when set, keeps only events of this node.
 	Node *string `form:"node,omitempty" json:"node,omitempty"`
+}
+
+// ClusterServiceGetPodLogsParams defines parameters for ClusterServiceGetPodLogs.
+type ClusterServiceGetPodLogsParams struct {
+	// Container container whose log to read; empty means the pod's only container, or
+	// its first when it has several (the answer names the one read).
+	Container *string `form:"container,omitempty" json:"container,omitempty"`
+
+	// TailLines tail_lines is how many of the last lines to return, 1 to 5000; 0 means
+	// 200.
+	TailLines *int32 `form:"tailLines,omitempty" json:"tailLines,omitempty"`
+
+	// Previous previous reads the log of the container's previous instance (after a
+	// restart).
+	Previous *bool `form:"previous,omitempty" json:"previous,omitempty"`
 }
 
 // ClusterServiceListNodesParams defines parameters for ClusterServiceListNodes.
@@ -1379,6 +1427,18 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/details (the `ClusterServiceGetPodDetails` operationId).
 	ClusterServiceGetPodDetails(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ClusterServiceGetPodLogs GetPodLogs returns the tail of one container's log, read with the
+	// caller's own identity (impersonation), so the API server's RBAC on
+	// pods/log decides. A caller who may not read the log gets 200 with
+	// error and error_code 403 quoting the API server's refusal, and still
+	// the list of containers; NOT_FOUND names an unknown pod, and
+	// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+	// range. Authorization: get pods.infera.io in the pod's namespace, then
+	// the caller's own get on pods/log.
+	//
+	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+	ClusterServiceGetPodLogs(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ClusterServiceExplainTier ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 	// QoS class, the infera.io/tier annotation (accepted or ignored), the
 	// thresholds, the deciding rule and the overcommit originals.
@@ -1601,6 +1661,28 @@ func (c *Client) ClusterServiceGetFleet(ctx context.Context, reqEditors ...Reque
 // Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/details (the `ClusterServiceGetPodDetails` operationId).
 func (c *Client) ClusterServiceGetPodDetails(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClusterServiceGetPodDetailsRequest(c.Server, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ClusterServiceGetPodLogs GetPodLogs returns the tail of one container's log, read with the
+// caller's own identity (impersonation), so the API server's RBAC on
+// pods/log decides. A caller who may not read the log gets 200 with
+// error and error_code 403 quoting the API server's refusal, and still
+// the list of containers; NOT_FOUND names an unknown pod, and
+// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+// range. Authorization: get pods.infera.io in the pod's namespace, then
+// the caller's own get on pods/log.
+//
+// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+func (c *Client) ClusterServiceGetPodLogs(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetPodLogsRequest(c.Server, namespace, name, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2164,6 +2246,98 @@ func NewClusterServiceGetPodDetailsRequest(server string, namespace string, name
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewClusterServiceGetPodLogsRequest constructs an http.Request for the ClusterServiceGetPodLogs method
+func NewClusterServiceGetPodLogsRequest(server string, namespace string, name string, params *ClusterServiceGetPodLogsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/log", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Container != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "container", *params.Container, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TailLines != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tailLines", *params.TailLines, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Previous != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "previous", *params.Previous, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -2932,6 +3106,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/details (the `ClusterServiceGetPodDetails` operationId).
 	ClusterServiceGetPodDetailsWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*ClusterServiceGetPodDetailsResponse, error)
 
+	// ClusterServiceGetPodLogsWithResponse GetPodLogs returns the tail of one container's log, read with the
+	// caller's own identity (impersonation), so the API server's RBAC on
+	// pods/log decides. A caller who may not read the log gets 200 with
+	// error and error_code 403 quoting the API server's refusal, and still
+	// the list of containers; NOT_FOUND names an unknown pod, and
+	// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+	// range. Authorization: get pods.infera.io in the pod's namespace, then
+	// the caller's own get on pods/log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+	ClusterServiceGetPodLogsWithResponse(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetPodLogsResponse, error)
+
 	// ClusterServiceExplainTierWithResponse ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 	// QoS class, the infera.io/tier annotation (accepted or ignored), the
 	// thresholds, the deciding rule and the overcommit originals.
@@ -3404,6 +3592,68 @@ func (r ClusterServiceGetPodDetailsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClusterServiceGetPodDetailsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ClusterServiceGetPodLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1PodLogs
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSON200() *V1PodLogs {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetPodLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetPodLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetPodLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetPodLogsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4310,6 +4560,26 @@ func (c *ClientWithResponses) ClusterServiceGetPodDetailsWithResponse(ctx contex
 	return ParseClusterServiceGetPodDetailsResponse(rsp)
 }
 
+// ClusterServiceGetPodLogsWithResponse GetPodLogs returns the tail of one container's log, read with the
+// caller's own identity (impersonation), so the API server's RBAC on
+// pods/log decides. A caller who may not read the log gets 200 with
+// error and error_code 403 quoting the API server's refusal, and still
+// the list of containers; NOT_FOUND names an unknown pod, and
+// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+// range. Authorization: get pods.infera.io in the pod's namespace, then
+// the caller's own get on pods/log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+func (c *ClientWithResponses) ClusterServiceGetPodLogsWithResponse(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetPodLogsResponse, error) {
+	rsp, err := c.ClusterServiceGetPodLogs(ctx, namespace, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetPodLogsResponse(rsp)
+}
+
 // ClusterServiceExplainTierWithResponse ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 // QoS class, the infera.io/tier annotation (accepted or ignored), the
 // thresholds, the deciding rule and the overcommit originals.
@@ -4772,6 +5042,53 @@ func ParseClusterServiceGetPodDetailsResponse(rsp *http.Response) (*ClusterServi
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest V1PodDetails
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseClusterServiceGetPodLogsResponse parses an HTTP response from a ClusterServiceGetPodLogsWithResponse call
+func ParseClusterServiceGetPodLogsResponse(rsp *http.Response) (*ClusterServiceGetPodLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetPodLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1PodLogs
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
