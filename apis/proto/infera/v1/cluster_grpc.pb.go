@@ -53,6 +53,7 @@ const (
 	ClusterService_WatchNodeEvents_FullMethodName        = "/infera.v1.ClusterService/WatchNodeEvents"
 	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
 	ClusterService_GetPodLogs_FullMethodName             = "/infera.v1.ClusterService/GetPodLogs"
+	ClusterService_GetNodeObservation_FullMethodName     = "/infera.v1.ClusterService/GetNodeObservation"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -159,6 +160,11 @@ type ClusterServiceClient interface {
 	// range. Authorization: get pods.infera.io in the pod's namespace, then
 	// the caller's own get on pods/log.
 	GetPodLogs(ctx context.Context, in *GetPodLogsRequest, opts ...grpc.CallOption) (*PodLogs, error)
+	// GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeObservation(ctx context.Context, in *GetNodeObservationRequest, opts ...grpc.CallOption) (*Observation, error)
 }
 
 type clusterServiceClient struct {
@@ -377,6 +383,16 @@ func (c *clusterServiceClient) GetPodLogs(ctx context.Context, in *GetPodLogsReq
 	return out, nil
 }
 
+func (c *clusterServiceClient) GetNodeObservation(ctx context.Context, in *GetNodeObservationRequest, opts ...grpc.CallOption) (*Observation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Observation)
+	err := c.cc.Invoke(ctx, ClusterService_GetNodeObservation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -481,6 +497,11 @@ type ClusterServiceServer interface {
 	// range. Authorization: get pods.infera.io in the pod's namespace, then
 	// the caller's own get on pods/log.
 	GetPodLogs(context.Context, *GetPodLogsRequest) (*PodLogs, error)
+	// GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeObservation(context.Context, *GetNodeObservationRequest) (*Observation, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -547,6 +568,9 @@ func (UnimplementedClusterServiceServer) GetPodDetails(context.Context, *GetPodD
 }
 func (UnimplementedClusterServiceServer) GetPodLogs(context.Context, *GetPodLogsRequest) (*PodLogs, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPodLogs not implemented")
+}
+func (UnimplementedClusterServiceServer) GetNodeObservation(context.Context, *GetNodeObservationRequest) (*Observation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeObservation not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -897,6 +921,24 @@ func _ClusterService_GetPodLogs_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_GetNodeObservation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeObservationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetNodeObservation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetNodeObservation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetNodeObservation(ctx, req.(*GetNodeObservationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -971,6 +1013,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPodLogs",
 			Handler:    _ClusterService_GetPodLogs_Handler,
+		},
+		{
+			MethodName: "GetNodeObservation",
+			Handler:    _ClusterService_GetNodeObservation_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -286,6 +286,28 @@ type V1BackendStateChanged struct {
 	Status *string `json:"status,omitempty"`
 }
 
+// V1BusyThread BusyThread is one of the busiest threads of the last thread sample.
+type V1BusyThread struct {
+	// Comm comm is the thread's name (at most 16 bytes).
+	Comm *string `json:"comm,omitempty"`
+
+	// Cpu cpu is the CPU it last ran on.
+	Cpu *int32 `json:"cpu,omitempty"`
+
+	// Layer layer is the layer of the enforcement promise the tier belongs to;
+	// empty without one.
+	Layer *string `json:"layer,omitempty"`
+
+	// MilliCpu milli_cpu is its CPU use over the sample interval, in ms per second.
+	MilliCpu *float64 `json:"milliCpu,omitempty"`
+	Pid      *int32   `json:"pid,omitempty"`
+
+	// Pod pod is namespace/name.
+	Pod  *string `json:"pod,omitempty"`
+	Tid  *int32  `json:"tid,omitempty"`
+	Tier *string `json:"tier,omitempty"`
+}
+
 // V1CaptureTraceResponse CaptureTraceResponse describes a finished capture.
 type V1CaptureTraceResponse struct {
 	// CaptureId capture_id identifies the capture on this node.
@@ -309,6 +331,31 @@ type V1CaptureTraceResponse struct {
 	// Truncated truncated is true when the capture stopped early because it reached its
 	// size cap.
 	Truncated *bool `json:"truncated,omitempty"`
+}
+
+// V1CgroupKnob CgroupKnob is one cgroup value the cgroup backend keeps asserting.
+type V1CgroupKnob struct {
+	// Applied applied is what the file read back after the last write or check.
+	Applied *string `json:"applied,omitempty"`
+
+	// File file is the knob, e.g. "cpu.weight", "cpu.idle", "cpuset.cpus".
+	File *string `json:"file,omitempty"`
+
+	// Path path is the cgroup directory, relative to the cgroup root.
+	Path *string `json:"path,omitempty"`
+
+	// Pod pod is the pod (namespace/name) whose cgroup, or container cgroup, the
+	// path is; empty for a path of no known pod.
+	Pod *string `json:"pod,omitempty"`
+
+	// Reason reason is why the backend sets it (the pod and its tier's lever).
+	Reason *string `json:"reason,omitempty"`
+
+	// Tier tier is that pod's tier.
+	Tier *string `json:"tier,omitempty"`
+
+	// Value value is what the backend asserts.
+	Value *string `json:"value,omitempty"`
 }
 
 // V1ClusterEvent ClusterEvent is one fleet event.
@@ -611,6 +658,15 @@ type V1GetStatusResponse struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// V1LatencyBucket LatencyBucket is one cumulative histogram bucket.
+type V1LatencyBucket struct {
+	// Count count of observations at or below le_seconds.
+	Count *string `json:"count,omitempty"`
+
+	// LeSeconds le_seconds is the bucket's upper bound.
+	LeSeconds *float64 `json:"leSeconds,omitempty"`
+}
+
 // V1LintViolation LintViolation: the placement linter saw threads run where the enforcement
 // promises they do not.
 type V1LintViolation struct {
@@ -740,6 +796,25 @@ type V1NodeAgentStatus struct {
 	Status *V1GetStatusResponse `json:"status,omitempty"`
 }
 
+// V1NodePressure NodePressure is the node's CPU pressure stall information.
+type V1NodePressure struct {
+	// Available available is false when the kernel does not report PSI; reason says why.
+	Available *bool `json:"available,omitempty"`
+
+	// FullAvg10 full_avg10 is the share in which all non-idle tasks waited; 0 where the
+	// kernel does not report "full" for CPU.
+	FullAvg10 *float64 `json:"fullAvg10,omitempty"`
+	Reason    *string  `json:"reason,omitempty"`
+
+	// SomeAvg10 some_avg10 and some_avg60 are the share (percent) of the last 10 and 60
+	// seconds in which some task waited for a CPU.
+	SomeAvg10 *float64 `json:"someAvg10,omitempty"`
+	SomeAvg60 *float64 `json:"someAvg60,omitempty"`
+
+	// SomeTotalSeconds some_total_seconds is the cumulative stall time of "some".
+	SomeTotalSeconds *float64 `json:"someTotalSeconds,omitempty"`
+}
+
 // V1NodeReport NodeReport is what the node's NodeQoSReport adds.
 type V1NodeReport struct {
 	// Conditions conditions of the report.
@@ -804,6 +879,57 @@ type V1NodeView struct {
 
 	// Tiers tiers is the usage of each workload tier, highest first.
 	Tiers *[]V1TierUsage `json:"tiers,omitempty"`
+}
+
+// V1Observation Observation is what the agent observes on its node at one moment.
+type V1Observation struct {
+	// Backend backend is the enforcement backend in use: "scx_layered", "cgroup",
+	// "tiersched" or "none" (safe mode, observe-only).
+	Backend *string `json:"backend,omitempty"`
+
+	// CgroupKnobs cgroup_knobs are the cgroup values the cgroup backend keeps asserting,
+	// ordered by path, then file; empty with another backend or in safe mode.
+	CgroupKnobs *[]V1CgroupKnob `json:"cgroupKnobs,omitempty"`
+
+	// CgroupKnobsUnavailable cgroup_knobs_unavailable says why there are no cgroup knobs: another
+	// backend, or safe mode; empty while the cgroup backend enforces.
+	CgroupKnobsUnavailable *string `json:"cgroupKnobsUnavailable,omitempty"`
+
+	// CgroupV2 cgroup_v2 is true when the per-pod counters come from a cgroup v2 tree
+	// (pressure_some_seconds is then available).
+	CgroupV2 *bool `json:"cgroupV2,omitempty"`
+
+	// NodeName node_name is the Kubernetes Node this agent runs on.
+	NodeName *string `json:"nodeName,omitempty"`
+
+	// Pressure NodePressure is the node's CPU pressure stall information.
+	Pressure *V1NodePressure `json:"pressure,omitempty"`
+
+	// RunQueueUnavailable run_queue_unavailable says why TierPerformance.run_queue is unset (the
+	// eBPF programs are not loaded); empty when it is set.
+	RunQueueUnavailable *string `json:"runQueueUnavailable,omitempty"`
+
+	// SampleIntervalSeconds sample_interval_seconds is the time the thread sample's CPU use is
+	// measured over.
+	SampleIntervalSeconds *float64 `json:"sampleIntervalSeconds,omitempty"`
+
+	// SampleTime sample_time is when the last thread sample was taken; unset before the
+	// first.
+	SampleTime *time.Time `json:"sampleTime,omitempty"`
+
+	// ThreadsUnavailable threads_unavailable says why there is no thread sample (the
+	// observation layer is off or has not sampled yet); empty otherwise.
+	ThreadsUnavailable *string `json:"threadsUnavailable,omitempty"`
+
+	// Tiers tiers are the workload tiers, highest first, each with its counters.
+	Tiers *[]V1TierPerformance `json:"tiers,omitempty"`
+
+	// Time time is when the counters were read.
+	Time *time.Time `json:"time,omitempty"`
+
+	// TopThreads top_threads are the busiest threads of the pods in the last thread
+	// sample, busiest first, at most 20.
+	TopThreads *[]V1BusyThread `json:"topThreads,omitempty"`
 }
 
 // V1OvercommitProfile OvercommitProfile is an OvercommitProfile.
@@ -961,6 +1087,20 @@ type V1Policy struct {
 	SafeModeNodes *int32 `json:"safeModeNodes,omitempty"`
 }
 
+// V1RunQueueLatency RunQueueLatency is a cumulative histogram of the time tasks waited in a
+// run queue before they ran.
+type V1RunQueueLatency struct {
+	// Buckets buckets, by ascending upper bound; each counts the observations at or
+	// below le_seconds.
+	Buckets *[]V1LatencyBucket `json:"buckets,omitempty"`
+
+	// Count count of observations.
+	Count *string `json:"count,omitempty"`
+
+	// SumSeconds sum_seconds of all observations.
+	SumSeconds *float64 `json:"sumSeconds,omitempty"`
+}
+
 // V1SafeModeChanged SafeModeChanged: the agent entered or left safe mode.
 type V1SafeModeChanged struct {
 	// Reason reason says what asked for it (annotation, local decision, ...); at
@@ -1106,6 +1246,44 @@ type V1TierExplanation struct {
 
 	// TierAnnotation tier_annotation is the infera.io/tier value; empty when absent.
 	TierAnnotation *string `json:"tierAnnotation,omitempty"`
+}
+
+// V1TierPerformance TierPerformance is one tier's counters, summed over its pods' cgroups.
+// Counters are cumulative since each cgroup was created: a pod that leaves
+// takes its share away, so a client computing a rate should drop a
+// negative difference.
+type V1TierPerformance struct {
+	// CpuSeconds cpu_seconds is the pods' CPU time (cpu.stat usage_usec, or
+	// cpuacct.usage on cgroup v1).
+	CpuSeconds *float64 `json:"cpuSeconds,omitempty"`
+
+	// Pods pods is the number of pods in the tier.
+	Pods *int32 `json:"pods,omitempty"`
+
+	// PodsRead pods_read is the number of those pods whose cgroup counters were read.
+	PodsRead *int32 `json:"podsRead,omitempty"`
+
+	// PressureSomeSeconds pressure_some_seconds is the time some of the pods' tasks stalled
+	// waiting for a CPU (cpu.pressure "some" total; cgroup v2 only).
+	PressureSomeSeconds *float64 `json:"pressureSomeSeconds,omitempty"`
+
+	// RunQueue RunQueueLatency is a cumulative histogram of the time tasks waited in a
+	// run queue before they ran.
+	RunQueue *V1RunQueueLatency `json:"runQueue,omitempty"`
+
+	// SampledMilliCpu sampled_milli_cpu is the tier's CPU use in the last thread sample, in
+	// milli-CPUs (ms per second).
+	SampledMilliCpu *float64 `json:"sampledMilliCpu,omitempty"`
+
+	// ThrottledPeriods throttled_periods counts CFS periods in which the pods were throttled
+	// (cpu.stat nr_throttled).
+	ThrottledPeriods *string `json:"throttledPeriods,omitempty"`
+
+	// ThrottledSeconds throttled_seconds is the time they were throttled.
+	ThrottledSeconds *float64 `json:"throttledSeconds,omitempty"`
+
+	// Tier tier is the tier name (see TierUsage.tier).
+	Tier *string `json:"tier,omitempty"`
 }
 
 // V1TierUsage TierUsage is what one tier holds on the node.
@@ -1507,6 +1685,14 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/nodes/{node}/layeredConfig (the `ClusterServiceGetNodeLayeredConfig` operationId).
 	ClusterServiceGetNodeLayeredConfig(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ClusterServiceGetNodeObservation GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+	ClusterServiceGetNodeObservation(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ClusterServiceListNodePods ListNodePods lists the pods bound to one node with their tiers (computed
 	// with the same function the agent uses), ordered by namespace and name,
 	// paginated. Authorization: get nodes.infera.io/pods with the node's name.
@@ -1831,6 +2017,24 @@ func (c *Client) ClusterServiceGetNodeAgentStatus(ctx context.Context, node stri
 // Corresponds with GET /api/v1/nodes/{node}/layeredConfig (the `ClusterServiceGetNodeLayeredConfig` operationId).
 func (c *Client) ClusterServiceGetNodeLayeredConfig(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClusterServiceGetNodeLayeredConfigRequest(c.Server, node)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ClusterServiceGetNodeObservation GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+// use, throttling, CPU pressure and run-queue latency counters, the
+// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+// Authorization: get nodes.infera.io with the node's name.
+//
+// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+func (c *Client) ClusterServiceGetNodeObservation(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetNodeObservationRequest(c.Server, node)
 	if err != nil {
 		return nil, err
 	}
@@ -2677,6 +2881,40 @@ func NewClusterServiceGetNodeLayeredConfigRequest(server string, node string) (*
 	return req, nil
 }
 
+// NewClusterServiceGetNodeObservationRequest constructs an http.Request for the ClusterServiceGetNodeObservation method
+func NewClusterServiceGetNodeObservationRequest(server string, node string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "node", node, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/nodes/%s/observation", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewClusterServiceListNodePodsRequest constructs an http.Request for the ClusterServiceListNodePods method
 func NewClusterServiceListNodePodsRequest(server string, node string, params *ClusterServiceListNodePodsParams) (*http.Request, error) {
 	var err error
@@ -3199,6 +3437,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/nodes/{node}/layeredConfig (the `ClusterServiceGetNodeLayeredConfig` operationId).
 	ClusterServiceGetNodeLayeredConfigWithResponse(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeLayeredConfigResponse, error)
+
+	// ClusterServiceGetNodeObservationWithResponse GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+	ClusterServiceGetNodeObservationWithResponse(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeObservationResponse, error)
 
 	// ClusterServiceListNodePodsWithResponse ListNodePods lists the pods bound to one node with their tiers (computed
 	// with the same function the agent uses), ordered by namespace and name,
@@ -4104,6 +4352,68 @@ func (r ClusterServiceGetNodeLayeredConfigResponse) ContentType() string {
 	return ""
 }
 
+type ClusterServiceGetNodeObservationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1Observation
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSON200() *V1Observation {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetNodeObservationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetNodeObservationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetNodeObservationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetNodeObservationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ClusterServiceListNodePodsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4706,6 +5016,22 @@ func (c *ClientWithResponses) ClusterServiceGetNodeLayeredConfigWithResponse(ctx
 		return nil, err
 	}
 	return ParseClusterServiceGetNodeLayeredConfigResponse(rsp)
+}
+
+// ClusterServiceGetNodeObservationWithResponse GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+// use, throttling, CPU pressure and run-queue latency counters, the
+// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+// Authorization: get nodes.infera.io with the node's name.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+func (c *ClientWithResponses) ClusterServiceGetNodeObservationWithResponse(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeObservationResponse, error) {
+	rsp, err := c.ClusterServiceGetNodeObservation(ctx, node, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetNodeObservationResponse(rsp)
 }
 
 // ClusterServiceListNodePodsWithResponse ListNodePods lists the pods bound to one node with their tiers (computed
@@ -5423,6 +5749,53 @@ func ParseClusterServiceGetNodeLayeredConfigResponse(rsp *http.Response) (*Clust
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest V1GetLayeredConfigResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseClusterServiceGetNodeObservationResponse parses an HTTP response from a ClusterServiceGetNodeObservationWithResponse call
+func ParseClusterServiceGetNodeObservationResponse(rsp *http.Response) (*ClusterServiceGetNodeObservationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetNodeObservationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1Observation
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
