@@ -107,11 +107,17 @@ func TestOperatorJourney(t *testing.T) {
 		t.Errorf("the pods table shows %d Agent tier columns although no agent was reached", n)
 	}
 	text := pageText(ctx)
-	for _, want := range []string{"normal: 2 pods", "default/deflated", "overcommitted", "Top threads", "Config in force", "Live performance", "Not available from this gateway yet."} {
+	for _, want := range []string{"normal: 2 pods", "default/deflated", "overcommitted", "Top threads", "Config in force", "Cgroup knobs in force", "Live performance"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("node view does not show %q", want)
 		}
 	}
+	// The agent's panels say why they are empty, in the gateway's words.
+	do(t, ctx, "the agent's panels without an agent",
+		waitFor(textOf("#top-threads", "Could not load the observation of the agent of node dash-n1")),
+		waitFor(textOf("#cgroup-knobs", "not configured to reach the node agents")),
+		waitFor(textOf("#live-perf", "not configured to reach the node agents")),
+	)
 	screenshot(t, ctx, "node")
 
 	// Pod: explain-tier, the manifest and the Events (read as the caller).

@@ -26,6 +26,7 @@ import {
 } from "./api";
 import { Badge, Loading, Problem, stateKind, Title, Unavailable, useClient, useLoad } from "./ui";
 import { LogsPanel } from "./logs";
+import { AgentPanels } from "./observation";
 
 const STATES = ["enforcing", "observe-only", "safe-mode", "refused", "degraded", "unknown"];
 
@@ -644,14 +645,9 @@ export function NodeView(props: { name: string }) {
       </section>
       <section class="panel" aria-labelledby="agent-h">
         <h2 id="agent-h">From the node's agent</h2>
-        <Unavailable title="Top threads">
-          Per-pod threads are known to the node's agent only; /api/v1 does not serve them.
-        </Unavailable>
-        <ConfigInForce node={name} />
-        <Unavailable title="Live performance">
-          Per-tier run-queue latency, CPU, throttling and PSI panels need the agents' metrics on /api/v1; the event
-          stream below carries state changes only.
-        </Unavailable>
+        <AgentPanels node={name}>
+          <ConfigInForce node={name} />
+        </AgentPanels>
       </section>
       <EventsPanel events={ev.events} error={ev.error} />
     </Fragment>
