@@ -91,8 +91,9 @@ function useObservation(node: string): ObsState {
         } catch (err) {
           if (ac.signal.aborted) return;
           setSt((s) => ({ ...s, error: err, loading: false }));
-          // A refusal does not change by asking again.
-          if (err instanceof ApiError && (err.status === 403 || err.status === 404)) return;
+          // A refusal, an unknown node or a gateway not configured to reach
+          // the agents (400: FAILED_PRECONDITION) do not change by asking again.
+          if (err instanceof ApiError && [400, 403, 404].includes(err.status)) return;
         }
       }
       timer = window.setTimeout(tick, POLL_MS);
