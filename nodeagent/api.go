@@ -19,7 +19,10 @@ type agentAPI struct {
 	*server.Broadcaster
 }
 
-var _ server.Agent = agentAPI{}
+var (
+	_ server.Agent    = agentAPI{}
+	_ server.Observer = agentAPI{}
+)
 
 func (api agentAPI) LayeredConfig(context.Context) (server.LayeredConfig, error) {
 	a := api.a

@@ -97,6 +97,7 @@ func (a *Agent) grpcGuard() []grpc.ServerOption {
 			attrs.Verb = "watch"
 		case "/infera.v1.AgentService/CaptureTrace":
 			attrs.Verb = "create"
+		case "/infera.v1.AgentService/GetObservation":
 		default:
 			return attrs, false
 		}

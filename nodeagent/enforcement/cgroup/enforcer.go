@@ -372,3 +372,7 @@ func (c *Enforcer) reportDrift() {
 	}
 	c.onDrift(drifted)
 }
+
+// Knobs returns the cgroup values the backend keeps asserting, parents
+// first: the cgroup knobs in force, for the agent's GetObservation.
+func (c *Enforcer) Knobs() []writer.Desired { return c.w.Desired() }

@@ -29,7 +29,7 @@ func safeMode(t *testing.T, node string) (string, bool) {
 
 func waitSafeMode(t *testing.T, node string, want bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for {
 		v, _ := safeMode(t, node)
 		if (v == "true") == want {
@@ -107,11 +107,17 @@ func TestOperatorJourney(t *testing.T) {
 		t.Errorf("the pods table shows %d Agent tier columns although no agent was reached", n)
 	}
 	text := pageText(ctx)
-	for _, want := range []string{"normal: 2 pods", "default/deflated", "overcommitted", "Top threads", "Config in force", "Live performance", "Not available from this gateway yet."} {
+	for _, want := range []string{"normal: 2 pods", "default/deflated", "overcommitted", "Top threads", "Config in force", "Cgroup knobs in force", "Live performance"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("node view does not show %q", want)
 		}
 	}
+	// The agent's panels say why they are empty, in the gateway's words.
+	do(t, ctx, "the agent's panels without an agent",
+		waitFor(textOf("#top-threads", "Could not load the observation of the agent of node dash-n1")),
+		waitFor(textOf("#cgroup-knobs", "not configured to reach the node agents")),
+		waitFor(textOf("#live-perf", "not configured to reach the node agents")),
+	)
 	screenshot(t, ctx, "node")
 
 	// Pod: explain-tier, the manifest and the Events (read as the caller).
@@ -189,8 +195,9 @@ func TestOperatorJourney(t *testing.T) {
 	// Audit: who, what, when, why, result.
 	do(t, ctx, "audit",
 		chromedp.Click(chromedp.CSS(`nav a[href="#/audit"]`)),
-		waitFor(textOf("#audit-table", "kernel upgrade on dash-n1")),
-		waitFor(textOf("#audit-table", "upgrade done")),
+		// The view loads once; the last action's entry may land just
+		// after, so refresh until both are listed.
+		waitRefreshing(textOf("#audit-table", "kernel upgrade on dash-n1")+" && "+textOf("#audit-table", "upgrade done"), "#audit-refresh"),
 	)
 	rowsText, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#audit-table tbody tr")].map(r => r.innerText)`))
 	var on, off bool

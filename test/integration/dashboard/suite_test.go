@@ -28,6 +28,7 @@ import (
 
 	"github.com/infera-io/temper/gateway"
 	"github.com/infera-io/temper/test/envtest"
+	"github.com/infera-io/temper/test/kubeletlogs"
 )
 
 // Callers: ServiceAccounts in callerNS bound to the shipped roles.
@@ -45,6 +46,8 @@ var (
 	tokens   = map[string]string{}
 	chromium string
 	shots    string
+	// kubelet serves the container logs of dash-n1's pods.
+	kubelet *kubeletlogs.Server
 )
 
 func TestMain(m *testing.M) {
@@ -69,7 +72,21 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	e, err := envtest.Start(envtest.Options{PriorityClasses: true})
+	// The stand-in kubelet that serves dash-n1's container logs
+	// (pods/log), before the API server, which must trust its CA.
+	kubeletDir, err := os.MkdirTemp("", "dashboard-kubelet-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(kubeletDir)
+	if kubelet, err = kubeletlogs.Start(kubeletDir); err != nil {
+		fmt.Fprintf(os.Stderr, "kubelet: %v\n", err)
+		return 1
+	}
+	defer kubelet.Close()
+	e, err := envtest.Start(envtest.Options{PriorityClasses: true,
+		APIServerArgs: map[string]string{"kubelet-certificate-authority": kubelet.CA}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
 		return 1
@@ -121,12 +138,13 @@ func setup(ctx context.Context) error {
 		filepath.Join(dir, "role_binding.yaml"), filepath.Join(dir, "user_roles.yaml")); err != nil {
 		return err
 	}
-	// The operator also reads core Pods and Events, as people with the
-	// built-in "view" role do (that role is aggregated, and envtest runs
-	// no aggregation controller); the viewer does not.
+	// The operator also reads core Pods, Events and logs, as people with
+	// the built-in "view" role do (that role is aggregated, and envtest
+	// runs no aggregation controller); the viewer does not.
 	if _, err := kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "dash-test-core-reader"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: []string{"get", "list"}}},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}}},
 	}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
@@ -246,6 +264,9 @@ func seed(ctx context.Context) error {
 			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
 			Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0." + n.name[len(n.name)-1:]}},
 		}
+		if n.name == "dash-n1" {
+			kubelet.Point(created) // its pods' logs
+		}
 		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
@@ -302,7 +323,7 @@ func browser(t *testing.T) context.Context {
 // do runs steps with a deadline, failing the test with what it was doing.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	if err := chromedp.Do(c, steps...); err != nil {
 		t.Fatalf("%s: %v\npage text: %s", what, err, pageText(ctx))
@@ -316,9 +337,27 @@ func pageText(ctx context.Context) string {
 	return s
 }
 
+// Waits are conditions polled until they hold; the timeouts only bound a
+// failure, and are generous because CI machines are shared (a condition
+// that holds ends its wait at once).
+const (
+	waitTimeout = 60 * time.Second
+	stepTimeout = 90 * time.Second
+)
+
 // waitFor polls a JavaScript predicate.
 func waitFor(js string) chromedp.Action[chromedp.Void] {
-	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))
+	return chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(waitTimeout), chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
+// waitRefreshing polls a JavaScript predicate and, while it does not hold,
+// clicks the button refresh at most once a second: for views that load
+// once, where the awaited data may land just after the load.
+func waitRefreshing(js, refresh string) chromedp.Action[chromedp.Void] {
+	return waitFor(fmt.Sprintf(`(() => { if (%s) return true;
+		const now = Date.now();
+		if (!window.__refreshed || now - window.__refreshed > 1000) { window.__refreshed = now; document.querySelector(%s)?.click(); }
+		return false; })()`, js, jsString(refresh)))
 }
 
 // textOf is a predicate: the element's text contains want.

@@ -30,6 +30,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/gateway"
 	"github.com/infera-io/temper/test/envtest"
+	"github.com/infera-io/temper/test/kubeletlogs"
 )
 
 // Callers: ServiceAccounts in callerNS with these roles.
@@ -51,6 +52,8 @@ var (
 	// for tests that build a second gateway.
 	gatewayAgents *configv1alpha1.GatewayAgents
 	gatewayRest   *rest.Config
+	// kubelet serves the container logs of gw-n1's pods.
+	kubelet *kubeletlogs.Server
 )
 
 type syncBuffer struct {
@@ -71,7 +74,19 @@ func (s *syncBuffer) String() string {
 }
 
 func TestMain(m *testing.M) {
-	e, err := envtest.Start(envtest.Options{PriorityClasses: true})
+	// The stand-in kubelet that serves the pods' logs (pods/log), before
+	// the API server, which must trust its CA.
+	kubeletDir, err := os.MkdirTemp("", "gateway-kubelet-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kubelet: %v\n", err)
+		os.Exit(1)
+	}
+	if kubelet, err = kubeletlogs.Start(kubeletDir); err != nil {
+		fmt.Fprintf(os.Stderr, "kubelet: %v\n", err)
+		os.Exit(1)
+	}
+	e, err := envtest.Start(envtest.Options{PriorityClasses: true,
+		APIServerArgs: map[string]string{"kubelet-certificate-authority": kubelet.CA}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
 		os.Exit(1)
@@ -94,6 +109,8 @@ func TestMain(m *testing.M) {
 	if tmpDir != "" {
 		_ = os.RemoveAll(tmpDir)
 	}
+	_ = kubelet.Close()
+	_ = os.RemoveAll(kubeletDir)
 	os.Exit(code)
 }
 
@@ -243,6 +260,7 @@ func seedFleet(ctx context.Context) error {
 		switch n.name {
 		case "gw-n1":
 			created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}}
+			kubelet.Point(created) // its pods' logs
 		case "gw-n2", "gw-n3":
 			created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0." + n.name[len(n.name)-1:]}}
 		}

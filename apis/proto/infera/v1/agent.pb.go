@@ -1608,6 +1608,752 @@ func (x *LintViolation) GetDetail() string {
 	return ""
 }
 
+// GetObservationRequest has no parameters.
+type GetObservationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetObservationRequest) Reset() {
+	*x = GetObservationRequest{}
+	mi := &file_infera_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetObservationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetObservationRequest) ProtoMessage() {}
+
+func (x *GetObservationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetObservationRequest.ProtoReflect.Descriptor instead.
+func (*GetObservationRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+// Observation is what the agent observes on its node at one moment.
+type Observation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_name is the Kubernetes Node this agent runs on.
+	NodeName string `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// time is when the counters were read.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// backend is the enforcement backend in use: "scx_layered", "cgroup",
+	// "tiersched" or "none" (safe mode, observe-only).
+	Backend string `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
+	// tiers are the workload tiers, highest first, each with its counters.
+	Tiers []*TierPerformance `protobuf:"bytes,4,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	// pressure is the node's CPU pressure (/proc/pressure/cpu).
+	Pressure *NodePressure `protobuf:"bytes,5,opt,name=pressure,proto3" json:"pressure,omitempty"`
+	// run_queue_unavailable says why TierPerformance.run_queue is unset (the
+	// eBPF programs are not loaded); empty when it is set.
+	RunQueueUnavailable string `protobuf:"bytes,6,opt,name=run_queue_unavailable,json=runQueueUnavailable,proto3" json:"run_queue_unavailable,omitempty"`
+	// top_threads are the busiest threads of the pods in the last thread
+	// sample, busiest first, at most 20.
+	TopThreads []*BusyThread `protobuf:"bytes,7,rep,name=top_threads,json=topThreads,proto3" json:"top_threads,omitempty"`
+	// sample_time is when the last thread sample was taken; unset before the
+	// first.
+	SampleTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=sample_time,json=sampleTime,proto3" json:"sample_time,omitempty"`
+	// sample_interval_seconds is the time the thread sample's CPU use is
+	// measured over.
+	SampleIntervalSeconds float64 `protobuf:"fixed64,9,opt,name=sample_interval_seconds,json=sampleIntervalSeconds,proto3" json:"sample_interval_seconds,omitempty"`
+	// threads_unavailable says why there is no thread sample (the
+	// observation layer is off or has not sampled yet); empty otherwise.
+	ThreadsUnavailable string `protobuf:"bytes,10,opt,name=threads_unavailable,json=threadsUnavailable,proto3" json:"threads_unavailable,omitempty"`
+	// cgroup_knobs are the cgroup values the cgroup backend keeps asserting,
+	// ordered by path, then file; empty with another backend or in safe mode.
+	CgroupKnobs []*CgroupKnob `protobuf:"bytes,11,rep,name=cgroup_knobs,json=cgroupKnobs,proto3" json:"cgroup_knobs,omitempty"`
+	// cgroup_knobs_unavailable says why there are no cgroup knobs: another
+	// backend, or safe mode; empty while the cgroup backend enforces.
+	CgroupKnobsUnavailable string `protobuf:"bytes,12,opt,name=cgroup_knobs_unavailable,json=cgroupKnobsUnavailable,proto3" json:"cgroup_knobs_unavailable,omitempty"`
+	// cgroup_v2 is true when the per-pod counters come from a cgroup v2 tree
+	// (pressure_some_seconds is then available).
+	CgroupV2      bool `protobuf:"varint,13,opt,name=cgroup_v2,json=cgroupV2,proto3" json:"cgroup_v2,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Observation) Reset() {
+	*x = Observation{}
+	mi := &file_infera_v1_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Observation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Observation) ProtoMessage() {}
+
+func (x *Observation) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Observation.ProtoReflect.Descriptor instead.
+func (*Observation) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Observation) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *Observation) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Observation) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *Observation) GetTiers() []*TierPerformance {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+func (x *Observation) GetPressure() *NodePressure {
+	if x != nil {
+		return x.Pressure
+	}
+	return nil
+}
+
+func (x *Observation) GetRunQueueUnavailable() string {
+	if x != nil {
+		return x.RunQueueUnavailable
+	}
+	return ""
+}
+
+func (x *Observation) GetTopThreads() []*BusyThread {
+	if x != nil {
+		return x.TopThreads
+	}
+	return nil
+}
+
+func (x *Observation) GetSampleTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SampleTime
+	}
+	return nil
+}
+
+func (x *Observation) GetSampleIntervalSeconds() float64 {
+	if x != nil {
+		return x.SampleIntervalSeconds
+	}
+	return 0
+}
+
+func (x *Observation) GetThreadsUnavailable() string {
+	if x != nil {
+		return x.ThreadsUnavailable
+	}
+	return ""
+}
+
+func (x *Observation) GetCgroupKnobs() []*CgroupKnob {
+	if x != nil {
+		return x.CgroupKnobs
+	}
+	return nil
+}
+
+func (x *Observation) GetCgroupKnobsUnavailable() string {
+	if x != nil {
+		return x.CgroupKnobsUnavailable
+	}
+	return ""
+}
+
+func (x *Observation) GetCgroupV2() bool {
+	if x != nil {
+		return x.CgroupV2
+	}
+	return false
+}
+
+// TierPerformance is one tier's counters, summed over its pods' cgroups.
+// Counters are cumulative since each cgroup was created: a pod that leaves
+// takes its share away, so a client computing a rate should drop a
+// negative difference.
+type TierPerformance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tier is the tier name (see TierUsage.tier).
+	Tier string `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
+	// pods is the number of pods in the tier.
+	Pods int32 `protobuf:"varint,2,opt,name=pods,proto3" json:"pods,omitempty"`
+	// pods_read is the number of those pods whose cgroup counters were read.
+	PodsRead int32 `protobuf:"varint,3,opt,name=pods_read,json=podsRead,proto3" json:"pods_read,omitempty"`
+	// cpu_seconds is the pods' CPU time (cpu.stat usage_usec, or
+	// cpuacct.usage on cgroup v1).
+	CpuSeconds float64 `protobuf:"fixed64,4,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
+	// throttled_periods counts CFS periods in which the pods were throttled
+	// (cpu.stat nr_throttled).
+	ThrottledPeriods uint64 `protobuf:"varint,5,opt,name=throttled_periods,json=throttledPeriods,proto3" json:"throttled_periods,omitempty"`
+	// throttled_seconds is the time they were throttled.
+	ThrottledSeconds float64 `protobuf:"fixed64,6,opt,name=throttled_seconds,json=throttledSeconds,proto3" json:"throttled_seconds,omitempty"`
+	// pressure_some_seconds is the time some of the pods' tasks stalled
+	// waiting for a CPU (cpu.pressure "some" total; cgroup v2 only).
+	PressureSomeSeconds float64 `protobuf:"fixed64,7,opt,name=pressure_some_seconds,json=pressureSomeSeconds,proto3" json:"pressure_some_seconds,omitempty"`
+	// sampled_milli_cpu is the tier's CPU use in the last thread sample, in
+	// milli-CPUs (ms per second).
+	SampledMilliCpu float64 `protobuf:"fixed64,8,opt,name=sampled_milli_cpu,json=sampledMilliCpu,proto3" json:"sampled_milli_cpu,omitempty"`
+	// run_queue is the tier's run-queue latency histogram; unset when the
+	// eBPF programs are not loaded (see Observation.run_queue_unavailable).
+	RunQueue      *RunQueueLatency `protobuf:"bytes,9,opt,name=run_queue,json=runQueue,proto3" json:"run_queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TierPerformance) Reset() {
+	*x = TierPerformance{}
+	mi := &file_infera_v1_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TierPerformance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TierPerformance) ProtoMessage() {}
+
+func (x *TierPerformance) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TierPerformance.ProtoReflect.Descriptor instead.
+func (*TierPerformance) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TierPerformance) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *TierPerformance) GetPods() int32 {
+	if x != nil {
+		return x.Pods
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetPodsRead() int32 {
+	if x != nil {
+		return x.PodsRead
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetCpuSeconds() float64 {
+	if x != nil {
+		return x.CpuSeconds
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetThrottledPeriods() uint64 {
+	if x != nil {
+		return x.ThrottledPeriods
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetThrottledSeconds() float64 {
+	if x != nil {
+		return x.ThrottledSeconds
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetPressureSomeSeconds() float64 {
+	if x != nil {
+		return x.PressureSomeSeconds
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetSampledMilliCpu() float64 {
+	if x != nil {
+		return x.SampledMilliCpu
+	}
+	return 0
+}
+
+func (x *TierPerformance) GetRunQueue() *RunQueueLatency {
+	if x != nil {
+		return x.RunQueue
+	}
+	return nil
+}
+
+// RunQueueLatency is a cumulative histogram of the time tasks waited in a
+// run queue before they ran.
+type RunQueueLatency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// count of observations.
+	Count uint64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// sum_seconds of all observations.
+	SumSeconds float64 `protobuf:"fixed64,2,opt,name=sum_seconds,json=sumSeconds,proto3" json:"sum_seconds,omitempty"`
+	// buckets, by ascending upper bound; each counts the observations at or
+	// below le_seconds.
+	Buckets       []*LatencyBucket `protobuf:"bytes,3,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunQueueLatency) Reset() {
+	*x = RunQueueLatency{}
+	mi := &file_infera_v1_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunQueueLatency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunQueueLatency) ProtoMessage() {}
+
+func (x *RunQueueLatency) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunQueueLatency.ProtoReflect.Descriptor instead.
+func (*RunQueueLatency) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RunQueueLatency) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *RunQueueLatency) GetSumSeconds() float64 {
+	if x != nil {
+		return x.SumSeconds
+	}
+	return 0
+}
+
+func (x *RunQueueLatency) GetBuckets() []*LatencyBucket {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+// LatencyBucket is one cumulative histogram bucket.
+type LatencyBucket struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// le_seconds is the bucket's upper bound.
+	LeSeconds float64 `protobuf:"fixed64,1,opt,name=le_seconds,json=leSeconds,proto3" json:"le_seconds,omitempty"`
+	// count of observations at or below le_seconds.
+	Count         uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LatencyBucket) Reset() {
+	*x = LatencyBucket{}
+	mi := &file_infera_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LatencyBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LatencyBucket) ProtoMessage() {}
+
+func (x *LatencyBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LatencyBucket.ProtoReflect.Descriptor instead.
+func (*LatencyBucket) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *LatencyBucket) GetLeSeconds() float64 {
+	if x != nil {
+		return x.LeSeconds
+	}
+	return 0
+}
+
+func (x *LatencyBucket) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// NodePressure is the node's CPU pressure stall information.
+type NodePressure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// available is false when the kernel does not report PSI; reason says why.
+	Available bool   `protobuf:"varint,1,opt,name=available,proto3" json:"available,omitempty"`
+	Reason    string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// some_avg10 and some_avg60 are the share (percent) of the last 10 and 60
+	// seconds in which some task waited for a CPU.
+	SomeAvg10 float64 `protobuf:"fixed64,3,opt,name=some_avg10,json=someAvg10,proto3" json:"some_avg10,omitempty"`
+	SomeAvg60 float64 `protobuf:"fixed64,4,opt,name=some_avg60,json=someAvg60,proto3" json:"some_avg60,omitempty"`
+	// some_total_seconds is the cumulative stall time of "some".
+	SomeTotalSeconds float64 `protobuf:"fixed64,5,opt,name=some_total_seconds,json=someTotalSeconds,proto3" json:"some_total_seconds,omitempty"`
+	// full_avg10 is the share in which all non-idle tasks waited; 0 where the
+	// kernel does not report "full" for CPU.
+	FullAvg10     float64 `protobuf:"fixed64,6,opt,name=full_avg10,json=fullAvg10,proto3" json:"full_avg10,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodePressure) Reset() {
+	*x = NodePressure{}
+	mi := &file_infera_v1_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodePressure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodePressure) ProtoMessage() {}
+
+func (x *NodePressure) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodePressure.ProtoReflect.Descriptor instead.
+func (*NodePressure) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *NodePressure) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+func (x *NodePressure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NodePressure) GetSomeAvg10() float64 {
+	if x != nil {
+		return x.SomeAvg10
+	}
+	return 0
+}
+
+func (x *NodePressure) GetSomeAvg60() float64 {
+	if x != nil {
+		return x.SomeAvg60
+	}
+	return 0
+}
+
+func (x *NodePressure) GetSomeTotalSeconds() float64 {
+	if x != nil {
+		return x.SomeTotalSeconds
+	}
+	return 0
+}
+
+func (x *NodePressure) GetFullAvg10() float64 {
+	if x != nil {
+		return x.FullAvg10
+	}
+	return 0
+}
+
+// BusyThread is one of the busiest threads of the last thread sample.
+type BusyThread struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tid   int32                  `protobuf:"varint,1,opt,name=tid,proto3" json:"tid,omitempty"`
+	Pid   int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	// comm is the thread's name (at most 16 bytes).
+	Comm string `protobuf:"bytes,3,opt,name=comm,proto3" json:"comm,omitempty"`
+	// pod is namespace/name.
+	Pod  string `protobuf:"bytes,4,opt,name=pod,proto3" json:"pod,omitempty"`
+	Tier string `protobuf:"bytes,5,opt,name=tier,proto3" json:"tier,omitempty"`
+	// layer is the layer of the enforcement promise the tier belongs to;
+	// empty without one.
+	Layer string `protobuf:"bytes,6,opt,name=layer,proto3" json:"layer,omitempty"`
+	// cpu is the CPU it last ran on.
+	Cpu int32 `protobuf:"varint,7,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	// milli_cpu is its CPU use over the sample interval, in ms per second.
+	MilliCpu      float64 `protobuf:"fixed64,8,opt,name=milli_cpu,json=milliCpu,proto3" json:"milli_cpu,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BusyThread) Reset() {
+	*x = BusyThread{}
+	mi := &file_infera_v1_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BusyThread) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BusyThread) ProtoMessage() {}
+
+func (x *BusyThread) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BusyThread.ProtoReflect.Descriptor instead.
+func (*BusyThread) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BusyThread) GetTid() int32 {
+	if x != nil {
+		return x.Tid
+	}
+	return 0
+}
+
+func (x *BusyThread) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *BusyThread) GetComm() string {
+	if x != nil {
+		return x.Comm
+	}
+	return ""
+}
+
+func (x *BusyThread) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *BusyThread) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *BusyThread) GetLayer() string {
+	if x != nil {
+		return x.Layer
+	}
+	return ""
+}
+
+func (x *BusyThread) GetCpu() int32 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *BusyThread) GetMilliCpu() float64 {
+	if x != nil {
+		return x.MilliCpu
+	}
+	return 0
+}
+
+// CgroupKnob is one cgroup value the cgroup backend keeps asserting.
+type CgroupKnob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the cgroup directory, relative to the cgroup root.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// file is the knob, e.g. "cpu.weight", "cpu.idle", "cpuset.cpus".
+	File string `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`
+	// value is what the backend asserts.
+	Value string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// applied is what the file read back after the last write or check.
+	Applied string `protobuf:"bytes,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	// reason is why the backend sets it (the pod and its tier's lever).
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// pod is the pod (namespace/name) whose cgroup, or container cgroup, the
+	// path is; empty for a path of no known pod.
+	Pod string `protobuf:"bytes,6,opt,name=pod,proto3" json:"pod,omitempty"`
+	// tier is that pod's tier.
+	Tier          string `protobuf:"bytes,7,opt,name=tier,proto3" json:"tier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CgroupKnob) Reset() {
+	*x = CgroupKnob{}
+	mi := &file_infera_v1_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CgroupKnob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CgroupKnob) ProtoMessage() {}
+
+func (x *CgroupKnob) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CgroupKnob.ProtoReflect.Descriptor instead.
+func (*CgroupKnob) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CgroupKnob) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CgroupKnob) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *CgroupKnob) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *CgroupKnob) GetApplied() string {
+	if x != nil {
+		return x.Applied
+	}
+	return ""
+}
+
+func (x *CgroupKnob) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CgroupKnob) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *CgroupKnob) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
 var File_infera_v1_agent_proto protoreflect.FileDescriptor
 
 const file_infera_v1_agent_proto_rawDesc = "" +
@@ -1724,7 +2470,74 @@ const file_infera_v1_agent_proto_rawDesc = "" +
 	"\tinvariant\x18\x01 \x01(\tR\tinvariant\x12#\n" +
 	"\x03pod\x18\x02 \x01(\v2\x11.infera.v1.PodRefR\x03pod\x12\x12\n" +
 	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail*\x93\x01\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x17\n" +
+	"\x15GetObservationRequest\"\xfe\x04\n" +
+	"\vObservation\x12\x1b\n" +
+	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\abackend\x18\x03 \x01(\tR\abackend\x120\n" +
+	"\x05tiers\x18\x04 \x03(\v2\x1a.infera.v1.TierPerformanceR\x05tiers\x123\n" +
+	"\bpressure\x18\x05 \x01(\v2\x17.infera.v1.NodePressureR\bpressure\x122\n" +
+	"\x15run_queue_unavailable\x18\x06 \x01(\tR\x13runQueueUnavailable\x126\n" +
+	"\vtop_threads\x18\a \x03(\v2\x15.infera.v1.BusyThreadR\n" +
+	"topThreads\x12;\n" +
+	"\vsample_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"sampleTime\x126\n" +
+	"\x17sample_interval_seconds\x18\t \x01(\x01R\x15sampleIntervalSeconds\x12/\n" +
+	"\x13threads_unavailable\x18\n" +
+	" \x01(\tR\x12threadsUnavailable\x128\n" +
+	"\fcgroup_knobs\x18\v \x03(\v2\x15.infera.v1.CgroupKnobR\vcgroupKnobs\x128\n" +
+	"\x18cgroup_knobs_unavailable\x18\f \x01(\tR\x16cgroupKnobsUnavailable\x12\x1b\n" +
+	"\tcgroup_v2\x18\r \x01(\bR\bcgroupV2\"\xea\x02\n" +
+	"\x0fTierPerformance\x12\x12\n" +
+	"\x04tier\x18\x01 \x01(\tR\x04tier\x12\x12\n" +
+	"\x04pods\x18\x02 \x01(\x05R\x04pods\x12\x1b\n" +
+	"\tpods_read\x18\x03 \x01(\x05R\bpodsRead\x12\x1f\n" +
+	"\vcpu_seconds\x18\x04 \x01(\x01R\n" +
+	"cpuSeconds\x12+\n" +
+	"\x11throttled_periods\x18\x05 \x01(\x04R\x10throttledPeriods\x12+\n" +
+	"\x11throttled_seconds\x18\x06 \x01(\x01R\x10throttledSeconds\x122\n" +
+	"\x15pressure_some_seconds\x18\a \x01(\x01R\x13pressureSomeSeconds\x12*\n" +
+	"\x11sampled_milli_cpu\x18\b \x01(\x01R\x0fsampledMilliCpu\x127\n" +
+	"\trun_queue\x18\t \x01(\v2\x1a.infera.v1.RunQueueLatencyR\brunQueue\"|\n" +
+	"\x0fRunQueueLatency\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x1f\n" +
+	"\vsum_seconds\x18\x02 \x01(\x01R\n" +
+	"sumSeconds\x122\n" +
+	"\abuckets\x18\x03 \x03(\v2\x18.infera.v1.LatencyBucketR\abuckets\"D\n" +
+	"\rLatencyBucket\x12\x1d\n" +
+	"\n" +
+	"le_seconds\x18\x01 \x01(\x01R\tleSeconds\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xcf\x01\n" +
+	"\fNodePressure\x12\x1c\n" +
+	"\tavailable\x18\x01 \x01(\bR\tavailable\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"some_avg10\x18\x03 \x01(\x01R\tsomeAvg10\x12\x1d\n" +
+	"\n" +
+	"some_avg60\x18\x04 \x01(\x01R\tsomeAvg60\x12,\n" +
+	"\x12some_total_seconds\x18\x05 \x01(\x01R\x10someTotalSeconds\x12\x1d\n" +
+	"\n" +
+	"full_avg10\x18\x06 \x01(\x01R\tfullAvg10\"\xaf\x01\n" +
+	"\n" +
+	"BusyThread\x12\x10\n" +
+	"\x03tid\x18\x01 \x01(\x05R\x03tid\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04comm\x18\x03 \x01(\tR\x04comm\x12\x10\n" +
+	"\x03pod\x18\x04 \x01(\tR\x03pod\x12\x12\n" +
+	"\x04tier\x18\x05 \x01(\tR\x04tier\x12\x14\n" +
+	"\x05layer\x18\x06 \x01(\tR\x05layer\x12\x10\n" +
+	"\x03cpu\x18\a \x01(\x05R\x03cpu\x12\x1b\n" +
+	"\tmilli_cpu\x18\b \x01(\x01R\bmilliCpu\"\xa2\x01\n" +
+	"\n" +
+	"CgroupKnob\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\tR\x04file\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12\x18\n" +
+	"\aapplied\x18\x04 \x01(\tR\aapplied\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03pod\x18\x06 \x01(\tR\x03pod\x12\x12\n" +
+	"\x04tier\x18\a \x01(\tR\x04tier*\x93\x01\n" +
 	"\x10EnforcementState\x12!\n" +
 	"\x1dENFORCEMENT_STATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENFORCEMENT_STATE_ENFORCED\x10\x01\x12\x1d\n" +
@@ -1737,13 +2550,14 @@ const file_infera_v1_agent_proto_rawDesc = "" +
 	"\x19EVENT_TYPE_SAFE_MODE_LEFT\x10\x03\x12$\n" +
 	" EVENT_TYPE_BACKEND_STATE_CHANGED\x10\x04\x12\x1f\n" +
 	"\x1bEVENT_TYPE_DRIFT_REASSERTED\x10\x05\x12\x1d\n" +
-	"\x19EVENT_TYPE_LINT_VIOLATION\x10\x062\xab\x04\n" +
+	"\x19EVENT_TYPE_LINT_VIOLATION\x10\x062\x9a\x05\n" +
 	"\fAgentService\x12\x81\x01\n" +
 	"\x10GetLayeredConfig\x12\".infera.v1.GetLayeredConfigRequest\x1a#.infera.v1.GetLayeredConfigResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/agent/layered-config\x12d\n" +
 	"\tGetStatus\x12\x1b.infera.v1.GetStatusRequest\x1a\x1c.infera.v1.GetStatusResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/agent/status\x12_\n" +
 	"\bListPods\x12\x1a.infera.v1.ListPodsRequest\x1a\x1b.infera.v1.ListPodsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/agent/pods\x12p\n" +
 	"\fCaptureTrace\x12\x1e.infera.v1.CaptureTraceRequest\x1a\x1f.infera.v1.CaptureTraceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/api/v1/agent/traces\x12^\n" +
-	"\vWatchEvents\x12\x1d.infera.v1.WatchEventsRequest\x1a\x10.infera.v1.Event\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/agent/events0\x01B\xe9\x01\x92A\xaa\x01\x12\x80\x01\n" +
+	"\vWatchEvents\x12\x1d.infera.v1.WatchEventsRequest\x1a\x10.infera.v1.Event\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/agent/events0\x01\x12m\n" +
+	"\x0eGetObservation\x12 .infera.v1.GetObservationRequest\x1a\x16.infera.v1.Observation\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agent/observationB\xe9\x01\x92A\xaa\x01\x12\x80\x01\n" +
 	"\x15Temper node agent API\x12cRead what one node's agent enforces, list its pods, capture scheduling traces and watch its events.2\x02v1*\x01\x012\x10application/json:\x10application/jsonZ9github.com/infera-io/temper/apis/proto/infera/v1;inferav1b\x06proto3"
 
 var (
@@ -1759,7 +2573,7 @@ func file_infera_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_infera_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_infera_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_infera_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_infera_v1_agent_proto_goTypes = []any{
 	(EnforcementState)(0),            // 0: infera.v1.EnforcementState
 	(EventType)(0),                   // 1: infera.v1.EventType
@@ -1781,17 +2595,25 @@ var file_infera_v1_agent_proto_goTypes = []any{
 	(*BackendStateChanged)(nil),      // 17: infera.v1.BackendStateChanged
 	(*DriftReasserted)(nil),          // 18: infera.v1.DriftReasserted
 	(*LintViolation)(nil),            // 19: infera.v1.LintViolation
-	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
+	(*GetObservationRequest)(nil),    // 20: infera.v1.GetObservationRequest
+	(*Observation)(nil),              // 21: infera.v1.Observation
+	(*TierPerformance)(nil),          // 22: infera.v1.TierPerformance
+	(*RunQueueLatency)(nil),          // 23: infera.v1.RunQueueLatency
+	(*LatencyBucket)(nil),            // 24: infera.v1.LatencyBucket
+	(*NodePressure)(nil),             // 25: infera.v1.NodePressure
+	(*BusyThread)(nil),               // 26: infera.v1.BusyThread
+	(*CgroupKnob)(nil),               // 27: infera.v1.CgroupKnob
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
 }
 var file_infera_v1_agent_proto_depIdxs = []int32{
-	20, // 0: infera.v1.GetLayeredConfigResponse.applied_time:type_name -> google.protobuf.Timestamp
+	28, // 0: infera.v1.GetLayeredConfigResponse.applied_time:type_name -> google.protobuf.Timestamp
 	6,  // 1: infera.v1.GetStatusResponse.tiers:type_name -> infera.v1.TierUsage
 	9,  // 2: infera.v1.ListPodsResponse.pods:type_name -> infera.v1.Pod
 	0,  // 3: infera.v1.Pod.enforcement:type_name -> infera.v1.EnforcementState
 	10, // 4: infera.v1.CaptureTraceRequest.pod:type_name -> infera.v1.PodRef
-	20, // 5: infera.v1.CaptureTraceResponse.start_time:type_name -> google.protobuf.Timestamp
+	28, // 5: infera.v1.CaptureTraceResponse.start_time:type_name -> google.protobuf.Timestamp
 	1,  // 6: infera.v1.WatchEventsRequest.types:type_name -> infera.v1.EventType
-	20, // 7: infera.v1.Event.time:type_name -> google.protobuf.Timestamp
+	28, // 7: infera.v1.Event.time:type_name -> google.protobuf.Timestamp
 	1,  // 8: infera.v1.Event.type:type_name -> infera.v1.EventType
 	15, // 9: infera.v1.Event.assignment_changed:type_name -> infera.v1.AssignmentChanged
 	16, // 10: infera.v1.Event.safe_mode_changed:type_name -> infera.v1.SafeModeChanged
@@ -1801,21 +2623,31 @@ var file_infera_v1_agent_proto_depIdxs = []int32{
 	10, // 14: infera.v1.AssignmentChanged.pod:type_name -> infera.v1.PodRef
 	10, // 15: infera.v1.DriftReasserted.pod:type_name -> infera.v1.PodRef
 	10, // 16: infera.v1.LintViolation.pod:type_name -> infera.v1.PodRef
-	2,  // 17: infera.v1.AgentService.GetLayeredConfig:input_type -> infera.v1.GetLayeredConfigRequest
-	4,  // 18: infera.v1.AgentService.GetStatus:input_type -> infera.v1.GetStatusRequest
-	7,  // 19: infera.v1.AgentService.ListPods:input_type -> infera.v1.ListPodsRequest
-	11, // 20: infera.v1.AgentService.CaptureTrace:input_type -> infera.v1.CaptureTraceRequest
-	13, // 21: infera.v1.AgentService.WatchEvents:input_type -> infera.v1.WatchEventsRequest
-	3,  // 22: infera.v1.AgentService.GetLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	5,  // 23: infera.v1.AgentService.GetStatus:output_type -> infera.v1.GetStatusResponse
-	8,  // 24: infera.v1.AgentService.ListPods:output_type -> infera.v1.ListPodsResponse
-	12, // 25: infera.v1.AgentService.CaptureTrace:output_type -> infera.v1.CaptureTraceResponse
-	14, // 26: infera.v1.AgentService.WatchEvents:output_type -> infera.v1.Event
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	28, // 17: infera.v1.Observation.time:type_name -> google.protobuf.Timestamp
+	22, // 18: infera.v1.Observation.tiers:type_name -> infera.v1.TierPerformance
+	25, // 19: infera.v1.Observation.pressure:type_name -> infera.v1.NodePressure
+	26, // 20: infera.v1.Observation.top_threads:type_name -> infera.v1.BusyThread
+	28, // 21: infera.v1.Observation.sample_time:type_name -> google.protobuf.Timestamp
+	27, // 22: infera.v1.Observation.cgroup_knobs:type_name -> infera.v1.CgroupKnob
+	23, // 23: infera.v1.TierPerformance.run_queue:type_name -> infera.v1.RunQueueLatency
+	24, // 24: infera.v1.RunQueueLatency.buckets:type_name -> infera.v1.LatencyBucket
+	2,  // 25: infera.v1.AgentService.GetLayeredConfig:input_type -> infera.v1.GetLayeredConfigRequest
+	4,  // 26: infera.v1.AgentService.GetStatus:input_type -> infera.v1.GetStatusRequest
+	7,  // 27: infera.v1.AgentService.ListPods:input_type -> infera.v1.ListPodsRequest
+	11, // 28: infera.v1.AgentService.CaptureTrace:input_type -> infera.v1.CaptureTraceRequest
+	13, // 29: infera.v1.AgentService.WatchEvents:input_type -> infera.v1.WatchEventsRequest
+	20, // 30: infera.v1.AgentService.GetObservation:input_type -> infera.v1.GetObservationRequest
+	3,  // 31: infera.v1.AgentService.GetLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	5,  // 32: infera.v1.AgentService.GetStatus:output_type -> infera.v1.GetStatusResponse
+	8,  // 33: infera.v1.AgentService.ListPods:output_type -> infera.v1.ListPodsResponse
+	12, // 34: infera.v1.AgentService.CaptureTrace:output_type -> infera.v1.CaptureTraceResponse
+	14, // 35: infera.v1.AgentService.WatchEvents:output_type -> infera.v1.Event
+	21, // 36: infera.v1.AgentService.GetObservation:output_type -> infera.v1.Observation
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_agent_proto_init() }
@@ -1836,7 +2668,7 @@ func file_infera_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_agent_proto_rawDesc), len(file_infera_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

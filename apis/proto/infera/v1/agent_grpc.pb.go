@@ -35,6 +35,7 @@ const (
 	AgentService_ListPods_FullMethodName         = "/infera.v1.AgentService/ListPods"
 	AgentService_CaptureTrace_FullMethodName     = "/infera.v1.AgentService/CaptureTrace"
 	AgentService_WatchEvents_FullMethodName      = "/infera.v1.AgentService/WatchEvents"
+	AgentService_GetObservation_FullMethodName   = "/infera.v1.AgentService/GetObservation"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -70,6 +71,13 @@ type AgentServiceClient interface {
 	// (Event.dropped). The number of concurrent streams is capped; over the
 	// cap the call fails with RESOURCE_EXHAUSTED.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// GetObservation returns what the agent observes on the node now: per
+	// tier, the pods' cumulative CPU use, CPU throttling, CPU pressure and
+	// run-queue latency (counters a client turns into rates between two
+	// calls), the node's CPU pressure, the busiest threads of the last thread
+	// sample, and the cgroup knobs the cgroup backend keeps asserting. A part
+	// the node cannot provide is empty and its *_unavailable field says why.
+	GetObservation(ctx context.Context, in *GetObservationRequest, opts ...grpc.CallOption) (*Observation, error)
 }
 
 type agentServiceClient struct {
@@ -139,6 +147,16 @@ func (c *agentServiceClient) WatchEvents(ctx context.Context, in *WatchEventsReq
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchEventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *agentServiceClient) GetObservation(ctx context.Context, in *GetObservationRequest, opts ...grpc.CallOption) (*Observation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Observation)
+	err := c.cc.Invoke(ctx, AgentService_GetObservation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -172,6 +190,13 @@ type AgentServiceServer interface {
 	// (Event.dropped). The number of concurrent streams is capped; over the
 	// cap the call fails with RESOURCE_EXHAUSTED.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error
+	// GetObservation returns what the agent observes on the node now: per
+	// tier, the pods' cumulative CPU use, CPU throttling, CPU pressure and
+	// run-queue latency (counters a client turns into rates between two
+	// calls), the node's CPU pressure, the busiest threads of the last thread
+	// sample, and the cgroup knobs the cgroup backend keeps asserting. A part
+	// the node cannot provide is empty and its *_unavailable field says why.
+	GetObservation(context.Context, *GetObservationRequest) (*Observation, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -196,6 +221,9 @@ func (UnimplementedAgentServiceServer) CaptureTrace(context.Context, *CaptureTra
 }
 func (UnimplementedAgentServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedAgentServiceServer) GetObservation(context.Context, *GetObservationRequest) (*Observation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetObservation not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -301,6 +329,24 @@ func _AgentService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchEventsServer = grpc.ServerStreamingServer[Event]
 
+func _AgentService_GetObservation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetObservationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).GetObservation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_GetObservation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).GetObservation(ctx, req.(*GetObservationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -323,6 +369,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CaptureTrace",
 			Handler:    _AgentService_CaptureTrace_Handler,
+		},
+		{
+			MethodName: "GetObservation",
+			Handler:    _AgentService_GetObservation_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -3729,6 +3729,258 @@ func (x *PodEvent) GetSource() string {
 	return ""
 }
 
+// GetPodLogsRequest names a pod and, optionally, its container.
+type GetPodLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// container whose log to read; empty means the pod's only container, or
+	// its first when it has several (the answer names the one read).
+	Container string `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	// tail_lines is how many of the last lines to return, 1 to 5000; 0 means
+	// 200.
+	TailLines int32 `protobuf:"varint,4,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	// previous reads the log of the container's previous instance (after a
+	// restart).
+	Previous      bool `protobuf:"varint,5,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPodLogsRequest) Reset() {
+	*x = GetPodLogsRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPodLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPodLogsRequest) ProtoMessage() {}
+
+func (x *GetPodLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPodLogsRequest.ProtoReflect.Descriptor instead.
+func (*GetPodLogsRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetPodLogsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetPodLogsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetPodLogsRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *GetPodLogsRequest) GetTailLines() int32 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+func (x *GetPodLogsRequest) GetPrevious() bool {
+	if x != nil {
+		return x.Previous
+	}
+	return false
+}
+
+// PodLogs is the tail of one container's log.
+type PodLogs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// container whose log this is.
+	Container string `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	// containers are the pod's containers (init containers first), so a
+	// client can offer the choice even when the read was refused.
+	Containers []string `protobuf:"bytes,4,rep,name=containers,proto3" json:"containers,omitempty"`
+	// text is the log, at most tail_lines lines and 1 MiB (cut at a line
+	// boundary when longer; truncated then says so); empty when error is set.
+	Text string `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	// truncated is true when the log was cut to 1 MiB.
+	Truncated bool `protobuf:"varint,6,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// tail_lines is the number of lines asked of the API server.
+	TailLines int32 `protobuf:"varint,7,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	// error says why the log could not be read as the caller.
+	Error string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	// error_code is the HTTP status of error (403 when the caller may not get
+	// pods/log); 0 on success.
+	ErrorCode     int32 `protobuf:"varint,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodLogs) Reset() {
+	*x = PodLogs{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodLogs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodLogs) ProtoMessage() {}
+
+func (x *PodLogs) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodLogs.ProtoReflect.Descriptor instead.
+func (*PodLogs) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PodLogs) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PodLogs) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PodLogs) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *PodLogs) GetContainers() []string {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+func (x *PodLogs) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *PodLogs) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *PodLogs) GetTailLines() int32 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+func (x *PodLogs) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PodLogs) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+// GetNodeObservationRequest names the node.
+type GetNodeObservationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the Node's name.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeObservationRequest) Reset() {
+	*x = GetNodeObservationRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeObservationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeObservationRequest) ProtoMessage() {}
+
+func (x *GetNodeObservationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeObservationRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeObservationRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GetNodeObservationRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_infera_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_infera_v1_cluster_proto_rawDesc = "" +
@@ -4061,7 +4313,30 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x127\n" +
 	"\tlast_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source2\xd2\x10\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\"\x9e\x01\n" +
+	"\x11GetPodLogsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\x04 \x01(\x05R\ttailLines\x12\x1a\n" +
+	"\bprevious\x18\x05 \x01(\bR\bprevious\"\xff\x01\n" +
+	"\aPodLogs\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x1e\n" +
+	"\n" +
+	"containers\x18\x04 \x03(\tR\n" +
+	"containers\x12\x12\n" +
+	"\x04text\x18\x05 \x01(\tR\x04text\x12\x1c\n" +
+	"\ttruncated\x18\x06 \x01(\bR\ttruncated\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\a \x01(\x05R\ttailLines\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\t \x01(\x05R\terrorCode\"/\n" +
+	"\x19GetNodeObservationRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node2\xc8\x12\n" +
 	"\x0eClusterService\x12O\n" +
 	"\bGetFleet\x12\x1a.infera.v1.GetFleetRequest\x1a\x10.infera.v1.Fleet\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/fleet\x12]\n" +
 	"\tListNodes\x12\x1b.infera.v1.ListNodesRequest\x1a\x1c.infera.v1.ListNodesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/nodes\x12W\n" +
@@ -4081,7 +4356,10 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x11ListAgentStatuses\x12#.infera.v1.ListAgentStatusesRequest\x1a$.infera.v1.ListAgentStatusesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/agentStatuses\x12\x7f\n" +
 	"\x10CaptureNodeTrace\x12\".infera.v1.CaptureNodeTraceRequest\x1a\x1f.infera.v1.CaptureTraceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/nodes/{node}/traces\x12r\n" +
 	"\x0fWatchNodeEvents\x12!.infera.v1.WatchNodeEventsRequest\x1a\x10.infera.v1.Event\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/agentEvents0\x01\x12\x83\x01\n" +
-	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/detailsB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
+	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/details\x12v\n" +
+	"\n" +
+	"GetPodLogs\x12\x1c.infera.v1.GetPodLogsRequest\x1a\x12.infera.v1.PodLogs\"6\x82\xd3\xe4\x93\x020\x12./api/v1/namespaces/{namespace}/pods/{name}/log\x12|\n" +
+	"\x12GetNodeObservation\x12$.infera.v1.GetNodeObservationRequest\x1a\x16.infera.v1.Observation\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/observationB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
 	"\x12Temper cluster API\x12\xa9\x01The fleet, its nodes and pods with their tiers, policies, overcommit savings, safe-mode actions and the gateway's audit log. Authenticate with a Kubernetes bearer token.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonRD\n" +
 	"\x03401\x12=\n" +
 	";No bearer token, or the API server did not authenticate it.RW\n" +
@@ -4104,7 +4382,7 @@ func file_infera_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_infera_v1_cluster_proto_rawDescData
 }
 
-var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetFleetRequest)(nil),                // 0: infera.v1.GetFleetRequest
 	(*Fleet)(nil),                          // 1: infera.v1.Fleet
@@ -4152,62 +4430,66 @@ var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetPodDetailsRequest)(nil),           // 43: infera.v1.GetPodDetailsRequest
 	(*PodDetails)(nil),                     // 44: infera.v1.PodDetails
 	(*PodEvent)(nil),                       // 45: infera.v1.PodEvent
-	nil,                                    // 46: infera.v1.Fleet.AgentStatesEntry
-	nil,                                    // 47: infera.v1.NodeView.LabelsEntry
-	nil,                                    // 48: infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	nil,                                    // 49: infera.v1.TierExplanation.CpuRequestsEntry
-	nil,                                    // 50: infera.v1.OvercommitProfile.RatiosEntry
-	nil,                                    // 51: infera.v1.AuditEvent.AnnotationsEntry
-	(*TierUsage)(nil),                      // 52: infera.v1.TierUsage
-	(*timestamppb.Timestamp)(nil),          // 53: google.protobuf.Timestamp
-	(EnforcementState)(0),                  // 54: infera.v1.EnforcementState
-	(*GetStatusResponse)(nil),              // 55: infera.v1.GetStatusResponse
-	(*PodRef)(nil),                         // 56: infera.v1.PodRef
-	(EventType)(0),                         // 57: infera.v1.EventType
-	(*GetLayeredConfigResponse)(nil),       // 58: infera.v1.GetLayeredConfigResponse
-	(*CaptureTraceResponse)(nil),           // 59: infera.v1.CaptureTraceResponse
-	(*Event)(nil),                          // 60: infera.v1.Event
+	(*GetPodLogsRequest)(nil),              // 46: infera.v1.GetPodLogsRequest
+	(*PodLogs)(nil),                        // 47: infera.v1.PodLogs
+	(*GetNodeObservationRequest)(nil),      // 48: infera.v1.GetNodeObservationRequest
+	nil,                                    // 49: infera.v1.Fleet.AgentStatesEntry
+	nil,                                    // 50: infera.v1.NodeView.LabelsEntry
+	nil,                                    // 51: infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	nil,                                    // 52: infera.v1.TierExplanation.CpuRequestsEntry
+	nil,                                    // 53: infera.v1.OvercommitProfile.RatiosEntry
+	nil,                                    // 54: infera.v1.AuditEvent.AnnotationsEntry
+	(*TierUsage)(nil),                      // 55: infera.v1.TierUsage
+	(*timestamppb.Timestamp)(nil),          // 56: google.protobuf.Timestamp
+	(EnforcementState)(0),                  // 57: infera.v1.EnforcementState
+	(*GetStatusResponse)(nil),              // 58: infera.v1.GetStatusResponse
+	(*PodRef)(nil),                         // 59: infera.v1.PodRef
+	(EventType)(0),                         // 60: infera.v1.EventType
+	(*GetLayeredConfigResponse)(nil),       // 61: infera.v1.GetLayeredConfigResponse
+	(*CaptureTraceResponse)(nil),           // 62: infera.v1.CaptureTraceResponse
+	(*Event)(nil),                          // 63: infera.v1.Event
+	(*Observation)(nil),                    // 64: infera.v1.Observation
 }
 var file_infera_v1_cluster_proto_depIdxs = []int32{
-	46, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
-	52, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
-	53, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
+	49, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
+	55, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
+	56, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
 	5,  // 3: infera.v1.ListNodesResponse.nodes:type_name -> infera.v1.NodeView
-	52, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
+	55, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
 	6,  // 5: infera.v1.NodeView.report:type_name -> infera.v1.NodeReport
-	47, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
-	53, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	50, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
+	56, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: infera.v1.NodeReport.conditions:type_name -> infera.v1.Condition
-	53, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	56, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
 	11, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
 	10, // 11: infera.v1.ListNodePodsResponse.agent:type_name -> infera.v1.AgentReach
-	54, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
+	57, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
 	13, // 13: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
 	18, // 14: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
-	48, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	49, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
+	51, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	52, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
 	21, // 17: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
 	18, // 18: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
 	7,  // 19: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
 	24, // 20: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
-	50, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
+	53, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
 	7,  // 22: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
 	27, // 23: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
 	30, // 24: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
 	31, // 25: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
 	32, // 26: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
 	33, // 27: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
-	53, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
-	53, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
-	51, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
-	53, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	56, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
+	56, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
+	54, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
+	56, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
 	40, // 32: infera.v1.ListAgentStatusesResponse.nodes:type_name -> infera.v1.NodeAgentStatus
 	10, // 33: infera.v1.NodeAgentStatus.agent:type_name -> infera.v1.AgentReach
-	55, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
-	56, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
-	57, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
+	58, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
+	59, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
+	60, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
 	45, // 37: infera.v1.PodDetails.events:type_name -> infera.v1.PodEvent
-	53, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
+	56, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
 	0,  // 39: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
 	2,  // 40: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
 	4,  // 41: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
@@ -4226,26 +4508,30 @@ var file_infera_v1_cluster_proto_depIdxs = []int32{
 	41, // 54: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
 	42, // 55: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
 	43, // 56: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
-	1,  // 57: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 58: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 59: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 60: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	13, // 61: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	15, // 62: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	17, // 63: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	20, // 64: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	23, // 65: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	26, // 66: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	29, // 67: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	35, // 68: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	55, // 69: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
-	58, // 70: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	39, // 71: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
-	59, // 72: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
-	60, // 73: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
-	44, // 74: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
-	57, // [57:75] is the sub-list for method output_type
-	39, // [39:57] is the sub-list for method input_type
+	46, // 57: infera.v1.ClusterService.GetPodLogs:input_type -> infera.v1.GetPodLogsRequest
+	48, // 58: infera.v1.ClusterService.GetNodeObservation:input_type -> infera.v1.GetNodeObservationRequest
+	1,  // 59: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 60: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 61: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 62: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	13, // 63: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	15, // 64: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	17, // 65: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	20, // 66: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	23, // 67: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	26, // 68: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	29, // 69: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	35, // 70: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	58, // 71: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
+	61, // 72: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	39, // 73: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
+	62, // 74: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
+	63, // 75: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
+	44, // 76: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
+	47, // 77: infera.v1.ClusterService.GetPodLogs:output_type -> infera.v1.PodLogs
+	64, // 78: infera.v1.ClusterService.GetNodeObservation:output_type -> infera.v1.Observation
+	59, // [59:79] is the sub-list for method output_type
+	39, // [39:59] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
 	39, // [39:39] is the sub-list for extension extendee
 	0,  // [0:39] is the sub-list for field type_name
@@ -4263,7 +4549,7 @@ func file_infera_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_cluster_proto_rawDesc), len(file_infera_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

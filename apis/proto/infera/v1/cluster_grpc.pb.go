@@ -52,6 +52,8 @@ const (
 	ClusterService_CaptureNodeTrace_FullMethodName       = "/infera.v1.ClusterService/CaptureNodeTrace"
 	ClusterService_WatchNodeEvents_FullMethodName        = "/infera.v1.ClusterService/WatchNodeEvents"
 	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
+	ClusterService_GetPodLogs_FullMethodName             = "/infera.v1.ClusterService/GetPodLogs"
+	ClusterService_GetNodeObservation_FullMethodName     = "/infera.v1.ClusterService/GetNodeObservation"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -149,6 +151,20 @@ type ClusterServiceClient interface {
 	// (A sub-resource path: "{name}" alone would also match the
 	// "{name}:explainTier" custom method.)
 	GetPodDetails(ctx context.Context, in *GetPodDetailsRequest, opts ...grpc.CallOption) (*PodDetails, error)
+	// GetPodLogs returns the tail of one container's log, read with the
+	// caller's own identity (impersonation), so the API server's RBAC on
+	// pods/log decides. A caller who may not read the log gets 200 with
+	// error and error_code 403 quoting the API server's refusal, and still
+	// the list of containers; NOT_FOUND names an unknown pod, and
+	// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+	// range. Authorization: get pods.infera.io in the pod's namespace, then
+	// the caller's own get on pods/log.
+	GetPodLogs(ctx context.Context, in *GetPodLogsRequest, opts ...grpc.CallOption) (*PodLogs, error)
+	// GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeObservation(ctx context.Context, in *GetNodeObservationRequest, opts ...grpc.CallOption) (*Observation, error)
 }
 
 type clusterServiceClient struct {
@@ -357,6 +373,26 @@ func (c *clusterServiceClient) GetPodDetails(ctx context.Context, in *GetPodDeta
 	return out, nil
 }
 
+func (c *clusterServiceClient) GetPodLogs(ctx context.Context, in *GetPodLogsRequest, opts ...grpc.CallOption) (*PodLogs, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PodLogs)
+	err := c.cc.Invoke(ctx, ClusterService_GetPodLogs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) GetNodeObservation(ctx context.Context, in *GetNodeObservationRequest, opts ...grpc.CallOption) (*Observation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Observation)
+	err := c.cc.Invoke(ctx, ClusterService_GetNodeObservation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -452,6 +488,20 @@ type ClusterServiceServer interface {
 	// (A sub-resource path: "{name}" alone would also match the
 	// "{name}:explainTier" custom method.)
 	GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error)
+	// GetPodLogs returns the tail of one container's log, read with the
+	// caller's own identity (impersonation), so the API server's RBAC on
+	// pods/log decides. A caller who may not read the log gets 200 with
+	// error and error_code 403 quoting the API server's refusal, and still
+	// the list of containers; NOT_FOUND names an unknown pod, and
+	// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+	// range. Authorization: get pods.infera.io in the pod's namespace, then
+	// the caller's own get on pods/log.
+	GetPodLogs(context.Context, *GetPodLogsRequest) (*PodLogs, error)
+	// GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	GetNodeObservation(context.Context, *GetNodeObservationRequest) (*Observation, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -515,6 +565,12 @@ func (UnimplementedClusterServiceServer) WatchNodeEvents(*WatchNodeEventsRequest
 }
 func (UnimplementedClusterServiceServer) GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPodDetails not implemented")
+}
+func (UnimplementedClusterServiceServer) GetPodLogs(context.Context, *GetPodLogsRequest) (*PodLogs, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPodLogs not implemented")
+}
+func (UnimplementedClusterServiceServer) GetNodeObservation(context.Context, *GetNodeObservationRequest) (*Observation, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeObservation not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -847,6 +903,42 @@ func _ClusterService_GetPodDetails_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_GetPodLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPodLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetPodLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetPodLogs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetPodLogs(ctx, req.(*GetPodLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_GetNodeObservation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeObservationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetNodeObservation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetNodeObservation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetNodeObservation(ctx, req.(*GetNodeObservationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -917,6 +1009,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPodDetails",
 			Handler:    _ClusterService_GetPodDetails_Handler,
+		},
+		{
+			MethodName: "GetPodLogs",
+			Handler:    _ClusterService_GetPodLogs_Handler,
+		},
+		{
+			MethodName: "GetNodeObservation",
+			Handler:    _ClusterService_GetNodeObservation_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -25,6 +25,8 @@ import {
   type TierUsage,
 } from "./api";
 import { Badge, Loading, Problem, stateKind, Title, Unavailable, useClient, useLoad } from "./ui";
+import { LogsPanel } from "./logs";
+import { AgentPanels } from "./observation";
 
 const STATES = ["enforcing", "observe-only", "safe-mode", "refused", "degraded", "unknown"];
 
@@ -643,14 +645,9 @@ export function NodeView(props: { name: string }) {
       </section>
       <section class="panel" aria-labelledby="agent-h">
         <h2 id="agent-h">From the node's agent</h2>
-        <Unavailable title="Top threads">
-          Per-pod threads are known to the node's agent only; /api/v1 does not serve them.
-        </Unavailable>
-        <ConfigInForce node={name} />
-        <Unavailable title="Live performance">
-          Per-tier run-queue latency, CPU, throttling and PSI panels need the agents' metrics on /api/v1; the event
-          stream below carries state changes only.
-        </Unavailable>
+        <AgentPanels node={name}>
+          <ConfigInForce node={name} />
+        </AgentPanels>
       </section>
       <EventsPanel events={ev.events} error={ev.error} />
     </Fragment>
@@ -736,10 +733,7 @@ export function PodView(props: { namespace: string; name: string }) {
           </PodPart>
         )}
       </section>
-      <section class="panel" aria-labelledby="logs-h">
-        <h2 id="logs-h">Logs</h2>
-        <Unavailable title="Container logs">Container logs are not served by /api/v1 yet.</Unavailable>
-      </section>
+      <LogsPanel namespace={namespace} name={name} />
     </Fragment>
   );
 }

@@ -286,6 +286,28 @@ type V1BackendStateChanged struct {
 	Status *string `json:"status,omitempty"`
 }
 
+// V1BusyThread BusyThread is one of the busiest threads of the last thread sample.
+type V1BusyThread struct {
+	// Comm comm is the thread's name (at most 16 bytes).
+	Comm *string `json:"comm,omitempty"`
+
+	// Cpu cpu is the CPU it last ran on.
+	Cpu *int32 `json:"cpu,omitempty"`
+
+	// Layer layer is the layer of the enforcement promise the tier belongs to;
+	// empty without one.
+	Layer *string `json:"layer,omitempty"`
+
+	// MilliCpu milli_cpu is its CPU use over the sample interval, in ms per second.
+	MilliCpu *float64 `json:"milliCpu,omitempty"`
+	Pid      *int32   `json:"pid,omitempty"`
+
+	// Pod pod is namespace/name.
+	Pod  *string `json:"pod,omitempty"`
+	Tid  *int32  `json:"tid,omitempty"`
+	Tier *string `json:"tier,omitempty"`
+}
+
 // V1CaptureTraceResponse CaptureTraceResponse describes a finished capture.
 type V1CaptureTraceResponse struct {
 	// CaptureId capture_id identifies the capture on this node.
@@ -309,6 +331,31 @@ type V1CaptureTraceResponse struct {
 	// Truncated truncated is true when the capture stopped early because it reached its
 	// size cap.
 	Truncated *bool `json:"truncated,omitempty"`
+}
+
+// V1CgroupKnob CgroupKnob is one cgroup value the cgroup backend keeps asserting.
+type V1CgroupKnob struct {
+	// Applied applied is what the file read back after the last write or check.
+	Applied *string `json:"applied,omitempty"`
+
+	// File file is the knob, e.g. "cpu.weight", "cpu.idle", "cpuset.cpus".
+	File *string `json:"file,omitempty"`
+
+	// Path path is the cgroup directory, relative to the cgroup root.
+	Path *string `json:"path,omitempty"`
+
+	// Pod pod is the pod (namespace/name) whose cgroup, or container cgroup, the
+	// path is; empty for a path of no known pod.
+	Pod *string `json:"pod,omitempty"`
+
+	// Reason reason is why the backend sets it (the pod and its tier's lever).
+	Reason *string `json:"reason,omitempty"`
+
+	// Tier tier is that pod's tier.
+	Tier *string `json:"tier,omitempty"`
+
+	// Value value is what the backend asserts.
+	Value *string `json:"value,omitempty"`
 }
 
 // V1ClusterEvent ClusterEvent is one fleet event.
@@ -611,6 +658,15 @@ type V1GetStatusResponse struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// V1LatencyBucket LatencyBucket is one cumulative histogram bucket.
+type V1LatencyBucket struct {
+	// Count count of observations at or below le_seconds.
+	Count *string `json:"count,omitempty"`
+
+	// LeSeconds le_seconds is the bucket's upper bound.
+	LeSeconds *float64 `json:"leSeconds,omitempty"`
+}
+
 // V1LintViolation LintViolation: the placement linter saw threads run where the enforcement
 // promises they do not.
 type V1LintViolation struct {
@@ -740,6 +796,25 @@ type V1NodeAgentStatus struct {
 	Status *V1GetStatusResponse `json:"status,omitempty"`
 }
 
+// V1NodePressure NodePressure is the node's CPU pressure stall information.
+type V1NodePressure struct {
+	// Available available is false when the kernel does not report PSI; reason says why.
+	Available *bool `json:"available,omitempty"`
+
+	// FullAvg10 full_avg10 is the share in which all non-idle tasks waited; 0 where the
+	// kernel does not report "full" for CPU.
+	FullAvg10 *float64 `json:"fullAvg10,omitempty"`
+	Reason    *string  `json:"reason,omitempty"`
+
+	// SomeAvg10 some_avg10 and some_avg60 are the share (percent) of the last 10 and 60
+	// seconds in which some task waited for a CPU.
+	SomeAvg10 *float64 `json:"someAvg10,omitempty"`
+	SomeAvg60 *float64 `json:"someAvg60,omitempty"`
+
+	// SomeTotalSeconds some_total_seconds is the cumulative stall time of "some".
+	SomeTotalSeconds *float64 `json:"someTotalSeconds,omitempty"`
+}
+
 // V1NodeReport NodeReport is what the node's NodeQoSReport adds.
 type V1NodeReport struct {
 	// Conditions conditions of the report.
@@ -804,6 +879,57 @@ type V1NodeView struct {
 
 	// Tiers tiers is the usage of each workload tier, highest first.
 	Tiers *[]V1TierUsage `json:"tiers,omitempty"`
+}
+
+// V1Observation Observation is what the agent observes on its node at one moment.
+type V1Observation struct {
+	// Backend backend is the enforcement backend in use: "scx_layered", "cgroup",
+	// "tiersched" or "none" (safe mode, observe-only).
+	Backend *string `json:"backend,omitempty"`
+
+	// CgroupKnobs cgroup_knobs are the cgroup values the cgroup backend keeps asserting,
+	// ordered by path, then file; empty with another backend or in safe mode.
+	CgroupKnobs *[]V1CgroupKnob `json:"cgroupKnobs,omitempty"`
+
+	// CgroupKnobsUnavailable cgroup_knobs_unavailable says why there are no cgroup knobs: another
+	// backend, or safe mode; empty while the cgroup backend enforces.
+	CgroupKnobsUnavailable *string `json:"cgroupKnobsUnavailable,omitempty"`
+
+	// CgroupV2 cgroup_v2 is true when the per-pod counters come from a cgroup v2 tree
+	// (pressure_some_seconds is then available).
+	CgroupV2 *bool `json:"cgroupV2,omitempty"`
+
+	// NodeName node_name is the Kubernetes Node this agent runs on.
+	NodeName *string `json:"nodeName,omitempty"`
+
+	// Pressure NodePressure is the node's CPU pressure stall information.
+	Pressure *V1NodePressure `json:"pressure,omitempty"`
+
+	// RunQueueUnavailable run_queue_unavailable says why TierPerformance.run_queue is unset (the
+	// eBPF programs are not loaded); empty when it is set.
+	RunQueueUnavailable *string `json:"runQueueUnavailable,omitempty"`
+
+	// SampleIntervalSeconds sample_interval_seconds is the time the thread sample's CPU use is
+	// measured over.
+	SampleIntervalSeconds *float64 `json:"sampleIntervalSeconds,omitempty"`
+
+	// SampleTime sample_time is when the last thread sample was taken; unset before the
+	// first.
+	SampleTime *time.Time `json:"sampleTime,omitempty"`
+
+	// ThreadsUnavailable threads_unavailable says why there is no thread sample (the
+	// observation layer is off or has not sampled yet); empty otherwise.
+	ThreadsUnavailable *string `json:"threadsUnavailable,omitempty"`
+
+	// Tiers tiers are the workload tiers, highest first, each with its counters.
+	Tiers *[]V1TierPerformance `json:"tiers,omitempty"`
+
+	// Time time is when the counters were read.
+	Time *time.Time `json:"time,omitempty"`
+
+	// TopThreads top_threads are the busiest threads of the pods in the last thread
+	// sample, busiest first, at most 20.
+	TopThreads *[]V1BusyThread `json:"topThreads,omitempty"`
 }
 
 // V1OvercommitProfile OvercommitProfile is an OvercommitProfile.
@@ -891,6 +1017,39 @@ type V1PodEvent struct {
 	Type *string `json:"type,omitempty"`
 }
 
+// V1PodLogs PodLogs is the tail of one container's log.
+type V1PodLogs struct {
+	// Container container whose log this is.
+	Container *string `json:"container,omitempty"`
+
+	// Containers containers are the pod's containers (init containers first), so a
+	// client can offer the choice even when the read was refused.
+	Containers *[]string `json:"containers,omitempty"`
+
+	// Error error says why the log could not be read as the caller.
+	Error *string `json:"error,omitempty"`
+
+	// ErrorCode error_code is the HTTP status of error (403 when the caller may not get
+	// pods/log); 0 on success.
+	ErrorCode *int32 `json:"errorCode,omitempty"`
+
+	// Name name of the pod.
+	Name *string `json:"name,omitempty"`
+
+	// Namespace namespace of the pod.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// TailLines tail_lines is the number of lines asked of the API server.
+	TailLines *int32 `json:"tailLines,omitempty"`
+
+	// Text text is the log, at most tail_lines lines and 1 MiB (cut at a line
+	// boundary when longer; truncated then says so); empty when error is set.
+	Text *string `json:"text,omitempty"`
+
+	// Truncated truncated is true when the log was cut to 1 MiB.
+	Truncated *bool `json:"truncated,omitempty"`
+}
+
 // V1PodRef PodRef names one pod.
 type V1PodRef struct {
 	// Name name of the pod; required (at most 253 bytes).
@@ -926,6 +1085,20 @@ type V1Policy struct {
 
 	// SafeModeNodes safe_mode_nodes from the policy's status.
 	SafeModeNodes *int32 `json:"safeModeNodes,omitempty"`
+}
+
+// V1RunQueueLatency RunQueueLatency is a cumulative histogram of the time tasks waited in a
+// run queue before they ran.
+type V1RunQueueLatency struct {
+	// Buckets buckets, by ascending upper bound; each counts the observations at or
+	// below le_seconds.
+	Buckets *[]V1LatencyBucket `json:"buckets,omitempty"`
+
+	// Count count of observations.
+	Count *string `json:"count,omitempty"`
+
+	// SumSeconds sum_seconds of all observations.
+	SumSeconds *float64 `json:"sumSeconds,omitempty"`
 }
 
 // V1SafeModeChanged SafeModeChanged: the agent entered or left safe mode.
@@ -1075,6 +1248,44 @@ type V1TierExplanation struct {
 	TierAnnotation *string `json:"tierAnnotation,omitempty"`
 }
 
+// V1TierPerformance TierPerformance is one tier's counters, summed over its pods' cgroups.
+// Counters are cumulative since each cgroup was created: a pod that leaves
+// takes its share away, so a client computing a rate should drop a
+// negative difference.
+type V1TierPerformance struct {
+	// CpuSeconds cpu_seconds is the pods' CPU time (cpu.stat usage_usec, or
+	// cpuacct.usage on cgroup v1).
+	CpuSeconds *float64 `json:"cpuSeconds,omitempty"`
+
+	// Pods pods is the number of pods in the tier.
+	Pods *int32 `json:"pods,omitempty"`
+
+	// PodsRead pods_read is the number of those pods whose cgroup counters were read.
+	PodsRead *int32 `json:"podsRead,omitempty"`
+
+	// PressureSomeSeconds pressure_some_seconds is the time some of the pods' tasks stalled
+	// waiting for a CPU (cpu.pressure "some" total; cgroup v2 only).
+	PressureSomeSeconds *float64 `json:"pressureSomeSeconds,omitempty"`
+
+	// RunQueue RunQueueLatency is a cumulative histogram of the time tasks waited in a
+	// run queue before they ran.
+	RunQueue *V1RunQueueLatency `json:"runQueue,omitempty"`
+
+	// SampledMilliCpu sampled_milli_cpu is the tier's CPU use in the last thread sample, in
+	// milli-CPUs (ms per second).
+	SampledMilliCpu *float64 `json:"sampledMilliCpu,omitempty"`
+
+	// ThrottledPeriods throttled_periods counts CFS periods in which the pods were throttled
+	// (cpu.stat nr_throttled).
+	ThrottledPeriods *string `json:"throttledPeriods,omitempty"`
+
+	// ThrottledSeconds throttled_seconds is the time they were throttled.
+	ThrottledSeconds *float64 `json:"throttledSeconds,omitempty"`
+
+	// Tier tier is the tier name (see TierUsage.tier).
+	Tier *string `json:"tier,omitempty"`
+}
+
 // V1TierUsage TierUsage is what one tier holds on the node.
 type V1TierUsage struct {
 	// LimitMilli limit_milli is the sum of the tier's pods' CPU limits, in millicores; 0
@@ -1118,6 +1329,21 @@ type ClusterServiceListAuditEventsParams struct {
 type ClusterServiceWatchEventsParams struct {
 	// Node node, when set, keeps only events of this node.
 	Node *string `form:"node,omitempty" json:"node,omitempty"`
+}
+
+// ClusterServiceGetPodLogsParams defines parameters for ClusterServiceGetPodLogs.
+type ClusterServiceGetPodLogsParams struct {
+	// Container container whose log to read; empty means the pod's only container, or
+	// its first when it has several (the answer names the one read).
+	Container *string `form:"container,omitempty" json:"container,omitempty"`
+
+	// TailLines tail_lines is how many of the last lines to return, 1 to 5000; 0 means
+	// 200.
+	TailLines *int32 `form:"tailLines,omitempty" json:"tailLines,omitempty"`
+
+	// Previous previous reads the log of the container's previous instance (after a
+	// restart).
+	Previous *bool `form:"previous,omitempty" json:"previous,omitempty"`
 }
 
 // ClusterServiceListNodesParams defines parameters for ClusterServiceListNodes.
@@ -1379,6 +1605,18 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/details (the `ClusterServiceGetPodDetails` operationId).
 	ClusterServiceGetPodDetails(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ClusterServiceGetPodLogs GetPodLogs returns the tail of one container's log, read with the
+	// caller's own identity (impersonation), so the API server's RBAC on
+	// pods/log decides. A caller who may not read the log gets 200 with
+	// error and error_code 403 quoting the API server's refusal, and still
+	// the list of containers; NOT_FOUND names an unknown pod, and
+	// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+	// range. Authorization: get pods.infera.io in the pod's namespace, then
+	// the caller's own get on pods/log.
+	//
+	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+	ClusterServiceGetPodLogs(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ClusterServiceExplainTier ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 	// QoS class, the infera.io/tier annotation (accepted or ignored), the
 	// thresholds, the deciding rule and the overcommit originals.
@@ -1446,6 +1684,14 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/nodes/{node}/layeredConfig (the `ClusterServiceGetNodeLayeredConfig` operationId).
 	ClusterServiceGetNodeLayeredConfig(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ClusterServiceGetNodeObservation GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+	ClusterServiceGetNodeObservation(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ClusterServiceListNodePods ListNodePods lists the pods bound to one node with their tiers (computed
 	// with the same function the agent uses), ordered by namespace and name,
@@ -1611,6 +1857,28 @@ func (c *Client) ClusterServiceGetPodDetails(ctx context.Context, namespace stri
 	return c.Client.Do(req)
 }
 
+// ClusterServiceGetPodLogs GetPodLogs returns the tail of one container's log, read with the
+// caller's own identity (impersonation), so the API server's RBAC on
+// pods/log decides. A caller who may not read the log gets 200 with
+// error and error_code 403 quoting the API server's refusal, and still
+// the list of containers; NOT_FOUND names an unknown pod, and
+// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+// range. Authorization: get pods.infera.io in the pod's namespace, then
+// the caller's own get on pods/log.
+//
+// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+func (c *Client) ClusterServiceGetPodLogs(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetPodLogsRequest(c.Server, namespace, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ClusterServiceExplainTier ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 // QoS class, the infera.io/tier annotation (accepted or ignored), the
 // thresholds, the deciding rule and the overcommit originals.
@@ -1749,6 +2017,24 @@ func (c *Client) ClusterServiceGetNodeAgentStatus(ctx context.Context, node stri
 // Corresponds with GET /api/v1/nodes/{node}/layeredConfig (the `ClusterServiceGetNodeLayeredConfig` operationId).
 func (c *Client) ClusterServiceGetNodeLayeredConfig(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClusterServiceGetNodeLayeredConfigRequest(c.Server, node)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ClusterServiceGetNodeObservation GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+// use, throttling, CPU pressure and run-queue latency counters, the
+// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+// Authorization: get nodes.infera.io with the node's name.
+//
+// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+func (c *Client) ClusterServiceGetNodeObservation(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetNodeObservationRequest(c.Server, node)
 	if err != nil {
 		return nil, err
 	}
@@ -2174,6 +2460,98 @@ func NewClusterServiceGetPodDetailsRequest(server string, namespace string, name
 	return req, nil
 }
 
+// NewClusterServiceGetPodLogsRequest constructs an http.Request for the ClusterServiceGetPodLogs method
+func NewClusterServiceGetPodLogsRequest(server string, namespace string, name string, params *ClusterServiceGetPodLogsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "namespace", namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/log", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Container != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "container", *params.Container, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.TailLines != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tailLines", *params.TailLines, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Previous != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "previous", *params.Previous, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewClusterServiceExplainTierRequest constructs an http.Request for the ClusterServiceExplainTier method
 func NewClusterServiceExplainTierRequest(server string, namespace string, name string) (*http.Request, error) {
 	var err error
@@ -2486,6 +2864,40 @@ func NewClusterServiceGetNodeLayeredConfigRequest(server string, node string) (*
 	}
 
 	operationPath := fmt.Sprintf("/api/v1/nodes/%s/layeredConfig", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewClusterServiceGetNodeObservationRequest constructs an http.Request for the ClusterServiceGetNodeObservation method
+func NewClusterServiceGetNodeObservationRequest(server string, node string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "node", node, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/nodes/%s/observation", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -2932,6 +3344,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/details (the `ClusterServiceGetPodDetails` operationId).
 	ClusterServiceGetPodDetailsWithResponse(ctx context.Context, namespace string, name string, reqEditors ...RequestEditorFn) (*ClusterServiceGetPodDetailsResponse, error)
 
+	// ClusterServiceGetPodLogsWithResponse GetPodLogs returns the tail of one container's log, read with the
+	// caller's own identity (impersonation), so the API server's RBAC on
+	// pods/log decides. A caller who may not read the log gets 200 with
+	// error and error_code 403 quoting the API server's refusal, and still
+	// the list of containers; NOT_FOUND names an unknown pod, and
+	// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+	// range. Authorization: get pods.infera.io in the pod's namespace, then
+	// the caller's own get on pods/log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+	ClusterServiceGetPodLogsWithResponse(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetPodLogsResponse, error)
+
 	// ClusterServiceExplainTierWithResponse ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 	// QoS class, the infera.io/tier annotation (accepted or ignored), the
 	// thresholds, the deciding rule and the overcommit originals.
@@ -3011,6 +3437,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/nodes/{node}/layeredConfig (the `ClusterServiceGetNodeLayeredConfig` operationId).
 	ClusterServiceGetNodeLayeredConfigWithResponse(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeLayeredConfigResponse, error)
+
+	// ClusterServiceGetNodeObservationWithResponse GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+	// use, throttling, CPU pressure and run-queue latency counters, the
+	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+	// Authorization: get nodes.infera.io with the node's name.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+	ClusterServiceGetNodeObservationWithResponse(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeObservationResponse, error)
 
 	// ClusterServiceListNodePodsWithResponse ListNodePods lists the pods bound to one node with their tiers (computed
 	// with the same function the agent uses), ordered by namespace and name,
@@ -3404,6 +3840,68 @@ func (r ClusterServiceGetPodDetailsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClusterServiceGetPodDetailsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ClusterServiceGetPodLogsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1PodLogs
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSON200() *V1PodLogs {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetPodLogsResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetPodLogsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetPodLogsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetPodLogsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetPodLogsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3848,6 +4346,68 @@ func (r ClusterServiceGetNodeLayeredConfigResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClusterServiceGetNodeLayeredConfigResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ClusterServiceGetNodeObservationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1Observation
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSON200() *V1Observation {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetNodeObservationResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetNodeObservationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetNodeObservationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetNodeObservationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetNodeObservationResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4310,6 +4870,26 @@ func (c *ClientWithResponses) ClusterServiceGetPodDetailsWithResponse(ctx contex
 	return ParseClusterServiceGetPodDetailsResponse(rsp)
 }
 
+// ClusterServiceGetPodLogsWithResponse GetPodLogs returns the tail of one container's log, read with the
+// caller's own identity (impersonation), so the API server's RBAC on
+// pods/log decides. A caller who may not read the log gets 200 with
+// error and error_code 403 quoting the API server's refusal, and still
+// the list of containers; NOT_FOUND names an unknown pod, and
+// INVALID_ARGUMENT a container the pod does not have or tail_lines out of
+// range. Authorization: get pods.infera.io in the pod's namespace, then
+// the caller's own get on pods/log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/namespaces/{namespace}/pods/{name}/log (the `ClusterServiceGetPodLogs` operationId).
+func (c *ClientWithResponses) ClusterServiceGetPodLogsWithResponse(ctx context.Context, namespace string, name string, params *ClusterServiceGetPodLogsParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetPodLogsResponse, error) {
+	rsp, err := c.ClusterServiceGetPodLogs(ctx, namespace, name, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetPodLogsResponse(rsp)
+}
+
 // ClusterServiceExplainTierWithResponse ExplainTier says how a pod's tier is decided: priority, PriorityClass,
 // QoS class, the infera.io/tier annotation (accepted or ignored), the
 // thresholds, the deciding rule and the overcommit originals.
@@ -4436,6 +5016,22 @@ func (c *ClientWithResponses) ClusterServiceGetNodeLayeredConfigWithResponse(ctx
 		return nil, err
 	}
 	return ParseClusterServiceGetNodeLayeredConfigResponse(rsp)
+}
+
+// ClusterServiceGetNodeObservationWithResponse GetNodeObservation returns the node agent's GetObservation: per-tier CPU
+// use, throttling, CPU pressure and run-queue latency counters, the
+// node's CPU pressure, the busiest threads and the cgroup knobs in force.
+// Authorization: get nodes.infera.io with the node's name.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/nodes/{node}/observation (the `ClusterServiceGetNodeObservation` operationId).
+func (c *ClientWithResponses) ClusterServiceGetNodeObservationWithResponse(ctx context.Context, node string, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeObservationResponse, error) {
+	rsp, err := c.ClusterServiceGetNodeObservation(ctx, node, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetNodeObservationResponse(rsp)
 }
 
 // ClusterServiceListNodePodsWithResponse ListNodePods lists the pods bound to one node with their tiers (computed
@@ -4803,6 +5399,53 @@ func ParseClusterServiceGetPodDetailsResponse(rsp *http.Response) (*ClusterServi
 	return response, nil
 }
 
+// ParseClusterServiceGetPodLogsResponse parses an HTTP response from a ClusterServiceGetPodLogsWithResponse call
+func ParseClusterServiceGetPodLogsResponse(rsp *http.Response) (*ClusterServiceGetPodLogsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetPodLogsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1PodLogs
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseClusterServiceExplainTierResponse parses an HTTP response from a ClusterServiceExplainTierWithResponse call
 func ParseClusterServiceExplainTierResponse(rsp *http.Response) (*ClusterServiceExplainTierResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -5106,6 +5749,53 @@ func ParseClusterServiceGetNodeLayeredConfigResponse(rsp *http.Response) (*Clust
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest V1GetLayeredConfigResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseClusterServiceGetNodeObservationResponse parses an HTTP response from a ClusterServiceGetNodeObservationWithResponse call
+func ParseClusterServiceGetNodeObservationResponse(rsp *http.Response) (*ClusterServiceGetNodeObservationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetNodeObservationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1Observation
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
