@@ -35,6 +35,7 @@ const (
 	AgentService_ListPods_FullMethodName         = "/infera.v1.AgentService/ListPods"
 	AgentService_CaptureTrace_FullMethodName     = "/infera.v1.AgentService/CaptureTrace"
 	AgentService_WatchEvents_FullMethodName      = "/infera.v1.AgentService/WatchEvents"
+	AgentService_GetUsage_FullMethodName         = "/infera.v1.AgentService/GetUsage"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -70,6 +71,12 @@ type AgentServiceClient interface {
 	// (Event.dropped). The number of concurrent streams is capped; over the
 	// cap the call fails with RESOURCE_EXHAUSTED.
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// GetUsage returns the CPU the node's pods and tiers used, from the
+	// observation layer's samples of their threads (the samples the agent
+	// holds: the last hour at the default 10 s interval). A pod is in a
+	// sample when it had processes then. With the observation layer off,
+	// available is false and reason says why.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type agentServiceClient struct {
@@ -139,6 +146,16 @@ func (c *agentServiceClient) WatchEvents(ctx context.Context, in *WatchEventsReq
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchEventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *agentServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, AgentService_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -172,6 +189,12 @@ type AgentServiceServer interface {
 	// (Event.dropped). The number of concurrent streams is capped; over the
 	// cap the call fails with RESOURCE_EXHAUSTED.
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error
+	// GetUsage returns the CPU the node's pods and tiers used, from the
+	// observation layer's samples of their threads (the samples the agent
+	// holds: the last hour at the default 10 s interval). A pod is in a
+	// sample when it had processes then. With the observation layer off,
+	// available is false and reason says why.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -196,6 +219,9 @@ func (UnimplementedAgentServiceServer) CaptureTrace(context.Context, *CaptureTra
 }
 func (UnimplementedAgentServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
+}
+func (UnimplementedAgentServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -301,6 +327,24 @@ func _AgentService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchEventsServer = grpc.ServerStreamingServer[Event]
 
+func _AgentService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -323,6 +367,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CaptureTrace",
 			Handler:    _AgentService_CaptureTrace_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _AgentService_GetUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

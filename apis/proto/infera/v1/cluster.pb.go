@@ -3729,6 +3729,357 @@ func (x *PodEvent) GetSource() string {
 	return ""
 }
 
+// GetNodeUsageRequest names the node.
+type GetNodeUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node whose agent to ask.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// namespace, when set, keeps only pods of this namespace.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeUsageRequest) Reset() {
+	*x = GetNodeUsageRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeUsageRequest) ProtoMessage() {}
+
+func (x *GetNodeUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeUsageRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetNodeUsageRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GetNodeUsageRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+// ListUsageRequest selects the nodes and pods.
+type ListUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace, when set, keeps only pods of this namespace; the tiers then
+	// sum only those pods.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// label_selector keeps matching nodes (Kubernetes syntax); malformed is
+	// INVALID_ARGUMENT.
+	LabelSelector string `protobuf:"bytes,2,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsageRequest) Reset() {
+	*x = ListUsageRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsageRequest) ProtoMessage() {}
+
+func (x *ListUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsageRequest.ProtoReflect.Descriptor instead.
+func (*ListUsageRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListUsageRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListUsageRequest) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
+}
+
+// ListUsageResponse is the merged usage of the fleet.
+type ListUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nodes says, per node (ordered by name), whether its agent answered and
+	// the window its samples cover.
+	Nodes []*NodeUsageSummary `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// pods holds every sampled pod, with its node, ordered by namespace and
+	// name.
+	Pods []*FleetPodUsage `protobuf:"bytes,2,rep,name=pods,proto3" json:"pods,omitempty"`
+	// tiers sums the pods per tier: usage sums the per-node means, p95 and
+	// max (an upper bound of the fleet's), request the requests; highest
+	// tier first.
+	Tiers []*TierCPUUsage `protobuf:"bytes,3,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	// unreachable counts nodes whose agent did not answer.
+	Unreachable   int32 `protobuf:"varint,4,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsageResponse) Reset() {
+	*x = ListUsageResponse{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsageResponse) ProtoMessage() {}
+
+func (x *ListUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsageResponse.ProtoReflect.Descriptor instead.
+func (*ListUsageResponse) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListUsageResponse) GetNodes() []*NodeUsageSummary {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ListUsageResponse) GetPods() []*FleetPodUsage {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *ListUsageResponse) GetTiers() []*TierCPUUsage {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+func (x *ListUsageResponse) GetUnreachable() int32 {
+	if x != nil {
+		return x.Unreachable
+	}
+	return 0
+}
+
+// NodeUsageSummary is one node's part of a ListUsage answer.
+type NodeUsageSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent says whether the agent answered, and the error when not.
+	Agent *AgentReach `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// available is false when the agent answered without usage (observation
+	// off); reason says why.
+	Available bool   `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
+	Reason    string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// samples, window_seconds, interval_seconds and capped_pods are the
+	// agent's (see GetUsageResponse).
+	Samples         int32   `protobuf:"varint,4,opt,name=samples,proto3" json:"samples,omitempty"`
+	WindowSeconds   float64 `protobuf:"fixed64,5,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	IntervalSeconds float64 `protobuf:"fixed64,6,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	CappedPods      int32   `protobuf:"varint,7,opt,name=capped_pods,json=cappedPods,proto3" json:"capped_pods,omitempty"`
+	// usage_cores is the newest sample's total over the node's pods.
+	UsageCores    float64 `protobuf:"fixed64,8,opt,name=usage_cores,json=usageCores,proto3" json:"usage_cores,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeUsageSummary) Reset() {
+	*x = NodeUsageSummary{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeUsageSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeUsageSummary) ProtoMessage() {}
+
+func (x *NodeUsageSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeUsageSummary.ProtoReflect.Descriptor instead.
+func (*NodeUsageSummary) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *NodeUsageSummary) GetAgent() *AgentReach {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *NodeUsageSummary) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+func (x *NodeUsageSummary) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NodeUsageSummary) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetWindowSeconds() float64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetIntervalSeconds() float64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetCappedPods() int32 {
+	if x != nil {
+		return x.CappedPods
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetUsageCores() float64 {
+	if x != nil {
+		return x.UsageCores
+	}
+	return 0
+}
+
+// FleetPodUsage is a pod's usage with the node it runs on.
+type FleetPodUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node the pod's samples come from.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// pod is the agent's answer for it.
+	Pod           *PodCPUUsage `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetPodUsage) Reset() {
+	*x = FleetPodUsage{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetPodUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetPodUsage) ProtoMessage() {}
+
+func (x *FleetPodUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetPodUsage.ProtoReflect.Descriptor instead.
+func (*FleetPodUsage) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *FleetPodUsage) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *FleetPodUsage) GetPod() *PodCPUUsage {
+	if x != nil {
+		return x.Pod
+	}
+	return nil
+}
+
 var File_infera_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_infera_v1_cluster_proto_rawDesc = "" +
@@ -4061,7 +4412,32 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x127\n" +
 	"\tlast_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source2\xd2\x10\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\"G\n" +
+	"\x13GetNodeUsageRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"W\n" +
+	"\x10ListUsageRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n" +
+	"\x0elabel_selector\x18\x02 \x01(\tR\rlabelSelector\"\xc5\x01\n" +
+	"\x11ListUsageResponse\x121\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1b.infera.v1.NodeUsageSummaryR\x05nodes\x12,\n" +
+	"\x04pods\x18\x02 \x03(\v2\x18.infera.v1.FleetPodUsageR\x04pods\x12-\n" +
+	"\x05tiers\x18\x03 \x03(\v2\x17.infera.v1.TierCPUUsageR\x05tiers\x12 \n" +
+	"\vunreachable\x18\x04 \x01(\x05R\vunreachable\"\xa3\x02\n" +
+	"\x10NodeUsageSummary\x12+\n" +
+	"\x05agent\x18\x01 \x01(\v2\x15.infera.v1.AgentReachR\x05agent\x12\x1c\n" +
+	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\asamples\x18\x04 \x01(\x05R\asamples\x12%\n" +
+	"\x0ewindow_seconds\x18\x05 \x01(\x01R\rwindowSeconds\x12)\n" +
+	"\x10interval_seconds\x18\x06 \x01(\x01R\x0fintervalSeconds\x12\x1f\n" +
+	"\vcapped_pods\x18\a \x01(\x05R\n" +
+	"cappedPods\x12\x1f\n" +
+	"\vusage_cores\x18\b \x01(\x01R\n" +
+	"usageCores\"M\n" +
+	"\rFleetPodUsage\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12(\n" +
+	"\x03pod\x18\x02 \x01(\v2\x16.infera.v1.PodCPUUsageR\x03pod2\xa2\x12\n" +
 	"\x0eClusterService\x12O\n" +
 	"\bGetFleet\x12\x1a.infera.v1.GetFleetRequest\x1a\x10.infera.v1.Fleet\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/fleet\x12]\n" +
 	"\tListNodes\x12\x1b.infera.v1.ListNodesRequest\x1a\x1c.infera.v1.ListNodesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/nodes\x12W\n" +
@@ -4081,7 +4457,9 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x11ListAgentStatuses\x12#.infera.v1.ListAgentStatusesRequest\x1a$.infera.v1.ListAgentStatusesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/agentStatuses\x12\x7f\n" +
 	"\x10CaptureNodeTrace\x12\".infera.v1.CaptureNodeTraceRequest\x1a\x1f.infera.v1.CaptureTraceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/nodes/{node}/traces\x12r\n" +
 	"\x0fWatchNodeEvents\x12!.infera.v1.WatchNodeEventsRequest\x1a\x10.infera.v1.Event\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/agentEvents0\x01\x12\x83\x01\n" +
-	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/detailsB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
+	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/details\x12o\n" +
+	"\fGetNodeUsage\x12\x1e.infera.v1.GetNodeUsageRequest\x1a\x1b.infera.v1.GetUsageResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/nodes/{node}/usage\x12]\n" +
+	"\tListUsage\x12\x1b.infera.v1.ListUsageRequest\x1a\x1c.infera.v1.ListUsageResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/usageB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
 	"\x12Temper cluster API\x12\xa9\x01The fleet, its nodes and pods with their tiers, policies, overcommit savings, safe-mode actions and the gateway's audit log. Authenticate with a Kubernetes bearer token.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonRD\n" +
 	"\x03401\x12=\n" +
 	";No bearer token, or the API server did not authenticate it.RW\n" +
@@ -4104,7 +4482,7 @@ func file_infera_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_infera_v1_cluster_proto_rawDescData
 }
 
-var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetFleetRequest)(nil),                // 0: infera.v1.GetFleetRequest
 	(*Fleet)(nil),                          // 1: infera.v1.Fleet
@@ -4152,103 +4530,120 @@ var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetPodDetailsRequest)(nil),           // 43: infera.v1.GetPodDetailsRequest
 	(*PodDetails)(nil),                     // 44: infera.v1.PodDetails
 	(*PodEvent)(nil),                       // 45: infera.v1.PodEvent
-	nil,                                    // 46: infera.v1.Fleet.AgentStatesEntry
-	nil,                                    // 47: infera.v1.NodeView.LabelsEntry
-	nil,                                    // 48: infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	nil,                                    // 49: infera.v1.TierExplanation.CpuRequestsEntry
-	nil,                                    // 50: infera.v1.OvercommitProfile.RatiosEntry
-	nil,                                    // 51: infera.v1.AuditEvent.AnnotationsEntry
-	(*TierUsage)(nil),                      // 52: infera.v1.TierUsage
-	(*timestamppb.Timestamp)(nil),          // 53: google.protobuf.Timestamp
-	(EnforcementState)(0),                  // 54: infera.v1.EnforcementState
-	(*GetStatusResponse)(nil),              // 55: infera.v1.GetStatusResponse
-	(*PodRef)(nil),                         // 56: infera.v1.PodRef
-	(EventType)(0),                         // 57: infera.v1.EventType
-	(*GetLayeredConfigResponse)(nil),       // 58: infera.v1.GetLayeredConfigResponse
-	(*CaptureTraceResponse)(nil),           // 59: infera.v1.CaptureTraceResponse
-	(*Event)(nil),                          // 60: infera.v1.Event
+	(*GetNodeUsageRequest)(nil),            // 46: infera.v1.GetNodeUsageRequest
+	(*ListUsageRequest)(nil),               // 47: infera.v1.ListUsageRequest
+	(*ListUsageResponse)(nil),              // 48: infera.v1.ListUsageResponse
+	(*NodeUsageSummary)(nil),               // 49: infera.v1.NodeUsageSummary
+	(*FleetPodUsage)(nil),                  // 50: infera.v1.FleetPodUsage
+	nil,                                    // 51: infera.v1.Fleet.AgentStatesEntry
+	nil,                                    // 52: infera.v1.NodeView.LabelsEntry
+	nil,                                    // 53: infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	nil,                                    // 54: infera.v1.TierExplanation.CpuRequestsEntry
+	nil,                                    // 55: infera.v1.OvercommitProfile.RatiosEntry
+	nil,                                    // 56: infera.v1.AuditEvent.AnnotationsEntry
+	(*TierUsage)(nil),                      // 57: infera.v1.TierUsage
+	(*timestamppb.Timestamp)(nil),          // 58: google.protobuf.Timestamp
+	(EnforcementState)(0),                  // 59: infera.v1.EnforcementState
+	(*GetStatusResponse)(nil),              // 60: infera.v1.GetStatusResponse
+	(*PodRef)(nil),                         // 61: infera.v1.PodRef
+	(EventType)(0),                         // 62: infera.v1.EventType
+	(*TierCPUUsage)(nil),                   // 63: infera.v1.TierCPUUsage
+	(*PodCPUUsage)(nil),                    // 64: infera.v1.PodCPUUsage
+	(*GetLayeredConfigResponse)(nil),       // 65: infera.v1.GetLayeredConfigResponse
+	(*CaptureTraceResponse)(nil),           // 66: infera.v1.CaptureTraceResponse
+	(*Event)(nil),                          // 67: infera.v1.Event
+	(*GetUsageResponse)(nil),               // 68: infera.v1.GetUsageResponse
 }
 var file_infera_v1_cluster_proto_depIdxs = []int32{
-	46, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
-	52, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
-	53, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
+	51, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
+	57, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
+	58, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
 	5,  // 3: infera.v1.ListNodesResponse.nodes:type_name -> infera.v1.NodeView
-	52, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
+	57, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
 	6,  // 5: infera.v1.NodeView.report:type_name -> infera.v1.NodeReport
-	47, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
-	53, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	52, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
+	58, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: infera.v1.NodeReport.conditions:type_name -> infera.v1.Condition
-	53, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	58, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
 	11, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
 	10, // 11: infera.v1.ListNodePodsResponse.agent:type_name -> infera.v1.AgentReach
-	54, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
+	59, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
 	13, // 13: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
 	18, // 14: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
-	48, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	49, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
+	53, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	54, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
 	21, // 17: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
 	18, // 18: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
 	7,  // 19: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
 	24, // 20: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
-	50, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
+	55, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
 	7,  // 22: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
 	27, // 23: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
 	30, // 24: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
 	31, // 25: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
 	32, // 26: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
 	33, // 27: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
-	53, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
-	53, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
-	51, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
-	53, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	58, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
+	58, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
+	56, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
+	58, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
 	40, // 32: infera.v1.ListAgentStatusesResponse.nodes:type_name -> infera.v1.NodeAgentStatus
 	10, // 33: infera.v1.NodeAgentStatus.agent:type_name -> infera.v1.AgentReach
-	55, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
-	56, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
-	57, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
+	60, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
+	61, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
+	62, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
 	45, // 37: infera.v1.PodDetails.events:type_name -> infera.v1.PodEvent
-	53, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
-	0,  // 39: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
-	2,  // 40: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
-	4,  // 41: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
-	8,  // 42: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
-	12, // 43: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
-	14, // 44: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
-	16, // 45: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
-	19, // 46: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
-	22, // 47: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
-	25, // 48: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
-	28, // 49: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
-	34, // 50: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
-	36, // 51: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
-	37, // 52: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
-	38, // 53: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
-	41, // 54: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
-	42, // 55: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
-	43, // 56: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
-	1,  // 57: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 58: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 59: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 60: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	13, // 61: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	15, // 62: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	17, // 63: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	20, // 64: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	23, // 65: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	26, // 66: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	29, // 67: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	35, // 68: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	55, // 69: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
-	58, // 70: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	39, // 71: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
-	59, // 72: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
-	60, // 73: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
-	44, // 74: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
-	57, // [57:75] is the sub-list for method output_type
-	39, // [39:57] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	58, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
+	49, // 39: infera.v1.ListUsageResponse.nodes:type_name -> infera.v1.NodeUsageSummary
+	50, // 40: infera.v1.ListUsageResponse.pods:type_name -> infera.v1.FleetPodUsage
+	63, // 41: infera.v1.ListUsageResponse.tiers:type_name -> infera.v1.TierCPUUsage
+	10, // 42: infera.v1.NodeUsageSummary.agent:type_name -> infera.v1.AgentReach
+	64, // 43: infera.v1.FleetPodUsage.pod:type_name -> infera.v1.PodCPUUsage
+	0,  // 44: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
+	2,  // 45: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
+	4,  // 46: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
+	8,  // 47: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
+	12, // 48: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
+	14, // 49: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
+	16, // 50: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
+	19, // 51: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
+	22, // 52: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
+	25, // 53: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
+	28, // 54: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
+	34, // 55: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
+	36, // 56: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
+	37, // 57: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
+	38, // 58: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
+	41, // 59: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
+	42, // 60: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
+	43, // 61: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
+	46, // 62: infera.v1.ClusterService.GetNodeUsage:input_type -> infera.v1.GetNodeUsageRequest
+	47, // 63: infera.v1.ClusterService.ListUsage:input_type -> infera.v1.ListUsageRequest
+	1,  // 64: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 65: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 66: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 67: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	13, // 68: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	15, // 69: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	17, // 70: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	20, // 71: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	23, // 72: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	26, // 73: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	29, // 74: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	35, // 75: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	60, // 76: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
+	65, // 77: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	39, // 78: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
+	66, // 79: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
+	67, // 80: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
+	44, // 81: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
+	68, // 82: infera.v1.ClusterService.GetNodeUsage:output_type -> infera.v1.GetUsageResponse
+	48, // 83: infera.v1.ClusterService.ListUsage:output_type -> infera.v1.ListUsageResponse
+	64, // [64:84] is the sub-list for method output_type
+	44, // [44:64] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_cluster_proto_init() }
@@ -4263,7 +4658,7 @@ func file_infera_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_cluster_proto_rawDesc), len(file_infera_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -52,6 +52,8 @@ const (
 	ClusterService_CaptureNodeTrace_FullMethodName       = "/infera.v1.ClusterService/CaptureNodeTrace"
 	ClusterService_WatchNodeEvents_FullMethodName        = "/infera.v1.ClusterService/WatchNodeEvents"
 	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
+	ClusterService_GetNodeUsage_FullMethodName           = "/infera.v1.ClusterService/GetNodeUsage"
+	ClusterService_ListUsage_FullMethodName              = "/infera.v1.ClusterService/ListUsage"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -149,6 +151,17 @@ type ClusterServiceClient interface {
 	// (A sub-resource path: "{name}" alone would also match the
 	// "{name}:explainTier" custom method.)
 	GetPodDetails(ctx context.Context, in *GetPodDetailsRequest, opts ...grpc.CallOption) (*PodDetails, error)
+	// GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	GetNodeUsage(ctx context.Context, in *GetNodeUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
+	// ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -357,6 +370,26 @@ func (c *clusterServiceClient) GetPodDetails(ctx context.Context, in *GetPodDeta
 	return out, nil
 }
 
+func (c *clusterServiceClient) GetNodeUsage(ctx context.Context, in *GetNodeUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, ClusterService_GetNodeUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsageResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -452,6 +485,17 @@ type ClusterServiceServer interface {
 	// (A sub-resource path: "{name}" alone would also match the
 	// "{name}:explainTier" custom method.)
 	GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error)
+	// GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	GetNodeUsage(context.Context, *GetNodeUsageRequest) (*GetUsageResponse, error)
+	// ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -515,6 +559,12 @@ func (UnimplementedClusterServiceServer) WatchNodeEvents(*WatchNodeEventsRequest
 }
 func (UnimplementedClusterServiceServer) GetPodDetails(context.Context, *GetPodDetailsRequest) (*PodDetails, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPodDetails not implemented")
+}
+func (UnimplementedClusterServiceServer) GetNodeUsage(context.Context, *GetNodeUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeUsage not implemented")
+}
+func (UnimplementedClusterServiceServer) ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsage not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -847,6 +897,42 @@ func _ClusterService_GetPodDetails_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_GetNodeUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetNodeUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetNodeUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetNodeUsage(ctx, req.(*GetNodeUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_ListUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListUsage(ctx, req.(*ListUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -917,6 +1003,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPodDetails",
 			Handler:    _ClusterService_GetPodDetails_Handler,
+		},
+		{
+			MethodName: "GetNodeUsage",
+			Handler:    _ClusterService_GetNodeUsage_Handler,
+		},
+		{
+			MethodName: "ListUsage",
+			Handler:    _ClusterService_ListUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

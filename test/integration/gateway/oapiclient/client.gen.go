@@ -286,6 +286,25 @@ type V1BackendStateChanged struct {
 	Status *string `json:"status,omitempty"`
 }
 
+// V1CPUUsageStats CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+type V1CPUUsageStats struct {
+	// CurrentCores current_cores is the newest sample.
+	CurrentCores *float64 `json:"currentCores,omitempty"`
+
+	// MaxCores max_cores is the largest sample.
+	MaxCores *float64 `json:"maxCores,omitempty"`
+
+	// MeanCores mean_cores is the mean of the samples.
+	MeanCores *float64 `json:"meanCores,omitempty"`
+
+	// P50Cores p50_cores and p95_cores are nearest-rank quantiles (observed values).
+	P50Cores *float64 `json:"p50Cores,omitempty"`
+	P95Cores *float64 `json:"p95Cores,omitempty"`
+
+	// Samples samples is how many samples the summary covers.
+	Samples *int32 `json:"samples,omitempty"`
+}
+
 // V1CaptureTraceResponse CaptureTraceResponse describes a finished capture.
 type V1CaptureTraceResponse struct {
 	// CaptureId capture_id identifies the capture on this node.
@@ -546,6 +565,15 @@ type V1Fleet struct {
 	Time *time.Time `json:"time,omitempty"`
 }
 
+// V1FleetPodUsage FleetPodUsage is a pod's usage with the node it runs on.
+type V1FleetPodUsage struct {
+	// Node node the pod's samples come from.
+	Node *string `json:"node,omitempty"`
+
+	// Pod PodCPUUsage is one pod's usage.
+	Pod *V1PodCPUUsage `json:"pod,omitempty"`
+}
+
 // V1GetLayeredConfigResponse GetLayeredConfigResponse is the scx_layered configuration in force.
 type V1GetLayeredConfigResponse struct {
 	// AppliedTime applied_time is when this configuration was last handed to the backend;
@@ -609,6 +637,43 @@ type V1GetStatusResponse struct {
 
 	// Version version is the agent's build version.
 	Version *string `json:"version,omitempty"`
+}
+
+// V1GetUsageResponse GetUsageResponse is the usage the agent observed.
+type V1GetUsageResponse struct {
+	// Available available is false when the observation layer is off or failed to
+	// start; reason says why.
+	Available *bool `json:"available,omitempty"`
+
+	// CappedPods capped_pods counts the pods the newest sample could not read every
+	// thread of: their usage is a lower bound.
+	CappedPods *int32 `json:"cappedPods,omitempty"`
+
+	// IntervalSeconds interval_seconds is the newest sample's interval.
+	IntervalSeconds *float64 `json:"intervalSeconds,omitempty"`
+
+	// NodeName node_name is the Kubernetes Node this agent runs on.
+	NodeName *string `json:"nodeName,omitempty"`
+
+	// Pods pods holds each sampled pod's usage, ordered by namespace and name.
+	Pods *[]V1PodCPUUsage `json:"pods,omitempty"`
+
+	// Reason reason says why usage is not available (at most 1024 bytes).
+	Reason *string `json:"reason,omitempty"`
+
+	// SampleTime sample_time is when the newest sample was taken; unset when none.
+	SampleTime *time.Time `json:"sampleTime,omitempty"`
+
+	// Samples samples is how many samples the window holds.
+	Samples *int32 `json:"samples,omitempty"`
+
+	// Tiers tiers holds each tier's usage (the sum of its pods per sample),
+	// highest tier first; only tiers that had sampled pods.
+	Tiers *[]V1TierCPUUsage `json:"tiers,omitempty"`
+
+	// WindowSeconds window_seconds is the time the samples cover, from the start of the
+	// oldest to the newest.
+	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
 }
 
 // V1LintViolation LintViolation: the placement linter saw threads run where the enforcement
@@ -711,6 +776,25 @@ type V1ListPoliciesResponse struct {
 	TotalSize *int32 `json:"totalSize,omitempty"`
 }
 
+// V1ListUsageResponse ListUsageResponse is the merged usage of the fleet.
+type V1ListUsageResponse struct {
+	// Nodes nodes says, per node (ordered by name), whether its agent answered and
+	// the window its samples cover.
+	Nodes *[]V1NodeUsageSummary `json:"nodes,omitempty"`
+
+	// Pods pods holds every sampled pod, with its node, ordered by namespace and
+	// name.
+	Pods *[]V1FleetPodUsage `json:"pods,omitempty"`
+
+	// Tiers tiers sums the pods per tier: usage sums the per-node means, p95 and
+	// max (an upper bound of the fleet's), request the requests; highest
+	// tier first.
+	Tiers *[]V1TierCPUUsage `json:"tiers,omitempty"`
+
+	// Unreachable unreachable counts nodes whose agent did not answer.
+	Unreachable *int32 `json:"unreachable,omitempty"`
+}
+
 // V1NamespaceSavings NamespaceSavings is one namespace's share of Savings.
 type V1NamespaceSavings struct {
 	// CurrentRequestMilli current_request_milli in the namespace.
@@ -750,6 +834,28 @@ type V1NodeReport struct {
 
 	// ObservedGeneration observed_generation is the report's status.observedGeneration.
 	ObservedGeneration *string `json:"observedGeneration,omitempty"`
+}
+
+// V1NodeUsageSummary NodeUsageSummary is one node's part of a ListUsage answer.
+type V1NodeUsageSummary struct {
+	// Agent AgentReach says whether a node's agent answered a call the gateway made
+	// to it.
+	Agent *V1AgentReach `json:"agent,omitempty"`
+
+	// Available available is false when the agent answered without usage (observation
+	// off); reason says why.
+	Available       *bool    `json:"available,omitempty"`
+	CappedPods      *int32   `json:"cappedPods,omitempty"`
+	IntervalSeconds *float64 `json:"intervalSeconds,omitempty"`
+	Reason          *string  `json:"reason,omitempty"`
+
+	// Samples samples, window_seconds, interval_seconds and capped_pods are the
+	// agent's (see GetUsageResponse).
+	Samples *int32 `json:"samples,omitempty"`
+
+	// UsageCores usage_cores is the newest sample's total over the node's pods.
+	UsageCores    *float64 `json:"usageCores,omitempty"`
+	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
 }
 
 // V1NodeView NodeView is one node as the platform sees it.
@@ -834,6 +940,31 @@ type V1OvercommitProfile struct {
 
 	// Ratios ratios maps a tier to its request ratio.
 	Ratios *map[string]float64 `json:"ratios,omitempty"`
+}
+
+// V1PodCPUUsage PodCPUUsage is one pod's usage.
+type V1PodCPUUsage struct {
+	// Name name of the pod.
+	Name *string `json:"name,omitempty"`
+
+	// Namespace namespace of the pod.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// RequestMilli request_milli is the pod's CPU request in millicores, 0 when none or
+	// unknown.
+	RequestMilli *string `json:"requestMilli,omitempty"`
+
+	// SampleCores sample_cores are the samples, oldest first; only with include_samples.
+	SampleCores *[]float32 `json:"sampleCores,omitempty"`
+
+	// Tier tier the pod is in (its newest sample's).
+	Tier *string `json:"tier,omitempty"`
+
+	// Uid uid of the pod; empty when the pod left the node since its samples.
+	Uid *string `json:"uid,omitempty"`
+
+	// Usage CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+	Usage *V1CPUUsageStats `json:"usage,omitempty"`
 }
 
 // V1PodDetails PodDetails is a pod as its caller may read it.
@@ -1022,6 +1153,21 @@ type V1Thresholds struct {
 	System *int32 `json:"system,omitempty"`
 }
 
+// V1TierCPUUsage TierCPUUsage is one tier's usage on the node.
+type V1TierCPUUsage struct {
+	// Pods pods is the number of the tier's pods in the newest sample.
+	Pods *int32 `json:"pods,omitempty"`
+
+	// RequestMilli request_milli is the sum of the tier's pods' CPU requests.
+	RequestMilli *string `json:"requestMilli,omitempty"`
+
+	// Tier tier name (see TierUsage.tier).
+	Tier *string `json:"tier,omitempty"`
+
+	// Usage CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+	Usage *V1CPUUsageStats `json:"usage,omitempty"`
+}
+
 // V1TierExplanation TierExplanation is how a pod's tier is decided (DESIGN.md §2).
 type V1TierExplanation struct {
 	// AnnotationOutcome annotation_outcome: "absent", "accepted" (it lowered the tier),
@@ -1166,6 +1312,12 @@ type ClusterServiceListNodePodsParams struct {
 	PageToken *string `form:"pageToken,omitempty" json:"pageToken,omitempty"`
 }
 
+// ClusterServiceGetNodeUsageParams defines parameters for ClusterServiceGetNodeUsage.
+type ClusterServiceGetNodeUsageParams struct {
+	// Namespace namespace, when set, keeps only pods of this namespace.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
 // ClusterServiceListOvercommitProfilesParams defines parameters for ClusterServiceListOvercommitProfiles.
 type ClusterServiceListOvercommitProfilesParams struct {
 	// PageSize page_size: 0 means 100, at most 500; negative is INVALID_ARGUMENT.
@@ -1182,6 +1334,17 @@ type ClusterServiceListPoliciesParams struct {
 
 	// PageToken page_token continues a previous listing.
 	PageToken *string `form:"pageToken,omitempty" json:"pageToken,omitempty"`
+}
+
+// ClusterServiceListUsageParams defines parameters for ClusterServiceListUsage.
+type ClusterServiceListUsageParams struct {
+	// Namespace namespace, when set, keeps only pods of this namespace; the tiers then
+	// sum only those pods.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+
+	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax); malformed is
+	// INVALID_ARGUMENT.
+	LabelSelector *string `form:"labelSelector,omitempty" json:"labelSelector,omitempty"`
 }
 
 // ClusterServiceSetNodeSafeModeJSONRequestBody defines body for ClusterServiceSetNodeSafeMode for application/json ContentType.
@@ -1476,6 +1639,13 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/nodes/{node}/traces (the `ClusterServiceCaptureNodeTrace` operationId).
 	ClusterServiceCaptureNodeTrace(ctx context.Context, node string, body ClusterServiceCaptureNodeTraceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ClusterServiceGetNodeUsage GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+	ClusterServiceGetNodeUsage(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ClusterServiceSetSafeModeWithBody SetSafeMode does the same for every node matching a label selector and
 	// reports each node's outcome; one node failing does not stop the others.
 	// Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -1515,6 +1685,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/savings (the `ClusterServiceGetSavings` operationId).
 	ClusterServiceGetSavings(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ClusterServiceListUsage ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+	ClusterServiceListUsage(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // ClusterServiceListAgentStatuses ListAgentStatuses asks the agents of every node matching the selector
@@ -1818,6 +1998,23 @@ func (c *Client) ClusterServiceCaptureNodeTrace(ctx context.Context, node string
 	return c.Client.Do(req)
 }
 
+// ClusterServiceGetNodeUsage GetNodeUsage returns the CPU the node's pods and tiers used, from its
+// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+// nodes.infera.io/pods with the node's name.
+//
+// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+func (c *Client) ClusterServiceGetNodeUsage(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetNodeUsageRequest(c.Server, node, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ClusterServiceSetSafeModeWithBody SetSafeMode does the same for every node matching a label selector and
 // reports each node's outcome; one node failing does not stop the others.
 // Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -1898,6 +2095,26 @@ func (c *Client) ClusterServiceListPolicies(ctx context.Context, params *Cluster
 // Corresponds with GET /api/v1/savings (the `ClusterServiceGetSavings` operationId).
 func (c *Client) ClusterServiceGetSavings(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClusterServiceGetSavingsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ClusterServiceListUsage ListUsage asks the agents of every node matching the selector (a
+// bounded number at a time) for their usage and merges it: per pod, per
+// tier over the fleet, and per node. A node whose agent is down or slow
+// is in the answer with its error; the others still come back.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+func (c *Client) ClusterServiceListUsage(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceListUsageRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2635,6 +2852,67 @@ func NewClusterServiceCaptureNodeTraceRequestWithBody(server string, node string
 	return req, nil
 }
 
+// NewClusterServiceGetNodeUsageRequest constructs an http.Request for the ClusterServiceGetNodeUsage method
+func NewClusterServiceGetNodeUsageRequest(server string, node string, params *ClusterServiceGetNodeUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "node", node, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/nodes/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewClusterServiceSetSafeModeRequest calls the generic ClusterServiceSetSafeMode builder with application/json body
 func NewClusterServiceSetSafeModeRequest(server string, body ClusterServiceSetSafeModeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -2824,6 +3102,72 @@ func NewClusterServiceGetSavingsRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewClusterServiceListUsageRequest constructs an http.Request for the ClusterServiceListUsage method
+func NewClusterServiceListUsageRequest(server string, params *ClusterServiceListUsageParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/usage")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.LabelSelector != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "labelSelector", *params.LabelSelector, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -3043,6 +3387,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/nodes/{node}/traces (the `ClusterServiceCaptureNodeTrace` operationId).
 	ClusterServiceCaptureNodeTraceWithResponse(ctx context.Context, node string, body ClusterServiceCaptureNodeTraceJSONRequestBody, reqEditors ...RequestEditorFn) (*ClusterServiceCaptureNodeTraceResponse, error)
 
+	// ClusterServiceGetNodeUsageWithResponse GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+	ClusterServiceGetNodeUsageWithResponse(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeUsageResponse, error)
+
 	// ClusterServiceSetSafeModeWithBodyWithResponse SetSafeMode does the same for every node matching a label selector and
 	// reports each node's outcome; one node failing does not stop the others.
 	// Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -3088,6 +3441,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/savings (the `ClusterServiceGetSavings` operationId).
 	ClusterServiceGetSavingsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ClusterServiceGetSavingsResponse, error)
+
+	// ClusterServiceListUsageWithResponse ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+	ClusterServiceListUsageWithResponse(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceListUsageResponse, error)
 }
 
 type ClusterServiceListAgentStatusesResponse struct {
@@ -3978,6 +4343,68 @@ func (r ClusterServiceCaptureNodeTraceResponse) ContentType() string {
 	return ""
 }
 
+type ClusterServiceGetNodeUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1GetUsageResponse
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSON200() *V1GetUsageResponse {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetNodeUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetNodeUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetNodeUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetNodeUsageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ClusterServiceSetSafeModeResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4220,6 +4647,68 @@ func (r ClusterServiceGetSavingsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClusterServiceGetSavingsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ClusterServiceListUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1ListUsageResponse
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSON200() *V1ListUsageResponse {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceListUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceListUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceListUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceListUsageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4487,6 +4976,21 @@ func (c *ClientWithResponses) ClusterServiceCaptureNodeTraceWithResponse(ctx con
 	return ParseClusterServiceCaptureNodeTraceResponse(rsp)
 }
 
+// ClusterServiceGetNodeUsageWithResponse GetNodeUsage returns the CPU the node's pods and tiers used, from its
+// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+// nodes.infera.io/pods with the node's name.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+func (c *ClientWithResponses) ClusterServiceGetNodeUsageWithResponse(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeUsageResponse, error) {
+	rsp, err := c.ClusterServiceGetNodeUsage(ctx, node, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetNodeUsageResponse(rsp)
+}
+
 // ClusterServiceSetSafeModeWithBodyWithResponse SetSafeMode does the same for every node matching a label selector and
 // reports each node's outcome; one node failing does not stop the others.
 // Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -4561,6 +5065,24 @@ func (c *ClientWithResponses) ClusterServiceGetSavingsWithResponse(ctx context.C
 		return nil, err
 	}
 	return ParseClusterServiceGetSavingsResponse(rsp)
+}
+
+// ClusterServiceListUsageWithResponse ListUsage asks the agents of every node matching the selector (a
+// bounded number at a time) for their usage and merges it: per pod, per
+// tier over the fleet, and per node. A node whose agent is down or slow
+// is in the answer with its error; the others still come back.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+func (c *ClientWithResponses) ClusterServiceListUsageWithResponse(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceListUsageResponse, error) {
+	rsp, err := c.ClusterServiceListUsage(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceListUsageResponse(rsp)
 }
 
 // ParseClusterServiceListAgentStatusesResponse parses an HTTP response from a ClusterServiceListAgentStatusesWithResponse call
@@ -5231,6 +5753,53 @@ func ParseClusterServiceCaptureNodeTraceResponse(rsp *http.Response) (*ClusterSe
 	return response, nil
 }
 
+// ParseClusterServiceGetNodeUsageResponse parses an HTTP response from a ClusterServiceGetNodeUsageWithResponse call
+func ParseClusterServiceGetNodeUsageResponse(rsp *http.Response) (*ClusterServiceGetNodeUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetNodeUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1GetUsageResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseClusterServiceSetSafeModeResponse parses an HTTP response from a ClusterServiceSetSafeModeWithResponse call
 func ParseClusterServiceSetSafeModeResponse(rsp *http.Response) (*ClusterServiceSetSafeModeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -5388,6 +5957,53 @@ func ParseClusterServiceGetSavingsResponse(rsp *http.Response) (*ClusterServiceG
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest V1Savings
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseClusterServiceListUsageResponse parses an HTTP response from a ClusterServiceListUsageWithResponse call
+func ParseClusterServiceListUsageResponse(rsp *http.Response) (*ClusterServiceListUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceListUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1ListUsageResponse
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
