@@ -77,16 +77,23 @@ func (s *Service) ListUsage(ctx context.Context, req *inferav1.ListUsageRequest)
 	if err != nil {
 		return nil, err
 	}
+	if req.GetNode() != "" {
+		n, err := s.getNode(req.GetNode())
+		if err != nil {
+			return nil, err
+		}
+		nodes = slices.DeleteFunc(nodes, func(m *corev1.Node) bool { return m.Name != n.Name })
+	}
 	if s.agents == nil {
 		return nil, status.Error(codes.FailedPrecondition, errAgentsOff.Error())
 	}
 	out := &inferav1.ListUsageResponse{}
 	tiers := map[string]*inferav1.TierCPUUsage{}
-	addTier := func(t string, pods int32, req int64, u *inferav1.CPUUsageStats) {
-		tt := tiers[t]
+	addTier := func(m map[string]*inferav1.TierCPUUsage, t string, pods int32, req int64, u *inferav1.CPUUsageStats) {
+		tt := m[t]
 		if tt == nil {
 			tt = &inferav1.TierCPUUsage{Tier: t, Usage: &inferav1.CPUUsageStats{}}
-			tiers[t] = tt
+			m[t] = tt
 		}
 		tt.Pods += pods
 		tt.RequestMilli += req
@@ -105,16 +112,21 @@ func (s *Service) ListUsage(ctx context.Context, req *inferav1.ListUsageRequest)
 		for _, t := range u.GetTiers() {
 			sum.UsageCores += t.GetUsage().GetCurrentCores()
 		}
+		nodeTiers := map[string]*inferav1.TierCPUUsage{}
 		for _, p := range u.GetPods() {
 			out.Pods = append(out.Pods, &inferav1.FleetPodUsage{Node: nu.node, Pod: p})
 			if req.GetNamespace() != "" {
-				addTier(p.GetTier(), 1, p.GetRequestMilli(), p.GetUsage())
+				addTier(tiers, p.GetTier(), 1, p.GetRequestMilli(), p.GetUsage())
+				addTier(nodeTiers, p.GetTier(), 1, p.GetRequestMilli(), p.GetUsage())
 			}
 		}
 		if req.GetNamespace() == "" {
 			for _, t := range u.GetTiers() {
-				addTier(t.GetTier(), t.GetPods(), t.GetRequestMilli(), t.GetUsage())
+				addTier(tiers, t.GetTier(), t.GetPods(), t.GetRequestMilli(), t.GetUsage())
 			}
+			sum.Tiers = u.GetTiers()
+		} else {
+			sum.Tiers = orderTiers(nodeTiers)
 		}
 	}
 	slices.SortStableFunc(out.Pods, func(a, b *inferav1.FleetPodUsage) int {

@@ -3793,6 +3793,9 @@ type ListUsageRequest struct {
 	// label_selector keeps matching nodes (Kubernetes syntax); malformed is
 	// INVALID_ARGUMENT.
 	LabelSelector string `protobuf:"bytes,2,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	// node, when set, asks only this node's agent; an unknown node is
+	// NOT_FOUND.
+	Node          string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3837,6 +3840,13 @@ func (x *ListUsageRequest) GetNamespace() string {
 func (x *ListUsageRequest) GetLabelSelector() string {
 	if x != nil {
 		return x.LabelSelector
+	}
+	return ""
+}
+
+func (x *ListUsageRequest) GetNode() string {
+	if x != nil {
+		return x.Node
 	}
 	return ""
 }
@@ -3934,7 +3944,10 @@ type NodeUsageSummary struct {
 	IntervalSeconds float64 `protobuf:"fixed64,6,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
 	CappedPods      int32   `protobuf:"varint,7,opt,name=capped_pods,json=cappedPods,proto3" json:"capped_pods,omitempty"`
 	// usage_cores is the newest sample's total over the node's pods.
-	UsageCores    float64 `protobuf:"fixed64,8,opt,name=usage_cores,json=usageCores,proto3" json:"usage_cores,omitempty"`
+	UsageCores float64 `protobuf:"fixed64,8,opt,name=usage_cores,json=usageCores,proto3" json:"usage_cores,omitempty"`
+	// tiers is the node's usage per tier, highest first: the agent's tiers,
+	// or with a namespace the sums of that namespace's pods.
+	Tiers         []*TierCPUUsage `protobuf:"bytes,9,rep,name=tiers,proto3" json:"tiers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4023,6 +4036,13 @@ func (x *NodeUsageSummary) GetUsageCores() float64 {
 		return x.UsageCores
 	}
 	return 0
+}
+
+func (x *NodeUsageSummary) GetTiers() []*TierCPUUsage {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
 }
 
 // FleetPodUsage is a pod's usage with the node it runs on.
@@ -4415,15 +4435,16 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x06source\x18\x06 \x01(\tR\x06source\"G\n" +
 	"\x13GetNodeUsageRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1c\n" +
-	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"W\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"k\n" +
 	"\x10ListUsageRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n" +
-	"\x0elabel_selector\x18\x02 \x01(\tR\rlabelSelector\"\xc5\x01\n" +
+	"\x0elabel_selector\x18\x02 \x01(\tR\rlabelSelector\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\xc5\x01\n" +
 	"\x11ListUsageResponse\x121\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x1b.infera.v1.NodeUsageSummaryR\x05nodes\x12,\n" +
 	"\x04pods\x18\x02 \x03(\v2\x18.infera.v1.FleetPodUsageR\x04pods\x12-\n" +
 	"\x05tiers\x18\x03 \x03(\v2\x17.infera.v1.TierCPUUsageR\x05tiers\x12 \n" +
-	"\vunreachable\x18\x04 \x01(\x05R\vunreachable\"\xa3\x02\n" +
+	"\vunreachable\x18\x04 \x01(\x05R\vunreachable\"\xd2\x02\n" +
 	"\x10NodeUsageSummary\x12+\n" +
 	"\x05agent\x18\x01 \x01(\v2\x15.infera.v1.AgentReachR\x05agent\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x16\n" +
@@ -4434,7 +4455,8 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\vcapped_pods\x18\a \x01(\x05R\n" +
 	"cappedPods\x12\x1f\n" +
 	"\vusage_cores\x18\b \x01(\x01R\n" +
-	"usageCores\"M\n" +
+	"usageCores\x12-\n" +
+	"\x05tiers\x18\t \x03(\v2\x17.infera.v1.TierCPUUsageR\x05tiers\"M\n" +
 	"\rFleetPodUsage\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12(\n" +
 	"\x03pod\x18\x02 \x01(\v2\x16.infera.v1.PodCPUUsageR\x03pod2\xa2\x12\n" +
@@ -4598,52 +4620,53 @@ var file_infera_v1_cluster_proto_depIdxs = []int32{
 	50, // 40: infera.v1.ListUsageResponse.pods:type_name -> infera.v1.FleetPodUsage
 	63, // 41: infera.v1.ListUsageResponse.tiers:type_name -> infera.v1.TierCPUUsage
 	10, // 42: infera.v1.NodeUsageSummary.agent:type_name -> infera.v1.AgentReach
-	64, // 43: infera.v1.FleetPodUsage.pod:type_name -> infera.v1.PodCPUUsage
-	0,  // 44: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
-	2,  // 45: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
-	4,  // 46: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
-	8,  // 47: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
-	12, // 48: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
-	14, // 49: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
-	16, // 50: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
-	19, // 51: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
-	22, // 52: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
-	25, // 53: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
-	28, // 54: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
-	34, // 55: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
-	36, // 56: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
-	37, // 57: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
-	38, // 58: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
-	41, // 59: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
-	42, // 60: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
-	43, // 61: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
-	46, // 62: infera.v1.ClusterService.GetNodeUsage:input_type -> infera.v1.GetNodeUsageRequest
-	47, // 63: infera.v1.ClusterService.ListUsage:input_type -> infera.v1.ListUsageRequest
-	1,  // 64: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 65: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 66: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 67: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	13, // 68: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	15, // 69: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	17, // 70: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	20, // 71: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	23, // 72: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	26, // 73: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	29, // 74: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	35, // 75: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	60, // 76: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
-	65, // 77: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	39, // 78: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
-	66, // 79: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
-	67, // 80: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
-	44, // 81: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
-	68, // 82: infera.v1.ClusterService.GetNodeUsage:output_type -> infera.v1.GetUsageResponse
-	48, // 83: infera.v1.ClusterService.ListUsage:output_type -> infera.v1.ListUsageResponse
-	64, // [64:84] is the sub-list for method output_type
-	44, // [44:64] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	63, // 43: infera.v1.NodeUsageSummary.tiers:type_name -> infera.v1.TierCPUUsage
+	64, // 44: infera.v1.FleetPodUsage.pod:type_name -> infera.v1.PodCPUUsage
+	0,  // 45: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
+	2,  // 46: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
+	4,  // 47: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
+	8,  // 48: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
+	12, // 49: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
+	14, // 50: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
+	16, // 51: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
+	19, // 52: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
+	22, // 53: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
+	25, // 54: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
+	28, // 55: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
+	34, // 56: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
+	36, // 57: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
+	37, // 58: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
+	38, // 59: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
+	41, // 60: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
+	42, // 61: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
+	43, // 62: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
+	46, // 63: infera.v1.ClusterService.GetNodeUsage:input_type -> infera.v1.GetNodeUsageRequest
+	47, // 64: infera.v1.ClusterService.ListUsage:input_type -> infera.v1.ListUsageRequest
+	1,  // 65: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 66: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 67: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 68: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	13, // 69: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	15, // 70: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	17, // 71: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	20, // 72: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	23, // 73: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	26, // 74: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	29, // 75: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	35, // 76: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	60, // 77: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
+	65, // 78: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	39, // 79: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
+	66, // 80: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
+	67, // 81: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
+	44, // 82: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
+	68, // 83: infera.v1.ClusterService.GetNodeUsage:output_type -> infera.v1.GetUsageResponse
+	48, // 84: infera.v1.ClusterService.ListUsage:output_type -> infera.v1.ListUsageResponse
+	65, // [65:85] is the sub-list for method output_type
+	45, // [45:65] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_cluster_proto_init() }

@@ -853,6 +853,10 @@ type V1NodeUsageSummary struct {
 	// agent's (see GetUsageResponse).
 	Samples *int32 `json:"samples,omitempty"`
 
+	// Tiers tiers is the node's usage per tier, highest first: the agent's tiers,
+	// or with a namespace the sums of that namespace's pods.
+	Tiers *[]V1TierCPUUsage `json:"tiers,omitempty"`
+
 	// UsageCores usage_cores is the newest sample's total over the node's pods.
 	UsageCores    *float64 `json:"usageCores,omitempty"`
 	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
@@ -1345,6 +1349,10 @@ type ClusterServiceListUsageParams struct {
 	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax); malformed is
 	// INVALID_ARGUMENT.
 	LabelSelector *string `form:"labelSelector,omitempty" json:"labelSelector,omitempty"`
+
+	// Node node, when set, asks only this node's agent; an unknown node is
+	// NOT_FOUND.
+	Node *string `form:"node,omitempty" json:"node,omitempty"`
 }
 
 // ClusterServiceSetNodeSafeModeJSONRequestBody defines body for ClusterServiceSetNodeSafeMode for application/json ContentType.
@@ -3155,6 +3163,18 @@ func NewClusterServiceListUsageRequest(server string, params *ClusterServiceList
 		if params.LabelSelector != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "labelSelector", *params.LabelSelector, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Node != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "node", *params.Node, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
