@@ -54,6 +54,7 @@ const (
 	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
 	ClusterService_GetNodeUsage_FullMethodName           = "/infera.v1.ClusterService/GetNodeUsage"
 	ClusterService_ListUsage_FullMethodName              = "/infera.v1.ClusterService/ListUsage"
+	ClusterService_GetRightsizing_FullMethodName         = "/infera.v1.ClusterService/GetRightsizing"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -162,6 +163,13 @@ type ClusterServiceClient interface {
 	// Authorization: list pods.infera.io in the namespace (all namespaces
 	// when none is given).
 	ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error)
+	// GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	GetRightsizing(ctx context.Context, in *GetRightsizingRequest, opts ...grpc.CallOption) (*Rightsizing, error)
 }
 
 type clusterServiceClient struct {
@@ -390,6 +398,16 @@ func (c *clusterServiceClient) ListUsage(ctx context.Context, in *ListUsageReque
 	return out, nil
 }
 
+func (c *clusterServiceClient) GetRightsizing(ctx context.Context, in *GetRightsizingRequest, opts ...grpc.CallOption) (*Rightsizing, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Rightsizing)
+	err := c.cc.Invoke(ctx, ClusterService_GetRightsizing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -496,6 +514,13 @@ type ClusterServiceServer interface {
 	// Authorization: list pods.infera.io in the namespace (all namespaces
 	// when none is given).
 	ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error)
+	// GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	GetRightsizing(context.Context, *GetRightsizingRequest) (*Rightsizing, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -565,6 +590,9 @@ func (UnimplementedClusterServiceServer) GetNodeUsage(context.Context, *GetNodeU
 }
 func (UnimplementedClusterServiceServer) ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListUsage not implemented")
+}
+func (UnimplementedClusterServiceServer) GetRightsizing(context.Context, *GetRightsizingRequest) (*Rightsizing, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRightsizing not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -933,6 +961,24 @@ func _ClusterService_ListUsage_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_GetRightsizing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRightsizingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetRightsizing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetRightsizing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetRightsizing(ctx, req.(*GetRightsizingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1011,6 +1057,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUsage",
 			Handler:    _ClusterService_ListUsage_Handler,
+		},
+		{
+			MethodName: "GetRightsizing",
+			Handler:    _ClusterService_GetRightsizing_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1063,6 +1063,40 @@ type V1Policy struct {
 	SafeModeNodes *int32 `json:"safeModeNodes,omitempty"`
 }
 
+// V1Rightsizing Rightsizing is the rightsizer's answer.
+type V1Rightsizing struct {
+	// Agents agents says, per node, whether its agent answered; the samples of an
+	// agent that did not are missing from the workloads.
+	Agents *[]V1AgentReach `json:"agents,omitempty"`
+
+	// Policy RightsizingPolicy is the rule the suggestions follow.
+	Policy *V1RightsizingPolicy `json:"policy,omitempty"`
+
+	// Unreachable unreachable counts the agents that did not answer.
+	Unreachable *int32 `json:"unreachable,omitempty"`
+
+	// Workloads workloads, ordered by namespace, kind and name.
+	Workloads *[]V1WorkloadRightsizing `json:"workloads,omitempty"`
+}
+
+// V1RightsizingPolicy RightsizingPolicy is the rule the suggestions follow.
+type V1RightsizingPolicy struct {
+	// FloorMilli floor_milli is the least suggestion.
+	FloorMilli *string `json:"floorMilli,omitempty"`
+
+	// Headroom headroom multiplies the p95 usage.
+	Headroom *float64 `json:"headroom,omitempty"`
+
+	// MinSamples min_samples: below it the verdict is "insufficient-data".
+	MinSamples *int32 `json:"minSamples,omitempty"`
+
+	// RoundMilli round_milli: suggestions are rounded up to a multiple of it.
+	RoundMilli *string `json:"roundMilli,omitempty"`
+
+	// Tolerance tolerance: within it of the request the verdict is "right-sized".
+	Tolerance *float64 `json:"tolerance,omitempty"`
+}
+
 // V1SafeModeChanged SafeModeChanged: the agent entered or left safe mode.
 type V1SafeModeChanged struct {
 	// Reason reason says what asked for it (annotation, local decision, ...); at
@@ -1242,6 +1276,55 @@ type V1TierUsage struct {
 	Tier *string `json:"tier,omitempty"`
 }
 
+// V1WorkloadRightsizing WorkloadRightsizing is one workload's request, usage and suggestion.
+type V1WorkloadRightsizing struct {
+	// Evidence evidence says how the suggestion was computed.
+	Evidence *string `json:"evidence,omitempty"`
+
+	// Kind kind of the owner: "Deployment", "StatefulSet", "DaemonSet", "Job",
+	// "ReplicaSet", "CronJob" or "Pod" (no owner). A Deployment is found
+	// from its ReplicaSet's name and the pods' pod-template-hash label, so
+	// the gateway needs no access to ReplicaSets.
+	Kind *string `json:"kind,omitempty"`
+
+	// Name name of the owner.
+	Name *string `json:"name,omitempty"`
+
+	// Namespace namespace of the workload.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// Nodes nodes the samples came from, sorted.
+	Nodes *[]string `json:"nodes,omitempty"`
+
+	// PodNames pod_names are the sampled pods, sorted.
+	PodNames *[]string `json:"podNames,omitempty"`
+
+	// PodRequestMilli pod_request_milli is the largest request of one of its pods.
+	PodRequestMilli *string `json:"podRequestMilli,omitempty"`
+
+	// Pods pods is how many of its pods have samples now.
+	Pods *int32 `json:"pods,omitempty"`
+
+	// RequestMilli request_milli is the sum of those pods' CPU requests.
+	RequestMilli *string `json:"requestMilli,omitempty"`
+
+	// SuggestedRequestMilli suggested_request_milli is the suggested per-pod request.
+	SuggestedRequestMilli *string `json:"suggestedRequestMilli,omitempty"`
+
+	// SuggestedTotalMilli suggested_total_milli is that times pods.
+	SuggestedTotalMilli *string `json:"suggestedTotalMilli,omitempty"`
+
+	// Usage CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+	Usage *V1CPUUsageStats `json:"usage,omitempty"`
+
+	// Verdict verdict: "over-requested", "under-requested", "right-sized",
+	// "no-request" or "insufficient-data".
+	Verdict *string `json:"verdict,omitempty"`
+
+	// WindowSeconds window_seconds is the longest window of the agents that sampled it.
+	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
+}
+
 // ClusterServiceListAgentStatusesParams defines parameters for ClusterServiceListAgentStatuses.
 type ClusterServiceListAgentStatusesParams struct {
 	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax); malformed is
@@ -1338,6 +1421,15 @@ type ClusterServiceListPoliciesParams struct {
 
 	// PageToken page_token continues a previous listing.
 	PageToken *string `form:"pageToken,omitempty" json:"pageToken,omitempty"`
+}
+
+// ClusterServiceGetRightsizingParams defines parameters for ClusterServiceGetRightsizing.
+type ClusterServiceGetRightsizingParams struct {
+	// Namespace namespace, when set, keeps only this namespace's workloads.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+
+	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax).
+	LabelSelector *string `form:"labelSelector,omitempty" json:"labelSelector,omitempty"`
 }
 
 // ClusterServiceListUsageParams defines parameters for ClusterServiceListUsage.
@@ -1686,6 +1778,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/policies (the `ClusterServiceListPolicies` operationId).
 	ClusterServiceListPolicies(ctx context.Context, params *ClusterServiceListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ClusterServiceGetRightsizing GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+	ClusterServiceGetRightsizing(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ClusterServiceGetSavings GetSavings sums the CPU freed by overcommit: each deflated pod's
 	// original requests (infera.io/original-cpu-requests) against its current
@@ -2086,6 +2188,26 @@ func (c *Client) ClusterServiceListOvercommitProfiles(ctx context.Context, param
 // Corresponds with GET /api/v1/policies (the `ClusterServiceListPolicies` operationId).
 func (c *Client) ClusterServiceListPolicies(ctx context.Context, params *ClusterServiceListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClusterServiceListPoliciesRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ClusterServiceGetRightsizing GetRightsizing compares, per workload (the pods' owner: Deployment,
+// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+// the CPU its pods used (the samples every agent holds, pooled) and
+// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+func (c *Client) ClusterServiceGetRightsizing(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetRightsizingRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3093,6 +3215,72 @@ func NewClusterServiceListPoliciesRequest(server string, params *ClusterServiceL
 	return req, nil
 }
 
+// NewClusterServiceGetRightsizingRequest constructs an http.Request for the ClusterServiceGetRightsizing method
+func NewClusterServiceGetRightsizingRequest(server string, params *ClusterServiceGetRightsizingParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/rightsizing")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.LabelSelector != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "labelSelector", *params.LabelSelector, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewClusterServiceGetSavingsRequest constructs an http.Request for the ClusterServiceGetSavings method
 func NewClusterServiceGetSavingsRequest(server string) (*http.Request, error) {
 	var err error
@@ -3452,6 +3640,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/policies (the `ClusterServiceListPolicies` operationId).
 	ClusterServiceListPoliciesWithResponse(ctx context.Context, params *ClusterServiceListPoliciesParams, reqEditors ...RequestEditorFn) (*ClusterServiceListPoliciesResponse, error)
+
+	// ClusterServiceGetRightsizingWithResponse GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+	ClusterServiceGetRightsizingWithResponse(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetRightsizingResponse, error)
 
 	// ClusterServiceGetSavingsWithResponse GetSavings sums the CPU freed by overcommit: each deflated pod's
 	// original requests (infera.io/original-cpu-requests) against its current
@@ -4611,6 +4811,68 @@ func (r ClusterServiceListPoliciesResponse) ContentType() string {
 	return ""
 }
 
+type ClusterServiceGetRightsizingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1Rightsizing
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSON200() *V1Rightsizing {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetRightsizingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetRightsizingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetRightsizingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetRightsizingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ClusterServiceGetSavingsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5070,6 +5332,24 @@ func (c *ClientWithResponses) ClusterServiceListPoliciesWithResponse(ctx context
 		return nil, err
 	}
 	return ParseClusterServiceListPoliciesResponse(rsp)
+}
+
+// ClusterServiceGetRightsizingWithResponse GetRightsizing compares, per workload (the pods' owner: Deployment,
+// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+// the CPU its pods used (the samples every agent holds, pooled) and
+// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+func (c *ClientWithResponses) ClusterServiceGetRightsizingWithResponse(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetRightsizingResponse, error) {
+	rsp, err := c.ClusterServiceGetRightsizing(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetRightsizingResponse(rsp)
 }
 
 // ClusterServiceGetSavingsWithResponse GetSavings sums the CPU freed by overcommit: each deflated pod's
@@ -5930,6 +6210,53 @@ func ParseClusterServiceListPoliciesResponse(rsp *http.Response) (*ClusterServic
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest V1ListPoliciesResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseClusterServiceGetRightsizingResponse parses an HTTP response from a ClusterServiceGetRightsizingWithResponse call
+func ParseClusterServiceGetRightsizingResponse(rsp *http.Response) (*ClusterServiceGetRightsizingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetRightsizingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1Rightsizing
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
