@@ -16,6 +16,7 @@ GOTESTSUM      := $(BIN)/gotestsum
 KWOK           := $(BIN)/kwok
 OAPI_CODEGEN   := $(BIN)/oapi-codegen
 KREW_VALIDATE  := $(BIN)/validate-krew-manifest
+KREW           := $(BIN)/krew
 HELM           := $(BIN)/helm
 
 # envtest and `make run` find kube-apiserver, etcd and kubectl here.
@@ -122,8 +123,15 @@ test-chart: controlplane $(HELM) $(KWOK) ## Install, upgrade and uninstall chart
 	TEMPER_TEST_CHART=1 go test -count=1 -timeout=15m -v ./test/e2e/chart/
 
 .PHONY: krew-validate
-krew-validate: $(KREW_VALIDATE) ## Check the kubectl plugin's krew manifest (plugins/infera.yaml) with krew's validator (no install: no release archives exist).
+krew-validate: $(KREW_VALIDATE) $(KREW) controlplane ## Check the kubectl plugin's krew manifest (plugins/infera.yaml) with krew's validator, then build this host's release archive and install it with krew (offline).
 	$(KREW_VALIDATE) -manifest plugins/infera.yaml -skip-install
+	test/smoke/krew-install.sh $(BIN)
+
+PLUGIN_VERSION ?= $(shell awk '$$1 == "version:" {print $$2; exit}' plugins/infera.yaml)
+
+.PHONY: plugin-release
+plugin-release: ## Build the kubectl plugin's release archives (linux/amd64, linux/arm64, darwin/arm64) and their krew manifest into bin/plugin-release/.
+	hack/krew-release.sh $(BIN)/plugin-release $(PLUGIN_VERSION)
 
 .PHONY: test-dashboard
 test-dashboard: controlplane ## Browser tests of the dashboard: headless Debian chromium (chromedp) against infera-gateway on envtest; screenshots in bin/dashboard-screenshots.
@@ -228,7 +236,7 @@ controlplane: ## Build kube-apiserver, etcd, kube-scheduler and kubectl from sou
 	hack/build-controlplane.sh
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) $(KREW_VALIDATE) $(OAPI_CODEGEN) ## Install the pinned Go tools into bin/.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(GOTESTSUM) $(KWOK) $(HELM) $(KREW_VALIDATE) $(KREW) $(OAPI_CODEGEN) ## Install the pinned Go tools into bin/.
 
 $(CONTROLLER_GEN): hack/tools/versions.mk
 	hack/tools/install.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
@@ -238,6 +246,8 @@ $(GOTESTSUM): hack/tools/versions.mk
 	hack/tools/install.sh gotestsum gotest.tools/gotestsum $(GOTESTSUM_VERSION)
 $(KREW_VALIDATE): hack/tools/versions.mk
 	hack/tools/install.sh validate-krew-manifest sigs.k8s.io/krew/cmd/validate-krew-manifest $(KREW_VERSION)
+$(KREW): hack/tools/versions.mk
+	hack/tools/install.sh krew sigs.k8s.io/krew/cmd/krew $(KREW_VERSION)
 $(OAPI_CODEGEN): hack/tools/versions.mk
 	hack/tools/install.sh oapi-codegen github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen $(OAPI_CODEGEN_VERSION)
 $(KWOK): hack/tools/versions.mk

@@ -7,7 +7,7 @@ CODE_GENERATOR_VERSION   ?= v0.37.2
 GOLANGCI_LINT_VERSION    ?= v2.15.0
 GOTESTSUM_VERSION        ?= v1.13.0
 KWOK_VERSION             ?= v0.8.0
-# krew's manifest validator (make krew-validate checks plugins/infera.yaml).
+# krew and its manifest validator (make krew-validate checks plugins/infera.yaml and installs a locally built release with krew).
 KREW_VERSION             ?= v0.4.3
 # oapi-codegen generates the test client of the gateway's OpenAPI document
 # (make generate-openapi-client; a REST client nobody on this project wrote).
