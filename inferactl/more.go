@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os/signal"
@@ -15,18 +16,18 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
 
 	inferav1 "github.com/infera-io/temper/apis/proto/infera/v1"
 )
 
-// Per-pod CPU usage is measured by each node's agent and published only in
-// its node-local /observe document; neither the agent's gRPC API nor
-// infera-gateway carries it.
-const usageMissing = "per-pod CPU usage is measured by each node's agent (its /observe document on :9100, docs/observe.md), " +
-	"and neither the agent's gRPC API nor infera-gateway serves it"
+// usagePath is the gateway's fleet usage route (the agents' samples);
+// gateways without it answer with exit 10.
+const usagePath = "/api/v1/usage"
 
 // tracePath is the gateway's trace capture route (proxied to the node's
 // agent); gateways without it answer with exit 10.
@@ -34,45 +35,162 @@ const tracePath = "/api/v1/nodes/{node}/traces"
 
 func newTopCommand(o *options) *cobra.Command {
 	var p *printer
-	var by string
+	var by, node string
 	c := &cobra.Command{
-		Use:   "top [--by tier|pod]",
-		Short: "CPU by tier from the agents' tier-loads (requests, limits, fenced CPU); by pod is not served",
-		Long: `CPU by tier from the agents: each node's agent publishes the pods, CPU
-requests and limits of every tier and the CPU fenced for critical pods (its
-infera.io/tier-load); --by tier shows them per node. These are reservations,
-not usage: per-pod CPU usage is only in each agent's node-local /observe
-document, which neither the agent's gRPC API nor infera-gateway serves, so
---by pod says so and exits 10.`,
+		Use:   "top [--by tier|pod] [--node N] [-n NS]",
+		Short: "CPU used by tier and by pod, measured by the agents, through infera-gateway",
+		Long: `CPU used by tier (per node) or by pod, measured by each node's agent: it
+samples the CPU time of the pods' threads (every 10 s by default) and keeps
+the last samples (an hour at the default interval). infera-gateway asks
+every node's agent (GET /api/v1/usage); a node whose agent does not answer
+is named on stderr and the others are shown. USAGE is the newest sample,
+P95 the 95th percentile of the samples held (an observed value); -o wide
+adds the mean, the maximum, the sample count and the window. -n keeps one
+namespace's pods (tiers then sum only those). Without a gateway, --by tier
+falls back to the requests and limits of the agents' tier-loads (no usage)
+and --by pod exits 4.`,
 		Example: `  NAME top
-  NAME top --by pod`,
+  NAME top --by pod -n shop
+  NAME top --by tier --node worker-1 -o wide`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := p.check(); err != nil {
 				return err
 			}
-			switch by {
-			case "tier":
-			case "pod":
-				return errf(ExitNotAvailable, o.cmdName+" pods shows each pod's tier and CPU request; kubectl top pods shows usage from metrics-server.",
-					"CPU usage by pod is not available: %s", usageMissing)
-			default:
+			if by != "tier" && by != "pod" {
 				return errf(ExitUsage, "", "--by: %q is not tier or pod", by)
 			}
-			d, err := o.loadFleet(c.Context())
+			ns, explicit, err := o.namespace()
 			if err != nil {
 				return err
 			}
-			o.note("requests and limits from the agents' tier-loads (source: %s); measured usage is not served yet", d.source)
-			return p.print(o.streams.Out, topTable(d.nodes), nodesObject(d.nodes))
+			if !explicit {
+				ns = ""
+			}
+			if !o.gatewayConfigured() && by == "tier" && node == "" && ns == "" {
+				d, err := o.loadFleet(c.Context())
+				if err != nil {
+					return err
+				}
+				o.note("requests and limits from the agents' tier-loads (source: %s); usage needs infera-gateway (--gateway or $%s)", d.source, EnvGateway)
+				return p.print(o.streams.Out, topRequestsTable(d.nodes), nodesObject(d.nodes))
+			}
+			u, err := o.usage(c.Context(), ns, node)
+			if err != nil {
+				return err
+			}
+			if by == "pod" {
+				return p.print(o.streams.Out, topPodsTable(u), usageObject(u, "FleetPodUsage"))
+			}
+			return p.print(o.streams.Out, topTiersTable(u), usageObject(u, "NodeUsageSummary"))
 		},
 	}
 	c.Flags().StringVar(&by, "by", "tier", "tier or pod")
-	p = addPrinter(c, false)
+	c.Flags().StringVar(&node, "node", "", "only this node's agent")
+	o.nodeFlag(c)
+	p = addPrinter(c, true)
 	return c
 }
 
-func topTable(views []*inferav1.NodeView) *metaTable {
+// usage asks the gateway for the agents' usage and names on stderr the
+// nodes whose agents did not answer or have no usage.
+func (o *options) usage(ctx context.Context, ns, node string) (*inferav1.ListUsageResponse, error) {
+	gw, err := o.gatewayClient()
+	if err != nil {
+		return nil, err
+	}
+	ok, err := gw.serves(ctx, http.MethodGet, usagePath)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errf(ExitNotAvailable, "Upgrade infera-gateway to a version that serves the agents' usage (docs/gateway.md).",
+			"CPU usage is not available: infera-gateway at %s does not serve GET %s", gw.base, usagePath)
+	}
+	q := url.Values{}
+	if ns != "" {
+		q.Set("namespace", ns)
+	}
+	if node != "" {
+		q.Set("node", node)
+	}
+	out := &inferav1.ListUsageResponse{}
+	if err := gw.call(ctx, http.MethodGet, usagePath, q, nil, out); err != nil {
+		return nil, err
+	}
+	for _, n := range out.GetNodes() {
+		switch {
+		case !n.GetAgent().GetReached():
+			o.note("node %s: no usage, its agent was not reached: %s", n.GetAgent().GetNode(), n.GetAgent().GetError())
+		case !n.GetAvailable():
+			o.note("node %s: no usage: %s", n.GetAgent().GetNode(), n.GetReason())
+		}
+	}
+	return out, nil
+}
+
+// cores renders CPU cores as millicores, the way kubectl top does.
+func cores(c float64) string {
+	return fmt.Sprintf("%dm", int64(math.Round(c*1000)))
+}
+
+// window renders a sample window: "58s", "12m".
+func window(seconds float64) string {
+	return duration.HumanDuration(time.Duration(seconds * float64(time.Second)))
+}
+
+func topTiersTable(u *inferav1.ListUsageResponse) *metaTable {
+	cols := []column{{"NODE", false}, {"TIER", false}, {"PODS", false}, {"CPU-REQUESTS", false}, {"CPU-USAGE", false}, {"CPU-P95", false},
+		{"CPU-MEAN", true}, {"CPU-MAX", true}, {"SAMPLES", true}, {"WINDOW", true}}
+	var rows [][]any
+	for _, n := range u.GetNodes() {
+		if !n.GetAgent().GetReached() || !n.GetAvailable() {
+			continue
+		}
+		for _, t := range n.GetTiers() {
+			s := t.GetUsage()
+			rows = append(rows, []any{n.GetAgent().GetNode(), t.GetTier(), int64(t.GetPods()), milli(t.GetRequestMilli()), cores(s.GetCurrentCores()),
+				cores(s.GetP95Cores()), cores(s.GetMeanCores()), cores(s.GetMaxCores()), int64(s.GetSamples()), window(n.GetWindowSeconds())})
+		}
+	}
+	return table(cols, rows)
+}
+
+func topPodsTable(u *inferav1.ListUsageResponse) *metaTable {
+	cols := []column{{"NAMESPACE", false}, {"NAME", false}, {"NODE", false}, {"TIER", false}, {"CPU-REQUEST", false}, {"CPU-USAGE", false}, {"CPU-P95", false},
+		{"CPU-MEAN", true}, {"CPU-MAX", true}, {"SAMPLES", true}}
+	var rows [][]any
+	for _, fp := range u.GetPods() {
+		p, s := fp.GetPod(), fp.GetPod().GetUsage()
+		rows = append(rows, []any{p.GetNamespace(), p.GetName(), fp.GetNode(), p.GetTier(), milli(p.GetRequestMilli()), cores(s.GetCurrentCores()),
+			cores(s.GetP95Cores()), cores(s.GetMeanCores()), cores(s.GetMaxCores()), int64(s.GetSamples())})
+	}
+	return table(cols, rows)
+}
+
+// usageObject is the -o json|yaml|name form: the pods (FleetPodUsage) or
+// the nodes (NodeUsageSummary) as a List.
+func usageObject(u *inferav1.ListUsageResponse, kind string) runtime.Object {
+	var items []*unstructured.Unstructured
+	if kind == "FleetPodUsage" {
+		for _, p := range u.GetPods() {
+			it, err := item(kind, p, p.GetPod().GetName(), p.GetPod().GetNamespace())
+			if err == nil {
+				items = append(items, it)
+			}
+		}
+	} else {
+		for _, n := range u.GetNodes() {
+			it, err := item(kind, n, n.GetAgent().GetNode(), "")
+			if err == nil {
+				items = append(items, it)
+			}
+		}
+	}
+	return list(items)
+}
+
+func topRequestsTable(views []*inferav1.NodeView) *metaTable {
 	cols := []column{{"NODE", false}, {"TIER", false}, {"PODS", false}, {"CPU-REQUESTS", false}, {"CPU-LIMITS", false}, {"FENCED", false}}
 	var rows [][]any
 	for _, v := range views {

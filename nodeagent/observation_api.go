@@ -37,7 +37,8 @@ func (api agentAPI) Observation(ctx context.Context) (server.Observation, error)
 	a := api.a
 	a.mu.Lock()
 	safe := a.safeMode
-	v2 := a.layout != nil && a.layout.Version == cgroupfs.V2
+	st := a.cg.Load()
+	v2 := st != nil && st.layout != nil && st.layout.Version == cgroupfs.V2
 	load := tierLoad(a.assignments)
 	var pods []podCgroup
 	for _, as := range a.assignments {
@@ -52,9 +53,9 @@ func (api agentAPI) Observation(ctx context.Context) (server.Observation, error)
 		for _, d := range as.Cgroup.Dirs {
 			pc.dirs = append(pc.dirs, d)
 		}
-		if a.cpuacctRoot != "" {
-			if rel, err := filepath.Rel(a.layout.Hierarchies[cgroupfs.CPU], dir); err == nil {
-				pc.acct = filepath.Join(a.cpuacctRoot, rel)
+		if st != nil && st.cpuacct != "" && st.layout != nil {
+			if rel, err := filepath.Rel(st.layout.Hierarchies[cgroupfs.CPU], dir); err == nil {
+				pc.acct = filepath.Join(st.cpuacct, rel)
 			}
 		}
 		pods = append(pods, pc)

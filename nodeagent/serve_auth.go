@@ -93,6 +93,8 @@ func (a *Agent) grpcGuard() []grpc.ServerOption {
 		attrs := kubeauth.Attributes{Verb: "get", Group: authGroup, Resource: "nodes", Subresource: agentSubresouce, Name: node}
 		switch method {
 		case "/infera.v1.AgentService/GetLayeredConfig", "/infera.v1.AgentService/GetStatus", "/infera.v1.AgentService/ListPods":
+		case "/infera.v1.AgentService/GetUsage":
+			// Per-pod CPU usage: read like ListPods.
 		case "/infera.v1.AgentService/WatchEvents":
 			attrs.Verb = "watch"
 		case "/infera.v1.AgentService/CaptureTrace":

@@ -36,6 +36,9 @@ type Options struct {
 	// ProcRoot and Clock default to the ones above.
 	Sampler procscan.Options
 	Lint    lint.Options
+	// UsageSamples is how many samples of per-pod usage Usage returns
+	// (DefaultUsageSamples when 0).
+	UsageSamples int
 }
 
 // Input is what the agent knows at a tick.
@@ -66,6 +69,7 @@ type Observer struct {
 	sample   *procscan.Sample
 	verdicts []lint.Verdict
 	overhead Overhead
+	usage    []usageTick // oldest first, at most opts.UsageSamples
 }
 
 // New reads the machine shape and returns an Observer.
@@ -78,6 +82,9 @@ func New(opts Options) (*Observer, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.UsageSamples <= 0 {
+		opts.UsageSamples = DefaultUsageSamples
 	}
 	if opts.Sampler.ProcRoot == "" {
 		opts.Sampler.ProcRoot = opts.ProcRoot
@@ -119,6 +126,7 @@ func (o *Observer) Tick(in Input) []lint.Verdict {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.last, o.sample, o.verdicts = in, s, vs
+	o.recordUsage(in.Targets, s)
 	o.overhead.Ticks++
 	o.overhead.CPUSeconds += cpu.Seconds()
 	o.overhead.LastTickSeconds = wall.Seconds()

@@ -219,7 +219,9 @@ func TestOperatorJourney(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`nav a[href="#/savings"]`)),
 		waitFor(textOf("#savings-pods", "1")),
 		waitFor(textOf("#savings-freed", "750m")),
-		waitFor(textOf("main", "Not available from this gateway yet.")),
+		// The rightsizer is its own view now.
+		waitFor(`document.querySelector('main a[href="#/rightsizing"]') !== null`),
+		waitFor(textOf("main", "No OvercommitProfiles.")),
 	)
 	screenshot(t, ctx, "savings")
 }

@@ -17,6 +17,7 @@ import (
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent"
+	"github.com/infera-io/temper/test/liveagent"
 	"github.com/infera-io/temper/test/testcerts"
 )
 
@@ -40,6 +41,7 @@ const (
 var (
 	agentPort int
 	agent     *nodeagent.Agent
+	tree      *liveagent.Tree
 	tmpDir    string
 )
 
@@ -90,9 +92,22 @@ func startAgents(ctx context.Context, gwToken string) (*configv1alpha1.GatewayAg
 	if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
 		return nil, err
 	}
+	// The pods' cgroups hold real processes (a light load in a-crit, a
+	// sleeper in a-norm), so the agent's usage samples are real.
+	if tree, err = liveagent.NewTree(filepath.Join(tmpDir, "cgroup")); err != nil {
+		return nil, err
+	}
 	for _, p := range []*corev1.Pod{pod("a-crit", "infera-critical", nil, "1"), pod("a-norm", "", nil, "500m")} {
 		p.Namespace, p.Spec.NodeName = agentNS, agentNode
-		if _, err := kube.CoreV1().Pods(agentNS).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		created, err := kube.CoreV1().Pods(agentNS).Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		load := liveagent.Idle
+		if p.Name == "a-crit" {
+			load = liveagent.Light
+		}
+		if _, err := tree.AddPod(created, load); err != nil {
 			return nil, err
 		}
 	}
@@ -103,7 +118,9 @@ func startAgents(ctx context.Context, gwToken string) (*configv1alpha1.GatewayAg
 	cfg := configv1alpha1.DefaultAgentConfiguration()
 	cfg.Backend = configv1alpha1.AgentBackendObserveOnly
 	cfg.Cgroup.Root = filepath.Join(tmpDir, "cgroup")
-	// Observation on, for trace capture (eBPF; root and BTF on this host).
+	// Observation on, for trace capture (eBPF; root and BTF on this host)
+	// and usage, sampled every second so the tests see samples soon.
+	cfg.Observation.SampleInterval.Duration = time.Second
 	cfg.Observation.TraceDir = filepath.Join(tmpDir, "traces")
 	cfg.StateDir = filepath.Join(tmpDir, "state")
 	cfg.SCX.ConfigPath = filepath.Join(tmpDir, "run", "layered.json")
@@ -115,7 +132,7 @@ func startAgents(ctx context.Context, gwToken string) (*configv1alpha1.GatewayAg
 	cfg.Server.GRPCSocket = filepath.Join(tmpDir, "agent.sock")
 	cfg.Server.GRPCAddress = "127.0.0.1:" + port
 	cfg.Server.GRPCTLSCertFile, cfg.Server.GRPCTLSKeyFile = certs.Cert, certs.Key
-	for _, d := range []string{cfg.Cgroup.Root, filepath.Join(tmpDir, "cpu")} {
+	for _, d := range []string{filepath.Join(tmpDir, "cpu")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}

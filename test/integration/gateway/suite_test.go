@@ -100,6 +100,9 @@ func TestMain(m *testing.M) {
 		code = m.Run()
 	}
 	cancel()
+	if tree != nil {
+		tree.Stop()
+	}
 	if server != nil {
 		server.Close()
 	}

@@ -69,8 +69,10 @@ func TestErrors(t *testing.T) {
 		{"safe mode without a reason", operator, true, []string{"safe-mode", "on", "cli-n2"}, inferactl.ExitUsage, []string{"--reason is required"}},
 		{"wait times out", operator, true, []string{"safe-mode", "on", "cli-n3", "--reason", "x", "--wait", "--timeout", "2s"}, inferactl.ExitTimeout,
 			[]string{"timed out after 2s", `cli-n3 (agent-status "refused: kernel has no sched_ext")`}},
-		{"usage by pod is not served", viewer, true, []string{"top", "--by", "pod"}, inferactl.ExitNotAvailable,
-			[]string{"CPU usage by pod is not available", "/observe", "kubectl top pods"}},
+		// This suite's gateway reaches no agents, so it has no usage.
+		{"usage from a gateway without agents", viewer, true, []string{"top", "--by", "pod"}, inferactl.ExitNotAvailable,
+			[]string{"infera-gateway cannot serve this", "not configured to reach"}},
+		{"usage by pod needs a gateway", viewer, false, []string{"top", "--by", "pod"}, inferactl.ExitNoGateway, []string{"needs infera-gateway"}},
 		// This suite's gateway reaches no agents: without the trace route
 		// inferactl says so; with it, the gateway does (FAILED_PRECONDITION).
 		{"trace is not available from this gateway", operator, true, []string{"trace", "cli-n1", "--duration", "2s"}, inferactl.ExitNotAvailable,

@@ -2354,6 +2354,458 @@ func (x *CgroupKnob) GetTier() string {
 	return ""
 }
 
+// GetUsageRequest selects the pods whose usage to return.
+type GetUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace, when set, keeps only pods of this namespace (tiers always
+	// cover every pod).
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// include_samples returns each pod's samples (sample_cores), for callers
+	// that pool them (the gateway's rightsizer).
+	IncludeSamples bool `protobuf:"varint,2,opt,name=include_samples,json=includeSamples,proto3" json:"include_samples,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_infera_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetUsageRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetIncludeSamples() bool {
+	if x != nil {
+		return x.IncludeSamples
+	}
+	return false
+}
+
+// GetUsageResponse is the usage the agent observed.
+type GetUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_name is the Kubernetes Node this agent runs on.
+	NodeName string `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// available is false when the observation layer is off or failed to
+	// start; reason says why.
+	Available bool `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
+	// reason says why usage is not available (at most 1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// samples is how many samples the window holds.
+	Samples int32 `protobuf:"varint,4,opt,name=samples,proto3" json:"samples,omitempty"`
+	// window_seconds is the time the samples cover, from the start of the
+	// oldest to the newest.
+	WindowSeconds float64 `protobuf:"fixed64,5,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// interval_seconds is the newest sample's interval.
+	IntervalSeconds float64 `protobuf:"fixed64,6,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	// sample_time is when the newest sample was taken; unset when none.
+	SampleTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sample_time,json=sampleTime,proto3" json:"sample_time,omitempty"`
+	// capped_pods counts the pods the newest sample could not read every
+	// thread of: their usage is a lower bound.
+	CappedPods int32 `protobuf:"varint,8,opt,name=capped_pods,json=cappedPods,proto3" json:"capped_pods,omitempty"`
+	// pods holds each sampled pod's usage, ordered by namespace and name.
+	Pods []*PodCPUUsage `protobuf:"bytes,9,rep,name=pods,proto3" json:"pods,omitempty"`
+	// tiers holds each tier's usage (the sum of its pods per sample),
+	// highest tier first; only tiers that had sampled pods.
+	Tiers         []*TierCPUUsage `protobuf:"bytes,10,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_infera_v1_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetUsageResponse) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+func (x *GetUsageResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetWindowSeconds() float64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetIntervalSeconds() float64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetSampleTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SampleTime
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetCappedPods() int32 {
+	if x != nil {
+		return x.CappedPods
+	}
+	return 0
+}
+
+func (x *GetUsageResponse) GetPods() []*PodCPUUsage {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetTiers() []*TierCPUUsage {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+// CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+type CPUUsageStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// samples is how many samples the summary covers.
+	Samples int32 `protobuf:"varint,1,opt,name=samples,proto3" json:"samples,omitempty"`
+	// current_cores is the newest sample.
+	CurrentCores float64 `protobuf:"fixed64,2,opt,name=current_cores,json=currentCores,proto3" json:"current_cores,omitempty"`
+	// mean_cores is the mean of the samples.
+	MeanCores float64 `protobuf:"fixed64,3,opt,name=mean_cores,json=meanCores,proto3" json:"mean_cores,omitempty"`
+	// p50_cores and p95_cores are nearest-rank quantiles (observed values).
+	P50Cores float64 `protobuf:"fixed64,4,opt,name=p50_cores,json=p50Cores,proto3" json:"p50_cores,omitempty"`
+	P95Cores float64 `protobuf:"fixed64,5,opt,name=p95_cores,json=p95Cores,proto3" json:"p95_cores,omitempty"`
+	// max_cores is the largest sample.
+	MaxCores      float64 `protobuf:"fixed64,6,opt,name=max_cores,json=maxCores,proto3" json:"max_cores,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CPUUsageStats) Reset() {
+	*x = CPUUsageStats{}
+	mi := &file_infera_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CPUUsageStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CPUUsageStats) ProtoMessage() {}
+
+func (x *CPUUsageStats) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CPUUsageStats.ProtoReflect.Descriptor instead.
+func (*CPUUsageStats) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CPUUsageStats) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *CPUUsageStats) GetCurrentCores() float64 {
+	if x != nil {
+		return x.CurrentCores
+	}
+	return 0
+}
+
+func (x *CPUUsageStats) GetMeanCores() float64 {
+	if x != nil {
+		return x.MeanCores
+	}
+	return 0
+}
+
+func (x *CPUUsageStats) GetP50Cores() float64 {
+	if x != nil {
+		return x.P50Cores
+	}
+	return 0
+}
+
+func (x *CPUUsageStats) GetP95Cores() float64 {
+	if x != nil {
+		return x.P95Cores
+	}
+	return 0
+}
+
+func (x *CPUUsageStats) GetMaxCores() float64 {
+	if x != nil {
+		return x.MaxCores
+	}
+	return 0
+}
+
+// PodCPUUsage is one pod's usage.
+type PodCPUUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the pod.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// name of the pod.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// uid of the pod; empty when the pod left the node since its samples.
+	Uid string `protobuf:"bytes,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	// tier the pod is in (its newest sample's).
+	Tier string `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`
+	// request_milli is the pod's CPU request in millicores, 0 when none or
+	// unknown.
+	RequestMilli int64 `protobuf:"varint,5,opt,name=request_milli,json=requestMilli,proto3" json:"request_milli,omitempty"`
+	// usage summarises the pod's samples.
+	Usage *CPUUsageStats `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	// sample_cores are the samples, oldest first; only with include_samples.
+	SampleCores   []float32 `protobuf:"fixed32,7,rep,packed,name=sample_cores,json=sampleCores,proto3" json:"sample_cores,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodCPUUsage) Reset() {
+	*x = PodCPUUsage{}
+	mi := &file_infera_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodCPUUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodCPUUsage) ProtoMessage() {}
+
+func (x *PodCPUUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodCPUUsage.ProtoReflect.Descriptor instead.
+func (*PodCPUUsage) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PodCPUUsage) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PodCPUUsage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PodCPUUsage) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *PodCPUUsage) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *PodCPUUsage) GetRequestMilli() int64 {
+	if x != nil {
+		return x.RequestMilli
+	}
+	return 0
+}
+
+func (x *PodCPUUsage) GetUsage() *CPUUsageStats {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *PodCPUUsage) GetSampleCores() []float32 {
+	if x != nil {
+		return x.SampleCores
+	}
+	return nil
+}
+
+// TierCPUUsage is one tier's usage on the node.
+type TierCPUUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tier name (see TierUsage.tier).
+	Tier string `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
+	// pods is the number of the tier's pods in the newest sample.
+	Pods int32 `protobuf:"varint,2,opt,name=pods,proto3" json:"pods,omitempty"`
+	// request_milli is the sum of the tier's pods' CPU requests.
+	RequestMilli int64 `protobuf:"varint,3,opt,name=request_milli,json=requestMilli,proto3" json:"request_milli,omitempty"`
+	// usage summarises the tier's per-sample sums.
+	Usage         *CPUUsageStats `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TierCPUUsage) Reset() {
+	*x = TierCPUUsage{}
+	mi := &file_infera_v1_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TierCPUUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TierCPUUsage) ProtoMessage() {}
+
+func (x *TierCPUUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TierCPUUsage.ProtoReflect.Descriptor instead.
+func (*TierCPUUsage) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TierCPUUsage) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *TierCPUUsage) GetPods() int32 {
+	if x != nil {
+		return x.Pods
+	}
+	return 0
+}
+
+func (x *TierCPUUsage) GetRequestMilli() int64 {
+	if x != nil {
+		return x.RequestMilli
+	}
+	return 0
+}
+
+func (x *TierCPUUsage) GetUsage() *CPUUsageStats {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
 var File_infera_v1_agent_proto protoreflect.FileDescriptor
 
 const file_infera_v1_agent_proto_rawDesc = "" +
@@ -2537,7 +2989,45 @@ const file_infera_v1_agent_proto_rawDesc = "" +
 	"\aapplied\x18\x04 \x01(\tR\aapplied\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03pod\x18\x06 \x01(\tR\x03pod\x12\x12\n" +
-	"\x04tier\x18\a \x01(\tR\x04tier*\x93\x01\n" +
+	"\x04tier\x18\a \x01(\tR\x04tier\"X\n" +
+	"\x0fGetUsageRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12'\n" +
+	"\x0finclude_samples\x18\x02 \x01(\bR\x0eincludeSamples\"\x8a\x03\n" +
+	"\x10GetUsageResponse\x12\x1b\n" +
+	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x1c\n" +
+	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\asamples\x18\x04 \x01(\x05R\asamples\x12%\n" +
+	"\x0ewindow_seconds\x18\x05 \x01(\x01R\rwindowSeconds\x12)\n" +
+	"\x10interval_seconds\x18\x06 \x01(\x01R\x0fintervalSeconds\x12;\n" +
+	"\vsample_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"sampleTime\x12\x1f\n" +
+	"\vcapped_pods\x18\b \x01(\x05R\n" +
+	"cappedPods\x12*\n" +
+	"\x04pods\x18\t \x03(\v2\x16.infera.v1.PodCPUUsageR\x04pods\x12-\n" +
+	"\x05tiers\x18\n" +
+	" \x03(\v2\x17.infera.v1.TierCPUUsageR\x05tiers\"\xc4\x01\n" +
+	"\rCPUUsageStats\x12\x18\n" +
+	"\asamples\x18\x01 \x01(\x05R\asamples\x12#\n" +
+	"\rcurrent_cores\x18\x02 \x01(\x01R\fcurrentCores\x12\x1d\n" +
+	"\n" +
+	"mean_cores\x18\x03 \x01(\x01R\tmeanCores\x12\x1b\n" +
+	"\tp50_cores\x18\x04 \x01(\x01R\bp50Cores\x12\x1b\n" +
+	"\tp95_cores\x18\x05 \x01(\x01R\bp95Cores\x12\x1b\n" +
+	"\tmax_cores\x18\x06 \x01(\x01R\bmaxCores\"\xdd\x01\n" +
+	"\vPodCPUUsage\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\tR\x03uid\x12\x12\n" +
+	"\x04tier\x18\x04 \x01(\tR\x04tier\x12#\n" +
+	"\rrequest_milli\x18\x05 \x01(\x03R\frequestMilli\x12.\n" +
+	"\x05usage\x18\x06 \x01(\v2\x18.infera.v1.CPUUsageStatsR\x05usage\x12!\n" +
+	"\fsample_cores\x18\a \x03(\x02R\vsampleCores\"\x8b\x01\n" +
+	"\fTierCPUUsage\x12\x12\n" +
+	"\x04tier\x18\x01 \x01(\tR\x04tier\x12\x12\n" +
+	"\x04pods\x18\x02 \x01(\x05R\x04pods\x12#\n" +
+	"\rrequest_milli\x18\x03 \x01(\x03R\frequestMilli\x12.\n" +
+	"\x05usage\x18\x04 \x01(\v2\x18.infera.v1.CPUUsageStatsR\x05usage*\x93\x01\n" +
 	"\x10EnforcementState\x12!\n" +
 	"\x1dENFORCEMENT_STATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENFORCEMENT_STATE_ENFORCED\x10\x01\x12\x1d\n" +
@@ -2550,14 +3040,15 @@ const file_infera_v1_agent_proto_rawDesc = "" +
 	"\x19EVENT_TYPE_SAFE_MODE_LEFT\x10\x03\x12$\n" +
 	" EVENT_TYPE_BACKEND_STATE_CHANGED\x10\x04\x12\x1f\n" +
 	"\x1bEVENT_TYPE_DRIFT_REASSERTED\x10\x05\x12\x1d\n" +
-	"\x19EVENT_TYPE_LINT_VIOLATION\x10\x062\x9a\x05\n" +
+	"\x19EVENT_TYPE_LINT_VIOLATION\x10\x062\xfc\x05\n" +
 	"\fAgentService\x12\x81\x01\n" +
 	"\x10GetLayeredConfig\x12\".infera.v1.GetLayeredConfigRequest\x1a#.infera.v1.GetLayeredConfigResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/agent/layered-config\x12d\n" +
 	"\tGetStatus\x12\x1b.infera.v1.GetStatusRequest\x1a\x1c.infera.v1.GetStatusResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/agent/status\x12_\n" +
 	"\bListPods\x12\x1a.infera.v1.ListPodsRequest\x1a\x1b.infera.v1.ListPodsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/agent/pods\x12p\n" +
 	"\fCaptureTrace\x12\x1e.infera.v1.CaptureTraceRequest\x1a\x1f.infera.v1.CaptureTraceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/api/v1/agent/traces\x12^\n" +
 	"\vWatchEvents\x12\x1d.infera.v1.WatchEventsRequest\x1a\x10.infera.v1.Event\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/agent/events0\x01\x12m\n" +
-	"\x0eGetObservation\x12 .infera.v1.GetObservationRequest\x1a\x16.infera.v1.Observation\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agent/observationB\xe9\x01\x92A\xaa\x01\x12\x80\x01\n" +
+	"\x0eGetObservation\x12 .infera.v1.GetObservationRequest\x1a\x16.infera.v1.Observation\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agent/observation\x12`\n" +
+	"\bGetUsage\x12\x1a.infera.v1.GetUsageRequest\x1a\x1b.infera.v1.GetUsageResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/agent/usageB\xe9\x01\x92A\xaa\x01\x12\x80\x01\n" +
 	"\x15Temper node agent API\x12cRead what one node's agent enforces, list its pods, capture scheduling traces and watch its events.2\x02v1*\x01\x012\x10application/json:\x10application/jsonZ9github.com/infera-io/temper/apis/proto/infera/v1;inferav1b\x06proto3"
 
 var (
@@ -2573,7 +3064,7 @@ func file_infera_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_infera_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_infera_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_infera_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_infera_v1_agent_proto_goTypes = []any{
 	(EnforcementState)(0),            // 0: infera.v1.EnforcementState
 	(EventType)(0),                   // 1: infera.v1.EventType
@@ -2603,17 +3094,22 @@ var file_infera_v1_agent_proto_goTypes = []any{
 	(*NodePressure)(nil),             // 25: infera.v1.NodePressure
 	(*BusyThread)(nil),               // 26: infera.v1.BusyThread
 	(*CgroupKnob)(nil),               // 27: infera.v1.CgroupKnob
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*GetUsageRequest)(nil),          // 28: infera.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),         // 29: infera.v1.GetUsageResponse
+	(*CPUUsageStats)(nil),            // 30: infera.v1.CPUUsageStats
+	(*PodCPUUsage)(nil),              // 31: infera.v1.PodCPUUsage
+	(*TierCPUUsage)(nil),             // 32: infera.v1.TierCPUUsage
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
 }
 var file_infera_v1_agent_proto_depIdxs = []int32{
-	28, // 0: infera.v1.GetLayeredConfigResponse.applied_time:type_name -> google.protobuf.Timestamp
+	33, // 0: infera.v1.GetLayeredConfigResponse.applied_time:type_name -> google.protobuf.Timestamp
 	6,  // 1: infera.v1.GetStatusResponse.tiers:type_name -> infera.v1.TierUsage
 	9,  // 2: infera.v1.ListPodsResponse.pods:type_name -> infera.v1.Pod
 	0,  // 3: infera.v1.Pod.enforcement:type_name -> infera.v1.EnforcementState
 	10, // 4: infera.v1.CaptureTraceRequest.pod:type_name -> infera.v1.PodRef
-	28, // 5: infera.v1.CaptureTraceResponse.start_time:type_name -> google.protobuf.Timestamp
+	33, // 5: infera.v1.CaptureTraceResponse.start_time:type_name -> google.protobuf.Timestamp
 	1,  // 6: infera.v1.WatchEventsRequest.types:type_name -> infera.v1.EventType
-	28, // 7: infera.v1.Event.time:type_name -> google.protobuf.Timestamp
+	33, // 7: infera.v1.Event.time:type_name -> google.protobuf.Timestamp
 	1,  // 8: infera.v1.Event.type:type_name -> infera.v1.EventType
 	15, // 9: infera.v1.Event.assignment_changed:type_name -> infera.v1.AssignmentChanged
 	16, // 10: infera.v1.Event.safe_mode_changed:type_name -> infera.v1.SafeModeChanged
@@ -2623,31 +3119,38 @@ var file_infera_v1_agent_proto_depIdxs = []int32{
 	10, // 14: infera.v1.AssignmentChanged.pod:type_name -> infera.v1.PodRef
 	10, // 15: infera.v1.DriftReasserted.pod:type_name -> infera.v1.PodRef
 	10, // 16: infera.v1.LintViolation.pod:type_name -> infera.v1.PodRef
-	28, // 17: infera.v1.Observation.time:type_name -> google.protobuf.Timestamp
+	33, // 17: infera.v1.Observation.time:type_name -> google.protobuf.Timestamp
 	22, // 18: infera.v1.Observation.tiers:type_name -> infera.v1.TierPerformance
 	25, // 19: infera.v1.Observation.pressure:type_name -> infera.v1.NodePressure
 	26, // 20: infera.v1.Observation.top_threads:type_name -> infera.v1.BusyThread
-	28, // 21: infera.v1.Observation.sample_time:type_name -> google.protobuf.Timestamp
+	33, // 21: infera.v1.Observation.sample_time:type_name -> google.protobuf.Timestamp
 	27, // 22: infera.v1.Observation.cgroup_knobs:type_name -> infera.v1.CgroupKnob
 	23, // 23: infera.v1.TierPerformance.run_queue:type_name -> infera.v1.RunQueueLatency
 	24, // 24: infera.v1.RunQueueLatency.buckets:type_name -> infera.v1.LatencyBucket
-	2,  // 25: infera.v1.AgentService.GetLayeredConfig:input_type -> infera.v1.GetLayeredConfigRequest
-	4,  // 26: infera.v1.AgentService.GetStatus:input_type -> infera.v1.GetStatusRequest
-	7,  // 27: infera.v1.AgentService.ListPods:input_type -> infera.v1.ListPodsRequest
-	11, // 28: infera.v1.AgentService.CaptureTrace:input_type -> infera.v1.CaptureTraceRequest
-	13, // 29: infera.v1.AgentService.WatchEvents:input_type -> infera.v1.WatchEventsRequest
-	20, // 30: infera.v1.AgentService.GetObservation:input_type -> infera.v1.GetObservationRequest
-	3,  // 31: infera.v1.AgentService.GetLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	5,  // 32: infera.v1.AgentService.GetStatus:output_type -> infera.v1.GetStatusResponse
-	8,  // 33: infera.v1.AgentService.ListPods:output_type -> infera.v1.ListPodsResponse
-	12, // 34: infera.v1.AgentService.CaptureTrace:output_type -> infera.v1.CaptureTraceResponse
-	14, // 35: infera.v1.AgentService.WatchEvents:output_type -> infera.v1.Event
-	21, // 36: infera.v1.AgentService.GetObservation:output_type -> infera.v1.Observation
-	31, // [31:37] is the sub-list for method output_type
-	25, // [25:31] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	33, // 25: infera.v1.GetUsageResponse.sample_time:type_name -> google.protobuf.Timestamp
+	31, // 26: infera.v1.GetUsageResponse.pods:type_name -> infera.v1.PodCPUUsage
+	32, // 27: infera.v1.GetUsageResponse.tiers:type_name -> infera.v1.TierCPUUsage
+	30, // 28: infera.v1.PodCPUUsage.usage:type_name -> infera.v1.CPUUsageStats
+	30, // 29: infera.v1.TierCPUUsage.usage:type_name -> infera.v1.CPUUsageStats
+	2,  // 30: infera.v1.AgentService.GetLayeredConfig:input_type -> infera.v1.GetLayeredConfigRequest
+	4,  // 31: infera.v1.AgentService.GetStatus:input_type -> infera.v1.GetStatusRequest
+	7,  // 32: infera.v1.AgentService.ListPods:input_type -> infera.v1.ListPodsRequest
+	11, // 33: infera.v1.AgentService.CaptureTrace:input_type -> infera.v1.CaptureTraceRequest
+	13, // 34: infera.v1.AgentService.WatchEvents:input_type -> infera.v1.WatchEventsRequest
+	20, // 35: infera.v1.AgentService.GetObservation:input_type -> infera.v1.GetObservationRequest
+	28, // 36: infera.v1.AgentService.GetUsage:input_type -> infera.v1.GetUsageRequest
+	3,  // 37: infera.v1.AgentService.GetLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	5,  // 38: infera.v1.AgentService.GetStatus:output_type -> infera.v1.GetStatusResponse
+	8,  // 39: infera.v1.AgentService.ListPods:output_type -> infera.v1.ListPodsResponse
+	12, // 40: infera.v1.AgentService.CaptureTrace:output_type -> infera.v1.CaptureTraceResponse
+	14, // 41: infera.v1.AgentService.WatchEvents:output_type -> infera.v1.Event
+	21, // 42: infera.v1.AgentService.GetObservation:output_type -> infera.v1.Observation
+	29, // 43: infera.v1.AgentService.GetUsage:output_type -> infera.v1.GetUsageResponse
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_agent_proto_init() }
@@ -2668,7 +3171,7 @@ func file_infera_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_agent_proto_rawDesc), len(file_infera_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	AgentService_CaptureTrace_FullMethodName     = "/infera.v1.AgentService/CaptureTrace"
 	AgentService_WatchEvents_FullMethodName      = "/infera.v1.AgentService/WatchEvents"
 	AgentService_GetObservation_FullMethodName   = "/infera.v1.AgentService/GetObservation"
+	AgentService_GetUsage_FullMethodName         = "/infera.v1.AgentService/GetUsage"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -78,6 +79,12 @@ type AgentServiceClient interface {
 	// sample, and the cgroup knobs the cgroup backend keeps asserting. A part
 	// the node cannot provide is empty and its *_unavailable field says why.
 	GetObservation(ctx context.Context, in *GetObservationRequest, opts ...grpc.CallOption) (*Observation, error)
+	// GetUsage returns the CPU the node's pods and tiers used, from the
+	// observation layer's samples of their threads (the samples the agent
+	// holds: the last hour at the default 10 s interval). A pod is in a
+	// sample when it had processes then. With the observation layer off,
+	// available is false and reason says why.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type agentServiceClient struct {
@@ -157,6 +164,16 @@ func (c *agentServiceClient) GetObservation(ctx context.Context, in *GetObservat
 	return out, nil
 }
 
+func (c *agentServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, AgentService_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -197,6 +214,12 @@ type AgentServiceServer interface {
 	// sample, and the cgroup knobs the cgroup backend keeps asserting. A part
 	// the node cannot provide is empty and its *_unavailable field says why.
 	GetObservation(context.Context, *GetObservationRequest) (*Observation, error)
+	// GetUsage returns the CPU the node's pods and tiers used, from the
+	// observation layer's samples of their threads (the samples the agent
+	// holds: the last hour at the default 10 s interval). A pod is in a
+	// sample when it had processes then. With the observation layer off,
+	// available is false and reason says why.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -224,6 +247,9 @@ func (UnimplementedAgentServiceServer) WatchEvents(*WatchEventsRequest, grpc.Ser
 }
 func (UnimplementedAgentServiceServer) GetObservation(context.Context, *GetObservationRequest) (*Observation, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetObservation not implemented")
+}
+func (UnimplementedAgentServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -347,6 +373,24 @@ func _AgentService_GetObservation_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -373,6 +417,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetObservation",
 			Handler:    _AgentService_GetObservation_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _AgentService_GetUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

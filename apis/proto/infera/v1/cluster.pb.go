@@ -3981,6 +3981,756 @@ func (x *GetNodeObservationRequest) GetNode() string {
 	return ""
 }
 
+// GetNodeUsageRequest names the node.
+type GetNodeUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node whose agent to ask.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// namespace, when set, keeps only pods of this namespace.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeUsageRequest) Reset() {
+	*x = GetNodeUsageRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeUsageRequest) ProtoMessage() {}
+
+func (x *GetNodeUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeUsageRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *GetNodeUsageRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GetNodeUsageRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+// ListUsageRequest selects the nodes and pods.
+type ListUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace, when set, keeps only pods of this namespace; the tiers then
+	// sum only those pods.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// label_selector keeps matching nodes (Kubernetes syntax); malformed is
+	// INVALID_ARGUMENT.
+	LabelSelector string `protobuf:"bytes,2,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	// node, when set, asks only this node's agent; an unknown node is
+	// NOT_FOUND.
+	Node          string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsageRequest) Reset() {
+	*x = ListUsageRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsageRequest) ProtoMessage() {}
+
+func (x *ListUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsageRequest.ProtoReflect.Descriptor instead.
+func (*ListUsageRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListUsageRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListUsageRequest) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
+}
+
+func (x *ListUsageRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+// ListUsageResponse is the merged usage of the fleet.
+type ListUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nodes says, per node (ordered by name), whether its agent answered and
+	// the window its samples cover.
+	Nodes []*NodeUsageSummary `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// pods holds every sampled pod, with its node, ordered by namespace and
+	// name.
+	Pods []*FleetPodUsage `protobuf:"bytes,2,rep,name=pods,proto3" json:"pods,omitempty"`
+	// tiers sums the pods per tier: usage sums the per-node means, p95 and
+	// max (an upper bound of the fleet's), request the requests; highest
+	// tier first.
+	Tiers []*TierCPUUsage `protobuf:"bytes,3,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	// unreachable counts nodes whose agent did not answer.
+	Unreachable   int32 `protobuf:"varint,4,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsageResponse) Reset() {
+	*x = ListUsageResponse{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsageResponse) ProtoMessage() {}
+
+func (x *ListUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsageResponse.ProtoReflect.Descriptor instead.
+func (*ListUsageResponse) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListUsageResponse) GetNodes() []*NodeUsageSummary {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ListUsageResponse) GetPods() []*FleetPodUsage {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *ListUsageResponse) GetTiers() []*TierCPUUsage {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+func (x *ListUsageResponse) GetUnreachable() int32 {
+	if x != nil {
+		return x.Unreachable
+	}
+	return 0
+}
+
+// NodeUsageSummary is one node's part of a ListUsage answer.
+type NodeUsageSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent says whether the agent answered, and the error when not.
+	Agent *AgentReach `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// available is false when the agent answered without usage (observation
+	// off); reason says why.
+	Available bool   `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
+	Reason    string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// samples, window_seconds, interval_seconds and capped_pods are the
+	// agent's (see GetUsageResponse).
+	Samples         int32   `protobuf:"varint,4,opt,name=samples,proto3" json:"samples,omitempty"`
+	WindowSeconds   float64 `protobuf:"fixed64,5,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	IntervalSeconds float64 `protobuf:"fixed64,6,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	CappedPods      int32   `protobuf:"varint,7,opt,name=capped_pods,json=cappedPods,proto3" json:"capped_pods,omitempty"`
+	// usage_cores is the newest sample's total over the node's pods.
+	UsageCores float64 `protobuf:"fixed64,8,opt,name=usage_cores,json=usageCores,proto3" json:"usage_cores,omitempty"`
+	// tiers is the node's usage per tier, highest first: the agent's tiers,
+	// or with a namespace the sums of that namespace's pods.
+	Tiers         []*TierCPUUsage `protobuf:"bytes,9,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeUsageSummary) Reset() {
+	*x = NodeUsageSummary{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeUsageSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeUsageSummary) ProtoMessage() {}
+
+func (x *NodeUsageSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeUsageSummary.ProtoReflect.Descriptor instead.
+func (*NodeUsageSummary) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *NodeUsageSummary) GetAgent() *AgentReach {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *NodeUsageSummary) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+func (x *NodeUsageSummary) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NodeUsageSummary) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetWindowSeconds() float64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetIntervalSeconds() float64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetCappedPods() int32 {
+	if x != nil {
+		return x.CappedPods
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetUsageCores() float64 {
+	if x != nil {
+		return x.UsageCores
+	}
+	return 0
+}
+
+func (x *NodeUsageSummary) GetTiers() []*TierCPUUsage {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+// FleetPodUsage is a pod's usage with the node it runs on.
+type FleetPodUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node the pod's samples come from.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// pod is the agent's answer for it.
+	Pod           *PodCPUUsage `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetPodUsage) Reset() {
+	*x = FleetPodUsage{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetPodUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetPodUsage) ProtoMessage() {}
+
+func (x *FleetPodUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetPodUsage.ProtoReflect.Descriptor instead.
+func (*FleetPodUsage) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *FleetPodUsage) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *FleetPodUsage) GetPod() *PodCPUUsage {
+	if x != nil {
+		return x.Pod
+	}
+	return nil
+}
+
+// GetRightsizingRequest selects the pods.
+type GetRightsizingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace, when set, keeps only this namespace's workloads.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// label_selector keeps matching nodes (Kubernetes syntax).
+	LabelSelector string `protobuf:"bytes,2,opt,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRightsizingRequest) Reset() {
+	*x = GetRightsizingRequest{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRightsizingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRightsizingRequest) ProtoMessage() {}
+
+func (x *GetRightsizingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRightsizingRequest.ProtoReflect.Descriptor instead.
+func (*GetRightsizingRequest) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *GetRightsizingRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetRightsizingRequest) GetLabelSelector() string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return ""
+}
+
+// RightsizingPolicy is the rule the suggestions follow.
+type RightsizingPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// headroom multiplies the p95 usage.
+	Headroom float64 `protobuf:"fixed64,1,opt,name=headroom,proto3" json:"headroom,omitempty"`
+	// round_milli: suggestions are rounded up to a multiple of it.
+	RoundMilli int64 `protobuf:"varint,2,opt,name=round_milli,json=roundMilli,proto3" json:"round_milli,omitempty"`
+	// floor_milli is the least suggestion.
+	FloorMilli int64 `protobuf:"varint,3,opt,name=floor_milli,json=floorMilli,proto3" json:"floor_milli,omitempty"`
+	// min_samples: below it the verdict is "insufficient-data".
+	MinSamples int32 `protobuf:"varint,4,opt,name=min_samples,json=minSamples,proto3" json:"min_samples,omitempty"`
+	// tolerance: within it of the request the verdict is "right-sized".
+	Tolerance     float64 `protobuf:"fixed64,5,opt,name=tolerance,proto3" json:"tolerance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RightsizingPolicy) Reset() {
+	*x = RightsizingPolicy{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RightsizingPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RightsizingPolicy) ProtoMessage() {}
+
+func (x *RightsizingPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RightsizingPolicy.ProtoReflect.Descriptor instead.
+func (*RightsizingPolicy) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RightsizingPolicy) GetHeadroom() float64 {
+	if x != nil {
+		return x.Headroom
+	}
+	return 0
+}
+
+func (x *RightsizingPolicy) GetRoundMilli() int64 {
+	if x != nil {
+		return x.RoundMilli
+	}
+	return 0
+}
+
+func (x *RightsizingPolicy) GetFloorMilli() int64 {
+	if x != nil {
+		return x.FloorMilli
+	}
+	return 0
+}
+
+func (x *RightsizingPolicy) GetMinSamples() int32 {
+	if x != nil {
+		return x.MinSamples
+	}
+	return 0
+}
+
+func (x *RightsizingPolicy) GetTolerance() float64 {
+	if x != nil {
+		return x.Tolerance
+	}
+	return 0
+}
+
+// Rightsizing is the rightsizer's answer.
+type Rightsizing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is the rule applied.
+	Policy *RightsizingPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// workloads, ordered by namespace, kind and name.
+	Workloads []*WorkloadRightsizing `protobuf:"bytes,2,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	// agents says, per node, whether its agent answered; the samples of an
+	// agent that did not are missing from the workloads.
+	Agents []*AgentReach `protobuf:"bytes,3,rep,name=agents,proto3" json:"agents,omitempty"`
+	// unreachable counts the agents that did not answer.
+	Unreachable   int32 `protobuf:"varint,4,opt,name=unreachable,proto3" json:"unreachable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rightsizing) Reset() {
+	*x = Rightsizing{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rightsizing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rightsizing) ProtoMessage() {}
+
+func (x *Rightsizing) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rightsizing.ProtoReflect.Descriptor instead.
+func (*Rightsizing) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *Rightsizing) GetPolicy() *RightsizingPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *Rightsizing) GetWorkloads() []*WorkloadRightsizing {
+	if x != nil {
+		return x.Workloads
+	}
+	return nil
+}
+
+func (x *Rightsizing) GetAgents() []*AgentReach {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *Rightsizing) GetUnreachable() int32 {
+	if x != nil {
+		return x.Unreachable
+	}
+	return 0
+}
+
+// WorkloadRightsizing is one workload's request, usage and suggestion.
+type WorkloadRightsizing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace of the workload.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// kind of the owner: "Deployment", "StatefulSet", "DaemonSet", "Job",
+	// "ReplicaSet", "CronJob" or "Pod" (no owner). A Deployment is found
+	// from its ReplicaSet's name and the pods' pod-template-hash label, so
+	// the gateway needs no access to ReplicaSets.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// name of the owner.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// pods is how many of its pods have samples now.
+	Pods int32 `protobuf:"varint,4,opt,name=pods,proto3" json:"pods,omitempty"`
+	// request_milli is the sum of those pods' CPU requests.
+	RequestMilli int64 `protobuf:"varint,5,opt,name=request_milli,json=requestMilli,proto3" json:"request_milli,omitempty"`
+	// pod_request_milli is the largest request of one of its pods.
+	PodRequestMilli int64 `protobuf:"varint,6,opt,name=pod_request_milli,json=podRequestMilli,proto3" json:"pod_request_milli,omitempty"`
+	// usage summarises every sample of every pod of the workload (one
+	// sample is one pod's CPU over one interval): per-pod usage.
+	Usage *CPUUsageStats `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
+	// window_seconds is the longest window of the agents that sampled it.
+	WindowSeconds float64 `protobuf:"fixed64,8,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// suggested_request_milli is the suggested per-pod request.
+	SuggestedRequestMilli int64 `protobuf:"varint,9,opt,name=suggested_request_milli,json=suggestedRequestMilli,proto3" json:"suggested_request_milli,omitempty"`
+	// suggested_total_milli is that times pods.
+	SuggestedTotalMilli int64 `protobuf:"varint,10,opt,name=suggested_total_milli,json=suggestedTotalMilli,proto3" json:"suggested_total_milli,omitempty"`
+	// verdict: "over-requested", "under-requested", "right-sized",
+	// "no-request" or "insufficient-data".
+	Verdict string `protobuf:"bytes,11,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// evidence says how the suggestion was computed.
+	Evidence string `protobuf:"bytes,12,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// nodes the samples came from, sorted.
+	Nodes []string `protobuf:"bytes,13,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// pod_names are the sampled pods, sorted.
+	PodNames      []string `protobuf:"bytes,14,rep,name=pod_names,json=podNames,proto3" json:"pod_names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkloadRightsizing) Reset() {
+	*x = WorkloadRightsizing{}
+	mi := &file_infera_v1_cluster_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkloadRightsizing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkloadRightsizing) ProtoMessage() {}
+
+func (x *WorkloadRightsizing) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_cluster_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkloadRightsizing.ProtoReflect.Descriptor instead.
+func (*WorkloadRightsizing) Descriptor() ([]byte, []int) {
+	return file_infera_v1_cluster_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *WorkloadRightsizing) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WorkloadRightsizing) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WorkloadRightsizing) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkloadRightsizing) GetPods() int32 {
+	if x != nil {
+		return x.Pods
+	}
+	return 0
+}
+
+func (x *WorkloadRightsizing) GetRequestMilli() int64 {
+	if x != nil {
+		return x.RequestMilli
+	}
+	return 0
+}
+
+func (x *WorkloadRightsizing) GetPodRequestMilli() int64 {
+	if x != nil {
+		return x.PodRequestMilli
+	}
+	return 0
+}
+
+func (x *WorkloadRightsizing) GetUsage() *CPUUsageStats {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *WorkloadRightsizing) GetWindowSeconds() float64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *WorkloadRightsizing) GetSuggestedRequestMilli() int64 {
+	if x != nil {
+		return x.SuggestedRequestMilli
+	}
+	return 0
+}
+
+func (x *WorkloadRightsizing) GetSuggestedTotalMilli() int64 {
+	if x != nil {
+		return x.SuggestedTotalMilli
+	}
+	return 0
+}
+
+func (x *WorkloadRightsizing) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *WorkloadRightsizing) GetEvidence() string {
+	if x != nil {
+		return x.Evidence
+	}
+	return ""
+}
+
+func (x *WorkloadRightsizing) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *WorkloadRightsizing) GetPodNames() []string {
+	if x != nil {
+		return x.PodNames
+	}
+	return nil
+}
+
 var File_infera_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_infera_v1_cluster_proto_rawDesc = "" +
@@ -4336,7 +5086,67 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\t \x01(\x05R\terrorCode\"/\n" +
 	"\x19GetNodeObservationRequest\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node2\xc8\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"G\n" +
+	"\x13GetNodeUsageRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"k\n" +
+	"\x10ListUsageRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n" +
+	"\x0elabel_selector\x18\x02 \x01(\tR\rlabelSelector\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\xc5\x01\n" +
+	"\x11ListUsageResponse\x121\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1b.infera.v1.NodeUsageSummaryR\x05nodes\x12,\n" +
+	"\x04pods\x18\x02 \x03(\v2\x18.infera.v1.FleetPodUsageR\x04pods\x12-\n" +
+	"\x05tiers\x18\x03 \x03(\v2\x17.infera.v1.TierCPUUsageR\x05tiers\x12 \n" +
+	"\vunreachable\x18\x04 \x01(\x05R\vunreachable\"\xd2\x02\n" +
+	"\x10NodeUsageSummary\x12+\n" +
+	"\x05agent\x18\x01 \x01(\v2\x15.infera.v1.AgentReachR\x05agent\x12\x1c\n" +
+	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\asamples\x18\x04 \x01(\x05R\asamples\x12%\n" +
+	"\x0ewindow_seconds\x18\x05 \x01(\x01R\rwindowSeconds\x12)\n" +
+	"\x10interval_seconds\x18\x06 \x01(\x01R\x0fintervalSeconds\x12\x1f\n" +
+	"\vcapped_pods\x18\a \x01(\x05R\n" +
+	"cappedPods\x12\x1f\n" +
+	"\vusage_cores\x18\b \x01(\x01R\n" +
+	"usageCores\x12-\n" +
+	"\x05tiers\x18\t \x03(\v2\x17.infera.v1.TierCPUUsageR\x05tiers\"M\n" +
+	"\rFleetPodUsage\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12(\n" +
+	"\x03pod\x18\x02 \x01(\v2\x16.infera.v1.PodCPUUsageR\x03pod\"\\\n" +
+	"\x15GetRightsizingRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n" +
+	"\x0elabel_selector\x18\x02 \x01(\tR\rlabelSelector\"\xb0\x01\n" +
+	"\x11RightsizingPolicy\x12\x1a\n" +
+	"\bheadroom\x18\x01 \x01(\x01R\bheadroom\x12\x1f\n" +
+	"\vround_milli\x18\x02 \x01(\x03R\n" +
+	"roundMilli\x12\x1f\n" +
+	"\vfloor_milli\x18\x03 \x01(\x03R\n" +
+	"floorMilli\x12\x1f\n" +
+	"\vmin_samples\x18\x04 \x01(\x05R\n" +
+	"minSamples\x12\x1c\n" +
+	"\ttolerance\x18\x05 \x01(\x01R\ttolerance\"\xd2\x01\n" +
+	"\vRightsizing\x124\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1c.infera.v1.RightsizingPolicyR\x06policy\x12<\n" +
+	"\tworkloads\x18\x02 \x03(\v2\x1e.infera.v1.WorkloadRightsizingR\tworkloads\x12-\n" +
+	"\x06agents\x18\x03 \x03(\v2\x15.infera.v1.AgentReachR\x06agents\x12 \n" +
+	"\vunreachable\x18\x04 \x01(\x05R\vunreachable\"\xec\x03\n" +
+	"\x13WorkloadRightsizing\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04pods\x18\x04 \x01(\x05R\x04pods\x12#\n" +
+	"\rrequest_milli\x18\x05 \x01(\x03R\frequestMilli\x12*\n" +
+	"\x11pod_request_milli\x18\x06 \x01(\x03R\x0fpodRequestMilli\x12.\n" +
+	"\x05usage\x18\a \x01(\v2\x18.infera.v1.CPUUsageStatsR\x05usage\x12%\n" +
+	"\x0ewindow_seconds\x18\b \x01(\x01R\rwindowSeconds\x126\n" +
+	"\x17suggested_request_milli\x18\t \x01(\x03R\x15suggestedRequestMilli\x122\n" +
+	"\x15suggested_total_milli\x18\n" +
+	" \x01(\x03R\x13suggestedTotalMilli\x12\x18\n" +
+	"\averdict\x18\v \x01(\tR\averdict\x12\x1a\n" +
+	"\bevidence\x18\f \x01(\tR\bevidence\x12\x14\n" +
+	"\x05nodes\x18\r \x03(\tR\x05nodes\x12\x1b\n" +
+	"\tpod_names\x18\x0e \x03(\tR\bpodNames2\x81\x15\n" +
 	"\x0eClusterService\x12O\n" +
 	"\bGetFleet\x12\x1a.infera.v1.GetFleetRequest\x1a\x10.infera.v1.Fleet\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/fleet\x12]\n" +
 	"\tListNodes\x12\x1b.infera.v1.ListNodesRequest\x1a\x1c.infera.v1.ListNodesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/nodes\x12W\n" +
@@ -4359,7 +5169,10 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\rGetPodDetails\x12\x1f.infera.v1.GetPodDetailsRequest\x1a\x15.infera.v1.PodDetails\":\x82\xd3\xe4\x93\x024\x122/api/v1/namespaces/{namespace}/pods/{name}/details\x12v\n" +
 	"\n" +
 	"GetPodLogs\x12\x1c.infera.v1.GetPodLogsRequest\x1a\x12.infera.v1.PodLogs\"6\x82\xd3\xe4\x93\x020\x12./api/v1/namespaces/{namespace}/pods/{name}/log\x12|\n" +
-	"\x12GetNodeObservation\x12$.infera.v1.GetNodeObservationRequest\x1a\x16.infera.v1.Observation\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/observationB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
+	"\x12GetNodeObservation\x12$.infera.v1.GetNodeObservationRequest\x1a\x16.infera.v1.Observation\"(\x82\xd3\xe4\x93\x02\"\x12 /api/v1/nodes/{node}/observation\x12o\n" +
+	"\fGetNodeUsage\x12\x1e.infera.v1.GetNodeUsageRequest\x1a\x1b.infera.v1.GetUsageResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/nodes/{node}/usage\x12]\n" +
+	"\tListUsage\x12\x1b.infera.v1.ListUsageRequest\x1a\x1c.infera.v1.ListUsageResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/usage\x12g\n" +
+	"\x0eGetRightsizing\x12 .infera.v1.GetRightsizingRequest\x1a\x16.infera.v1.Rightsizing\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/rightsizingB\xce\x04\x92A\x8f\x04\x12\xc4\x01\n" +
 	"\x12Temper cluster API\x12\xa9\x01The fleet, its nodes and pods with their tiers, policies, overcommit savings, safe-mode actions and the gateway's audit log. Authenticate with a Kubernetes bearer token.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonRD\n" +
 	"\x03401\x12=\n" +
 	";No bearer token, or the API server did not authenticate it.RW\n" +
@@ -4382,7 +5195,7 @@ func file_infera_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_infera_v1_cluster_proto_rawDescData
 }
 
-var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_infera_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetFleetRequest)(nil),                // 0: infera.v1.GetFleetRequest
 	(*Fleet)(nil),                          // 1: infera.v1.Fleet
@@ -4433,108 +5246,137 @@ var file_infera_v1_cluster_proto_goTypes = []any{
 	(*GetPodLogsRequest)(nil),              // 46: infera.v1.GetPodLogsRequest
 	(*PodLogs)(nil),                        // 47: infera.v1.PodLogs
 	(*GetNodeObservationRequest)(nil),      // 48: infera.v1.GetNodeObservationRequest
-	nil,                                    // 49: infera.v1.Fleet.AgentStatesEntry
-	nil,                                    // 50: infera.v1.NodeView.LabelsEntry
-	nil,                                    // 51: infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	nil,                                    // 52: infera.v1.TierExplanation.CpuRequestsEntry
-	nil,                                    // 53: infera.v1.OvercommitProfile.RatiosEntry
-	nil,                                    // 54: infera.v1.AuditEvent.AnnotationsEntry
-	(*TierUsage)(nil),                      // 55: infera.v1.TierUsage
-	(*timestamppb.Timestamp)(nil),          // 56: google.protobuf.Timestamp
-	(EnforcementState)(0),                  // 57: infera.v1.EnforcementState
-	(*GetStatusResponse)(nil),              // 58: infera.v1.GetStatusResponse
-	(*PodRef)(nil),                         // 59: infera.v1.PodRef
-	(EventType)(0),                         // 60: infera.v1.EventType
-	(*GetLayeredConfigResponse)(nil),       // 61: infera.v1.GetLayeredConfigResponse
-	(*CaptureTraceResponse)(nil),           // 62: infera.v1.CaptureTraceResponse
-	(*Event)(nil),                          // 63: infera.v1.Event
-	(*Observation)(nil),                    // 64: infera.v1.Observation
+	(*GetNodeUsageRequest)(nil),            // 49: infera.v1.GetNodeUsageRequest
+	(*ListUsageRequest)(nil),               // 50: infera.v1.ListUsageRequest
+	(*ListUsageResponse)(nil),              // 51: infera.v1.ListUsageResponse
+	(*NodeUsageSummary)(nil),               // 52: infera.v1.NodeUsageSummary
+	(*FleetPodUsage)(nil),                  // 53: infera.v1.FleetPodUsage
+	(*GetRightsizingRequest)(nil),          // 54: infera.v1.GetRightsizingRequest
+	(*RightsizingPolicy)(nil),              // 55: infera.v1.RightsizingPolicy
+	(*Rightsizing)(nil),                    // 56: infera.v1.Rightsizing
+	(*WorkloadRightsizing)(nil),            // 57: infera.v1.WorkloadRightsizing
+	nil,                                    // 58: infera.v1.Fleet.AgentStatesEntry
+	nil,                                    // 59: infera.v1.NodeView.LabelsEntry
+	nil,                                    // 60: infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	nil,                                    // 61: infera.v1.TierExplanation.CpuRequestsEntry
+	nil,                                    // 62: infera.v1.OvercommitProfile.RatiosEntry
+	nil,                                    // 63: infera.v1.AuditEvent.AnnotationsEntry
+	(*TierUsage)(nil),                      // 64: infera.v1.TierUsage
+	(*timestamppb.Timestamp)(nil),          // 65: google.protobuf.Timestamp
+	(EnforcementState)(0),                  // 66: infera.v1.EnforcementState
+	(*GetStatusResponse)(nil),              // 67: infera.v1.GetStatusResponse
+	(*PodRef)(nil),                         // 68: infera.v1.PodRef
+	(EventType)(0),                         // 69: infera.v1.EventType
+	(*TierCPUUsage)(nil),                   // 70: infera.v1.TierCPUUsage
+	(*PodCPUUsage)(nil),                    // 71: infera.v1.PodCPUUsage
+	(*CPUUsageStats)(nil),                  // 72: infera.v1.CPUUsageStats
+	(*GetLayeredConfigResponse)(nil),       // 73: infera.v1.GetLayeredConfigResponse
+	(*CaptureTraceResponse)(nil),           // 74: infera.v1.CaptureTraceResponse
+	(*Event)(nil),                          // 75: infera.v1.Event
+	(*Observation)(nil),                    // 76: infera.v1.Observation
+	(*GetUsageResponse)(nil),               // 77: infera.v1.GetUsageResponse
 }
 var file_infera_v1_cluster_proto_depIdxs = []int32{
-	49, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
-	55, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
-	56, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
+	58, // 0: infera.v1.Fleet.agent_states:type_name -> infera.v1.Fleet.AgentStatesEntry
+	64, // 1: infera.v1.Fleet.tiers:type_name -> infera.v1.TierUsage
+	65, // 2: infera.v1.Fleet.time:type_name -> google.protobuf.Timestamp
 	5,  // 3: infera.v1.ListNodesResponse.nodes:type_name -> infera.v1.NodeView
-	55, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
+	64, // 4: infera.v1.NodeView.tiers:type_name -> infera.v1.TierUsage
 	6,  // 5: infera.v1.NodeView.report:type_name -> infera.v1.NodeReport
-	50, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
-	56, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
+	59, // 6: infera.v1.NodeView.labels:type_name -> infera.v1.NodeView.LabelsEntry
+	65, // 7: infera.v1.NodeReport.last_heartbeat_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: infera.v1.NodeReport.conditions:type_name -> infera.v1.Condition
-	56, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	65, // 9: infera.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
 	11, // 10: infera.v1.ListNodePodsResponse.pods:type_name -> infera.v1.ClusterPod
 	10, // 11: infera.v1.ListNodePodsResponse.agent:type_name -> infera.v1.AgentReach
-	57, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
+	66, // 12: infera.v1.ClusterPod.enforcement:type_name -> infera.v1.EnforcementState
 	13, // 13: infera.v1.SetSafeModeResponse.results:type_name -> infera.v1.SafeModeResult
 	18, // 14: infera.v1.TierExplanation.thresholds:type_name -> infera.v1.Thresholds
-	51, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
-	52, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
+	60, // 15: infera.v1.TierExplanation.original_cpu_requests:type_name -> infera.v1.TierExplanation.OriginalCpuRequestsEntry
+	61, // 16: infera.v1.TierExplanation.cpu_requests:type_name -> infera.v1.TierExplanation.CpuRequestsEntry
 	21, // 17: infera.v1.ListPoliciesResponse.policies:type_name -> infera.v1.Policy
 	18, // 18: infera.v1.Policy.priority_mapping:type_name -> infera.v1.Thresholds
 	7,  // 19: infera.v1.Policy.conditions:type_name -> infera.v1.Condition
 	24, // 20: infera.v1.ListOvercommitProfilesResponse.profiles:type_name -> infera.v1.OvercommitProfile
-	53, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
+	62, // 21: infera.v1.OvercommitProfile.ratios:type_name -> infera.v1.OvercommitProfile.RatiosEntry
 	7,  // 22: infera.v1.OvercommitProfile.conditions:type_name -> infera.v1.Condition
 	27, // 23: infera.v1.Savings.namespaces:type_name -> infera.v1.NamespaceSavings
 	30, // 24: infera.v1.ListAuditEventsResponse.events:type_name -> infera.v1.AuditEvent
 	31, // 25: infera.v1.AuditEvent.user:type_name -> infera.v1.AuditUser
 	32, // 26: infera.v1.AuditEvent.object_ref:type_name -> infera.v1.AuditObjectRef
 	33, // 27: infera.v1.AuditEvent.response_status:type_name -> infera.v1.AuditResponseStatus
-	56, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
-	56, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
-	54, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
-	56, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	65, // 28: infera.v1.AuditEvent.request_received_timestamp:type_name -> google.protobuf.Timestamp
+	65, // 29: infera.v1.AuditEvent.stage_timestamp:type_name -> google.protobuf.Timestamp
+	63, // 30: infera.v1.AuditEvent.annotations:type_name -> infera.v1.AuditEvent.AnnotationsEntry
+	65, // 31: infera.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
 	40, // 32: infera.v1.ListAgentStatusesResponse.nodes:type_name -> infera.v1.NodeAgentStatus
 	10, // 33: infera.v1.NodeAgentStatus.agent:type_name -> infera.v1.AgentReach
-	58, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
-	59, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
-	60, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
+	67, // 34: infera.v1.NodeAgentStatus.status:type_name -> infera.v1.GetStatusResponse
+	68, // 35: infera.v1.CaptureNodeTraceRequest.pod:type_name -> infera.v1.PodRef
+	69, // 36: infera.v1.WatchNodeEventsRequest.types:type_name -> infera.v1.EventType
 	45, // 37: infera.v1.PodDetails.events:type_name -> infera.v1.PodEvent
-	56, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
-	0,  // 39: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
-	2,  // 40: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
-	4,  // 41: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
-	8,  // 42: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
-	12, // 43: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
-	14, // 44: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
-	16, // 45: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
-	19, // 46: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
-	22, // 47: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
-	25, // 48: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
-	28, // 49: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
-	34, // 50: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
-	36, // 51: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
-	37, // 52: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
-	38, // 53: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
-	41, // 54: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
-	42, // 55: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
-	43, // 56: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
-	46, // 57: infera.v1.ClusterService.GetPodLogs:input_type -> infera.v1.GetPodLogsRequest
-	48, // 58: infera.v1.ClusterService.GetNodeObservation:input_type -> infera.v1.GetNodeObservationRequest
-	1,  // 59: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
-	3,  // 60: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
-	5,  // 61: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
-	9,  // 62: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
-	13, // 63: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
-	15, // 64: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
-	17, // 65: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
-	20, // 66: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
-	23, // 67: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
-	26, // 68: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
-	29, // 69: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
-	35, // 70: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
-	58, // 71: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
-	61, // 72: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	39, // 73: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
-	62, // 74: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
-	63, // 75: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
-	44, // 76: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
-	47, // 77: infera.v1.ClusterService.GetPodLogs:output_type -> infera.v1.PodLogs
-	64, // 78: infera.v1.ClusterService.GetNodeObservation:output_type -> infera.v1.Observation
-	59, // [59:79] is the sub-list for method output_type
-	39, // [39:59] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	65, // 38: infera.v1.PodEvent.last_time:type_name -> google.protobuf.Timestamp
+	52, // 39: infera.v1.ListUsageResponse.nodes:type_name -> infera.v1.NodeUsageSummary
+	53, // 40: infera.v1.ListUsageResponse.pods:type_name -> infera.v1.FleetPodUsage
+	70, // 41: infera.v1.ListUsageResponse.tiers:type_name -> infera.v1.TierCPUUsage
+	10, // 42: infera.v1.NodeUsageSummary.agent:type_name -> infera.v1.AgentReach
+	70, // 43: infera.v1.NodeUsageSummary.tiers:type_name -> infera.v1.TierCPUUsage
+	71, // 44: infera.v1.FleetPodUsage.pod:type_name -> infera.v1.PodCPUUsage
+	55, // 45: infera.v1.Rightsizing.policy:type_name -> infera.v1.RightsizingPolicy
+	57, // 46: infera.v1.Rightsizing.workloads:type_name -> infera.v1.WorkloadRightsizing
+	10, // 47: infera.v1.Rightsizing.agents:type_name -> infera.v1.AgentReach
+	72, // 48: infera.v1.WorkloadRightsizing.usage:type_name -> infera.v1.CPUUsageStats
+	0,  // 49: infera.v1.ClusterService.GetFleet:input_type -> infera.v1.GetFleetRequest
+	2,  // 50: infera.v1.ClusterService.ListNodes:input_type -> infera.v1.ListNodesRequest
+	4,  // 51: infera.v1.ClusterService.GetNode:input_type -> infera.v1.GetNodeRequest
+	8,  // 52: infera.v1.ClusterService.ListNodePods:input_type -> infera.v1.ListNodePodsRequest
+	12, // 53: infera.v1.ClusterService.SetNodeSafeMode:input_type -> infera.v1.SetNodeSafeModeRequest
+	14, // 54: infera.v1.ClusterService.SetSafeMode:input_type -> infera.v1.SetSafeModeRequest
+	16, // 55: infera.v1.ClusterService.ExplainTier:input_type -> infera.v1.ExplainTierRequest
+	19, // 56: infera.v1.ClusterService.ListPolicies:input_type -> infera.v1.ListPoliciesRequest
+	22, // 57: infera.v1.ClusterService.ListOvercommitProfiles:input_type -> infera.v1.ListOvercommitProfilesRequest
+	25, // 58: infera.v1.ClusterService.GetSavings:input_type -> infera.v1.GetSavingsRequest
+	28, // 59: infera.v1.ClusterService.ListAuditEvents:input_type -> infera.v1.ListAuditEventsRequest
+	34, // 60: infera.v1.ClusterService.WatchEvents:input_type -> infera.v1.WatchClusterEventsRequest
+	36, // 61: infera.v1.ClusterService.GetNodeAgentStatus:input_type -> infera.v1.GetNodeAgentStatusRequest
+	37, // 62: infera.v1.ClusterService.GetNodeLayeredConfig:input_type -> infera.v1.GetNodeLayeredConfigRequest
+	38, // 63: infera.v1.ClusterService.ListAgentStatuses:input_type -> infera.v1.ListAgentStatusesRequest
+	41, // 64: infera.v1.ClusterService.CaptureNodeTrace:input_type -> infera.v1.CaptureNodeTraceRequest
+	42, // 65: infera.v1.ClusterService.WatchNodeEvents:input_type -> infera.v1.WatchNodeEventsRequest
+	43, // 66: infera.v1.ClusterService.GetPodDetails:input_type -> infera.v1.GetPodDetailsRequest
+	46, // 67: infera.v1.ClusterService.GetPodLogs:input_type -> infera.v1.GetPodLogsRequest
+	48, // 68: infera.v1.ClusterService.GetNodeObservation:input_type -> infera.v1.GetNodeObservationRequest
+	49, // 69: infera.v1.ClusterService.GetNodeUsage:input_type -> infera.v1.GetNodeUsageRequest
+	50, // 70: infera.v1.ClusterService.ListUsage:input_type -> infera.v1.ListUsageRequest
+	54, // 71: infera.v1.ClusterService.GetRightsizing:input_type -> infera.v1.GetRightsizingRequest
+	1,  // 72: infera.v1.ClusterService.GetFleet:output_type -> infera.v1.Fleet
+	3,  // 73: infera.v1.ClusterService.ListNodes:output_type -> infera.v1.ListNodesResponse
+	5,  // 74: infera.v1.ClusterService.GetNode:output_type -> infera.v1.NodeView
+	9,  // 75: infera.v1.ClusterService.ListNodePods:output_type -> infera.v1.ListNodePodsResponse
+	13, // 76: infera.v1.ClusterService.SetNodeSafeMode:output_type -> infera.v1.SafeModeResult
+	15, // 77: infera.v1.ClusterService.SetSafeMode:output_type -> infera.v1.SetSafeModeResponse
+	17, // 78: infera.v1.ClusterService.ExplainTier:output_type -> infera.v1.TierExplanation
+	20, // 79: infera.v1.ClusterService.ListPolicies:output_type -> infera.v1.ListPoliciesResponse
+	23, // 80: infera.v1.ClusterService.ListOvercommitProfiles:output_type -> infera.v1.ListOvercommitProfilesResponse
+	26, // 81: infera.v1.ClusterService.GetSavings:output_type -> infera.v1.Savings
+	29, // 82: infera.v1.ClusterService.ListAuditEvents:output_type -> infera.v1.ListAuditEventsResponse
+	35, // 83: infera.v1.ClusterService.WatchEvents:output_type -> infera.v1.ClusterEvent
+	67, // 84: infera.v1.ClusterService.GetNodeAgentStatus:output_type -> infera.v1.GetStatusResponse
+	73, // 85: infera.v1.ClusterService.GetNodeLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	39, // 86: infera.v1.ClusterService.ListAgentStatuses:output_type -> infera.v1.ListAgentStatusesResponse
+	74, // 87: infera.v1.ClusterService.CaptureNodeTrace:output_type -> infera.v1.CaptureTraceResponse
+	75, // 88: infera.v1.ClusterService.WatchNodeEvents:output_type -> infera.v1.Event
+	44, // 89: infera.v1.ClusterService.GetPodDetails:output_type -> infera.v1.PodDetails
+	47, // 90: infera.v1.ClusterService.GetPodLogs:output_type -> infera.v1.PodLogs
+	76, // 91: infera.v1.ClusterService.GetNodeObservation:output_type -> infera.v1.Observation
+	77, // 92: infera.v1.ClusterService.GetNodeUsage:output_type -> infera.v1.GetUsageResponse
+	51, // 93: infera.v1.ClusterService.ListUsage:output_type -> infera.v1.ListUsageResponse
+	56, // 94: infera.v1.ClusterService.GetRightsizing:output_type -> infera.v1.Rightsizing
+	72, // [72:95] is the sub-list for method output_type
+	49, // [49:72] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_cluster_proto_init() }
@@ -4549,7 +5391,7 @@ func file_infera_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_cluster_proto_rawDesc), len(file_infera_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

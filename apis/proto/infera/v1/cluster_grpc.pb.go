@@ -54,6 +54,9 @@ const (
 	ClusterService_GetPodDetails_FullMethodName          = "/infera.v1.ClusterService/GetPodDetails"
 	ClusterService_GetPodLogs_FullMethodName             = "/infera.v1.ClusterService/GetPodLogs"
 	ClusterService_GetNodeObservation_FullMethodName     = "/infera.v1.ClusterService/GetNodeObservation"
+	ClusterService_GetNodeUsage_FullMethodName           = "/infera.v1.ClusterService/GetNodeUsage"
+	ClusterService_ListUsage_FullMethodName              = "/infera.v1.ClusterService/ListUsage"
+	ClusterService_GetRightsizing_FullMethodName         = "/infera.v1.ClusterService/GetRightsizing"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -165,6 +168,24 @@ type ClusterServiceClient interface {
 	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
 	// Authorization: get nodes.infera.io with the node's name.
 	GetNodeObservation(ctx context.Context, in *GetNodeObservationRequest, opts ...grpc.CallOption) (*Observation, error)
+	// GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	GetNodeUsage(ctx context.Context, in *GetNodeUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
+	// ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error)
+	// GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	GetRightsizing(ctx context.Context, in *GetRightsizingRequest, opts ...grpc.CallOption) (*Rightsizing, error)
 }
 
 type clusterServiceClient struct {
@@ -393,6 +414,36 @@ func (c *clusterServiceClient) GetNodeObservation(ctx context.Context, in *GetNo
 	return out, nil
 }
 
+func (c *clusterServiceClient) GetNodeUsage(ctx context.Context, in *GetNodeUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, ClusterService_GetNodeUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) ListUsage(ctx context.Context, in *ListUsageRequest, opts ...grpc.CallOption) (*ListUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsageResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) GetRightsizing(ctx context.Context, in *GetRightsizingRequest, opts ...grpc.CallOption) (*Rightsizing, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Rightsizing)
+	err := c.cc.Invoke(ctx, ClusterService_GetRightsizing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -502,6 +553,24 @@ type ClusterServiceServer interface {
 	// node's CPU pressure, the busiest threads and the cgroup knobs in force.
 	// Authorization: get nodes.infera.io with the node's name.
 	GetNodeObservation(context.Context, *GetNodeObservationRequest) (*Observation, error)
+	// GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	GetNodeUsage(context.Context, *GetNodeUsageRequest) (*GetUsageResponse, error)
+	// ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error)
+	// GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	GetRightsizing(context.Context, *GetRightsizingRequest) (*Rightsizing, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -571,6 +640,15 @@ func (UnimplementedClusterServiceServer) GetPodLogs(context.Context, *GetPodLogs
 }
 func (UnimplementedClusterServiceServer) GetNodeObservation(context.Context, *GetNodeObservationRequest) (*Observation, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetNodeObservation not implemented")
+}
+func (UnimplementedClusterServiceServer) GetNodeUsage(context.Context, *GetNodeUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNodeUsage not implemented")
+}
+func (UnimplementedClusterServiceServer) ListUsage(context.Context, *ListUsageRequest) (*ListUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsage not implemented")
+}
+func (UnimplementedClusterServiceServer) GetRightsizing(context.Context, *GetRightsizingRequest) (*Rightsizing, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRightsizing not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -939,6 +1017,60 @@ func _ClusterService_GetNodeObservation_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_GetNodeUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetNodeUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetNodeUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetNodeUsage(ctx, req.(*GetNodeUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_ListUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListUsage(ctx, req.(*ListUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_GetRightsizing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRightsizingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetRightsizing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetRightsizing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetRightsizing(ctx, req.(*GetRightsizingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1017,6 +1149,18 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetNodeObservation",
 			Handler:    _ClusterService_GetNodeObservation_Handler,
+		},
+		{
+			MethodName: "GetNodeUsage",
+			Handler:    _ClusterService_GetNodeUsage_Handler,
+		},
+		{
+			MethodName: "ListUsage",
+			Handler:    _ClusterService_ListUsage_Handler,
+		},
+		{
+			MethodName: "GetRightsizing",
+			Handler:    _ClusterService_GetRightsizing_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

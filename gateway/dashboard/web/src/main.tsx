@@ -5,6 +5,7 @@ import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import { Client } from "./api";
 import { Ctx, type Session } from "./ui";
 import { ActionsView, AuditView, FleetView, NodeView, PodView, SavingsView } from "./views";
+import { RightsizingView } from "./rightsizing";
 import "./style.css";
 
 const STORAGE_KEY = "temper.dashboard.token";
@@ -98,6 +99,7 @@ const NAV: [string, string][] = [
   ["actions", "Actions"],
   ["audit", "Audit"],
   ["savings", "Savings"],
+  ["rightsizing", "Rightsizing"],
 ];
 
 function App() {
@@ -149,6 +151,9 @@ function App() {
       break;
     case "savings":
       view = <SavingsView />;
+      break;
+    case "rightsizing":
+      view = <RightsizingView />;
       break;
     default:
       view = <FleetView />;

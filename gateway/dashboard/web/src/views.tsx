@@ -1237,9 +1237,10 @@ export function SavingsView() {
       </section>
       <section class="panel" aria-labelledby="rightsizer-h">
         <h2 id="rightsizer-h">Rightsizer</h2>
-        <Unavailable title="Request vs observed usage">
-          Suggested requests need the agents' usage samples per workload, which /api/v1 does not serve yet.
-        </Unavailable>
+        <p>
+          Request vs observed usage per workload, with a suggested request and its evidence:{" "}
+          <a href="#/rightsizing">Rightsizing</a>.
+        </p>
       </section>
     </Fragment>
   );

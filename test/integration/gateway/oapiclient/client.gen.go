@@ -308,6 +308,25 @@ type V1BusyThread struct {
 	Tier *string `json:"tier,omitempty"`
 }
 
+// V1CPUUsageStats CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+type V1CPUUsageStats struct {
+	// CurrentCores current_cores is the newest sample.
+	CurrentCores *float64 `json:"currentCores,omitempty"`
+
+	// MaxCores max_cores is the largest sample.
+	MaxCores *float64 `json:"maxCores,omitempty"`
+
+	// MeanCores mean_cores is the mean of the samples.
+	MeanCores *float64 `json:"meanCores,omitempty"`
+
+	// P50Cores p50_cores and p95_cores are nearest-rank quantiles (observed values).
+	P50Cores *float64 `json:"p50Cores,omitempty"`
+	P95Cores *float64 `json:"p95Cores,omitempty"`
+
+	// Samples samples is how many samples the summary covers.
+	Samples *int32 `json:"samples,omitempty"`
+}
+
 // V1CaptureTraceResponse CaptureTraceResponse describes a finished capture.
 type V1CaptureTraceResponse struct {
 	// CaptureId capture_id identifies the capture on this node.
@@ -593,6 +612,15 @@ type V1Fleet struct {
 	Time *time.Time `json:"time,omitempty"`
 }
 
+// V1FleetPodUsage FleetPodUsage is a pod's usage with the node it runs on.
+type V1FleetPodUsage struct {
+	// Node node the pod's samples come from.
+	Node *string `json:"node,omitempty"`
+
+	// Pod PodCPUUsage is one pod's usage.
+	Pod *V1PodCPUUsage `json:"pod,omitempty"`
+}
+
 // V1GetLayeredConfigResponse GetLayeredConfigResponse is the scx_layered configuration in force.
 type V1GetLayeredConfigResponse struct {
 	// AppliedTime applied_time is when this configuration was last handed to the backend;
@@ -656,6 +684,43 @@ type V1GetStatusResponse struct {
 
 	// Version version is the agent's build version.
 	Version *string `json:"version,omitempty"`
+}
+
+// V1GetUsageResponse GetUsageResponse is the usage the agent observed.
+type V1GetUsageResponse struct {
+	// Available available is false when the observation layer is off or failed to
+	// start; reason says why.
+	Available *bool `json:"available,omitempty"`
+
+	// CappedPods capped_pods counts the pods the newest sample could not read every
+	// thread of: their usage is a lower bound.
+	CappedPods *int32 `json:"cappedPods,omitempty"`
+
+	// IntervalSeconds interval_seconds is the newest sample's interval.
+	IntervalSeconds *float64 `json:"intervalSeconds,omitempty"`
+
+	// NodeName node_name is the Kubernetes Node this agent runs on.
+	NodeName *string `json:"nodeName,omitempty"`
+
+	// Pods pods holds each sampled pod's usage, ordered by namespace and name.
+	Pods *[]V1PodCPUUsage `json:"pods,omitempty"`
+
+	// Reason reason says why usage is not available (at most 1024 bytes).
+	Reason *string `json:"reason,omitempty"`
+
+	// SampleTime sample_time is when the newest sample was taken; unset when none.
+	SampleTime *time.Time `json:"sampleTime,omitempty"`
+
+	// Samples samples is how many samples the window holds.
+	Samples *int32 `json:"samples,omitempty"`
+
+	// Tiers tiers holds each tier's usage (the sum of its pods per sample),
+	// highest tier first; only tiers that had sampled pods.
+	Tiers *[]V1TierCPUUsage `json:"tiers,omitempty"`
+
+	// WindowSeconds window_seconds is the time the samples cover, from the start of the
+	// oldest to the newest.
+	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
 }
 
 // V1LatencyBucket LatencyBucket is one cumulative histogram bucket.
@@ -767,6 +832,25 @@ type V1ListPoliciesResponse struct {
 	TotalSize *int32 `json:"totalSize,omitempty"`
 }
 
+// V1ListUsageResponse ListUsageResponse is the merged usage of the fleet.
+type V1ListUsageResponse struct {
+	// Nodes nodes says, per node (ordered by name), whether its agent answered and
+	// the window its samples cover.
+	Nodes *[]V1NodeUsageSummary `json:"nodes,omitempty"`
+
+	// Pods pods holds every sampled pod, with its node, ordered by namespace and
+	// name.
+	Pods *[]V1FleetPodUsage `json:"pods,omitempty"`
+
+	// Tiers tiers sums the pods per tier: usage sums the per-node means, p95 and
+	// max (an upper bound of the fleet's), request the requests; highest
+	// tier first.
+	Tiers *[]V1TierCPUUsage `json:"tiers,omitempty"`
+
+	// Unreachable unreachable counts nodes whose agent did not answer.
+	Unreachable *int32 `json:"unreachable,omitempty"`
+}
+
 // V1NamespaceSavings NamespaceSavings is one namespace's share of Savings.
 type V1NamespaceSavings struct {
 	// CurrentRequestMilli current_request_milli in the namespace.
@@ -825,6 +909,32 @@ type V1NodeReport struct {
 
 	// ObservedGeneration observed_generation is the report's status.observedGeneration.
 	ObservedGeneration *string `json:"observedGeneration,omitempty"`
+}
+
+// V1NodeUsageSummary NodeUsageSummary is one node's part of a ListUsage answer.
+type V1NodeUsageSummary struct {
+	// Agent AgentReach says whether a node's agent answered a call the gateway made
+	// to it.
+	Agent *V1AgentReach `json:"agent,omitempty"`
+
+	// Available available is false when the agent answered without usage (observation
+	// off); reason says why.
+	Available       *bool    `json:"available,omitempty"`
+	CappedPods      *int32   `json:"cappedPods,omitempty"`
+	IntervalSeconds *float64 `json:"intervalSeconds,omitempty"`
+	Reason          *string  `json:"reason,omitempty"`
+
+	// Samples samples, window_seconds, interval_seconds and capped_pods are the
+	// agent's (see GetUsageResponse).
+	Samples *int32 `json:"samples,omitempty"`
+
+	// Tiers tiers is the node's usage per tier, highest first: the agent's tiers,
+	// or with a namespace the sums of that namespace's pods.
+	Tiers *[]V1TierCPUUsage `json:"tiers,omitempty"`
+
+	// UsageCores usage_cores is the newest sample's total over the node's pods.
+	UsageCores    *float64 `json:"usageCores,omitempty"`
+	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
 }
 
 // V1NodeView NodeView is one node as the platform sees it.
@@ -962,6 +1072,31 @@ type V1OvercommitProfile struct {
 	Ratios *map[string]float64 `json:"ratios,omitempty"`
 }
 
+// V1PodCPUUsage PodCPUUsage is one pod's usage.
+type V1PodCPUUsage struct {
+	// Name name of the pod.
+	Name *string `json:"name,omitempty"`
+
+	// Namespace namespace of the pod.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// RequestMilli request_milli is the pod's CPU request in millicores, 0 when none or
+	// unknown.
+	RequestMilli *string `json:"requestMilli,omitempty"`
+
+	// SampleCores sample_cores are the samples, oldest first; only with include_samples.
+	SampleCores *[]float32 `json:"sampleCores,omitempty"`
+
+	// Tier tier the pod is in (its newest sample's).
+	Tier *string `json:"tier,omitempty"`
+
+	// Uid uid of the pod; empty when the pod left the node since its samples.
+	Uid *string `json:"uid,omitempty"`
+
+	// Usage CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+	Usage *V1CPUUsageStats `json:"usage,omitempty"`
+}
+
 // V1PodDetails PodDetails is a pod as its caller may read it.
 type V1PodDetails struct {
 	// Events events are the pod's Kubernetes Events (involvedObject is this pod),
@@ -1087,6 +1222,40 @@ type V1Policy struct {
 	SafeModeNodes *int32 `json:"safeModeNodes,omitempty"`
 }
 
+// V1Rightsizing Rightsizing is the rightsizer's answer.
+type V1Rightsizing struct {
+	// Agents agents says, per node, whether its agent answered; the samples of an
+	// agent that did not are missing from the workloads.
+	Agents *[]V1AgentReach `json:"agents,omitempty"`
+
+	// Policy RightsizingPolicy is the rule the suggestions follow.
+	Policy *V1RightsizingPolicy `json:"policy,omitempty"`
+
+	// Unreachable unreachable counts the agents that did not answer.
+	Unreachable *int32 `json:"unreachable,omitempty"`
+
+	// Workloads workloads, ordered by namespace, kind and name.
+	Workloads *[]V1WorkloadRightsizing `json:"workloads,omitempty"`
+}
+
+// V1RightsizingPolicy RightsizingPolicy is the rule the suggestions follow.
+type V1RightsizingPolicy struct {
+	// FloorMilli floor_milli is the least suggestion.
+	FloorMilli *string `json:"floorMilli,omitempty"`
+
+	// Headroom headroom multiplies the p95 usage.
+	Headroom *float64 `json:"headroom,omitempty"`
+
+	// MinSamples min_samples: below it the verdict is "insufficient-data".
+	MinSamples *int32 `json:"minSamples,omitempty"`
+
+	// RoundMilli round_milli: suggestions are rounded up to a multiple of it.
+	RoundMilli *string `json:"roundMilli,omitempty"`
+
+	// Tolerance tolerance: within it of the request the verdict is "right-sized".
+	Tolerance *float64 `json:"tolerance,omitempty"`
+}
+
 // V1RunQueueLatency RunQueueLatency is a cumulative histogram of the time tasks waited in a
 // run queue before they ran.
 type V1RunQueueLatency struct {
@@ -1193,6 +1362,21 @@ type V1Thresholds struct {
 
 	// System system minimum priority.
 	System *int32 `json:"system,omitempty"`
+}
+
+// V1TierCPUUsage TierCPUUsage is one tier's usage on the node.
+type V1TierCPUUsage struct {
+	// Pods pods is the number of the tier's pods in the newest sample.
+	Pods *int32 `json:"pods,omitempty"`
+
+	// RequestMilli request_milli is the sum of the tier's pods' CPU requests.
+	RequestMilli *string `json:"requestMilli,omitempty"`
+
+	// Tier tier name (see TierUsage.tier).
+	Tier *string `json:"tier,omitempty"`
+
+	// Usage CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+	Usage *V1CPUUsageStats `json:"usage,omitempty"`
 }
 
 // V1TierExplanation TierExplanation is how a pod's tier is decided (DESIGN.md §2).
@@ -1303,6 +1487,55 @@ type V1TierUsage struct {
 	Tier *string `json:"tier,omitempty"`
 }
 
+// V1WorkloadRightsizing WorkloadRightsizing is one workload's request, usage and suggestion.
+type V1WorkloadRightsizing struct {
+	// Evidence evidence says how the suggestion was computed.
+	Evidence *string `json:"evidence,omitempty"`
+
+	// Kind kind of the owner: "Deployment", "StatefulSet", "DaemonSet", "Job",
+	// "ReplicaSet", "CronJob" or "Pod" (no owner). A Deployment is found
+	// from its ReplicaSet's name and the pods' pod-template-hash label, so
+	// the gateway needs no access to ReplicaSets.
+	Kind *string `json:"kind,omitempty"`
+
+	// Name name of the owner.
+	Name *string `json:"name,omitempty"`
+
+	// Namespace namespace of the workload.
+	Namespace *string `json:"namespace,omitempty"`
+
+	// Nodes nodes the samples came from, sorted.
+	Nodes *[]string `json:"nodes,omitempty"`
+
+	// PodNames pod_names are the sampled pods, sorted.
+	PodNames *[]string `json:"podNames,omitempty"`
+
+	// PodRequestMilli pod_request_milli is the largest request of one of its pods.
+	PodRequestMilli *string `json:"podRequestMilli,omitempty"`
+
+	// Pods pods is how many of its pods have samples now.
+	Pods *int32 `json:"pods,omitempty"`
+
+	// RequestMilli request_milli is the sum of those pods' CPU requests.
+	RequestMilli *string `json:"requestMilli,omitempty"`
+
+	// SuggestedRequestMilli suggested_request_milli is the suggested per-pod request.
+	SuggestedRequestMilli *string `json:"suggestedRequestMilli,omitempty"`
+
+	// SuggestedTotalMilli suggested_total_milli is that times pods.
+	SuggestedTotalMilli *string `json:"suggestedTotalMilli,omitempty"`
+
+	// Usage CPUUsageStats summarises usage samples, in cores (1.0 = one CPU).
+	Usage *V1CPUUsageStats `json:"usage,omitempty"`
+
+	// Verdict verdict: "over-requested", "under-requested", "right-sized",
+	// "no-request" or "insufficient-data".
+	Verdict *string `json:"verdict,omitempty"`
+
+	// WindowSeconds window_seconds is the longest window of the agents that sampled it.
+	WindowSeconds *float64 `json:"windowSeconds,omitempty"`
+}
+
 // ClusterServiceListAgentStatusesParams defines parameters for ClusterServiceListAgentStatuses.
 type ClusterServiceListAgentStatusesParams struct {
 	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax); malformed is
@@ -1392,6 +1625,12 @@ type ClusterServiceListNodePodsParams struct {
 	PageToken *string `form:"pageToken,omitempty" json:"pageToken,omitempty"`
 }
 
+// ClusterServiceGetNodeUsageParams defines parameters for ClusterServiceGetNodeUsage.
+type ClusterServiceGetNodeUsageParams struct {
+	// Namespace namespace, when set, keeps only pods of this namespace.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+}
+
 // ClusterServiceListOvercommitProfilesParams defines parameters for ClusterServiceListOvercommitProfiles.
 type ClusterServiceListOvercommitProfilesParams struct {
 	// PageSize page_size: 0 means 100, at most 500; negative is INVALID_ARGUMENT.
@@ -1408,6 +1647,30 @@ type ClusterServiceListPoliciesParams struct {
 
 	// PageToken page_token continues a previous listing.
 	PageToken *string `form:"pageToken,omitempty" json:"pageToken,omitempty"`
+}
+
+// ClusterServiceGetRightsizingParams defines parameters for ClusterServiceGetRightsizing.
+type ClusterServiceGetRightsizingParams struct {
+	// Namespace namespace, when set, keeps only this namespace's workloads.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+
+	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax).
+	LabelSelector *string `form:"labelSelector,omitempty" json:"labelSelector,omitempty"`
+}
+
+// ClusterServiceListUsageParams defines parameters for ClusterServiceListUsage.
+type ClusterServiceListUsageParams struct {
+	// Namespace namespace, when set, keeps only pods of this namespace; the tiers then
+	// sum only those pods.
+	Namespace *string `form:"namespace,omitempty" json:"namespace,omitempty"`
+
+	// LabelSelector label_selector keeps matching nodes (Kubernetes syntax); malformed is
+	// INVALID_ARGUMENT.
+	LabelSelector *string `form:"labelSelector,omitempty" json:"labelSelector,omitempty"`
+
+	// Node node, when set, asks only this node's agent; an unknown node is
+	// NOT_FOUND.
+	Node *string `form:"node,omitempty" json:"node,omitempty"`
 }
 
 // ClusterServiceSetNodeSafeModeJSONRequestBody defines body for ClusterServiceSetNodeSafeMode for application/json ContentType.
@@ -1722,6 +1985,13 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/nodes/{node}/traces (the `ClusterServiceCaptureNodeTrace` operationId).
 	ClusterServiceCaptureNodeTrace(ctx context.Context, node string, body ClusterServiceCaptureNodeTraceJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ClusterServiceGetNodeUsage GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+	ClusterServiceGetNodeUsage(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ClusterServiceSetSafeModeWithBody SetSafeMode does the same for every node matching a label selector and
 	// reports each node's outcome; one node failing does not stop the others.
 	// Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -1755,12 +2025,32 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/policies (the `ClusterServiceListPolicies` operationId).
 	ClusterServiceListPolicies(ctx context.Context, params *ClusterServiceListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ClusterServiceGetRightsizing GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+	ClusterServiceGetRightsizing(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ClusterServiceGetSavings GetSavings sums the CPU freed by overcommit: each deflated pod's
 	// original requests (infera.io/original-cpu-requests) against its current
 	// ones. Authorization: get savings.infera.io.
 	//
 	// Corresponds with GET /api/v1/savings (the `ClusterServiceGetSavings` operationId).
 	ClusterServiceGetSavings(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ClusterServiceListUsage ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+	ClusterServiceListUsage(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // ClusterServiceListAgentStatuses ListAgentStatuses asks the agents of every node matching the selector
@@ -2104,6 +2394,23 @@ func (c *Client) ClusterServiceCaptureNodeTrace(ctx context.Context, node string
 	return c.Client.Do(req)
 }
 
+// ClusterServiceGetNodeUsage GetNodeUsage returns the CPU the node's pods and tiers used, from its
+// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+// nodes.infera.io/pods with the node's name.
+//
+// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+func (c *Client) ClusterServiceGetNodeUsage(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetNodeUsageRequest(c.Server, node, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ClusterServiceSetSafeModeWithBody SetSafeMode does the same for every node matching a label selector and
 // reports each node's outcome; one node failing does not stop the others.
 // Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -2177,6 +2484,26 @@ func (c *Client) ClusterServiceListPolicies(ctx context.Context, params *Cluster
 	return c.Client.Do(req)
 }
 
+// ClusterServiceGetRightsizing GetRightsizing compares, per workload (the pods' owner: Deployment,
+// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+// the CPU its pods used (the samples every agent holds, pooled) and
+// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+func (c *Client) ClusterServiceGetRightsizing(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceGetRightsizingRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ClusterServiceGetSavings GetSavings sums the CPU freed by overcommit: each deflated pod's
 // original requests (infera.io/original-cpu-requests) against its current
 // ones. Authorization: get savings.infera.io.
@@ -2184,6 +2511,26 @@ func (c *Client) ClusterServiceListPolicies(ctx context.Context, params *Cluster
 // Corresponds with GET /api/v1/savings (the `ClusterServiceGetSavings` operationId).
 func (c *Client) ClusterServiceGetSavings(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClusterServiceGetSavingsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ClusterServiceListUsage ListUsage asks the agents of every node matching the selector (a
+// bounded number at a time) for their usage and merges it: per pod, per
+// tier over the fleet, and per node. A node whose agent is down or slow
+// is in the answer with its error; the others still come back.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+func (c *Client) ClusterServiceListUsage(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewClusterServiceListUsageRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3047,6 +3394,67 @@ func NewClusterServiceCaptureNodeTraceRequestWithBody(server string, node string
 	return req, nil
 }
 
+// NewClusterServiceGetNodeUsageRequest constructs an http.Request for the ClusterServiceGetNodeUsage method
+func NewClusterServiceGetNodeUsageRequest(server string, node string, params *ClusterServiceGetNodeUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "node", node, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/nodes/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewClusterServiceSetSafeModeRequest calls the generic ClusterServiceSetSafeMode builder with application/json body
 func NewClusterServiceSetSafeModeRequest(server string, body ClusterServiceSetSafeModeJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -3219,6 +3627,72 @@ func NewClusterServiceListPoliciesRequest(server string, params *ClusterServiceL
 	return req, nil
 }
 
+// NewClusterServiceGetRightsizingRequest constructs an http.Request for the ClusterServiceGetRightsizing method
+func NewClusterServiceGetRightsizingRequest(server string, params *ClusterServiceGetRightsizingParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/rightsizing")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.LabelSelector != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "labelSelector", *params.LabelSelector, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewClusterServiceGetSavingsRequest constructs an http.Request for the ClusterServiceGetSavings method
 func NewClusterServiceGetSavingsRequest(server string) (*http.Request, error) {
 	var err error
@@ -3236,6 +3710,84 @@ func NewClusterServiceGetSavingsRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewClusterServiceListUsageRequest constructs an http.Request for the ClusterServiceListUsage method
+func NewClusterServiceListUsageRequest(server string, params *ClusterServiceListUsageParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/usage")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Namespace != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "namespace", *params.Namespace, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.LabelSelector != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "labelSelector", *params.LabelSelector, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Node != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "node", *params.Node, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -3479,6 +4031,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/nodes/{node}/traces (the `ClusterServiceCaptureNodeTrace` operationId).
 	ClusterServiceCaptureNodeTraceWithResponse(ctx context.Context, node string, body ClusterServiceCaptureNodeTraceJSONRequestBody, reqEditors ...RequestEditorFn) (*ClusterServiceCaptureNodeTraceResponse, error)
 
+	// ClusterServiceGetNodeUsageWithResponse GetNodeUsage returns the CPU the node's pods and tiers used, from its
+	// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+	// nodes.infera.io/pods with the node's name.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+	ClusterServiceGetNodeUsageWithResponse(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeUsageResponse, error)
+
 	// ClusterServiceSetSafeModeWithBodyWithResponse SetSafeMode does the same for every node matching a label selector and
 	// reports each node's outcome; one node failing does not stop the others.
 	// Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -3516,6 +4077,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/policies (the `ClusterServiceListPolicies` operationId).
 	ClusterServiceListPoliciesWithResponse(ctx context.Context, params *ClusterServiceListPoliciesParams, reqEditors ...RequestEditorFn) (*ClusterServiceListPoliciesResponse, error)
 
+	// ClusterServiceGetRightsizingWithResponse GetRightsizing compares, per workload (the pods' owner: Deployment,
+	// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+	// the CPU its pods used (the samples every agent holds, pooled) and
+	// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+	ClusterServiceGetRightsizingWithResponse(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetRightsizingResponse, error)
+
 	// ClusterServiceGetSavingsWithResponse GetSavings sums the CPU freed by overcommit: each deflated pod's
 	// original requests (infera.io/original-cpu-requests) against its current
 	// ones. Authorization: get savings.infera.io.
@@ -3524,6 +4097,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/savings (the `ClusterServiceGetSavings` operationId).
 	ClusterServiceGetSavingsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ClusterServiceGetSavingsResponse, error)
+
+	// ClusterServiceListUsageWithResponse ListUsage asks the agents of every node matching the selector (a
+	// bounded number at a time) for their usage and merges it: per pod, per
+	// tier over the fleet, and per node. A node whose agent is down or slow
+	// is in the answer with its error; the others still come back.
+	// Authorization: list pods.infera.io in the namespace (all namespaces
+	// when none is given).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+	ClusterServiceListUsageWithResponse(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceListUsageResponse, error)
 }
 
 type ClusterServiceListAgentStatusesResponse struct {
@@ -4538,6 +5123,68 @@ func (r ClusterServiceCaptureNodeTraceResponse) ContentType() string {
 	return ""
 }
 
+type ClusterServiceGetNodeUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1GetUsageResponse
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSON200() *V1GetUsageResponse {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetNodeUsageResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetNodeUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetNodeUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetNodeUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetNodeUsageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ClusterServiceSetSafeModeResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4724,6 +5371,68 @@ func (r ClusterServiceListPoliciesResponse) ContentType() string {
 	return ""
 }
 
+type ClusterServiceGetRightsizingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1Rightsizing
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSON200() *V1Rightsizing {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceGetRightsizingResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceGetRightsizingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceGetRightsizingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceGetRightsizingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceGetRightsizingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ClusterServiceGetSavingsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4780,6 +5489,68 @@ func (r ClusterServiceGetSavingsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClusterServiceGetSavingsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ClusterServiceListUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *V1ListUsageResponse
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *interface{}
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *interface{}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *RpcStatus
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSON200() *V1ListUsageResponse {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSON401() *interface{} {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSON403() *interface{} {
+	return r.JSON403
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ClusterServiceListUsageResponse) GetJSONDefault() *RpcStatus {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ClusterServiceListUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ClusterServiceListUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ClusterServiceListUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ClusterServiceListUsageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5083,6 +5854,21 @@ func (c *ClientWithResponses) ClusterServiceCaptureNodeTraceWithResponse(ctx con
 	return ParseClusterServiceCaptureNodeTraceResponse(rsp)
 }
 
+// ClusterServiceGetNodeUsageWithResponse GetNodeUsage returns the CPU the node's pods and tiers used, from its
+// agent's samples (errors as GetNodeAgentStatus). Authorization: get
+// nodes.infera.io/pods with the node's name.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/nodes/{node}/usage (the `ClusterServiceGetNodeUsage` operationId).
+func (c *ClientWithResponses) ClusterServiceGetNodeUsageWithResponse(ctx context.Context, node string, params *ClusterServiceGetNodeUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetNodeUsageResponse, error) {
+	rsp, err := c.ClusterServiceGetNodeUsage(ctx, node, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetNodeUsageResponse(rsp)
+}
+
 // ClusterServiceSetSafeModeWithBodyWithResponse SetSafeMode does the same for every node matching a label selector and
 // reports each node's outcome; one node failing does not stop the others.
 // Authorization: update safemodes.infera.io (no name), plus the caller's
@@ -5144,6 +5930,24 @@ func (c *ClientWithResponses) ClusterServiceListPoliciesWithResponse(ctx context
 	return ParseClusterServiceListPoliciesResponse(rsp)
 }
 
+// ClusterServiceGetRightsizingWithResponse GetRightsizing compares, per workload (the pods' owner: Deployment,
+// StatefulSet, DaemonSet, Job, or the Pod itself), the CPU requested with
+// the CPU its pods used (the samples every agent holds, pooled) and
+// suggests a per-pod request: p95 × headroom, rounded up, with a floor.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/rightsizing (the `ClusterServiceGetRightsizing` operationId).
+func (c *ClientWithResponses) ClusterServiceGetRightsizingWithResponse(ctx context.Context, params *ClusterServiceGetRightsizingParams, reqEditors ...RequestEditorFn) (*ClusterServiceGetRightsizingResponse, error) {
+	rsp, err := c.ClusterServiceGetRightsizing(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceGetRightsizingResponse(rsp)
+}
+
 // ClusterServiceGetSavingsWithResponse GetSavings sums the CPU freed by overcommit: each deflated pod's
 // original requests (infera.io/original-cpu-requests) against its current
 // ones. Authorization: get savings.infera.io.
@@ -5157,6 +5961,24 @@ func (c *ClientWithResponses) ClusterServiceGetSavingsWithResponse(ctx context.C
 		return nil, err
 	}
 	return ParseClusterServiceGetSavingsResponse(rsp)
+}
+
+// ClusterServiceListUsageWithResponse ListUsage asks the agents of every node matching the selector (a
+// bounded number at a time) for their usage and merges it: per pod, per
+// tier over the fleet, and per node. A node whose agent is down or slow
+// is in the answer with its error; the others still come back.
+// Authorization: list pods.infera.io in the namespace (all namespaces
+// when none is given).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/usage (the `ClusterServiceListUsage` operationId).
+func (c *ClientWithResponses) ClusterServiceListUsageWithResponse(ctx context.Context, params *ClusterServiceListUsageParams, reqEditors ...RequestEditorFn) (*ClusterServiceListUsageResponse, error) {
+	rsp, err := c.ClusterServiceListUsage(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseClusterServiceListUsageResponse(rsp)
 }
 
 // ParseClusterServiceListAgentStatusesResponse parses an HTTP response from a ClusterServiceListAgentStatusesWithResponse call
@@ -5921,6 +6743,53 @@ func ParseClusterServiceCaptureNodeTraceResponse(rsp *http.Response) (*ClusterSe
 	return response, nil
 }
 
+// ParseClusterServiceGetNodeUsageResponse parses an HTTP response from a ClusterServiceGetNodeUsageWithResponse call
+func ParseClusterServiceGetNodeUsageResponse(rsp *http.Response) (*ClusterServiceGetNodeUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetNodeUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1GetUsageResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseClusterServiceSetSafeModeResponse parses an HTTP response from a ClusterServiceSetSafeModeWithResponse call
 func ParseClusterServiceSetSafeModeResponse(rsp *http.Response) (*ClusterServiceSetSafeModeResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6062,6 +6931,53 @@ func ParseClusterServiceListPoliciesResponse(rsp *http.Response) (*ClusterServic
 	return response, nil
 }
 
+// ParseClusterServiceGetRightsizingResponse parses an HTTP response from a ClusterServiceGetRightsizingWithResponse call
+func ParseClusterServiceGetRightsizingResponse(rsp *http.Response) (*ClusterServiceGetRightsizingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceGetRightsizingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1Rightsizing
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseClusterServiceGetSavingsResponse parses an HTTP response from a ClusterServiceGetSavingsWithResponse call
 func ParseClusterServiceGetSavingsResponse(rsp *http.Response) (*ClusterServiceGetSavingsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6078,6 +6994,53 @@ func ParseClusterServiceGetSavingsResponse(rsp *http.Response) (*ClusterServiceG
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest V1Savings
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest interface{}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest RpcStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseClusterServiceListUsageResponse parses an HTTP response from a ClusterServiceListUsageWithResponse call
+func ParseClusterServiceListUsageResponse(rsp *http.Response) (*ClusterServiceListUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ClusterServiceListUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest V1ListUsageResponse
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
