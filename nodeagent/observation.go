@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -114,6 +115,17 @@ func (o *observation) lintCounts() map[string]int {
 		out[v.Invariant] = v.Violations
 	}
 	return out
+}
+
+// placement is a copy of the current verdicts; nil before the first
+// sample.
+func (o *observation) placement() []lint.Verdict {
+	if o == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.verdicts)
 }
 
 // observeInput is what the observation layer samples and judges: every pod

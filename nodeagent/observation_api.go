@@ -126,6 +126,28 @@ func (api agentAPI) Observation(ctx context.Context) (server.Observation, error)
 		}
 	}
 
+	// The placement linter's verdicts on the last sample.
+	switch vs := obs.placement(); {
+	case obs == nil:
+		out.PlacementUnavailable = "the observation layer is disabled or could not start (see the agent's log)"
+	case vs == nil:
+		out.PlacementUnavailable = "the placement linter has not judged a thread sample yet"
+	default:
+		for _, v := range vs {
+			pv := server.PlacementVerdict{Invariant: v.Invariant, OK: v.OK, Violations: v.Violations, Checked: v.Checked, Message: v.Message}
+			for _, e := range v.Examples {
+				pv.Examples = append(pv.Examples, server.PlacementExample{Pod: e.Pod, Tier: e.Tier, Layer: e.Layer, Comm: e.Comm,
+					Detail: e.Detail, TID: e.TID, PID: e.PID, CPU: e.CPU, MilliCPU: e.MilliCPU})
+			}
+			out.Placement = append(out.Placement, pv)
+		}
+		slices.SortFunc(out.Placement, func(x, y server.PlacementVerdict) int { return strings.Compare(x.Invariant, y.Invariant) })
+	}
+	if cg := b.Report().Stats.Cgroup; cg != nil {
+		w := cg.Writer
+		out.CgroupWrites = &server.CgroupWriteCounters{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Gone: w.Gone, Unchanged: w.Unchanged}
+	}
+
 	// The cgroup knobs in force.
 	kr, ok := b.(knobReporter)
 	switch {

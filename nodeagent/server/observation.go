@@ -40,7 +40,36 @@ type Observation struct {
 	ThreadsUnavailable     string
 	CgroupKnobs            []CgroupKnob
 	CgroupKnobsUnavailable string
+	// Placement is the placement linter's verdicts on the last sample.
+	Placement            []PlacementVerdict
+	PlacementUnavailable string
+	// CgroupWrites is nil with a backend that writes no cgroup file.
+	CgroupWrites *CgroupWriteCounters
 }
+
+// PlacementVerdict is the linter's judgement of one invariant.
+type PlacementVerdict struct {
+	Invariant           string
+	OK                  bool
+	Violations, Checked int
+	Message             string
+	Examples            []PlacementExample
+}
+
+// PlacementExample is one offending thread.
+type PlacementExample struct {
+	Pod, Tier, Layer, Comm, Detail string
+	TID, PID, CPU                  int
+	MilliCPU                       float64
+}
+
+// CgroupWriteCounters are the cgroup writer's counters.
+type CgroupWriteCounters struct {
+	Writes, Drift, Errors, Gone, Unchanged uint64
+}
+
+// MaxPlacementExamples bounds PlacementVerdict.Examples on the wire.
+const MaxPlacementExamples = 5
 
 // TierPerformance is one tier's counters, summed over its pods.
 type TierPerformance struct {
@@ -127,6 +156,20 @@ func observationToProto(o Observation) *inferav1.Observation {
 	for _, k := range o.CgroupKnobs {
 		r.CgroupKnobs = append(r.CgroupKnobs, &inferav1.CgroupKnob{Path: bound(k.Path, maxPathLen), File: bound(k.File, maxShortLen), Value: bound(k.Value, maxValueLen),
 			Applied: bound(k.Applied, maxValueLen), Reason: bound(k.Reason, maxReasonLen), Pod: bound(k.Pod, 2*maxNameLen+1), Tier: bound(k.Tier, maxShortLen)})
+	}
+	for _, v := range o.Placement {
+		pv := &inferav1.PlacementVerdict{Invariant: bound(v.Invariant, maxShortLen), Ok: v.OK, Violations: int32(v.Violations),
+			Checked: int32(v.Checked), Message: bound(v.Message, maxReasonLen)}
+		for _, e := range v.Examples[:min(len(v.Examples), MaxPlacementExamples)] {
+			pv.Examples = append(pv.Examples, &inferav1.PlacementExample{Pod: bound(e.Pod, 2*maxNameLen+1), Tier: bound(e.Tier, maxShortLen),
+				Layer: bound(e.Layer, maxShortLen), Tid: int32(e.TID), Pid: int32(e.PID), Comm: bound(e.Comm, maxShortLen), Cpu: int32(e.CPU),
+				MilliCpu: e.MilliCPU, Detail: bound(e.Detail, maxReasonLen)})
+		}
+		r.Placement = append(r.Placement, pv)
+	}
+	r.PlacementUnavailable = bound(o.PlacementUnavailable, maxReasonLen)
+	if w := o.CgroupWrites; w != nil {
+		r.CgroupWrites = &inferav1.CgroupWriteCounters{Writes: w.Writes, Drift: w.Drift, Errors: w.Errors, Gone: w.Gone, Unchanged: w.Unchanged}
 	}
 	return r
 }

@@ -32,7 +32,13 @@ func TestGetObservation(t *testing.T) {
 		Pressure:    NodePressure{Available: true, SomeAvg10: 1.5},
 		CgroupKnobs: []CgroupKnob{{Path: "kubepods.slice/p", File: "cpu.weight", Value: "80", Applied: "80\xff", Reason: strings.Repeat("r", 5000), Pod: "ns/p", Tier: "critical"}},
 		SampleTime:  now.Add(-time.Second), SampleInterval: time.Second,
+		CgroupWrites: &CgroupWriteCounters{Writes: 40, Drift: 3, Errors: 1, Gone: 2, Unchanged: 100},
 	}
+	v := PlacementVerdict{Invariant: "critical_on_fenced_cpus", Violations: 9, Checked: 12, Message: "critical threads ran outside the fence"}
+	for i := range 9 {
+		v.Examples = append(v.Examples, PlacementExample{Pod: "ns/p", Tier: "critical", TID: 100 + i, CPU: 0, Detail: "cpu 0 is not fenced"})
+	}
+	obs.Placement = []PlacementVerdict{v, {Invariant: "no_background_on_fenced", OK: true, Checked: 4}}
 	for i := range 30 {
 		obs.TopThreads = append(obs.TopThreads, BusyThread{TID: i + 1, PID: 1, Comm: "worker", Pod: "ns/p", Tier: "critical", MilliCPU: float64(30 - i)})
 	}
@@ -58,6 +64,15 @@ func TestGetObservation(t *testing.T) {
 	k := got.GetCgroupKnobs()[0]
 	if k.GetApplied() != "80\uFFFD" || len(k.GetReason()) != maxReasonLen || k.GetPod() != "ns/p" {
 		t.Errorf("knob = applied %q, reason of %d bytes, pod %q: want valid UTF-8 and the reason cut to %d", k.GetApplied(), len(k.GetReason()), k.GetPod(), maxReasonLen)
+	}
+
+	if w := got.GetCgroupWrites(); w.GetWrites() != 40 || w.GetDrift() != 3 || w.GetErrors() != 1 || w.GetGone() != 2 || w.GetUnchanged() != 100 {
+		t.Errorf("cgroup writes = %v", w)
+	}
+	pl := got.GetPlacement()
+	if len(pl) != 2 || pl[0].GetInvariant() != "critical_on_fenced_cpus" || pl[0].GetOk() || pl[0].GetViolations() != 9 || pl[0].GetChecked() != 12 ||
+		len(pl[0].GetExamples()) != MaxPlacementExamples || pl[0].GetExamples()[0].GetTid() != 100 || !pl[1].GetOk() {
+		t.Errorf("placement = %v, want both verdicts and the first %d examples", pl, MaxPlacementExamples)
 	}
 
 	_, plain := startServer(t, newFakeAgent(), Options{})

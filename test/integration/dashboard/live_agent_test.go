@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -110,6 +112,12 @@ func startLiveAgent(t *testing.T) *liveAgent {
 		_ = busy.Wait()
 	})
 	la.busyPID = busy.Process.Pid
+	// Pinned to CPU 0: the agent fences live-crit on the faked tree's CPU 3,
+	// which a faked cpuset cannot enforce, so the placement linter must see
+	// it run outside its fence on any machine.
+	var cpu0 unix.CPUSet
+	cpu0.Set(0)
+	must(t, unix.SchedSetaffinity(la.busyPID, &cpu0))
 	la.tree.Set(t, cgroupfs.CPU, la.crit.RelPath, "cgroup.procs", strconv.Itoa(la.busyPID)+"\n")
 	go la.advanceCPUStat(ctx, la.tree.Path(cgroupfs.CPU, la.crit.RelPath, "cpu.stat"))
 
@@ -131,6 +139,7 @@ func startLiveAgent(t *testing.T) *liveAgent {
 	cfg.Cgroup.Root = la.tree.Root
 	cfg.Cgroup.CPUManagerState = filepath.Join(dir, "no-cpu-manager-state")
 	cfg.Observation.SampleInterval.Duration = time.Second
+	cfg.Cgroup.ReconcileInterval.Duration = time.Second
 	cfg.Observation.TraceDir = filepath.Join(dir, "traces")
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.SCX.ConfigPath = filepath.Join(dir, "run", "layered.json")
@@ -276,6 +285,39 @@ func TestLiveAgent(t *testing.T) {
 	}
 	if !critRow || !lowRow {
 		t.Errorf("knob rows %q: want live-crit's cpu.weight 80 at %s and live-low's 5, each read back the same", rows, la.crit.RelPath)
+	}
+
+	// Drift: a value changed behind the agent's back is put back, and the
+	// drift counter under the knobs counts it.
+	const driftJS = `parseInt(document.querySelector("#cgroup-writes [data-counter=drift]")?.innerText ?? "x")`
+	do(t, ctx, "the drift counter", waitFor(driftJS+` >= 0`))
+	before, _ := chromedp.Run(ctx, chromedp.Evaluate[int](driftJS))
+	la.tree.Set(t, cgroupfs.CPU, la.crit.RelPath, "cpu.weight", "20\n")
+	do(t, ctx, "the drift re-asserted and counted", waitFor(fmt.Sprintf(driftJS+` > %d`, before)))
+	if w := readFile(t, la.tree.Path(cgroupfs.CPU, la.crit.RelPath, "cpu.weight")); w != "80" {
+		t.Errorf("after drift, live-crit's cpu.weight reads %q, want 80 again", w)
+	}
+
+	// The placement linter: a verdict per invariant of the cgroup backend's
+	// promise on the last sample. live-crit is fenced on CPU 3 of the faked
+	// tree, whose cpuset confines nothing, and its busy thread is pinned to
+	// CPU 0: protected_fallback is broken with that thread as the example;
+	// the rest hold.
+	do(t, ctx, "the placement linter's verdicts",
+		waitFor(`document.querySelectorAll("#placement-table tbody tr").length === 4`),
+		waitFor(`document.querySelector("#placement-table tr[data-invariant=protected_fallback]")?.cells[1].innerText.trim() === "broken"`))
+	verdicts, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#placement-table tbody tr")].map(r => [...r.cells].map(c => c.innerText.trim()).join("|"))`))
+	wantBroken := fmt.Sprintf("live/live-crit sh (TID %d, CPU 0): ran on CPU 0, outside layer critical's CPUs 3", la.busyPID)
+	for _, v := range verdicts {
+		inv, rest, _ := strings.Cut(v, "|")
+		switch {
+		case inv == "protected_fallback":
+			if !strings.HasPrefix(rest, "broken|1|1|") || !strings.HasSuffix(rest, wantBroken) {
+				t.Errorf("protected_fallback reads %q, want broken by 1 of 1 threads with example %q", rest, wantBroken)
+			}
+		case !slices.Contains([]string{"smt_collision", "open_reserve", "layer_mismatch"}, inv) || !strings.HasPrefix(rest, "holds|"):
+			t.Errorf("placement verdict %q: want one of the other three invariants, holding", v)
+		}
 	}
 
 	// (c) Top threads: the busy process's thread, in live-crit.

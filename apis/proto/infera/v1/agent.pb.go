@@ -1682,7 +1682,17 @@ type Observation struct {
 	CgroupKnobsUnavailable string `protobuf:"bytes,12,opt,name=cgroup_knobs_unavailable,json=cgroupKnobsUnavailable,proto3" json:"cgroup_knobs_unavailable,omitempty"`
 	// cgroup_v2 is true when the per-pod counters come from a cgroup v2 tree
 	// (pressure_some_seconds is then available).
-	CgroupV2      bool `protobuf:"varint,13,opt,name=cgroup_v2,json=cgroupV2,proto3" json:"cgroup_v2,omitempty"`
+	CgroupV2 bool `protobuf:"varint,13,opt,name=cgroup_v2,json=cgroupV2,proto3" json:"cgroup_v2,omitempty"`
+	// placement is the placement linter's verdicts on the last thread
+	// sample: one per invariant the enforcement in force promises, ordered
+	// by invariant.
+	Placement []*PlacementVerdict `protobuf:"bytes,14,rep,name=placement,proto3" json:"placement,omitempty"`
+	// placement_unavailable says why there are no verdicts (the observation
+	// layer is off, or has not judged a sample yet); empty otherwise.
+	PlacementUnavailable string `protobuf:"bytes,15,opt,name=placement_unavailable,json=placementUnavailable,proto3" json:"placement_unavailable,omitempty"`
+	// cgroup_writes are the cgroup writer's counters since the agent
+	// started: writes, drift re-asserted, errors; unset with another backend.
+	CgroupWrites  *CgroupWriteCounters `protobuf:"bytes,16,opt,name=cgroup_writes,json=cgroupWrites,proto3" json:"cgroup_writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1808,6 +1818,316 @@ func (x *Observation) GetCgroupV2() bool {
 	return false
 }
 
+func (x *Observation) GetPlacement() []*PlacementVerdict {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+func (x *Observation) GetPlacementUnavailable() string {
+	if x != nil {
+		return x.PlacementUnavailable
+	}
+	return ""
+}
+
+func (x *Observation) GetCgroupWrites() *CgroupWriteCounters {
+	if x != nil {
+		return x.CgroupWrites
+	}
+	return nil
+}
+
+// PlacementVerdict is the placement linter's judgement of one invariant.
+type PlacementVerdict struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invariant is the rule's name, e.g. "critical_on_fenced_cpus".
+	Invariant string `protobuf:"bytes,1,opt,name=invariant,proto3" json:"invariant,omitempty"`
+	// ok is true when no thread broke it.
+	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// violations counts the offending threads (pairs for smt_collision).
+	Violations int32 `protobuf:"varint,3,opt,name=violations,proto3" json:"violations,omitempty"`
+	// checked counts the threads the invariant applied to.
+	Checked int32 `protobuf:"varint,4,opt,name=checked,proto3" json:"checked,omitempty"`
+	// message says what was judged, in words (at most 1024 bytes).
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// examples are some of the offending threads, at most 5.
+	Examples      []*PlacementExample `protobuf:"bytes,6,rep,name=examples,proto3" json:"examples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementVerdict) Reset() {
+	*x = PlacementVerdict{}
+	mi := &file_infera_v1_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementVerdict) ProtoMessage() {}
+
+func (x *PlacementVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementVerdict.ProtoReflect.Descriptor instead.
+func (*PlacementVerdict) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PlacementVerdict) GetInvariant() string {
+	if x != nil {
+		return x.Invariant
+	}
+	return ""
+}
+
+func (x *PlacementVerdict) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *PlacementVerdict) GetViolations() int32 {
+	if x != nil {
+		return x.Violations
+	}
+	return 0
+}
+
+func (x *PlacementVerdict) GetChecked() int32 {
+	if x != nil {
+		return x.Checked
+	}
+	return 0
+}
+
+func (x *PlacementVerdict) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PlacementVerdict) GetExamples() []*PlacementExample {
+	if x != nil {
+		return x.Examples
+	}
+	return nil
+}
+
+// PlacementExample is one thread that broke an invariant.
+type PlacementExample struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pod is namespace/name.
+	Pod  string `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	Tier string `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`
+	// layer is the layer of the enforcement promise the tier belongs to.
+	Layer string `protobuf:"bytes,3,opt,name=layer,proto3" json:"layer,omitempty"`
+	Tid   int32  `protobuf:"varint,4,opt,name=tid,proto3" json:"tid,omitempty"`
+	Pid   int32  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	// comm is the thread's name.
+	Comm string `protobuf:"bytes,6,opt,name=comm,proto3" json:"comm,omitempty"`
+	// cpu is the CPU it ran on.
+	Cpu int32 `protobuf:"varint,7,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	// milli_cpu is its CPU use over the sample, in ms per second.
+	MilliCpu float64 `protobuf:"fixed64,8,opt,name=milli_cpu,json=milliCpu,proto3" json:"milli_cpu,omitempty"`
+	// detail says what was wrong.
+	Detail        string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementExample) Reset() {
+	*x = PlacementExample{}
+	mi := &file_infera_v1_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementExample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementExample) ProtoMessage() {}
+
+func (x *PlacementExample) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementExample.ProtoReflect.Descriptor instead.
+func (*PlacementExample) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PlacementExample) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *PlacementExample) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *PlacementExample) GetLayer() string {
+	if x != nil {
+		return x.Layer
+	}
+	return ""
+}
+
+func (x *PlacementExample) GetTid() int32 {
+	if x != nil {
+		return x.Tid
+	}
+	return 0
+}
+
+func (x *PlacementExample) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *PlacementExample) GetComm() string {
+	if x != nil {
+		return x.Comm
+	}
+	return ""
+}
+
+func (x *PlacementExample) GetCpu() int32 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *PlacementExample) GetMilliCpu() float64 {
+	if x != nil {
+		return x.MilliCpu
+	}
+	return 0
+}
+
+func (x *PlacementExample) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// CgroupWriteCounters are the cgroup writer's counters.
+type CgroupWriteCounters struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// writes counts successful writes (set, drift re-assertion, restore).
+	Writes uint64 `protobuf:"varint,1,opt,name=writes,proto3" json:"writes,omitempty"`
+	// drift counts values found changed behind the agent's back and
+	// re-asserted.
+	Drift uint64 `protobuf:"varint,2,opt,name=drift,proto3" json:"drift,omitempty"`
+	// errors counts failed reads and writes.
+	Errors uint64 `protobuf:"varint,3,opt,name=errors,proto3" json:"errors,omitempty"`
+	// gone counts operations on cgroups that had vanished.
+	Gone uint64 `protobuf:"varint,4,opt,name=gone,proto3" json:"gone,omitempty"`
+	// unchanged counts checks that found the value in place.
+	Unchanged     uint64 `protobuf:"varint,5,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CgroupWriteCounters) Reset() {
+	*x = CgroupWriteCounters{}
+	mi := &file_infera_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CgroupWriteCounters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CgroupWriteCounters) ProtoMessage() {}
+
+func (x *CgroupWriteCounters) ProtoReflect() protoreflect.Message {
+	mi := &file_infera_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CgroupWriteCounters.ProtoReflect.Descriptor instead.
+func (*CgroupWriteCounters) Descriptor() ([]byte, []int) {
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CgroupWriteCounters) GetWrites() uint64 {
+	if x != nil {
+		return x.Writes
+	}
+	return 0
+}
+
+func (x *CgroupWriteCounters) GetDrift() uint64 {
+	if x != nil {
+		return x.Drift
+	}
+	return 0
+}
+
+func (x *CgroupWriteCounters) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *CgroupWriteCounters) GetGone() uint64 {
+	if x != nil {
+		return x.Gone
+	}
+	return 0
+}
+
+func (x *CgroupWriteCounters) GetUnchanged() uint64 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
 // TierPerformance is one tier's counters, summed over its pods' cgroups.
 // Counters are cumulative since each cgroup was created: a pod that leaves
 // takes its share away, so a client computing a rate should drop a
@@ -1843,7 +2163,7 @@ type TierPerformance struct {
 
 func (x *TierPerformance) Reset() {
 	*x = TierPerformance{}
-	mi := &file_infera_v1_agent_proto_msgTypes[20]
+	mi := &file_infera_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +2175,7 @@ func (x *TierPerformance) String() string {
 func (*TierPerformance) ProtoMessage() {}
 
 func (x *TierPerformance) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[20]
+	mi := &file_infera_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +2188,7 @@ func (x *TierPerformance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierPerformance.ProtoReflect.Descriptor instead.
 func (*TierPerformance) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TierPerformance) GetTier() string {
@@ -1951,7 +2271,7 @@ type RunQueueLatency struct {
 
 func (x *RunQueueLatency) Reset() {
 	*x = RunQueueLatency{}
-	mi := &file_infera_v1_agent_proto_msgTypes[21]
+	mi := &file_infera_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2283,7 @@ func (x *RunQueueLatency) String() string {
 func (*RunQueueLatency) ProtoMessage() {}
 
 func (x *RunQueueLatency) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[21]
+	mi := &file_infera_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2296,7 @@ func (x *RunQueueLatency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunQueueLatency.ProtoReflect.Descriptor instead.
 func (*RunQueueLatency) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RunQueueLatency) GetCount() uint64 {
@@ -2013,7 +2333,7 @@ type LatencyBucket struct {
 
 func (x *LatencyBucket) Reset() {
 	*x = LatencyBucket{}
-	mi := &file_infera_v1_agent_proto_msgTypes[22]
+	mi := &file_infera_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2345,7 @@ func (x *LatencyBucket) String() string {
 func (*LatencyBucket) ProtoMessage() {}
 
 func (x *LatencyBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[22]
+	mi := &file_infera_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2358,7 @@ func (x *LatencyBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LatencyBucket.ProtoReflect.Descriptor instead.
 func (*LatencyBucket) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LatencyBucket) GetLeSeconds() float64 {
@@ -2076,7 +2396,7 @@ type NodePressure struct {
 
 func (x *NodePressure) Reset() {
 	*x = NodePressure{}
-	mi := &file_infera_v1_agent_proto_msgTypes[23]
+	mi := &file_infera_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2408,7 @@ func (x *NodePressure) String() string {
 func (*NodePressure) ProtoMessage() {}
 
 func (x *NodePressure) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[23]
+	mi := &file_infera_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2421,7 @@ func (x *NodePressure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePressure.ProtoReflect.Descriptor instead.
 func (*NodePressure) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodePressure) GetAvailable() bool {
@@ -2169,7 +2489,7 @@ type BusyThread struct {
 
 func (x *BusyThread) Reset() {
 	*x = BusyThread{}
-	mi := &file_infera_v1_agent_proto_msgTypes[24]
+	mi := &file_infera_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2501,7 @@ func (x *BusyThread) String() string {
 func (*BusyThread) ProtoMessage() {}
 
 func (x *BusyThread) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[24]
+	mi := &file_infera_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2514,7 @@ func (x *BusyThread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusyThread.ProtoReflect.Descriptor instead.
 func (*BusyThread) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BusyThread) GetTid() int32 {
@@ -2277,7 +2597,7 @@ type CgroupKnob struct {
 
 func (x *CgroupKnob) Reset() {
 	*x = CgroupKnob{}
-	mi := &file_infera_v1_agent_proto_msgTypes[25]
+	mi := &file_infera_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2609,7 @@ func (x *CgroupKnob) String() string {
 func (*CgroupKnob) ProtoMessage() {}
 
 func (x *CgroupKnob) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[25]
+	mi := &file_infera_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2622,7 @@ func (x *CgroupKnob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CgroupKnob.ProtoReflect.Descriptor instead.
 func (*CgroupKnob) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CgroupKnob) GetPath() string {
@@ -2369,7 +2689,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_infera_v1_agent_proto_msgTypes[26]
+	mi := &file_infera_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2701,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[26]
+	mi := &file_infera_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2714,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetUsageRequest) GetNamespace() string {
@@ -2444,7 +2764,7 @@ type GetUsageResponse struct {
 
 func (x *GetUsageResponse) Reset() {
 	*x = GetUsageResponse{}
-	mi := &file_infera_v1_agent_proto_msgTypes[27]
+	mi := &file_infera_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2776,7 @@ func (x *GetUsageResponse) String() string {
 func (*GetUsageResponse) ProtoMessage() {}
 
 func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[27]
+	mi := &file_infera_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2789,7 @@ func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageResponse) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetUsageResponse) GetNodeName() string {
@@ -2562,7 +2882,7 @@ type CPUUsageStats struct {
 
 func (x *CPUUsageStats) Reset() {
 	*x = CPUUsageStats{}
-	mi := &file_infera_v1_agent_proto_msgTypes[28]
+	mi := &file_infera_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2894,7 @@ func (x *CPUUsageStats) String() string {
 func (*CPUUsageStats) ProtoMessage() {}
 
 func (x *CPUUsageStats) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[28]
+	mi := &file_infera_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2907,7 @@ func (x *CPUUsageStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CPUUsageStats.ProtoReflect.Descriptor instead.
 func (*CPUUsageStats) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CPUUsageStats) GetSamples() int32 {
@@ -2656,7 +2976,7 @@ type PodCPUUsage struct {
 
 func (x *PodCPUUsage) Reset() {
 	*x = PodCPUUsage{}
-	mi := &file_infera_v1_agent_proto_msgTypes[29]
+	mi := &file_infera_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +2988,7 @@ func (x *PodCPUUsage) String() string {
 func (*PodCPUUsage) ProtoMessage() {}
 
 func (x *PodCPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[29]
+	mi := &file_infera_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +3001,7 @@ func (x *PodCPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodCPUUsage.ProtoReflect.Descriptor instead.
 func (*PodCPUUsage) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PodCPUUsage) GetNamespace() string {
@@ -2750,7 +3070,7 @@ type TierCPUUsage struct {
 
 func (x *TierCPUUsage) Reset() {
 	*x = TierCPUUsage{}
-	mi := &file_infera_v1_agent_proto_msgTypes[30]
+	mi := &file_infera_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +3082,7 @@ func (x *TierCPUUsage) String() string {
 func (*TierCPUUsage) ProtoMessage() {}
 
 func (x *TierCPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_infera_v1_agent_proto_msgTypes[30]
+	mi := &file_infera_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +3095,7 @@ func (x *TierCPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierCPUUsage.ProtoReflect.Descriptor instead.
 func (*TierCPUUsage) Descriptor() ([]byte, []int) {
-	return file_infera_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_infera_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TierCPUUsage) GetTier() string {
@@ -2923,7 +3243,7 @@ const file_infera_v1_agent_proto_rawDesc = "" +
 	"\x03pod\x18\x02 \x01(\v2\x11.infera.v1.PodRefR\x03pod\x12\x12\n" +
 	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x17\n" +
-	"\x15GetObservationRequest\"\xfe\x04\n" +
+	"\x15GetObservationRequest\"\xb3\x06\n" +
 	"\vObservation\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -2940,7 +3260,35 @@ const file_infera_v1_agent_proto_rawDesc = "" +
 	" \x01(\tR\x12threadsUnavailable\x128\n" +
 	"\fcgroup_knobs\x18\v \x03(\v2\x15.infera.v1.CgroupKnobR\vcgroupKnobs\x128\n" +
 	"\x18cgroup_knobs_unavailable\x18\f \x01(\tR\x16cgroupKnobsUnavailable\x12\x1b\n" +
-	"\tcgroup_v2\x18\r \x01(\bR\bcgroupV2\"\xea\x02\n" +
+	"\tcgroup_v2\x18\r \x01(\bR\bcgroupV2\x129\n" +
+	"\tplacement\x18\x0e \x03(\v2\x1b.infera.v1.PlacementVerdictR\tplacement\x123\n" +
+	"\x15placement_unavailable\x18\x0f \x01(\tR\x14placementUnavailable\x12C\n" +
+	"\rcgroup_writes\x18\x10 \x01(\v2\x1e.infera.v1.CgroupWriteCountersR\fcgroupWrites\"\xcd\x01\n" +
+	"\x10PlacementVerdict\x12\x1c\n" +
+	"\tinvariant\x18\x01 \x01(\tR\tinvariant\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x1e\n" +
+	"\n" +
+	"violations\x18\x03 \x01(\x05R\n" +
+	"violations\x12\x18\n" +
+	"\achecked\x18\x04 \x01(\x05R\achecked\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x127\n" +
+	"\bexamples\x18\x06 \x03(\v2\x1b.infera.v1.PlacementExampleR\bexamples\"\xcd\x01\n" +
+	"\x10PlacementExample\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x12\n" +
+	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x14\n" +
+	"\x05layer\x18\x03 \x01(\tR\x05layer\x12\x10\n" +
+	"\x03tid\x18\x04 \x01(\x05R\x03tid\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04comm\x18\x06 \x01(\tR\x04comm\x12\x10\n" +
+	"\x03cpu\x18\a \x01(\x05R\x03cpu\x12\x1b\n" +
+	"\tmilli_cpu\x18\b \x01(\x01R\bmilliCpu\x12\x16\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\"\x8d\x01\n" +
+	"\x13CgroupWriteCounters\x12\x16\n" +
+	"\x06writes\x18\x01 \x01(\x04R\x06writes\x12\x14\n" +
+	"\x05drift\x18\x02 \x01(\x04R\x05drift\x12\x16\n" +
+	"\x06errors\x18\x03 \x01(\x04R\x06errors\x12\x12\n" +
+	"\x04gone\x18\x04 \x01(\x04R\x04gone\x12\x1c\n" +
+	"\tunchanged\x18\x05 \x01(\x04R\tunchanged\"\xea\x02\n" +
 	"\x0fTierPerformance\x12\x12\n" +
 	"\x04tier\x18\x01 \x01(\tR\x04tier\x12\x12\n" +
 	"\x04pods\x18\x02 \x01(\x05R\x04pods\x12\x1b\n" +
@@ -3064,7 +3412,7 @@ func file_infera_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_infera_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_infera_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_infera_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_infera_v1_agent_proto_goTypes = []any{
 	(EnforcementState)(0),            // 0: infera.v1.EnforcementState
 	(EventType)(0),                   // 1: infera.v1.EventType
@@ -3088,28 +3436,31 @@ var file_infera_v1_agent_proto_goTypes = []any{
 	(*LintViolation)(nil),            // 19: infera.v1.LintViolation
 	(*GetObservationRequest)(nil),    // 20: infera.v1.GetObservationRequest
 	(*Observation)(nil),              // 21: infera.v1.Observation
-	(*TierPerformance)(nil),          // 22: infera.v1.TierPerformance
-	(*RunQueueLatency)(nil),          // 23: infera.v1.RunQueueLatency
-	(*LatencyBucket)(nil),            // 24: infera.v1.LatencyBucket
-	(*NodePressure)(nil),             // 25: infera.v1.NodePressure
-	(*BusyThread)(nil),               // 26: infera.v1.BusyThread
-	(*CgroupKnob)(nil),               // 27: infera.v1.CgroupKnob
-	(*GetUsageRequest)(nil),          // 28: infera.v1.GetUsageRequest
-	(*GetUsageResponse)(nil),         // 29: infera.v1.GetUsageResponse
-	(*CPUUsageStats)(nil),            // 30: infera.v1.CPUUsageStats
-	(*PodCPUUsage)(nil),              // 31: infera.v1.PodCPUUsage
-	(*TierCPUUsage)(nil),             // 32: infera.v1.TierCPUUsage
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*PlacementVerdict)(nil),         // 22: infera.v1.PlacementVerdict
+	(*PlacementExample)(nil),         // 23: infera.v1.PlacementExample
+	(*CgroupWriteCounters)(nil),      // 24: infera.v1.CgroupWriteCounters
+	(*TierPerformance)(nil),          // 25: infera.v1.TierPerformance
+	(*RunQueueLatency)(nil),          // 26: infera.v1.RunQueueLatency
+	(*LatencyBucket)(nil),            // 27: infera.v1.LatencyBucket
+	(*NodePressure)(nil),             // 28: infera.v1.NodePressure
+	(*BusyThread)(nil),               // 29: infera.v1.BusyThread
+	(*CgroupKnob)(nil),               // 30: infera.v1.CgroupKnob
+	(*GetUsageRequest)(nil),          // 31: infera.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),         // 32: infera.v1.GetUsageResponse
+	(*CPUUsageStats)(nil),            // 33: infera.v1.CPUUsageStats
+	(*PodCPUUsage)(nil),              // 34: infera.v1.PodCPUUsage
+	(*TierCPUUsage)(nil),             // 35: infera.v1.TierCPUUsage
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
 }
 var file_infera_v1_agent_proto_depIdxs = []int32{
-	33, // 0: infera.v1.GetLayeredConfigResponse.applied_time:type_name -> google.protobuf.Timestamp
+	36, // 0: infera.v1.GetLayeredConfigResponse.applied_time:type_name -> google.protobuf.Timestamp
 	6,  // 1: infera.v1.GetStatusResponse.tiers:type_name -> infera.v1.TierUsage
 	9,  // 2: infera.v1.ListPodsResponse.pods:type_name -> infera.v1.Pod
 	0,  // 3: infera.v1.Pod.enforcement:type_name -> infera.v1.EnforcementState
 	10, // 4: infera.v1.CaptureTraceRequest.pod:type_name -> infera.v1.PodRef
-	33, // 5: infera.v1.CaptureTraceResponse.start_time:type_name -> google.protobuf.Timestamp
+	36, // 5: infera.v1.CaptureTraceResponse.start_time:type_name -> google.protobuf.Timestamp
 	1,  // 6: infera.v1.WatchEventsRequest.types:type_name -> infera.v1.EventType
-	33, // 7: infera.v1.Event.time:type_name -> google.protobuf.Timestamp
+	36, // 7: infera.v1.Event.time:type_name -> google.protobuf.Timestamp
 	1,  // 8: infera.v1.Event.type:type_name -> infera.v1.EventType
 	15, // 9: infera.v1.Event.assignment_changed:type_name -> infera.v1.AssignmentChanged
 	16, // 10: infera.v1.Event.safe_mode_changed:type_name -> infera.v1.SafeModeChanged
@@ -3119,38 +3470,41 @@ var file_infera_v1_agent_proto_depIdxs = []int32{
 	10, // 14: infera.v1.AssignmentChanged.pod:type_name -> infera.v1.PodRef
 	10, // 15: infera.v1.DriftReasserted.pod:type_name -> infera.v1.PodRef
 	10, // 16: infera.v1.LintViolation.pod:type_name -> infera.v1.PodRef
-	33, // 17: infera.v1.Observation.time:type_name -> google.protobuf.Timestamp
-	22, // 18: infera.v1.Observation.tiers:type_name -> infera.v1.TierPerformance
-	25, // 19: infera.v1.Observation.pressure:type_name -> infera.v1.NodePressure
-	26, // 20: infera.v1.Observation.top_threads:type_name -> infera.v1.BusyThread
-	33, // 21: infera.v1.Observation.sample_time:type_name -> google.protobuf.Timestamp
-	27, // 22: infera.v1.Observation.cgroup_knobs:type_name -> infera.v1.CgroupKnob
-	23, // 23: infera.v1.TierPerformance.run_queue:type_name -> infera.v1.RunQueueLatency
-	24, // 24: infera.v1.RunQueueLatency.buckets:type_name -> infera.v1.LatencyBucket
-	33, // 25: infera.v1.GetUsageResponse.sample_time:type_name -> google.protobuf.Timestamp
-	31, // 26: infera.v1.GetUsageResponse.pods:type_name -> infera.v1.PodCPUUsage
-	32, // 27: infera.v1.GetUsageResponse.tiers:type_name -> infera.v1.TierCPUUsage
-	30, // 28: infera.v1.PodCPUUsage.usage:type_name -> infera.v1.CPUUsageStats
-	30, // 29: infera.v1.TierCPUUsage.usage:type_name -> infera.v1.CPUUsageStats
-	2,  // 30: infera.v1.AgentService.GetLayeredConfig:input_type -> infera.v1.GetLayeredConfigRequest
-	4,  // 31: infera.v1.AgentService.GetStatus:input_type -> infera.v1.GetStatusRequest
-	7,  // 32: infera.v1.AgentService.ListPods:input_type -> infera.v1.ListPodsRequest
-	11, // 33: infera.v1.AgentService.CaptureTrace:input_type -> infera.v1.CaptureTraceRequest
-	13, // 34: infera.v1.AgentService.WatchEvents:input_type -> infera.v1.WatchEventsRequest
-	20, // 35: infera.v1.AgentService.GetObservation:input_type -> infera.v1.GetObservationRequest
-	28, // 36: infera.v1.AgentService.GetUsage:input_type -> infera.v1.GetUsageRequest
-	3,  // 37: infera.v1.AgentService.GetLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
-	5,  // 38: infera.v1.AgentService.GetStatus:output_type -> infera.v1.GetStatusResponse
-	8,  // 39: infera.v1.AgentService.ListPods:output_type -> infera.v1.ListPodsResponse
-	12, // 40: infera.v1.AgentService.CaptureTrace:output_type -> infera.v1.CaptureTraceResponse
-	14, // 41: infera.v1.AgentService.WatchEvents:output_type -> infera.v1.Event
-	21, // 42: infera.v1.AgentService.GetObservation:output_type -> infera.v1.Observation
-	29, // 43: infera.v1.AgentService.GetUsage:output_type -> infera.v1.GetUsageResponse
-	37, // [37:44] is the sub-list for method output_type
-	30, // [30:37] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	36, // 17: infera.v1.Observation.time:type_name -> google.protobuf.Timestamp
+	25, // 18: infera.v1.Observation.tiers:type_name -> infera.v1.TierPerformance
+	28, // 19: infera.v1.Observation.pressure:type_name -> infera.v1.NodePressure
+	29, // 20: infera.v1.Observation.top_threads:type_name -> infera.v1.BusyThread
+	36, // 21: infera.v1.Observation.sample_time:type_name -> google.protobuf.Timestamp
+	30, // 22: infera.v1.Observation.cgroup_knobs:type_name -> infera.v1.CgroupKnob
+	22, // 23: infera.v1.Observation.placement:type_name -> infera.v1.PlacementVerdict
+	24, // 24: infera.v1.Observation.cgroup_writes:type_name -> infera.v1.CgroupWriteCounters
+	23, // 25: infera.v1.PlacementVerdict.examples:type_name -> infera.v1.PlacementExample
+	26, // 26: infera.v1.TierPerformance.run_queue:type_name -> infera.v1.RunQueueLatency
+	27, // 27: infera.v1.RunQueueLatency.buckets:type_name -> infera.v1.LatencyBucket
+	36, // 28: infera.v1.GetUsageResponse.sample_time:type_name -> google.protobuf.Timestamp
+	34, // 29: infera.v1.GetUsageResponse.pods:type_name -> infera.v1.PodCPUUsage
+	35, // 30: infera.v1.GetUsageResponse.tiers:type_name -> infera.v1.TierCPUUsage
+	33, // 31: infera.v1.PodCPUUsage.usage:type_name -> infera.v1.CPUUsageStats
+	33, // 32: infera.v1.TierCPUUsage.usage:type_name -> infera.v1.CPUUsageStats
+	2,  // 33: infera.v1.AgentService.GetLayeredConfig:input_type -> infera.v1.GetLayeredConfigRequest
+	4,  // 34: infera.v1.AgentService.GetStatus:input_type -> infera.v1.GetStatusRequest
+	7,  // 35: infera.v1.AgentService.ListPods:input_type -> infera.v1.ListPodsRequest
+	11, // 36: infera.v1.AgentService.CaptureTrace:input_type -> infera.v1.CaptureTraceRequest
+	13, // 37: infera.v1.AgentService.WatchEvents:input_type -> infera.v1.WatchEventsRequest
+	20, // 38: infera.v1.AgentService.GetObservation:input_type -> infera.v1.GetObservationRequest
+	31, // 39: infera.v1.AgentService.GetUsage:input_type -> infera.v1.GetUsageRequest
+	3,  // 40: infera.v1.AgentService.GetLayeredConfig:output_type -> infera.v1.GetLayeredConfigResponse
+	5,  // 41: infera.v1.AgentService.GetStatus:output_type -> infera.v1.GetStatusResponse
+	8,  // 42: infera.v1.AgentService.ListPods:output_type -> infera.v1.ListPodsResponse
+	12, // 43: infera.v1.AgentService.CaptureTrace:output_type -> infera.v1.CaptureTraceResponse
+	14, // 44: infera.v1.AgentService.WatchEvents:output_type -> infera.v1.Event
+	21, // 45: infera.v1.AgentService.GetObservation:output_type -> infera.v1.Observation
+	32, // 46: infera.v1.AgentService.GetUsage:output_type -> infera.v1.GetUsageResponse
+	40, // [40:47] is the sub-list for method output_type
+	33, // [33:40] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_infera_v1_agent_proto_init() }
@@ -3171,7 +3525,7 @@ func file_infera_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_infera_v1_agent_proto_rawDesc), len(file_infera_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

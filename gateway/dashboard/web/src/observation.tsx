@@ -51,6 +51,35 @@ export interface CgroupKnob {
   tier: string;
 }
 
+export interface PlacementExample {
+  pod: string;
+  tier: string;
+  layer: string;
+  tid: number;
+  pid: number;
+  comm: string;
+  cpu: number;
+  milliCpu: number;
+  detail: string;
+}
+
+export interface PlacementVerdict {
+  invariant: string;
+  ok: boolean;
+  violations: number;
+  checked: number;
+  message: string;
+  examples: PlacementExample[];
+}
+
+export interface CgroupWriteCounters {
+  writes: Int64;
+  drift: Int64;
+  errors: Int64;
+  gone: Int64;
+  unchanged: Int64;
+}
+
 /** Observation is GET /api/v1/nodes/NAME/observation. */
 export interface Observation {
   nodeName: string;
@@ -66,6 +95,9 @@ export interface Observation {
   cgroupKnobs: CgroupKnob[];
   cgroupKnobsUnavailable: string;
   cgroupV2: boolean;
+  placement?: PlacementVerdict[];
+  placementUnavailable?: string;
+  cgroupWrites?: CgroupWriteCounters | null;
 }
 
 /** How often the view asks, and how many samples the charts keep. */
@@ -129,6 +161,13 @@ export function AgentPanels(props: { node: string; children: ComponentChildren }
         {st.loading && <Loading what="the cgroup knobs" />}
         {failed && <Problem error={st.error} what={"the cgroup knobs of node " + props.node} />}
         {last && <Knobs o={last} />}
+        {last && <Writes o={last} />}
+      </section>
+      <section class="config" aria-labelledby="placement-h" id="placement">
+        <h3 id="placement-h">Placement linter</h3>
+        {st.loading && <Loading what="the placement linter's verdicts" />}
+        {failed && <Problem error={st.error} what={"the placement linter of node " + props.node} />}
+        {last && <Placement o={last} />}
       </section>
       <section class="config" aria-labelledby="perf-h" id="live-perf">
         <h3 id="perf-h">Live performance</h3>
@@ -225,6 +264,87 @@ function Knobs(props: { o: Observation }) {
               <td>{k.reason}</td>
               <td class="path">
                 <code>{k.path}</code>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/**
+ * Writes shows the cgroup writer's counters since the agent started: how
+ * often a value was found changed behind the agent's back (drift) and put
+ * back, and how many writes failed.
+ */
+function Writes(props: { o: Observation }) {
+  const w = props.o.cgroupWrites;
+  if (!w) return null;
+  const drift = num(w.drift);
+  const errors = num(w.errors);
+  return (
+    <dl class="facts" id="cgroup-writes" aria-label="Cgroup writes since the agent started">
+      <dt>Drift re-asserted</dt>
+      <dd data-counter="drift">
+        {drift ? <Badge kind="warn">{String(drift)}</Badge> : <Badge kind="ok">0</Badge>} values changed behind the agent's back and put back
+      </dd>
+      <dt>Writes</dt>
+      <dd data-counter="writes">
+        {String(num(w.writes))} ({String(num(w.unchanged))} checks found the value in place, {String(num(w.gone))} on vanished cgroups)
+      </dd>
+      <dt>Write errors</dt>
+      <dd data-counter="errors">{errors ? <Badge kind="bad">{String(errors)}</Badge> : <Badge kind="ok">0</Badge>}</dd>
+    </dl>
+  );
+}
+
+/**
+ * Placement shows the placement linter's verdicts on the last thread
+ * sample: per invariant the enforcement promises, whether a thread broke
+ * it, and some of the threads that did.
+ */
+function Placement(props: { o: Observation }) {
+  const o = props.o;
+  if (o.placementUnavailable) return <p id="placement-unavailable">No verdicts: {o.placementUnavailable}.</p>;
+  // An older gateway's answer has no verdicts at all.
+  if (!o.placement?.length) return <p id="placement-unavailable">This gateway does not report the placement linter.</p>;
+  const broken = o.placement.filter((v) => !v.ok).length;
+  return (
+    <div class="scroll">
+      <table class="compact" id="placement-table">
+        <caption>
+          {broken ? `${broken} of ${o.placement.length} invariants broken` : `All ${o.placement.length} invariants hold`} in the sample of{" "}
+          {when(o.sampleTime)}
+        </caption>
+        <thead>
+          <tr>
+            <th scope="col">Invariant</th>
+            <th scope="col">Verdict</th>
+            <th scope="col">Threads checked</th>
+            <th scope="col">Violations</th>
+            <th scope="col">What was judged</th>
+            <th scope="col">Examples</th>
+          </tr>
+        </thead>
+        <tbody>
+          {o.placement.map((v) => (
+            <tr key={v.invariant} data-invariant={v.invariant}>
+              <th scope="row">
+                <code>{v.invariant}</code>
+              </th>
+              <td>{v.ok ? <Badge kind="ok">holds</Badge> : <Badge kind="warn">broken</Badge>}</td>
+              <td class="num">{v.checked}</td>
+              <td class="num">{v.violations}</td>
+              <td>{v.message}</td>
+              <td>
+                {v.examples.length
+                  ? v.examples.map((e) => (
+                      <div key={e.tid}>
+                        {e.pod} <code>{e.comm}</code> (TID {e.tid}, CPU {e.cpu}): {e.detail}
+                      </div>
+                    ))
+                  : "–"}
               </td>
             </tr>
           ))}

@@ -95,21 +95,6 @@ export function Loading(props: { what: string }) {
   );
 }
 
-/**
- * Unavailable marks a panel whose data this gateway's /api/v1 does not
- * expose yet: it says so instead of inventing numbers.
- */
-export function Unavailable(props: { title: string; children: ComponentChildren }) {
-  return (
-    <section class="unavailable" aria-label={props.title}>
-      <h3>{props.title}</h3>
-      <p>
-        <strong>Not available from this gateway yet.</strong> {props.children}
-      </p>
-    </section>
-  );
-}
-
 export function Badge(props: { kind: string; children: ComponentChildren }) {
   return <span class={"badge " + props.kind}>{props.children}</span>;
 }

@@ -1,5 +1,5 @@
-// The dashboard's views. Each reads only /api/v1; data the gateway does not
-// expose yet is marked as such (Unavailable), never made up.
+// The dashboard's views. Each reads only /api/v1; what the gateway could
+// not get (a refused call, an agent out of reach) is said, never made up.
 import { Component, Fragment, type ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
@@ -24,7 +24,7 @@ import {
   type TierExplanation,
   type TierUsage,
 } from "./api";
-import { Badge, Loading, Problem, stateKind, Title, Unavailable, useClient, useLoad } from "./ui";
+import { Badge, Loading, Problem, stateKind, Title, useClient, useLoad } from "./ui";
 import { LogsPanel } from "./logs";
 import { AgentPanels } from "./observation";
 
