@@ -180,6 +180,10 @@ bench-scheduler: controlplane ## Scheduler plugin placement benchmark: 500 simul
 bench-density: controlplane ## Density: pods of the workload mix that fit on 100 simulated nodes with and without overcommit deflation (~5 min).
 	go run ./test/bench/scheduler -density -nodes 100 -pods 4000 -out docs/bench/density.json
 
+.PHONY: bench-webhook
+bench-webhook: controlplane ## Overcommit webhook: admission p50/p99 over TLS at 200 and 1000 req/s (RUNS=3 interleaved), pod-create added latency, NodeQoSReport reconcile with 500 nodes (~4 min).
+	KUBEBUILDER_ASSETS=$(BIN) go run ./test/bench/webhook -runs $(RUNS) -out docs/bench/webhook.json
+
 .PHONY: bench-agent
 bench-agent: controlplane ## Node agent benchmark: event→applied latency, steady-state CPU and RSS with 110 pods.
 	go run ./test/bench/agent -duration 60s -samples 60 -pods 110

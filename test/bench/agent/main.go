@@ -49,6 +49,7 @@ type result struct {
 		Go     string `json:"go"`
 	} `json:"machine"`
 	Command       string  `json:"command"`
+	Backend       string  `json:"backend"`
 	ApplyLatency  latency `json:"podEventToConfigApplied"`
 	SteadyPods    int     `json:"steadyStatePods"`
 	SteadySeconds float64 `json:"steadyStateSeconds"`
@@ -69,14 +70,19 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "steady-state measurement window")
 	samples := flag.Int("samples", 60, "pod events for the latency measurement")
 	pods := flag.Int("pods", 110, "pods at steady state")
+	backend := flag.String("backend", "scx", `the agent's backend: "scx" (the scx_layered STAND-IN) or "cgroup" (cgroup knobs on the faked tree)`)
 	flag.Parse()
-	if err := run(*duration, *samples, *pods); err != nil {
+	if *backend != "scx" && *backend != "cgroup" {
+		fmt.Fprintf(os.Stderr, "bench: -backend %q: want scx or cgroup\n", *backend)
+		os.Exit(2)
+	}
+	if err := run(*backend, *duration, *samples, *pods); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(duration time.Duration, samples, nPods int) error {
+func run(backend string, duration time.Duration, samples, nPods int) error {
 	ctx := context.Background()
 	tb := &testing.B{} // only as a testing.TB for the faked-tree helpers
 	dir, err := os.MkdirTemp("", "agent-bench-")
@@ -149,7 +155,11 @@ func run(duration time.Duration, samples, nPods int) error {
 	cfg.SysRoot = sysRoot
 	cfg.CoalesceWindow.Duration = configv1alpha1.MinCoalesceWindow
 	cfgFile := filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(`api_version = %q
+	backendLine := ""
+	if backend == "cgroup" {
+		backendLine = "backend = \"cgroup\"\n"
+	}
+	if err := os.WriteFile(cfgFile, []byte(backendLine+fmt.Sprintf(`api_version = %q
 kind = %q
 coalesce_window = %q
 state_dir = %q
@@ -184,6 +194,7 @@ config_path = %q
 	}()
 	pid := agent.Process.Pid
 
+	var lastRel string // the cgroup of the pod mkPod made last
 	mkPod := func(i int) (*corev1.Pod, error) {
 		classes := []string{"infera-critical", "infera-high", "infera-normal", "infera-low", "infera-background"}
 		cpu := "100m"
@@ -199,7 +210,7 @@ config_path = %q
 		if err := env.Client.Create(ctx, p); err != nil {
 			return nil, err
 		}
-		tree.AddPod(tb, cgroupfs.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroupfs.RuntimeContainerd)
+		lastRel = tree.AddPod(tb, cgroupfs.DriverSystemd, string(p.UID), p.Status.QOSClass, cgroupfs.RuntimeContainerd).RelPath
 		return p, nil
 	}
 
@@ -219,10 +230,19 @@ config_path = %q
 			return err
 		}
 		for {
-			b, _ := os.ReadFile(cfg.SCX.ConfigPath)
-			st, _ := os.ReadFile(filepath.Join(sysfs, "state"))
-			if strings.Contains(string(b), rel) && strings.TrimSpace(string(st)) == "enabled" {
-				break
+			if backend == "cgroup" {
+				// The kubelet's cpu.weight of a Burstable pod on the faked
+				// tree is 20; the critical tier scales it.
+				w, _ := os.ReadFile(tree.Path(cgroupfs.CPU, lastRel, "cpu.weight"))
+				if len(w) > 0 && strings.TrimSpace(string(w)) != "20" {
+					break
+				}
+			} else {
+				b, _ := os.ReadFile(cfg.SCX.ConfigPath)
+				st, _ := os.ReadFile(filepath.Join(sysfs, "state"))
+				if strings.Contains(string(b), rel) && strings.TrimSpace(string(st)) == "enabled" {
+					break
+				}
 			}
 			if time.Since(start) > 30*time.Second {
 				return fmt.Errorf("pod %s never reached the config", p.Name)
@@ -253,8 +273,12 @@ config_path = %q
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		r.Machine.Kernel = strings.TrimSpace(string(b))
 	}
-	r.Command = "KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/agent -duration " + duration.String()
+	r.Command = "KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/agent -backend " + backend + " -duration " + duration.String()
+	r.Backend = backend
 	r.ApplyLatency = summarize(lat, cfg.CoalesceWindow.Duration)
+	if backend == "cgroup" {
+		r.ApplyLatency.Note = "from the pod create call returning to the pod's cpu.weight on the faked cgroup v2 tree holding the critical tier's value, minus the coalescing window; includes the API server watch, the cgroup lookup and the write"
+	}
 	r.SteadyPods = created
 	r.SteadySeconds = t1.Sub(t0).Seconds()
 	r.CPUMillicores = (cpu1 - cpu0).Seconds() / t1.Sub(t0).Seconds() * 1000

@@ -34,8 +34,8 @@ import (
 )
 
 const (
-	liveNode = "dash-live"
-	liveNS   = "live"
+	liveNode = "dash-obs"
+	liveNS   = "obs"
 	// liveCritCores and liveThrottled are the rates at which the stand-in
 	// kernel advances live-crit's cpu.stat (see advanceCPUStat).
 	liveCritCores = 0.6
@@ -275,13 +275,13 @@ func TestLiveAgent(t *testing.T) {
 	}
 	do(t, ctx, "the cgroup knobs in force",
 		waitFor(textOf("#config-in-force", "enforcing/cgroup")),
-		waitFor(textOf("#knobs-table", "live/live-crit")),
+		waitFor(textOf("#knobs-table", "obs/live-crit")),
 	)
 	rows, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#knobs-table tbody tr")].map(r => [...r.cells].map(c => c.innerText.trim()).join("|"))`))
 	var critRow, lowRow bool
 	for _, r := range rows {
-		critRow = critRow || strings.HasPrefix(r, "live/live-crit|critical|cpu.weight|80|same|") && strings.HasSuffix(r, la.crit.RelPath)
-		lowRow = lowRow || strings.HasPrefix(r, "live/live-low|low|cpu.weight|5|same|")
+		critRow = critRow || strings.HasPrefix(r, "obs/live-crit|critical|cpu.weight|80|same|") && strings.HasSuffix(r, la.crit.RelPath)
+		lowRow = lowRow || strings.HasPrefix(r, "obs/live-low|low|cpu.weight|5|same|")
 	}
 	if !critRow || !lowRow {
 		t.Errorf("knob rows %q: want live-crit's cpu.weight 80 at %s and live-low's 5, each read back the same", rows, la.crit.RelPath)
@@ -307,7 +307,7 @@ func TestLiveAgent(t *testing.T) {
 		waitFor(`document.querySelectorAll("#placement-table tbody tr").length === 4`),
 		waitFor(`document.querySelector("#placement-table tr[data-invariant=protected_fallback]")?.cells[1].innerText.trim() === "broken"`))
 	verdicts, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#placement-table tbody tr")].map(r => [...r.cells].map(c => c.innerText.trim()).join("|"))`))
-	wantBroken := fmt.Sprintf("live/live-crit sh (TID %d, CPU 0): ran on CPU 0, outside layer critical's CPUs 3", la.busyPID)
+	wantBroken := fmt.Sprintf("obs/live-crit sh (TID %d, CPU 0): ran on CPU 0, outside layer critical's CPUs 3", la.busyPID)
 	for _, v := range verdicts {
 		inv, rest, _ := strings.Cut(v, "|")
 		switch {
@@ -323,11 +323,11 @@ func TestLiveAgent(t *testing.T) {
 	// (c) Top threads: the busy process's thread, in live-crit.
 	pid := strconv.Itoa(la.busyPID)
 	do(t, ctx, "top threads",
-		waitFor(fmt.Sprintf(`[...document.querySelectorAll("#threads-table tbody tr")].some(r => r.cells[0].innerText === "live/live-crit" && r.cells[4].innerText === %q && r.cells[2].innerText === "sh")`, pid)),
+		waitFor(fmt.Sprintf(`[...document.querySelectorAll("#threads-table tbody tr")].some(r => r.cells[0].innerText === "obs/live-crit" && r.cells[4].innerText === %q && r.cells[2].innerText === "sh")`, pid)),
 	)
 	milli, _ := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`[...document.querySelectorAll("#threads-table tbody tr")].find(r => r.cells[4].innerText === %q).cells[6].innerText`, pid)))
-	if v, err := strconv.ParseFloat(strings.TrimSuffix(milli, "m"), 64); err != nil || v <= 0 || v > 1000 {
-		t.Errorf("the busy thread's CPU use reads %q, want (0, 1000] milli-CPUs", milli)
+	if v, err := strconv.ParseFloat(strings.TrimSuffix(milli, "m"), 64); err != nil || v <= 0 || v > 1100 {
+		t.Errorf("the busy thread's CPU use reads %q, want (0, 1100] milli-CPUs (one CPU, and the jitter of the sample interval)", milli)
 	}
 
 	// (b) Live performance: critical's CPU rate from the counters, and it
@@ -358,7 +358,7 @@ func TestLiveAgent(t *testing.T) {
 			waitFor(`/^\d+\.\d+ ms$/.test(document.querySelector("#perf-table tr[data-tier=system] td[data-metric=rq] .perf-value")?.innerText ?? "")`))
 	}
 	do(t, ctx, "a sample with the busy thread, for the screenshot",
-		waitFor(textOf("#threads-table", "live/live-crit")),
+		waitFor(textOf("#threads-table", "obs/live-crit")),
 		chromedp.ScrollIntoView(chromedp.ID("agent-h")))
 	screenshot(t, ctx, "node-live")
 }
