@@ -273,9 +273,32 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 	defer heartbeat.Stop()
 	retry := a.o.Clock.NewTicker(time.Second)
 	defer retry.Stop()
+	// A pod the API server knows before the kubelet made its cgroup is
+	// pending; after a reconcile that leaves one, it is retried soon and
+	// then less often (50, 100, 200, 400, 800 ms), until the 1 s retry
+	// takes over, so that a cgroup made just after the pod event is
+	// enforced within tens of milliseconds, not up to a second later.
+	var pendingC <-chan time.Time
+	var pendingDelay time.Duration
+	retryPending := func(afterEvent bool) {
+		pendingC = nil
+		if !a.hasPending() {
+			pendingDelay = 0
+			return
+		}
+		if afterEvent || pendingDelay == 0 {
+			pendingDelay = firstPendingRetry
+		} else {
+			pendingDelay *= 2
+		}
+		if pendingDelay < time.Second {
+			pendingC = a.o.Clock.NewTimer(pendingDelay).C()
+		}
+	}
 
 	a.startObservation(bctx)
 	a.reconcile(ctx)
+	retryPending(true)
 	if cfg.ReleaseStartupPages {
 		// Started: what start-up alone ran need not stay mapped.
 		if n, err := releaseStartupPages(); err != nil {
@@ -305,6 +328,10 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 		case <-timerC:
 			timerC = nil
 			a.reconcile(ctx)
+			retryPending(true)
+		case <-pendingC:
+			a.reconcile(ctx)
+			retryPending(false)
 		case <-a.kick:
 			a.requestPublish()
 		case <-retry.C():
@@ -316,6 +343,10 @@ func (a *Agent) Run(ctx context.Context) (runErr error) {
 		}
 	}
 }
+
+// firstPendingRetry is the first retry of a pod whose cgroup was not there
+// yet.
+const firstPendingRetry = 50 * time.Millisecond
 
 func (a *Agent) safeModeRequested() bool {
 	n := a.store.Node()
