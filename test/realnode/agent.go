@@ -43,6 +43,10 @@ type AgentOptions struct {
 	StateDir string
 	// Heartbeat and CoalesceWindow default to 10 s and 200 ms.
 	Heartbeat, CoalesceWindow time.Duration
+	// Pod, when set, is the pod cgroup the agent process is moved into
+	// right after it starts, as the DaemonSet pod's container would run
+	// it; nil leaves it in the caller's cgroup.
+	Pod *Pod
 }
 
 // Agent is the real infera-agent binary as its own process, on the cgroup
@@ -146,6 +150,13 @@ func (a *Agent) Start() error {
 	}
 	a.cmd, a.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(a.done)
+	if a.o.Pod != nil {
+		if err := a.o.Node.MoveInto(a.o.Pod, cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			<-a.done
+			return err
+		}
+	}
 	return nil
 }
 

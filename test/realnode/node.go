@@ -200,6 +200,18 @@ func (n *Node) StartInPod(pod *Pod, cmd *exec.Cmd) error {
 	return nil
 }
 
+// MoveInto moves a running process into the pod's cgroups in every
+// hierarchy, without tracking it (its owner stops it).
+func (n *Node) MoveInto(pod *Pod, pid int) error {
+	for _, h := range n.hier {
+		f := filepath.Join(h, pod.RelPath, "cgroup.procs")
+		if err := os.WriteFile(f, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("failed to move pid %d into %s: %w", pid, f, err)
+		}
+	}
+	return nil
+}
+
 // Forget stops tracking a process that ended by itself (a child that ran
 // to completion), so Cleanup does not wait on it again.
 func (n *Node) Forget(pod *Pod, cmd *exec.Cmd) {

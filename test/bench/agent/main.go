@@ -61,9 +61,12 @@ type latency struct {
 	Samples  int     `json:"samples"`
 	WindowMs float64 `json:"coalescingWindowMs"`
 	P50Ms    float64 `json:"p50Ms"`
+	P90Ms    float64 `json:"p90Ms"`
 	P99Ms    float64 `json:"p99Ms"`
-	MaxMs    float64 `json:"maxMs"`
-	Note     string  `json:"note"`
+	// SlowestMs are the five slowest samples, slowest first.
+	SlowestMs []float64 `json:"slowestMs"`
+	MaxMs     float64   `json:"maxMs"`
+	Note      string    `json:"note"`
 }
 
 func main() {
@@ -304,9 +307,14 @@ func summarize(d []time.Duration, window time.Duration) latency {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
 	pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	var slowest []float64
+	for i := len(d) - 1; i >= 0 && len(slowest) < 5; i-- {
+		slowest = append(slowest, ms(d[i]))
+	}
 	return latency{
-		Samples: len(d), WindowMs: ms(window), P50Ms: ms(pct(0.50)), P99Ms: ms(pct(0.99)), MaxMs: ms(d[len(d)-1]),
-		Note: "from the pod create call returning to the stand-in attached on a config naming the pod, minus the coalescing window; includes the API server watch, generation, stop of the old instance and start of the new one",
+		Samples: len(d), WindowMs: ms(window), P50Ms: ms(pct(0.50)), P90Ms: ms(pct(0.90)), P99Ms: ms(pct(0.99)), MaxMs: ms(d[len(d)-1]),
+		SlowestMs: slowest,
+		Note:      "from the pod create call returning to the stand-in attached on a config naming the pod, minus the coalescing window; includes the API server watch, generation, stop of the old instance and start of the new one",
 	}
 }
 

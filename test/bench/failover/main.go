@@ -56,6 +56,10 @@ type options struct {
 	killAt  time.Duration
 	down    time.Duration
 	out     string
+	// agentInPod runs the agent in a pod cgroup shaped like the chart's
+	// DaemonSet pod (system-node-critical, Burstable, 50m CPU request), as
+	// on a node; off, it runs in the bench's own cgroup (the root).
+	agentInPod bool
 }
 
 func main() {
@@ -68,6 +72,7 @@ func main() {
 	flag.DurationVar(&o.killAt, "kill-at", 500*time.Millisecond, "when in the during segment the agent is SIGKILLed")
 	flag.DurationVar(&o.down, "down", time.Second, "how long the agent stays dead before it is restarted")
 	flag.StringVar(&o.out, "out", "", "write the JSON result here too")
+	flag.BoolVar(&o.agentInPod, "agent-in-pod", true, "run the agent in a pod cgroup shaped like the chart's DaemonSet pod (system-node-critical, 50m CPU request); false: in the bench's cgroup")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -100,6 +105,7 @@ type round struct {
 
 type result struct {
 	Command        string  `json:"command"`
+	AgentInPod     bool    `json:"agentInPod"`
 	Rounds         []round `json:"rounds"`
 	MedianBefore   float64 `json:"medianBeforeP99ms"`
 	MedianDuring   float64 `json:"medianDuringP99ms"`
@@ -121,10 +127,11 @@ type bench struct {
 	addr     string
 	loadPod  *realnode.Pod
 	critical *realnode.Pod
+	agentPod *realnode.Pod
 }
 
 func run(ctx context.Context, o options) (*result, error) {
-	res := &result{Command: strings.Join(os.Args, " "), LoadAvgStart: loadavg()}
+	res := &result{Command: strings.Join(os.Args, " "), AgentInPod: o.agentInPod, LoadAvgStart: loadavg()}
 	defer func() { res.LoadAvgEnd = loadavg() }()
 	memcached, err := exec.LookPath("memcached")
 	if err != nil {
@@ -159,7 +166,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		return res, err
 	}
 	if b.agent, err = realnode.NewAgent(realnode.AgentOptions{Binary: agentBin, Kubeconfig: env.Kubeconfig, NodeName: "failover-node",
-		Node: b.node, Dir: filepath.Join(dir, "agent")}); err != nil {
+		Node: b.node, Dir: filepath.Join(dir, "agent"), Pod: b.agentPod}); err != nil {
 		return res, err
 	}
 	if err := b.agent.Start(); err != nil {
@@ -279,6 +286,12 @@ func (b *bench) setup(ctx context.Context, memcached string) error {
 	}
 	if b.loadPod, err = mk("loadgen", "infera-high", "500m", false); err != nil {
 		return err
+	}
+	if b.o.agentInPod {
+		// The chart's agent pod: system-node-critical, 50m CPU request.
+		if b.agentPod, err = mk("infera-agent", "system-node-critical", "50m", false); err != nil {
+			return err
+		}
 	}
 	for i := range b.o.burners {
 		bp, err := mk(fmt.Sprintf("burner-%d", i), "infera-background", "", false)
