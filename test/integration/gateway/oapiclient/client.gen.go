@@ -377,6 +377,25 @@ type V1CgroupKnob struct {
 	Value *string `json:"value,omitempty"`
 }
 
+// V1CgroupWriteCounters CgroupWriteCounters are the cgroup writer's counters.
+type V1CgroupWriteCounters struct {
+	// Drift drift counts values found changed behind the agent's back and
+	// re-asserted.
+	Drift *string `json:"drift,omitempty"`
+
+	// Errors errors counts failed reads and writes.
+	Errors *string `json:"errors,omitempty"`
+
+	// Gone gone counts operations on cgroups that had vanished.
+	Gone *string `json:"gone,omitempty"`
+
+	// Unchanged unchanged counts checks that found the value in place.
+	Unchanged *string `json:"unchanged,omitempty"`
+
+	// Writes writes counts successful writes (set, drift re-assertion, restore).
+	Writes *string `json:"writes,omitempty"`
+}
+
 // V1ClusterEvent ClusterEvent is one fleet event.
 type V1ClusterEvent struct {
 	// Dropped dropped counts the events this stream lost just before this one.
@@ -1009,8 +1028,20 @@ type V1Observation struct {
 	// (pressure_some_seconds is then available).
 	CgroupV2 *bool `json:"cgroupV2,omitempty"`
 
+	// CgroupWrites CgroupWriteCounters are the cgroup writer's counters.
+	CgroupWrites *V1CgroupWriteCounters `json:"cgroupWrites,omitempty"`
+
 	// NodeName node_name is the Kubernetes Node this agent runs on.
 	NodeName *string `json:"nodeName,omitempty"`
+
+	// Placement placement is the placement linter's verdicts on the last thread
+	// sample: one per invariant the enforcement in force promises, ordered
+	// by invariant.
+	Placement *[]V1PlacementVerdict `json:"placement,omitempty"`
+
+	// PlacementUnavailable placement_unavailable says why there are no verdicts (the observation
+	// layer is off, or has not judged a sample yet); empty otherwise.
+	PlacementUnavailable *string `json:"placementUnavailable,omitempty"`
 
 	// Pressure NodePressure is the node's CPU pressure stall information.
 	Pressure *V1NodePressure `json:"pressure,omitempty"`
@@ -1070,6 +1101,51 @@ type V1OvercommitProfile struct {
 
 	// Ratios ratios maps a tier to its request ratio.
 	Ratios *map[string]float64 `json:"ratios,omitempty"`
+}
+
+// V1PlacementExample PlacementExample is one thread that broke an invariant.
+type V1PlacementExample struct {
+	// Comm comm is the thread's name.
+	Comm *string `json:"comm,omitempty"`
+
+	// Cpu cpu is the CPU it ran on.
+	Cpu *int32 `json:"cpu,omitempty"`
+
+	// Detail detail says what was wrong.
+	Detail *string `json:"detail,omitempty"`
+
+	// Layer layer is the layer of the enforcement promise the tier belongs to.
+	Layer *string `json:"layer,omitempty"`
+
+	// MilliCpu milli_cpu is its CPU use over the sample, in ms per second.
+	MilliCpu *float64 `json:"milliCpu,omitempty"`
+	Pid      *int32   `json:"pid,omitempty"`
+
+	// Pod pod is namespace/name.
+	Pod  *string `json:"pod,omitempty"`
+	Tid  *int32  `json:"tid,omitempty"`
+	Tier *string `json:"tier,omitempty"`
+}
+
+// V1PlacementVerdict PlacementVerdict is the placement linter's judgement of one invariant.
+type V1PlacementVerdict struct {
+	// Checked checked counts the threads the invariant applied to.
+	Checked *int32 `json:"checked,omitempty"`
+
+	// Examples examples are some of the offending threads, at most 5.
+	Examples *[]V1PlacementExample `json:"examples,omitempty"`
+
+	// Invariant invariant is the rule's name, e.g. "critical_on_fenced_cpus".
+	Invariant *string `json:"invariant,omitempty"`
+
+	// Message message says what was judged, in words (at most 1024 bytes).
+	Message *string `json:"message,omitempty"`
+
+	// Ok ok is true when no thread broke it.
+	Ok *bool `json:"ok,omitempty"`
+
+	// Violations violations counts the offending threads (pairs for smt_collision).
+	Violations *int32 `json:"violations,omitempty"`
 }
 
 // V1PodCPUUsage PodCPUUsage is one pod's usage.
