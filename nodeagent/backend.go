@@ -64,6 +64,7 @@ func (a *Agent) newCgroupBackend() (backend, error) {
 		CPUManagerStateFile: cfg.Cgroup.CPUManagerState,
 		FenceCritical:       cfg.Cgroup.FenceCritical,
 		ReconcileInterval:   cfg.Cgroup.ReconcileInterval.Duration,
+		Levers:              leversFromConfig(cfg.Cgroup.Levers),
 		Clock:               a.o.Clock,
 		Log:                 a.log.WithName("cgroup"),
 		OnChange:            a.poke,
@@ -73,6 +74,36 @@ func (a *Agent) newCgroupBackend() (backend, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// leversFromConfig turns [cgroup.levers] into the cgroup backend's
+// Levers: every value explicit, so the config file, not the backend's
+// zero-value defaults, decides.
+func leversFromConfig(c configv1alpha1.AgentCgroupLevers) cgroupenf.Levers {
+	sw := func(on bool) cgroupenf.Switch {
+		if on {
+			return cgroupenf.SwitchOn
+		}
+		return cgroupenf.SwitchOff
+	}
+	l := cgroupenf.Levers{
+		CriticalWeightFactor:  c.CriticalWeightFactor,
+		HighWeightFactor:      c.HighWeightFactor,
+		LowWeightDivisor:      c.LowWeightDivisor,
+		NoBackgroundIdle:      !c.BackgroundIdle,
+		CriticalSlice:         c.CriticalSlice.Duration,
+		HighSlice:             c.HighSlice.Duration,
+		BackgroundSchedIdle:   sw(c.BackgroundSchedIdle),
+		BestEffortIdle:        sw(c.BestEffortQoSIdle),
+		Suppress:              sw(c.Suppress),
+		SuppressHeadroomMilli: c.SuppressHeadroomMilli,
+		SuppressFloorMilli:    c.SuppressFloorMilli,
+		SuppressStepMilli:     c.SuppressStepMilli,
+	}
+	if l.CriticalSlice == 0 {
+		l.CriticalSlice = -1 // "0s": leave the threads' slice alone
+	}
+	return l
 }
 
 // newSCXBackend builds the scx_layered backend, covered by the cgroup

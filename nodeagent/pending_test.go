@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
@@ -28,48 +29,8 @@ import (
 // in all, so the 1 s retry never fires: the cgroup made after the agent
 // found the pod pending is enforced by the short retries alone.
 func TestPendingPodIsRetriedSoon(t *testing.T) {
-	tree := cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-3"})
-	tree.Kubelet(t, cgroupfs.DriverSystemd)
-	dir := t.TempDir()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "crit", Namespace: "ns", UID: types.UID("8a1e0c2e-0000-4000-8000-000000000a01")},
-		Spec: corev1.PodSpec{NodeName: "n1", PriorityClassName: "infera-critical", Priority: ptr(int32(1000000)),
-			Containers: []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			}}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: corev1.PodQOSGuaranteed},
-	}
-	cfg := configv1alpha1.DefaultAgentConfiguration()
-	cfg.Backend = configv1alpha1.AgentBackendCgroup
-	cfg.Cgroup.Root = tree.Root
-	cfg.Cgroup.FenceCritical = false
-	cfg.Cgroup.CPUManagerState = filepath.Join(dir, "no-cpu-manager-state")
-	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.Observation.Enabled = false
-	cfg.Server.Address = freePort(t)
-	cfg.Server.GRPCSocket = filepath.Join(dir, "agent.sock")
-	cpuRoot := filepath.Join(dir, "cpu")
-	if err := os.MkdirAll(cpuRoot, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-3\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
-	a, err := New(Options{Config: cfg, NodeName: "n1", Client: fake.NewClientset(node, pod.DeepCopy()), Log: testr.New(t),
-		Clock: clk, SchedExtRoot: filepath.Join(dir, "no-sched-ext"), SysCPURoot: cpuRoot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	tree, pod, a := startTestAgent(t, clk, nil)
 
 	// The agent finds the pod, without a cgroup yet.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -98,4 +59,58 @@ func TestPendingPodIsRetriedSoon(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("enforced after %s of fake time", moved)
+}
+
+// startTestAgent runs an agent with the cgroup backend on a faked cgroup
+// v2 tree (no cgroup for its one critical Guaranteed pod yet) on clock
+// clk, with mutate applied to its configuration; the API server is
+// client-go's fake clientset.
+func startTestAgent(t *testing.T, clk clock.WithTicker, mutate func(*configv1alpha1.AgentConfiguration)) (*cgrouptest.Tree, *corev1.Pod, *Agent) {
+	t.Helper()
+	tree := cgrouptest.NewV2(t, cgrouptest.Options{CPUs: "0-3"})
+	tree.Kubelet(t, cgroupfs.DriverSystemd)
+	dir := t.TempDir()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "crit", Namespace: "ns", UID: types.UID("8a1e0c2e-0000-4000-8000-000000000a01")},
+		Spec: corev1.PodSpec{NodeName: "n1", PriorityClassName: "infera-critical", Priority: ptr(int32(1000000)),
+			Containers: []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, QOSClass: corev1.PodQOSGuaranteed},
+	}
+	cfg := configv1alpha1.DefaultAgentConfiguration()
+	cfg.Backend = configv1alpha1.AgentBackendCgroup
+	cfg.Cgroup.Root = tree.Root
+	cfg.Cgroup.FenceCritical = false
+	cfg.Cgroup.CPUManagerState = filepath.Join(dir, "no-cpu-manager-state")
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Observation.Enabled = false
+	cfg.Server.Address = freePort(t)
+	cfg.Server.GRPCSocket = filepath.Join(dir, "agent.sock")
+	cpuRoot := filepath.Join(dir, "cpu")
+	if err := os.MkdirAll(cpuRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cpuRoot, "online"), []byte("0-3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
+	a, err := New(Options{Config: cfg, NodeName: "n1", Client: fake.NewClientset(node, pod.DeepCopy()), Log: testr.New(t),
+		Clock: clk, SchedExtRoot: filepath.Join(dir, "no-sched-ext"), SysCPURoot: cpuRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	return tree, pod, a
 }

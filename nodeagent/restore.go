@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,14 +98,26 @@ func Restore(ro RestoreOptions) error {
 	}
 	// Thread slices (the short-slice lever) live on the threads, not in the
 	// state file: every thread under the pods' cpu cgroups that holds
-	// exactly the lever's slice gets the default back.
+	// exactly a lever's slice (the configured critical and high slices,
+	// and the default one in case the configuration changed) gets the
+	// default back.
 	if layout, lerr := cgroupfs.Detect(cfg.Cgroup.Root, cgroupfs.DetectOptions{Driver: cgroupDriver(cfg.Cgroup.Driver), KubepodsDir: cfg.Cgroup.KubepodsPath}); lerr == nil {
 		if h, ok := layout.Hierarchies[cgroupfs.CPU]; ok {
-			n, serr := cgroupenf.ResetSlices(filepath.Join(h, layout.KubepodsDir), uint64(cgroupenf.DefaultCriticalSlice.Nanoseconds()))
-			fmt.Fprintf(ro.Out, "thread slices: %d reset to the default\n", n)
-			if serr != nil {
-				errs = append(errs, serr)
+			leverSlices := []time.Duration{cgroupenf.DefaultCriticalSlice}
+			for _, d := range []time.Duration{cfg.Cgroup.Levers.CriticalSlice.Duration, cfg.Cgroup.Levers.HighSlice.Duration} {
+				if d > 0 && !slices.Contains(leverSlices, d) {
+					leverSlices = append(leverSlices, d)
+				}
 			}
+			total := 0
+			for _, d := range leverSlices {
+				n, serr := cgroupenf.ResetSlices(filepath.Join(h, layout.KubepodsDir), uint64(d.Nanoseconds()))
+				total += n
+				if serr != nil {
+					errs = append(errs, serr)
+				}
+			}
+			fmt.Fprintf(ro.Out, "thread slices: %d reset to the default\n", total)
 		}
 	}
 	if err := removeAgentAnnotations(ro); err != nil {

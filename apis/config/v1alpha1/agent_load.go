@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -134,6 +135,9 @@ func (c *AgentConfiguration) Validate() error {
 	if err := agentAbsPath("cgroup.cpu_manager_state", c.Cgroup.CPUManagerState); err != nil {
 		return err
 	}
+	if err := c.Cgroup.Levers.validate(); err != nil {
+		return err
+	}
 	if err := agentAbsPath("scx.binary", c.SCX.Binary); err != nil {
 		return err
 	}
@@ -222,6 +226,46 @@ func validateAgentGRPCTCP(s AgentServerConfig) error {
 	}
 	if s.GRPCAddress == s.Address {
 		return fmt.Errorf("server.grpc_address: %q is also server.address", s.GRPCAddress)
+	}
+	return nil
+}
+
+// validate checks [cgroup.levers], naming the key at fault.
+func (l AgentCgroupLevers) validate() error {
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"cgroup.levers.critical_weight_factor", l.CriticalWeightFactor},
+		{"cgroup.levers.high_weight_factor", l.HighWeightFactor},
+		{"cgroup.levers.low_weight_divisor", l.LowWeightDivisor},
+	} {
+		if f.v < 1 || f.v > MaxWeightFactor {
+			return fmt.Errorf("%s: %d is out of range [1, %d]", f.key, f.v, MaxWeightFactor)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"cgroup.levers.critical_slice", l.CriticalSlice.Duration},
+		{"cgroup.levers.high_slice", l.HighSlice.Duration},
+	} {
+		if f.d != 0 && (f.d < MinSlice || f.d > MaxSlice) {
+			return fmt.Errorf("%s: %s is out of range: \"0s\" (leave the threads' slice alone) or [%s, %s]", f.key, f.d, MinSlice, MaxSlice)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"cgroup.levers.suppress_headroom_milli", l.SuppressHeadroomMilli},
+		{"cgroup.levers.suppress_floor_milli", l.SuppressFloorMilli},
+		{"cgroup.levers.suppress_step_milli", l.SuppressStepMilli},
+	} {
+		if f.v < 1 || f.v > MaxSuppressMilli {
+			return fmt.Errorf("%s: %d is out of range [1, %d]", f.key, f.v, MaxSuppressMilli)
+		}
 	}
 	return nil
 }

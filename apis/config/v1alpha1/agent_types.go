@@ -149,6 +149,54 @@ type AgentCgroupConfig struct {
 	// cgroup backend does not fence). Default
 	// /var/lib/kubelet/cpu_manager_state.
 	CPUManagerState string `toml:"cpu_manager_state" json:"cpuManagerState"`
+	// Levers are how the cgroup backend treats each tier.
+	Levers AgentCgroupLevers `toml:"levers" json:"levers"`
+}
+
+// AgentCgroupLevers is the [cgroup.levers] section: what the cgroup
+// backend writes for each tier (docs/agent.md, "Levers across the QoS
+// boundary"). The defaults are the ones the isolation bench chose
+// (docs/benchmarks.md, issue 16).
+type AgentCgroupLevers struct {
+	// CriticalWeightFactor and HighWeightFactor multiply the kubelet's
+	// cpu.shares / cpu.weight of critical and high pods. Defaults 4 and 2;
+	// 1 to 64.
+	CriticalWeightFactor int64 `toml:"critical_weight_factor" json:"criticalWeightFactor"`
+	HighWeightFactor     int64 `toml:"high_weight_factor" json:"highWeightFactor"`
+	// LowWeightDivisor divides the kubelet's weight of low pods. Default
+	// 4; 1 to 64.
+	LowWeightDivisor int64 `toml:"low_weight_divisor" json:"lowWeightDivisor"`
+	// BackgroundIdle sets cpu.idle=1 on background pods (cgroup v2 and
+	// v1 kernels that have it); false gives them the minimal weight
+	// instead. Default true.
+	BackgroundIdle bool `toml:"background_idle" json:"backgroundIdle"`
+	// CriticalSlice is the EEVDF scheduler slice given to every thread of
+	// critical pods (sched_setattr, Linux ≥ 6.12): a short slice lets the
+	// pod preempt the whole burstable QoS group on wake-up. Default 500us;
+	// "0s" leaves the threads' slice alone; else 100us to 100ms.
+	CriticalSlice Duration `toml:"critical_slice" json:"criticalSlice"`
+	// HighSlice is the same for high pods. Default "0s" (alone).
+	HighSlice Duration `toml:"high_slice" json:"highSlice"`
+	// BackgroundSchedIdle moves every thread of background pods to the
+	// SCHED_IDLE policy. Default false (it cost batch work and latency in
+	// the isolation bench).
+	BackgroundSchedIdle bool `toml:"background_sched_idle" json:"backgroundSchedIdle"`
+	// BestEffortQoSIdle sets cpu.idle=1 on the kubelet's besteffort QoS
+	// cgroup while every BestEffort pod on the node is background.
+	// Default false (no consistent gain measured; the kubelet's weight
+	// writes to that cgroup fail while it is idle).
+	BestEffortQoSIdle bool `toml:"besteffort_qos_idle" json:"bestEffortQoSIdle"`
+	// Suppress turns on dynamic CPU suppression: a CFS quota on low and
+	// background pods sized every second from the node's capacity minus
+	// what critical and high pods used minus SuppressHeadroomMilli, moved
+	// by at most SuppressStepMilli per second, never below
+	// SuppressFloorMilli per pod. Default false (measured once).
+	Suppress bool `toml:"suppress" json:"suppress"`
+	// SuppressHeadroomMilli, SuppressFloorMilli and SuppressStepMilli are
+	// in millicores. Defaults 500, 100 and 250; each 1 to 1000000.
+	SuppressHeadroomMilli int64 `toml:"suppress_headroom_milli" json:"suppressHeadroomMilli"`
+	SuppressFloorMilli    int64 `toml:"suppress_floor_milli" json:"suppressFloorMilli"`
+	SuppressStepMilli     int64 `toml:"suppress_step_milli" json:"suppressStepMilli"`
 }
 
 // AgentSCXConfig is the [scx] section.
@@ -262,12 +310,24 @@ const (
 	MaxCoalesceWindow  = 30 * time.Second
 	MinHeartbeat       = 10 * time.Second
 	MinCgroupReconcile = time.Second
-	MinSampleInterval  = time.Second
-	MaxSampleInterval  = 5 * time.Minute
-	MinTraceMaxBytes   = 64 << 10
-	MaxTraceMaxBytes   = 1 << 30
-	MaxCgroupReconcile = 5 * time.Minute
-	MaxHeartbeat       = wellknown.TierLoadHeartbeat
+	// The [cgroup.levers] defaults and bounds.
+	DefaultCriticalWeightFactor  = 4
+	DefaultHighWeightFactor      = 2
+	DefaultLowWeightDivisor      = 4
+	MaxWeightFactor              = 64
+	DefaultCriticalSlice         = 500 * time.Microsecond
+	MinSlice                     = 100 * time.Microsecond
+	MaxSlice                     = 100 * time.Millisecond
+	DefaultSuppressHeadroomMilli = 500
+	DefaultSuppressFloorMilli    = 100
+	DefaultSuppressStepMilli     = 250
+	MaxSuppressMilli             = 1000000
+	MinSampleInterval            = time.Second
+	MaxSampleInterval            = 5 * time.Minute
+	MinTraceMaxBytes             = 64 << 10
+	MaxTraceMaxBytes             = 1 << 30
+	MaxCgroupReconcile           = 5 * time.Minute
+	MaxHeartbeat                 = wellknown.TierLoadHeartbeat
 )
 
 // DefaultAgentConfiguration returns the configuration the agent runs with
@@ -289,6 +349,16 @@ func DefaultAgentConfiguration() *AgentConfiguration {
 			ReconcileInterval: Duration{DefaultCgroupReconcile},
 			FenceCritical:     true,
 			CPUManagerState:   DefaultCPUManagerState,
+			Levers: AgentCgroupLevers{
+				CriticalWeightFactor:  DefaultCriticalWeightFactor,
+				HighWeightFactor:      DefaultHighWeightFactor,
+				LowWeightDivisor:      DefaultLowWeightDivisor,
+				BackgroundIdle:        true,
+				CriticalSlice:         Duration{DefaultCriticalSlice},
+				SuppressHeadroomMilli: DefaultSuppressHeadroomMilli,
+				SuppressFloorMilli:    DefaultSuppressFloorMilli,
+				SuppressStepMilli:     DefaultSuppressStepMilli,
+			},
 		},
 		SCX: AgentSCXConfig{
 			Binary:     DefaultSCXBinary,

@@ -137,6 +137,19 @@ kubepods_path = "kubelet.slice/kubelet-kubepods.slice"
 reconcile_interval = "30s"
 fence_critical = false
 cpu_manager_state = "/host/var/lib/kubelet/cpu_manager_state"
+[cgroup.levers]
+critical_weight_factor = 8
+high_weight_factor = 3
+low_weight_divisor = 16
+background_idle = false
+critical_slice = "1ms"
+high_slice = "2ms"
+background_sched_idle = true
+besteffort_qos_idle = true
+suppress = true
+suppress_headroom_milli = 700
+suppress_floor_milli = 50
+suppress_step_milli = 100
 [scx]
 binary = "/opt/scx/scx_layered"
 extra_args = ["--slice-us", "10000", "--lo-fb-share=0.1"]
@@ -152,7 +165,10 @@ grpc_socket = "/run/temper/agent.sock"
 				c.StateDir = "/var/lib/temper"
 				c.PriorityMapping = AgentPriorityMapping{Critical: 5000, High: 50, Normal: -5, Low: -50}
 				c.Cgroup = AgentCgroupConfig{Root: "/host/sys/fs/cgroup", Driver: AgentCgroupDriverSystemd, KubepodsPath: "kubelet.slice/kubelet-kubepods.slice",
-					ReconcileInterval: Duration{30 * time.Second}, CPUManagerState: "/host/var/lib/kubelet/cpu_manager_state"}
+					ReconcileInterval: Duration{30 * time.Second}, CPUManagerState: "/host/var/lib/kubelet/cpu_manager_state",
+					Levers: AgentCgroupLevers{CriticalWeightFactor: 8, HighWeightFactor: 3, LowWeightDivisor: 16, CriticalSlice: Duration{time.Millisecond},
+						HighSlice: Duration{2 * time.Millisecond}, BackgroundSchedIdle: true, BestEffortQoSIdle: true, Suppress: true,
+						SuppressHeadroomMilli: 700, SuppressFloorMilli: 50, SuppressStepMilli: 100}}
 				c.SCX = AgentSCXConfig{Binary: "/opt/scx/scx_layered", ExtraArgs: []string{"--slice-us", "10000", "--lo-fb-share=0.1"}, ConfigPath: "/run/temper/layered.json"}
 				c.Server = AgentServerConfig{Address: "127.0.0.1:9200", GRPCSocket: "/run/temper/agent.sock"}
 			},
@@ -234,6 +250,22 @@ func TestParseAgentConfigurationErrors(t *testing.T) {
 		"unknown keys in sections, all named": {
 			toml:    agentHeader + "[priority_mapping]\ncritcal = 3\n[scx]\nbinary_path = \"/x\"\n",
 			wantErr: "priority_mapping.critcal, scx.binary_path: unknown key",
+		},
+		"lever weight factor out of range": {
+			toml:    agentHeader + "[cgroup.levers]\ncritical_weight_factor = 0\n",
+			wantErr: "cgroup.levers.critical_weight_factor: 0 is out of range [1, 64]",
+		},
+		"lever slice out of range": {
+			toml:    agentHeader + "[cgroup.levers]\ncritical_slice = \"50us\"\n",
+			wantErr: `cgroup.levers.critical_slice: 50µs is out of range: "0s" (leave the threads' slice alone) or [100µs, 100ms]`,
+		},
+		"lever suppression floor out of range": {
+			toml:    agentHeader + "[cgroup.levers]\nsuppress = true\nsuppress_floor_milli = -5\n",
+			wantErr: "cgroup.levers.suppress_floor_milli: -5 is out of range [1, 1000000]",
+		},
+		"unknown lever": {
+			toml:    agentHeader + "[cgroup.levers]\nsuppression = true\n",
+			wantErr: "cgroup.levers.suppression: unknown key",
 		},
 		"unknown section": {
 			toml:    agentHeader + "[metrics]\nport = 1\n",

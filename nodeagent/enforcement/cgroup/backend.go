@@ -96,6 +96,10 @@ const (
 	defaultBackgroundSchedIdle = false
 )
 
+// DefaultLevers are the Levers a zero value stands for, with every field
+// filled in.
+func DefaultLevers() Levers { return Levers{}.withDefaults() }
+
 func (l Levers) withDefaults() Levers {
 	if l.LowWeightDivisor <= 0 {
 		l.LowWeightDivisor = 4
