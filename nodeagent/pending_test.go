@@ -109,8 +109,9 @@ func startTestAgent(t *testing.T, clk clock.WithTicker, mutate func(*configv1alp
 	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("agent Run returned %v", err)
+		}
 	})
-
 	return tree, pod, a
 }
