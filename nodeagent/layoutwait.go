@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,19 @@ type cgroupState struct {
 	err    error
 	// cpuacct is the v1 cpuacct hierarchy when not co-mounted with cpu.
 	cpuacct string
+}
+
+// cpuacctDir is the v1 cpuacct cgroup of the cpu cgroup dir when cpuacct
+// is mounted apart from cpu; "" otherwise (or with no state).
+func (st *cgroupState) cpuacctDir(dir string) string {
+	if st == nil || st.cpuacct == "" || st.layout == nil || dir == "" {
+		return ""
+	}
+	rel, err := filepath.Rel(st.layout.Hierarchies[cgroupfs.CPU], dir)
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(st.cpuacct, rel)
 }
 
 func (a *Agent) setLayout(l *cgroupfs.Layout, err error) {

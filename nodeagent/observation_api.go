@@ -2,11 +2,9 @@ package nodeagent
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
 	"github.com/infera-io/temper/nodeagent/observe"
 	"github.com/infera-io/temper/nodeagent/server"
+	"github.com/infera-io/temper/nodeagent/telemetry"
 )
 
 // knobReporter is a backend that keeps cgroup values asserted (the cgroup
@@ -53,11 +52,7 @@ func (api agentAPI) Observation(ctx context.Context) (server.Observation, error)
 		for _, d := range as.Cgroup.Dirs {
 			pc.dirs = append(pc.dirs, d)
 		}
-		if st != nil && st.cpuacct != "" && st.layout != nil {
-			if rel, err := filepath.Rel(st.layout.Hierarchies[cgroupfs.CPU], dir); err == nil {
-				pc.acct = filepath.Join(st.cpuacct, rel)
-			}
-		}
+		pc.acct = st.cpuacctDir(dir)
 		pods = append(pods, pc)
 	}
 	obs := a.observation
@@ -162,56 +157,18 @@ func (api agentAPI) Observation(ctx context.Context) (server.Observation, error)
 }
 
 // readPodCounters adds one pod's CPU, throttling and pressure counters to
-// its tier; false when its cgroup could not be read (gone).
+// its tier, read as the metrics are (telemetry.ReadPodCounters); false when
+// its cgroup could not be read (gone).
 func readPodCounters(tp *server.TierPerformance, p podCgroup, v2 bool) bool {
-	stat, ok := readFlatKeyed(filepath.Join(p.pod, "cpu.stat"))
-	if v2 {
-		if !ok {
-			return false
-		}
-		tp.CPUSeconds += stat["usage_usec"] / 1e6
-		tp.ThrottledPeriods += uint64(stat["nr_throttled"])
-		tp.ThrottledSeconds += stat["throttled_usec"] / 1e6
-		if psi := observe.ReadPSIFile(filepath.Join(p.pod, "cpu.pressure")); psi.Available && psi.Some != nil {
-			tp.PressureSomeSeconds += float64(psi.Some.TotalUS) / 1e6
-		}
-		return true
-	}
-	acct := p.acct
-	if acct == "" {
-		acct = p.pod
-	}
-	b, err := os.ReadFile(filepath.Join(acct, "cpuacct.usage"))
-	if err != nil {
+	pc := telemetry.ReadPodCounters(telemetry.Pod{CPUDir: p.pod, CPUAcctDir: p.acct}, v2)
+	if !pc.Read {
 		return false
 	}
-	if ns, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
-		tp.CPUSeconds += float64(ns) / 1e9
-	}
-	if ok {
-		tp.ThrottledPeriods += uint64(stat["nr_throttled"])
-		tp.ThrottledSeconds += stat["throttled_time"] / 1e9
-	}
+	tp.CPUSeconds += pc.UsageSeconds
+	tp.ThrottledPeriods += uint64(pc.ThrottledPeriods)
+	tp.ThrottledSeconds += pc.ThrottledSeconds
+	tp.PressureSomeSeconds += pc.PressureSomeSeconds
 	return true
-}
-
-// readFlatKeyed reads a "key value" per line cgroup file.
-func readFlatKeyed(p string) (map[string]float64, bool) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, false
-	}
-	out := map[string]float64{}
-	for line := range strings.Lines(string(b)) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok {
-			continue
-		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			out[k] = f
-		}
-	}
-	return out, true
 }
 
 func pressure(p observe.PSI) server.NodePressure {

@@ -27,11 +27,7 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 		p := telemetry.Pod{Namespace: as.Pod.Namespace, Name: as.Pod.Name, Tier: as.Tier}
 		if as.Cgroup != nil {
 			p.CPUDir = as.Cgroup.Dirs[cgroupfs.CPU]
-			if st := a.cg.Load(); st != nil && st.cpuacct != "" && p.CPUDir != "" {
-				if rel, err := filepath.Rel(st.layout.Hierarchies[cgroupfs.CPU], p.CPUDir); err == nil {
-					p.CPUAcctDir = filepath.Join(st.cpuacct, rel)
-				}
-			}
+			p.CPUAcctDir = a.cg.Load().cpuacctDir(p.CPUDir)
 		}
 		s.Pods = append(s.Pods, p)
 	}

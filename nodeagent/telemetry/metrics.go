@@ -11,6 +11,7 @@ package telemetry
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -348,42 +349,81 @@ func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, r *fileReade
 	counter := func(d *prometheus.Desc, v float64, extra ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append(labels, extra...)...)
 	}
-	stat, statOK := r.read(p.CPUDir, "cpu.stat")
+	pc := readPodCounters(r.read, p, v2)
+	if pc.HasUsage {
+		counter(c.podUsage, pc.UsageSeconds)
+	}
+	if pc.HasThrottled {
+		counter(c.podThrottled, pc.ThrottledSeconds)
+	}
+	if pc.HasPeriods {
+		counter(c.podThrottledPeriods, pc.ThrottledPeriods)
+	}
+	if pc.HasPressure {
+		counter(c.podPressure, pc.PressureSomeSeconds, "some")
+		if pc.HasPressureFull {
+			counter(c.podPressure, pc.PressureFullSeconds, "full")
+		}
+	}
+}
+
+// PodCounters are a pod's cumulative CPU counters from its cgroup files
+// (cgroup v2: cpu.stat and cpu.pressure; v1: cpuacct.usage and cpu.stat).
+// Each Has* says whether the kernel gave that value.
+type PodCounters struct {
+	// Read is true when the file holding the pod's CPU usage could be
+	// read (v2 cpu.stat, v1 cpuacct.usage): false means the cgroup is gone.
+	Read                                     bool
+	UsageSeconds, ThrottledSeconds           float64
+	ThrottledPeriods                         float64
+	PressureSomeSeconds, PressureFullSeconds float64
+	HasUsage, HasThrottled, HasPeriods       bool
+	HasPressure, HasPressureFull             bool
+}
+
+// ReadPodCounters reads a pod's counters now, opening each file.
+func ReadPodCounters(p Pod, v2 bool) PodCounters {
+	return readPodCounters(func(dir, file string) ([]byte, bool) {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		return b, err == nil
+	}, p, v2)
+}
+
+// readPodCounters reads a pod's counters with read, whose result may be
+// valid only until its next call (fileReader's is).
+func readPodCounters(read func(dir, file string) ([]byte, bool), p Pod, v2 bool) PodCounters {
+	var pc PodCounters
+	stat, statOK := read(p.CPUDir, "cpu.stat")
 	if v2 {
-		if v, ok := kv(stat, statOK, "usage_usec"); ok {
-			counter(c.podUsage, v/1e6)
-		}
-		if v, ok := kv(stat, statOK, "throttled_usec"); ok {
-			counter(c.podThrottled, v/1e6)
-		}
-		if v, ok := kv(stat, statOK, "nr_throttled"); ok {
-			counter(c.podThrottledPeriods, v)
-		}
-		if psi, ok := readPSI(filepath.Join(p.CPUDir, "cpu.pressure")); ok {
-			for kind, v := range psi {
-				counter(c.podPressure, v, kind)
+		pc.Read = statOK
+		pc.UsageSeconds, pc.HasUsage = kv(stat, statOK, "usage_usec")
+		pc.UsageSeconds /= 1e6
+		pc.ThrottledSeconds, pc.HasThrottled = kv(stat, statOK, "throttled_usec")
+		pc.ThrottledSeconds /= 1e6
+		pc.ThrottledPeriods, pc.HasPeriods = kv(stat, statOK, "nr_throttled")
+		if psi := observe.ReadPSIFile(filepath.Join(p.CPUDir, "cpu.pressure")); psi.Available && psi.Some != nil {
+			pc.PressureSomeSeconds, pc.HasPressure = float64(psi.Some.TotalUS)/1e6, true
+			if psi.Full != nil {
+				pc.PressureFullSeconds, pc.HasPressureFull = float64(psi.Full.TotalUS)/1e6, true
 			}
 		}
-		return
+		return pc
 	}
-	// Both values of cpu.stat first: the reader's buffer is reused below.
-	throttled, thrOK := kv(stat, statOK, "throttled_time")
-	periods, perOK := kv(stat, statOK, "nr_throttled")
+	// Both values of cpu.stat first: read's buffer may be reused below.
+	pc.ThrottledSeconds, pc.HasThrottled = kv(stat, statOK, "throttled_time")
+	pc.ThrottledSeconds /= 1e9
+	pc.ThrottledPeriods, pc.HasPeriods = kv(stat, statOK, "nr_throttled")
 	acct := p.CPUAcctDir
 	if acct == "" {
 		acct = p.CPUDir
 	}
-	if b, ok := r.read(acct, "cpuacct.usage"); ok {
+	if b, ok := read(acct, "cpuacct.usage"); ok {
+		pc.Read = true
 		if v, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64); err == nil {
-			counter(c.podUsage, float64(v)/1e9)
+			pc.UsageSeconds, pc.HasUsage = float64(v)/1e9, true
 		}
 	}
-	if thrOK {
-		counter(c.podThrottled, throttled/1e9)
-	}
-	if perOK {
-		counter(c.podThrottledPeriods, periods)
-	}
+	return pc
 }
 
 // fileReader reads the pods' small cgroup files at scrape time into one

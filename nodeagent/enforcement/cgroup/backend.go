@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
@@ -90,9 +91,10 @@ func (s Switch) on(def bool) bool {
 }
 
 // Defaults of the thread levers, chosen by the isolation bench
-// (docs/benchmarks.md, issue 16).
+// (docs/benchmarks.md, issue 16); the agent config's defaults are the one
+// place they are written.
 const (
-	DefaultCriticalSlice       = 500 * time.Microsecond
+	DefaultCriticalSlice       = configv1alpha1.DefaultCriticalSlice
 	defaultBackgroundSchedIdle = false
 )
 
@@ -102,13 +104,13 @@ func DefaultLevers() Levers { return Levers{}.withDefaults() }
 
 func (l Levers) withDefaults() Levers {
 	if l.LowWeightDivisor <= 0 {
-		l.LowWeightDivisor = 4
+		l.LowWeightDivisor = configv1alpha1.DefaultLowWeightDivisor
 	}
 	if l.HighWeightFactor <= 0 {
-		l.HighWeightFactor = 2
+		l.HighWeightFactor = configv1alpha1.DefaultHighWeightFactor
 	}
 	if l.CriticalWeightFactor <= 0 {
-		l.CriticalWeightFactor = 4
+		l.CriticalWeightFactor = configv1alpha1.DefaultCriticalWeightFactor
 	}
 	if l.CriticalSlice == 0 {
 		l.CriticalSlice = DefaultCriticalSlice

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	configv1alpha1 "github.com/infera-io/temper/apis/config/v1alpha1"
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/cgroupfs"
 	"github.com/infera-io/temper/nodeagent/cgroupfs/writer"
@@ -16,9 +17,9 @@ import (
 
 // Defaults of dynamic CPU suppression (lever 3 of issue 16).
 const (
-	DefaultSuppressHeadroomMilli = 500
-	DefaultSuppressFloorMilli    = 100
-	DefaultSuppressStepMilli     = 250
+	DefaultSuppressHeadroomMilli = configv1alpha1.DefaultSuppressHeadroomMilli
+	DefaultSuppressFloorMilli    = configv1alpha1.DefaultSuppressFloorMilli
+	DefaultSuppressStepMilli     = configv1alpha1.DefaultSuppressStepMilli
 	// suppressHysteresisMilli: a new budget within this of the one in force
 	// is not written (no churn of the audit ring for noise).
 	suppressHysteresisMilli = 50
