@@ -119,7 +119,10 @@ func TestManagerServersAreHardened(t *testing.T) {
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "metrics-test", Name: "scraper"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "an authorized scrape", func() (bool, string) {
+	// The metrics filter caches a denial for 30 s (controller-runtime's
+	// DenyCacheTTL): a scrape that reached it before the API server's RBAC
+	// saw the new binding is denied until that expires, so wait past it.
+	eventually(t, 75*time.Second, "an authorized scrape", func() (bool, string) {
 		code, body = get(t, h2, url, scraper)
 		return code == http.StatusOK, fmt.Sprintf("%d %.100s", code, body)
 	})
