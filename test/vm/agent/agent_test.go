@@ -296,7 +296,13 @@ func mkCgroup(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := os.Remove(dir); err != nil {
+		// A killed task leaves its cgroup when its exit completes, a moment
+		// after the kill: EBUSY until then.
+		err := os.Remove(dir)
+		for deadline := time.Now().Add(5 * time.Second); errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline); err = os.Remove(dir) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
 			t.Errorf("failed to remove cgroup %s: %v", dir, err)
 		}
 	})
@@ -307,11 +313,15 @@ func mkCgroup(t *testing.T, dir string) {
 func spawnIn(t *testing.T, dir string) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", "while :; do usleep 2000; done")
+	// Its own process group, killed whole at cleanup: killing only the
+	// shell left its usleep child in the cgroup, whose removal then failed
+	// with EBUSY.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
