@@ -265,6 +265,14 @@ func addStock(t *testing.T, stock map[string]string, p *corev1.Pod, add func(*co
 	for k, v := range snap {
 		out[k] = v
 	}
+	// The agent may have enforced the new cgroup before the snapshot (it
+	// retries a pending pod within 50 ms): the kubelet's values of the files
+	// it writes are known, so they are not taken from the snapshot.
+	for file, v := range map[string]string{"cpu.shares": realnode.KubeletShares(p), "cpu.idle": "0"} {
+		if k := filepath.Join(cg.CPUDir, file); out[k] != "" {
+			out[k] = v + "\n"
+		}
+	}
 	return out
 }
 
