@@ -1,7 +1,7 @@
 // Shared pieces of the views: the session context, data loading with the
 // gateway's errors shown in words, and the "not available yet" panel.
 import { createContext, type ComponentChildren } from "preact";
-import { useContext, useEffect, useRef, useState } from "preact/hooks";
+import { useContext, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { ApiError, type Client } from "./api";
 
 export interface Session {
@@ -36,10 +36,14 @@ export function useLoad<T>(fetcher: (c: Client, signal: AbortSignal) => Promise<
   return [load, () => setN((x) => x + 1)];
 }
 
-/** Title is a view's h1; it takes focus when the view opens. */
+/**
+ * Title is a view's h1; it takes focus when the view opens. A layout effect
+ * runs before the browser paints: a plain effect runs up to a frame later and
+ * would take the focus back from a field the person already moved to.
+ */
 export function Title(props: { children: ComponentChildren }) {
   const ref = useRef<HTMLHeadingElement>(null);
-  useEffect(() => {
+  useLayoutEffect(() => {
     const t = ref.current?.textContent ?? "";
     document.title = t + " · Temper";
     ref.current?.focus();

@@ -1,7 +1,7 @@
 // The dashboard's views. Each reads only /api/v1; what the gateway could
 // not get (a refused call, an agent out of reach) is said, never made up.
 import { Component, Fragment, type ComponentChildren } from "preact";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   ApiError,
   cpu,
@@ -845,10 +845,11 @@ export function ActionsView(props: { node: string }) {
   const confirmRef = useRef<HTMLElement>(null);
   const resultRef = useRef<HTMLElement>(null);
 
-  useEffect(() => {
+  // Layout effects, so that focus moves before the next paint (see Title).
+  useLayoutEffect(() => {
     if (plan) confirmRef.current?.focus();
   }, [plan]);
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (results || failure) resultRef.current?.focus();
   }, [results, failure]);
 
