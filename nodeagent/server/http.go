@@ -12,6 +12,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/infera-io/temper/nodeagent/telemetry"
 )
 
 // Defaults of HTTPOptions.
@@ -107,7 +109,7 @@ func NewHTTP(o HTTPOptions) (*HTTPServer, error) {
 		guard = func(_ string, h http.Handler) http.Handler { return h }
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", guard("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", guard("/metrics", telemetry.Handler(o.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{s.log},
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxMetricsInFlight,

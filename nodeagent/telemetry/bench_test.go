@@ -38,7 +38,7 @@ func BenchmarkScrape110PodsV1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{})
+	h := Handler(m.Registry(), promhttp.HandlerOpts{})
 	b.ReportAllocs()
 	var size int
 	cpu0 := processCPU()

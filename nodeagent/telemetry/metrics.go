@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/infera-io/temper/apis/wellknown"
 	"github.com/infera-io/temper/nodeagent/observe"
@@ -170,7 +170,9 @@ func New(o Options) (*Metrics, error) {
 	cs := []prometheus.Collector{
 		m.apply,
 		m.snap,
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: Namespace + "_agent"}),
+		// The agent itself, always from the real /proc (ProcRoot moves
+		// only the node-level files).
+		newProcessCollector("/proc"),
 		// One gauge rather than the whole Go collector: what a leak shows
 		// in first (the soak samples it, docs/benchmarks.md).
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -203,8 +205,9 @@ type snapshotCollector struct {
 
 	// mu serialises the per-pod file reads of concurrent scrapes; files
 	// keeps the pods' cgroup files open between scrapes.
-	mu    sync.Mutex
-	files fileReader
+	mu     sync.Mutex
+	files  fileReader
+	labels podLabelCache
 
 	pods, request, gen, backend, safeMode                         *prometheus.Desc
 	schedStarts, schedExits, schedEjections                       *prometheus.Desc
@@ -316,6 +319,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	seen := make(map[[2]string]bool, len(pods))
 	c.mu.Lock()
 	c.files.begin()
+	c.labels.begin()
 	for _, p := range pods {
 		k := [2]string{label(p.Namespace), label(p.Name)}
 		if seen[k] {
@@ -325,6 +329,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		c.collectPod(ch, &c.files, p, s.CgroupV2)
 	}
 	c.files.end()
+	c.labels.end()
 	c.mu.Unlock()
 	if psi, ok := readPSI(filepath.Join(c.o.ProcRoot, "pressure", "cpu")); ok {
 		for kind, v := range psi {
@@ -345,24 +350,24 @@ func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, r *fileReade
 	if p.CPUDir == "" {
 		return
 	}
-	labels := []string{label(p.Namespace), label(p.Name), string(p.Tier)}
-	counter := func(d *prometheus.Desc, v float64, extra ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append(labels, extra...)...)
+	l := c.labels.get(c.podPressure, label(p.Namespace), label(p.Name), string(p.Tier))
+	counter := func(d *prometheus.Desc, v float64, labels []*dto.LabelPair) {
+		ch <- podCounter{desc: d, labels: labels, value: v}
 	}
 	pc := readPodCounters(r.read, p, v2)
 	if pc.HasUsage {
-		counter(c.podUsage, pc.UsageSeconds)
+		counter(c.podUsage, pc.UsageSeconds, l.base)
 	}
 	if pc.HasThrottled {
-		counter(c.podThrottled, pc.ThrottledSeconds)
+		counter(c.podThrottled, pc.ThrottledSeconds, l.base)
 	}
 	if pc.HasPeriods {
-		counter(c.podThrottledPeriods, pc.ThrottledPeriods)
+		counter(c.podThrottledPeriods, pc.ThrottledPeriods, l.base)
 	}
 	if pc.HasPressure {
-		counter(c.podPressure, pc.PressureSomeSeconds, "some")
+		counter(c.podPressure, pc.PressureSomeSeconds, l.some)
 		if pc.HasPressureFull {
-			counter(c.podPressure, pc.PressureFullSeconds, "full")
+			counter(c.podPressure, pc.PressureFullSeconds, l.full)
 		}
 	}
 }

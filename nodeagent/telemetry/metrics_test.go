@@ -89,6 +89,10 @@ infera_pod_cpu_usage_seconds_total{namespace="shop",pod="web-0",tier="critical"}
 # HELP infera_pod_cpu_throttled_seconds_total Time the pod's cgroup was throttled by its CPU limit.
 # TYPE infera_pod_cpu_throttled_seconds_total counter
 infera_pod_cpu_throttled_seconds_total{namespace="shop",pod="web-0",tier="critical"} 1.5
+# HELP infera_pod_cpu_pressure_seconds_total Time some or all of the pod's tasks were stalled waiting for CPU (cgroup v2 cpu.pressure).
+# TYPE infera_pod_cpu_pressure_seconds_total counter
+infera_pod_cpu_pressure_seconds_total{kind="full",namespace="shop",pod="web-0",tier="critical"} 1
+infera_pod_cpu_pressure_seconds_total{kind="some",namespace="shop",pod="web-0",tier="critical"} 3
 # HELP infera_node_cpu_pressure_seconds_total Time some or all tasks of the node were stalled waiting for CPU (/proc/pressure/cpu).
 # TYPE infera_node_cpu_pressure_seconds_total counter
 infera_node_cpu_pressure_seconds_total{kind="full"} 0
@@ -103,7 +107,8 @@ infera_tier_cpu_request_cores{tier="normal"} 0
 infera_tier_cpu_request_cores{tier="system"} 0
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
-		"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_seconds_total", "infera_node_cpu_pressure_seconds_total", "infera_tier_cpu_request_cores"); err != nil {
+		"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_seconds_total", "infera_pod_cpu_pressure_seconds_total",
+		"infera_node_cpu_pressure_seconds_total", "infera_tier_cpu_request_cores"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(m.Registry(), "infera_backend_state"); n != len(states) {
@@ -261,5 +266,30 @@ func TestScrapeKeepsPodFilesOpen(t *testing.T) {
 	}
 	if n := len(m.snap.files.fds); n != 2 {
 		t.Errorf("%d files kept open after pod b left; want pod a's 2", n)
+	}
+	if n := len(m.snap.labels.m); n != 1 {
+		t.Errorf("label pairs of %d pods kept after pod b left; want pod a's only", n)
+	}
+	// A pod whose tier changes gets its series under the new tier label
+	// (the cached label pairs are per namespace, name and tier).
+	pods[0].Tier = wellknown.TierCritical
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tiers []string
+	for _, f := range fams {
+		if f.GetName() == "infera_pod_cpu_usage_seconds_total" {
+			for _, mt := range f.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "tier" {
+						tiers = append(tiers, l.GetValue())
+					}
+				}
+			}
+		}
+	}
+	if strings.Join(tiers, ",") != "critical" {
+		t.Errorf("after a tier change pod a's usage series have tiers %v, want [critical]", tiers)
 	}
 }

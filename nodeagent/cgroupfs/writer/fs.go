@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -39,14 +40,45 @@ type fileSystem interface {
 	Stat(name string) (fs.FileInfo, error)
 }
 
-type osFS struct{}
+// osFS is the real file system. Reads of files on a cgroup file system
+// keep their descriptor open and read it again from offset 0 next time
+// (kernfs regenerates a file's content on every read from 0): the drift
+// check reads every enforced file once per reconcile interval, and the open
+// (a path walk through the cgroup tree) was most of its cost. A kept
+// descriptor whose cgroup is removed fails its read with ENODEV; it is then
+// closed and the path opened again, so a gone cgroup still reads as
+// missing. Files on other file systems (the faked trees of tests, where a
+// file may be replaced by another inode) are opened for every read.
+type osFS struct {
+	mu   sync.Mutex
+	kept map[string]int
+}
 
-// ReadFile reads a cgroup file by plain system calls: os.ReadFile would
-// also stat it and register the descriptor with the runtime's poller (two
-// more system calls on cgroupfs), and the drift check reads every enforced
-// file on every reconcile interval. Errors are *fs.PathError, as
-// os.ReadFile's.
-func (osFS) ReadFile(name string) ([]byte, error) {
+// maxKeptFiles bounds the descriptors osFS holds (a node of 250 pods with
+// a few enforced files each stays well under it).
+const maxKeptFiles = 4096
+
+// Magic numbers of statfs(2) for cgroup v1 and v2 (linux/magic.h).
+const (
+	cgroupSuperMagic  = 0x27e0eb
+	cgroup2SuperMagic = 0x63677270
+)
+
+// ReadFile reads a file by plain system calls: os.ReadFile would also stat
+// it and register the descriptor with the runtime's poller (two more system
+// calls on cgroupfs). Errors are *fs.PathError, as os.ReadFile's.
+func (o *osFS) ReadFile(name string) ([]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if fd, ok := o.kept[name]; ok {
+		b, err := readAt0(fd)
+		if err == nil {
+			return b, nil
+		}
+		// Gone (ENODEV) or any other failure: open the path afresh.
+		_ = syscall.Close(fd)
+		delete(o.kept, name)
+	}
 	var fd int
 	var err error
 	for {
@@ -57,19 +89,36 @@ func (osFS) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	defer func() { _ = syscall.Close(fd) }()
-	// Cgroup files hold a value or a few lines; grow for the rest.
+	b, err := readAt0(fd)
+	if err != nil {
+		_ = syscall.Close(fd)
+		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+	}
+	if len(o.kept) < maxKeptFiles && onCgroupFS(fd) {
+		if o.kept == nil {
+			o.kept = map[string]int{}
+		}
+		o.kept[name] = fd
+	} else {
+		_ = syscall.Close(fd)
+	}
+	return b, nil
+}
+
+// readAt0 reads the whole file from offset 0. Cgroup files hold a value or
+// a few lines; the buffer grows for the rest.
+func readAt0(fd int) ([]byte, error) {
 	b := make([]byte, 0, 512)
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
-		n, err := syscall.Read(fd, b[len(b):cap(b)])
+		n, err := syscall.Pread(fd, b[len(b):cap(b)], int64(len(b)))
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+			return nil, err
 		}
 		if n <= 0 {
 			return b, nil
@@ -78,9 +127,40 @@ func (osFS) ReadFile(name string) ([]byte, error) {
 	}
 }
 
-func (osFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
+func onCgroupFS(fd int) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Fstatfs(fd, &st); err != nil {
+		return false
+	}
+	t := int64(st.Type) //nolint:unconvert // Statfs_t.Type is int32 on some architectures.
+	return t == cgroupSuperMagic || t == cgroup2SuperMagic
+}
 
-func (osFS) WriteFile(name string, data []byte) error {
+// forget closes the kept descriptors of files in dir and below.
+func (o *osFS) forget(dir string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for name, fd := range o.kept {
+		if under(filepath.Dir(name), dir) {
+			_ = syscall.Close(fd)
+			delete(o.kept, name)
+		}
+	}
+}
+
+// close closes every kept descriptor.
+func (o *osFS) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for name, fd := range o.kept {
+		_ = syscall.Close(fd)
+		delete(o.kept, name)
+	}
+}
+
+func (*osFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
+
+func (*osFS) WriteFile(name string, data []byte) error {
 	// No O_CREATE: a missing cgroup file must fail, not appear. O_TRUNC is
 	// ignored by cgroupfs and keeps faked trees exact.
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)

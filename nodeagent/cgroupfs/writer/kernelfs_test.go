@@ -161,7 +161,7 @@ func (k *kernelFS) WriteFile(name string, data []byte) error {
 		}
 		return put(file, formatCPUs(trial)+"\n")
 	default:
-		return osFS{}.WriteFile(name, data)
+		return (&osFS{}).WriteFile(name, data)
 	}
 }
 
@@ -332,7 +332,7 @@ func TestKernelFSMatchesTheKernel(t *testing.T) {
 		return e
 	}
 	for i, s := range steps {
-		rerr := osFS{}.WriteFile(real(s.dir, s.file), []byte(s.value))
+		rerr := (&osFS{}).WriteFile(real(s.dir, s.file), []byte(s.value))
 		merr := kfs.WriteFile(model(s.dir, s.file), []byte(s.value))
 		t.Logf("step %d: %s/%s = %q: kernel %v, model %v", i, s.dir, s.file, s.value, errno(rerr), errno(merr))
 		if errno(rerr) != errno(merr) {

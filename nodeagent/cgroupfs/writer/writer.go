@@ -172,7 +172,7 @@ func New(opts Options) (*Writer, error) {
 	}
 	return &Writer{
 		root: filepath.Clean(opts.Root), stateDir: opts.StateDir, bootID: bootID,
-		now: opts.Now, log: opts.Log, fs: osFS{}, lock: lock, report: rep,
+		now: opts.Now, log: opts.Log, fs: &osFS{}, lock: lock, report: rep,
 		originals: originals, desired: map[key]desired{},
 		audit: newRing(opts.AuditSize), missingLogged: map[string]bool{},
 	}, nil
@@ -220,6 +220,9 @@ func (w *Writer) Close() error {
 	defer w.mu.Unlock()
 	if w.lock == nil {
 		return nil
+	}
+	if o, ok := w.fs.(*osFS); ok {
+		o.close()
 	}
 	err := w.lock.Close()
 	w.lock = nil
@@ -518,6 +521,9 @@ func under(path, dir string) bool {
 // it. Callers hold mu. A failure to persist is logged: the stale entries
 // only cost a skipped restore later (the cgroup is gone).
 func (w *Writer) forget(path string) {
+	if o, ok := w.fs.(*osFS); ok {
+		o.forget(path)
+	}
 	changed := false
 	for k := range w.originals {
 		if under(k.path, path) {
