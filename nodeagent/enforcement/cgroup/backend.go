@@ -297,7 +297,7 @@ func (b *Backend) Apply(a Plan) (Report, error) {
 		if fence != nil {
 			want.fence = fence.String()
 		}
-		if prev, ok := b.pods[uid]; ok && (prev.tier != want.tier || prev.fence != want.fence) {
+		if prev, ok := b.pods[uid]; ok && needsHandBack(prev, want) {
 			if err := b.handBack(prev); err != nil {
 				errs = append(errs, fmt.Errorf("failed to hand back pod %s: %w", p.Name, err))
 				continue
@@ -392,6 +392,23 @@ func podDirs(p *cgroupfs.Pod) []string {
 
 // handBack restores the originals of a pod's cgroups (a vanished pod is
 // simply forgotten by the writer).
+// needsHandBack says whether a pod enforced as prev must be handed back
+// before it is enforced as want: when its tier changes (the files written
+// differ), and when a fence appears or goes (the cpuset files start or stop
+// being asserted). A fence that only moves, as it does when the critical
+// pods' requests grow past a whole CPU, is written over in place: the
+// cpuset ops step from the current value to the new one, the originals
+// stay recorded, and nothing is persisted. Handing every pod back for it
+// (each a restore and a fresh record of its originals, every record a
+// rewrite of the whole state file) made one reconcile of 110 pods take
+// 130 ms.
+func needsHandBack(prev, want enforced) bool {
+	if prev.tier != want.tier {
+		return true
+	}
+	return prev.fence != want.fence && (prev.fence == "" || want.fence == "")
+}
+
 func (b *Backend) handBack(e enforced) error {
 	var errs []error
 	for _, d := range e.dirs {

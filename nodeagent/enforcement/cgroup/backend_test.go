@@ -200,6 +200,10 @@ func TestFence(t *testing.T) {
 		t.Run(v.String(), func(t *testing.T) {
 			n := newNode(t, v, cgrouptest.Options{CPUs: "0-3"}, `{"policyName":"none","defaultCpuSet":"","checksum":1}`)
 			before := cgrouptest.Snapshot(t, n.tree.Root)
+			origCPUs := map[wellknown.Tier]string{}
+			for _, tp := range tierPods {
+				origCPUs[tp.tier] = n.read(cgroupfs.CPUSet, n.rel[tp.tier], "cpuset.cpus")
+			}
 			rep, err := n.b.Apply(Plan{Pods: n.all(), FenceCPUs: mustSet(t, "3"), NodeCPUs: mustSet(t, "0-3")})
 			if err != nil {
 				t.Fatalf("Apply() error = %v", err)
@@ -219,7 +223,10 @@ func TestFence(t *testing.T) {
 					}
 				}
 			}
-			// The fence moves: critical pods widen, the others narrow.
+			// The fence moves: critical pods widen, the others narrow, in
+			// place: no pod is handed back (restored to stock and enforced
+			// again) on the way.
+			restored := n.w.Stats().Restored
 			if _, err := n.b.Apply(Plan{Pods: n.all(), FenceCPUs: mustSet(t, "2-3"), NodeCPUs: mustSet(t, "0-3")}); err != nil {
 				t.Fatalf("Apply() with a moved fence error = %v", err)
 			}
@@ -228,6 +235,27 @@ func TestFence(t *testing.T) {
 			}
 			if got := n.read(cgroupfs.CPUSet, n.rel[wellknown.TierLow], "cpuset.cpus"); got != "0-1" {
 				t.Errorf("low cpuset after the move = %s, want 0-1", got)
+			}
+			if d := n.w.Stats().Restored - restored; d != 0 {
+				t.Errorf("moving the fence restored %d originals; want the pods enforced over in place", d)
+			}
+			// The fence goes: the cpusets are handed back and no longer
+			// asserted; the weights stay enforced.
+			weight := "cpu.shares"
+			if v == cgroupfs.V2 {
+				weight = "cpu.weight"
+			}
+			critWeight := n.read(cgroupfs.CPU, n.rel[wellknown.TierCritical], weight)
+			if _, err := n.b.Apply(Plan{Pods: n.all(), NodeCPUs: mustSet(t, "0-3")}); err != nil {
+				t.Fatalf("Apply() without a fence error = %v", err)
+			}
+			for _, tp := range tierPods {
+				if got := n.read(cgroupfs.CPUSet, n.rel[tp.tier], "cpuset.cpus"); got != origCPUs[tp.tier] {
+					t.Errorf("%s cpuset.cpus after the fence went = %s, want the original %s", tp.tier, got, origCPUs[tp.tier])
+				}
+			}
+			if got := n.read(cgroupfs.CPU, n.rel[wellknown.TierCritical], weight); got != critWeight {
+				t.Errorf("critical weight after the fence went = %s, want it still enforced (%s)", got, critWeight)
 			}
 			// Stand down: the tree is as found.
 			if _, err := n.b.StandDown(); err != nil {
