@@ -82,7 +82,7 @@ func (o *osFS) ReadFile(name string) ([]byte, error) {
 	var fd int
 	var err error
 	for {
-		if fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != syscall.EINTR {
+		if fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); !errors.Is(err, syscall.EINTR) {
 			break
 		}
 	}
@@ -114,7 +114,7 @@ func readAt0(fd int) ([]byte, error) {
 			b = append(b, 0)[:len(b)]
 		}
 		n, err := syscall.Pread(fd, b[len(b):cap(b)], int64(len(b)))
-		if err == syscall.EINTR {
+		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
 		if err != nil {
