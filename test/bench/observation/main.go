@@ -61,6 +61,11 @@ type arm struct {
 	// CorePercent is CPU seconds per wall second × 100: percent of one core.
 	CorePercent float64 `json:"corePercentOfOneCore"`
 	PeakRSSMiB  float64 `json:"peakRSSMiB"`
+	// At the peak: the anonymous part (heap, stacks, runtime) and the
+	// file-backed part (the binary's pages mapped in), from
+	// /proc/<pid>/status RssAnon and RssFile.
+	PeakRSSAnonMiB float64 `json:"peakRSSAnonMiB"`
+	PeakRSSFileMiB float64 `json:"peakRSSFileMiB"`
 }
 
 type scrape struct {
@@ -270,8 +275,8 @@ func run(ctx context.Context, c config) (*result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
-		fmt.Fprintf(os.Stderr, "run %d/%d: added %.3f %%, agent %.3f %% (off %.3f %%), RSS %.1f MiB, /metrics p99 %.2f ms, /observe p99 %.2f ms, load %s\n",
-			i+1, c.runs, r.AddedCorePct, r.Arms["on"].CorePercent, r.Arms["off"].CorePercent, r.Arms["on"].PeakRSSMiB,
+		fmt.Fprintf(os.Stderr, "run %d/%d: added %.3f %%, agent %.3f %% (off %.3f %%), RSS %.1f MiB (anon %.1f, file %.1f), /metrics p99 %.2f ms, /observe p99 %.2f ms, load %s\n",
+			i+1, c.runs, r.AddedCorePct, r.Arms["on"].CorePercent, r.Arms["off"].CorePercent, r.Arms["on"].PeakRSSMiB, r.Arms["on"].PeakRSSAnonMiB, r.Arms["on"].PeakRSSFileMiB,
 			r.Scrape["/metrics"].P99Ms, r.Scrape["/observe"].P99Ms, r.LoadAvgEnd)
 		res.Runs = append(res.Runs, *r)
 		res.WindowSeconds = r.WindowSeconds
@@ -425,7 +430,7 @@ trace_dir = %q
 		}
 		cpu0[k] = v
 	}
-	peak := map[bool]float64{}
+	peak := map[bool]rss{}
 	tick := time.NewTicker(time.Second)
 	deadline := time.After(c.duration)
 loop:
@@ -437,7 +442,7 @@ loop:
 			break loop
 		case <-tick.C:
 			for k, a := range agents {
-				if v, err := rssMiB(a.cmd.Process.Pid); err == nil && v > peak[k] {
+				if v, err := rssMiB(a.cmd.Process.Pid); err == nil && v.total > peak[k].total {
 					peak[k] = v
 				}
 			}
@@ -451,7 +456,7 @@ loop:
 			return nil, err
 		}
 		name := map[bool]string{true: "on", false: "off"}[k]
-		r.Arms[name] = arm{Observation: k, CPUSeconds: v - cpu0[k], CorePercent: (v - cpu0[k]) / r.WindowSeconds * 100, PeakRSSMiB: peak[k]}
+		r.Arms[name] = arm{Observation: k, CPUSeconds: v - cpu0[k], CorePercent: (v - cpu0[k]) / r.WindowSeconds * 100, PeakRSSMiB: peak[k].total, PeakRSSAnonMiB: peak[k].anon, PeakRSSFileMiB: peak[k].file}
 	}
 	r.LoadAvgEnd = loadAvg()
 	r.AddedCorePct = r.Arms["on"].CorePercent - r.Arms["off"].CorePercent
@@ -646,18 +651,43 @@ func cpuSeconds(pid int) (float64, error) {
 	return (ut + st) / 100, nil // USER_HZ
 }
 
-func rssMiB(pid int) (float64, error) {
+// rss is a process's resident memory in MiB: VmRSS and its anonymous and
+// file-backed parts.
+type rss struct{ total, anon, file float64 }
+
+func rssMiB(pid int) (rss, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return rss{}, err
 	}
+	var r rss
+	found := false
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024, err
+		key, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
 		}
+		var dst *float64
+		switch key {
+		case "VmRSS":
+			dst, found = &r.total, true
+		case "RssAnon":
+			dst = &r.anon
+		case "RssFile":
+			dst = &r.file
+		default:
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			return rss{}, fmt.Errorf("%s in /proc/%d/status: %w", key, pid, err)
+		}
+		*dst = kb / 1024
 	}
-	return 0, errors.New("no VmRSS")
+	if !found {
+		return rss{}, errors.New("no VmRSS")
+	}
+	return r, nil
 }
 
 func machine(r *result) {
