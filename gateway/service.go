@@ -347,7 +347,7 @@ func (s *Service) ListOvercommitProfiles(ctx context.Context, req *inferav1.List
 	out := &inferav1.ListOvercommitProfilesResponse{CrdInstalled: true, NextPageToken: next, TotalSize: int32(len(items))}
 	for _, p := range items[start:end] {
 		v := &inferav1.OvercommitProfile{Name: p.Name, NamespaceSelector: metav1.FormatLabelSelector(&p.Spec.NamespaceSelector),
-			Ratios: map[string]float64{}, FloorMilli: p.Spec.FloorMilli, DryRun: p.Spec.DryRun,
+			Ratios: map[string]float64{}, FloorMilli: p.Spec.FloorMilli, DryRun: p.Spec.DryRun, BackgroundBestEffort: p.Spec.BackgroundBestEffort,
 			MatchedNamespaces: p.Status.MatchedNamespaces, PodsDeflated: p.Status.PodsDeflated,
 			CpuFreedMilli: p.Status.CPUFreed.MilliValue(), Conditions: conditions(p.Status.Conditions)}
 		for _, r := range p.Spec.Ratios {

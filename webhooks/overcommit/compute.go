@@ -21,6 +21,9 @@ type Settings struct {
 	FloorMilli int64
 	// DryRun records the originals and leaves the requests.
 	DryRun bool
+	// BackgroundBestEffort removes the CPU requests of background pods
+	// whose other resources allow it, making them kube-BestEffort.
+	BackgroundBestEffort bool
 }
 
 // DefaultSettings are the OvercommitProfile schema defaults: they apply in a
@@ -41,7 +44,7 @@ func DefaultSettings() Settings {
 // already enforces, so a profile that slipped past it (an older CRD, a
 // direct etcd write) is refused rather than applied.
 func SettingsFromProfile(p *inferav1alpha1.OvercommitProfile) (Settings, error) {
-	s := Settings{Ratios: map[wellknown.Tier]float64{}, FloorMilli: p.Spec.FloorMilli, DryRun: p.Spec.DryRun}
+	s := Settings{Ratios: map[wellknown.Tier]float64{}, FloorMilli: p.Spec.FloorMilli, DryRun: p.Spec.DryRun, BackgroundBestEffort: p.Spec.BackgroundBestEffort}
 	if s.FloorMilli < 0 || s.FloorMilli > tiering.MaxCPUMilli {
 		return Settings{}, fmt.Errorf("OvercommitProfile %s: spec.floorMilli %d is out of range", p.Name, s.FloorMilli)
 	}
@@ -65,6 +68,9 @@ type Change struct {
 	// Container is the container's name.
 	Container string
 	From, To  resource.Quantity
+	// Remove removes the request instead of lowering it (To is zero): the
+	// kube-BestEffort path.
+	Remove bool
 }
 
 // Skip reasons: why Compute left a pod as it was.
@@ -91,6 +97,9 @@ type Plan struct {
 	Originals string
 	// Warnings are returned to the client as admission warnings.
 	Warnings []string
+	// BestEffort says the Changes remove every CPU request, so the pod is
+	// admitted as kube-BestEffort.
+	BestEffort bool
 }
 
 // Compute decides how to deflate pod under s. thresholds are every tier
@@ -143,6 +152,17 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 		plan.Skip = SkipGuaranteed
 		return plan
 	}
+	if tier == wellknown.TierBackground && s.BackgroundBestEffort {
+		why := bestEffortBlocker(pod)
+		if why == "" {
+			if bestEffort(pod, &plan) {
+				return plan
+			}
+			plan.Skip = SkipNothingToDeflate
+			return plan
+		}
+		plan.Warnings = append(plan.Warnings, fmt.Sprintf("overcommit: background pod not admitted as BestEffort: %s; its CPU requests are scaled by the tier's ratio instead", why))
+	}
 	ratio, ok := s.Ratios[tier]
 	if !ok || math.IsNaN(ratio) || ratio <= 0 || ratio >= 1 {
 		plan.Skip = SkipNoRatio
@@ -185,6 +205,66 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 	}
 	plan.Originals = originals.String()
 	return plan
+}
+
+// bestEffortBlocker says why removing a pod's CPU requests would not make
+// it kube-BestEffort (the QoS class counts CPU and memory, requests and
+// limits, of every container), or "" when it would.
+func bestEffortBlocker(pod *corev1.Pod) string {
+	for _, group := range []struct {
+		kind string
+		cs   []corev1.Container
+	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
+		for i, c := range group.cs {
+			if _, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+				return fmt.Sprintf("%s[%d](%s) sets a CPU limit", group.kind, i, c.Name)
+			}
+			_, req := c.Resources.Requests[corev1.ResourceMemory]
+			_, lim := c.Resources.Limits[corev1.ResourceMemory]
+			if req || lim {
+				return fmt.Sprintf("%s[%d](%s) sets a memory request or limit", group.kind, i, c.Name)
+			}
+		}
+	}
+	if r := pod.Spec.Resources; r != nil {
+		if _, ok := r.Requests[corev1.ResourceMemory]; ok {
+			return "the pod sets a pod-level memory request"
+		}
+		if _, ok := r.Limits[corev1.ResourceMemory]; ok {
+			return "the pod sets a pod-level memory limit"
+		}
+	}
+	return ""
+}
+
+// bestEffort plans the removal of every CPU request of pod, recording the
+// originals; false when there is none to remove.
+func bestEffort(pod *corev1.Pod, plan *Plan) bool {
+	originals := wellknown.OriginalCPURequests{}
+	for _, group := range []struct {
+		kind string
+		cs   []corev1.Container
+	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
+		for i, c := range group.cs {
+			q, ok := c.Resources.Requests[corev1.ResourceCPU]
+			if !ok {
+				continue
+			}
+			plan.Changes = append(plan.Changes, Change{
+				Path:      fmt.Sprintf("/spec/%s/%d/resources/requests/cpu", group.kind, i),
+				Container: c.Name, From: q.DeepCopy(), Remove: true,
+			})
+			if q.Sign() > 0 {
+				originals[c.Name] = q.DeepCopy()
+			}
+		}
+	}
+	if len(plan.Changes) == 0 {
+		return false
+	}
+	plan.BestEffort = true
+	plan.Originals = originals.String()
+	return true
 }
 
 // deflate scales q by ratio, rounds up to a millicore and keeps at least

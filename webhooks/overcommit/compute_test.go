@@ -264,3 +264,44 @@ func TestSettingsFromProfileRejectsOutOfRange(t *testing.T) {
 		})
 	}
 }
+
+func TestComputeBackgroundBestEffort(t *testing.T) {
+	s := DefaultSettings()
+	s.BackgroundBestEffort = true
+	bg := podWith("infera-background", i32(-1_000_000), ctr("a", "500m", ""), ctr("b", "", ""))
+	p := Compute(bg, s, nil)
+	if !p.BestEffort || p.Skip != "" {
+		t.Fatalf("Compute() = %+v, want the BestEffort path", p)
+	}
+	if len(p.Changes) != 1 || !p.Changes[0].Remove || p.Changes[0].Path != "/spec/containers/0/resources/requests/cpu" {
+		t.Errorf("changes = %+v, want the removal of containers[0]'s CPU request", p.Changes)
+	}
+	if p.Originals != `{"a":"500m"}` {
+		t.Errorf("originals = %s", p.Originals)
+	}
+
+	limited := podWith("infera-background", i32(-1_000_000), ctr("a", "400m", "1"))
+	p = Compute(limited, s, nil)
+	if p.BestEffort || len(p.Changes) != 1 || p.Changes[0].Remove || p.Changes[0].To.String() != "100m" {
+		t.Errorf("a CPU limit: Compute() = %+v, want the ratio path (400m -> 100m)", p)
+	}
+	if w := strings.Join(p.Warnings, "\n"); !strings.Contains(w, "containers[0](a) sets a CPU limit") {
+		t.Errorf("warnings %q do not say why the pod is not made BestEffort", w)
+	}
+
+	memory := podWith("infera-background", i32(-1_000_000), ctr("a", "400m", ""))
+	memory.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("1Gi")
+	if p = Compute(memory, s, nil); p.BestEffort {
+		t.Errorf("a memory limit: Compute() = %+v, want no BestEffort", p)
+	}
+
+	low := podWith("infera-low", i32(-100), ctr("a", "400m", ""))
+	if p = Compute(low, s, nil); p.BestEffort || len(p.Changes) != 1 || p.Changes[0].To.String() != "200m" {
+		t.Errorf("low: Compute() = %+v, want 400m -> 200m", p)
+	}
+
+	s.BackgroundBestEffort = false
+	if p = Compute(bg, s, nil); p.BestEffort || len(p.Changes) != 1 || p.Changes[0].To.String() != "125m" {
+		t.Errorf("option off: Compute() = %+v, want 500m -> 125m", p)
+	}
+}

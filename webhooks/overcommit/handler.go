@@ -116,6 +116,10 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) admission.R
 	patches := make([]jsonpatch.JsonPatchOperation, 0, len(plan.Changes)+1)
 	if !settings.DryRun {
 		for _, c := range plan.Changes {
+			if c.Remove {
+				patches = append(patches, jsonpatch.NewOperation("remove", c.Path, nil))
+				continue
+			}
 			patches = append(patches, jsonpatch.NewOperation("replace", c.Path, c.To.String()))
 		}
 	}
@@ -126,7 +130,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) admission.R
 		patches = append(patches, jsonpatch.NewOperation("add",
 			"/metadata/annotations/"+escapePointer(wellknown.OriginalCPURequestsAnnotation), plan.Originals))
 	}
-	log.V(2).Info("Deflating CPU requests", "tier", plan.Tier, "containers", len(plan.Changes), "dryRun", settings.DryRun)
+	log.V(2).Info("Deflating CPU requests", "tier", plan.Tier, "containers", len(plan.Changes), "bestEffort", plan.BestEffort, "dryRun", settings.DryRun)
 	if settings.DryRun {
 		h.Metrics.admitted(ResultDryRun)
 	} else {

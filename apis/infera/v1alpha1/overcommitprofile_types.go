@@ -56,6 +56,21 @@ type OvercommitProfileSpec struct {
 	// +kubebuilder:default=false
 	// +optional
 	DryRun bool `json:"dryRun"`
+
+	// BackgroundBestEffort, when true, admits background-tier pods as
+	// kube-BestEffort: the webhook removes their CPU requests (recording
+	// them in infera.io/original-cpu-requests) instead of scaling them, so
+	// the kubelet puts them under the besteffort QoS cgroup, where the
+	// kernel weighs all of them together at 2 shares against the node's
+	// other pods. Only a pod whose containers set no CPU limit and no
+	// memory request or limit is converted (its QoS class then depends on
+	// the CPU requests alone); any other background pod is deflated by its
+	// ratio as usual and the admission warns why. The scheduler then no
+	// longer counts the removed requests. Measured in docs/benchmarks.md
+	// ("The kube-BestEffort path").
+	// +kubebuilder:default=false
+	// +optional
+	BackgroundBestEffort bool `json:"backgroundBestEffort,omitempty"`
 }
 
 // OvercommitProfileStatus is what the manager observed and did.

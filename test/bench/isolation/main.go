@@ -63,6 +63,13 @@ type armConfig struct {
 	Stock  bool             `json:"stock,omitempty"`
 	Levers cgroupenf.Levers `json:"levers"`
 	Fence  bool             `json:"fence"`
+	// BestEffortPath runs Burstable burners as the overcommit webhook's
+	// opt-in background_best_effort path admits them: without their CPU
+	// request, so kube-BestEffort, in a pod cgroup under the besteffort QoS
+	// cgroup, and the burstable QoS cgroup's shares as the kubelet would
+	// compute them without those pods; then enforced with Levers. (With
+	// BestEffort burners the arm is the same as Levers alone.)
+	BestEffortPath bool `json:"bestEffortPath,omitempty"`
 }
 
 // defaultEnforced is the enforced arm of a default run: the combination
@@ -86,6 +93,7 @@ func exploreArms() []armConfig {
 		{Name: "qosidle", Levers: cgroupenf.Levers{CriticalSlice: -1, BestEffortIdle: cgroupenf.SwitchOn}},
 		{Name: "suppress", Levers: cgroupenf.Levers{CriticalSlice: -1, Suppress: cgroupenf.SwitchOn}},
 		{Name: "slice+suppress", Levers: cgroupenf.Levers{CriticalSlice: 500 * time.Microsecond, Suppress: cgroupenf.SwitchOn}},
+		{Name: "bepath", BestEffortPath: true},
 	}
 }
 
@@ -447,6 +455,26 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 	if err := b.setQOS(burners); err != nil {
 		return nil, err
 	}
+	// The same burners as kube-BestEffort pods (bepath): their pod cgroups
+	// exist for the whole step, empty but during that arm's segments.
+	var twins []*pod
+	if variant == corev1.PodQOSBurstable && slices.ContainsFunc(b.opts.arms, func(a armConfig) bool { return a.BestEffortPath }) {
+		defer func() {
+			for _, p := range twins {
+				if err := b.t.Rmdir(p.rel); err != nil {
+					fmt.Fprintln(os.Stderr, "isolation:", err)
+				}
+			}
+		}()
+		for _, bp := range burners {
+			p := &pod{name: bp.name + "-besteffort", qos: corev1.PodQOSBestEffort, tier: wellknown.TierBackground,
+				containers: []container{{name: "burn"}}}
+			if err := b.t.addPod(b.layout, p); err != nil {
+				return nil, err
+			}
+			twins = append(twins, p)
+		}
+	}
 	var burnCmds []*exec.Cmd
 	defer func() {
 		for _, c := range burnCmds {
@@ -475,8 +503,20 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		enforce := burners
+		if a.BestEffortPath && twins != nil {
+			enforce = twins
+			for i, c := range burnCmds {
+				if err := b.t.Move(c.Process.Pid, twins[i].containerRel(0)); err != nil {
+					return nil, err
+				}
+			}
+			if err := b.setQOS(nil); err != nil {
+				return nil, err
+			}
+		}
 		if !a.Stock {
-			if err := b.apply(a, burners); err != nil {
+			if err := b.apply(a, enforce); err != nil {
 				return nil, err
 			}
 		}
@@ -489,6 +529,16 @@ func (b *bench) step(ctx context.Context, variant corev1.PodQOSClass, n, stepIdx
 		if !a.Stock {
 			if _, serr := b.standDown(); serr != nil {
 				err = errors.Join(err, fmt.Errorf("failed to stand down after arm %s: %w", a.Name, serr))
+			}
+			if a.BestEffortPath && twins != nil {
+				for i, c := range burnCmds {
+					if merr := b.t.Move(c.Process.Pid, burners[i].containerRel(0)); merr != nil {
+						return nil, merr
+					}
+				}
+				if qerr := b.setQOS(burners); qerr != nil {
+					return nil, qerr
+				}
 			}
 			after, serr := b.t.snapshot()
 			if serr != nil {

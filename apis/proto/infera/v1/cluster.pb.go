@@ -2113,9 +2113,12 @@ type OvercommitProfile struct {
 	// cpu_freed_milli from the status.
 	CpuFreedMilli int64 `protobuf:"varint,8,opt,name=cpu_freed_milli,json=cpuFreedMilli,proto3" json:"cpu_freed_milli,omitempty"`
 	// conditions from the status.
-	Conditions    []*Condition `protobuf:"bytes,9,rep,name=conditions,proto3" json:"conditions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Conditions []*Condition `protobuf:"bytes,9,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	// background_best_effort admits background pods without their CPU
+	// requests (kube-BestEffort) where their resources allow it.
+	BackgroundBestEffort bool `protobuf:"varint,10,opt,name=background_best_effort,json=backgroundBestEffort,proto3" json:"background_best_effort,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *OvercommitProfile) Reset() {
@@ -2209,6 +2212,13 @@ func (x *OvercommitProfile) GetConditions() []*Condition {
 		return x.Conditions
 	}
 	return nil
+}
+
+func (x *OvercommitProfile) GetBackgroundBestEffort() bool {
+	if x != nil {
+		return x.BackgroundBestEffort
+	}
+	return false
 }
 
 // GetSavingsRequest has no parameters.
@@ -4927,7 +4937,7 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12#\n" +
 	"\rcrd_installed\x18\x03 \x01(\bR\fcrdInstalled\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x04 \x01(\x05R\ttotalSize\"\xbf\x03\n" +
+	"total_size\x18\x04 \x01(\x05R\ttotalSize\"\xf5\x03\n" +
 	"\x11OvercommitProfile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12namespace_selector\x18\x02 \x01(\tR\x11namespaceSelector\x12@\n" +
@@ -4940,7 +4950,9 @@ const file_infera_v1_cluster_proto_rawDesc = "" +
 	"\x0fcpu_freed_milli\x18\b \x01(\x03R\rcpuFreedMilli\x124\n" +
 	"\n" +
 	"conditions\x18\t \x03(\v2\x14.infera.v1.ConditionR\n" +
-	"conditions\x1a9\n" +
+	"conditions\x124\n" +
+	"\x16background_best_effort\x18\n" +
+	" \x01(\bR\x14backgroundBestEffort\x1a9\n" +
 	"\vRatiosEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x13\n" +

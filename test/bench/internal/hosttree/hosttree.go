@@ -89,6 +89,17 @@ func (t *Tree) Start(cmd *exec.Cmd, rel string) error {
 	return nil
 }
 
+// Move moves the running process pid into rel in every hierarchy.
+func (t *Tree) Move(pid int, rel string) error {
+	for _, h := range t.Hierarchies {
+		p := filepath.Join(h, rel, "cgroup.procs")
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("failed to move pid %d into %s: %w", pid, p, err)
+		}
+	}
+	return nil
+}
+
 // Stop kills cmd and forgets it.
 func (t *Tree) Stop(cmd *exec.Cmd) {
 	_ = cmd.Process.Kill()

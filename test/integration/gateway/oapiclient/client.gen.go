@@ -1075,6 +1075,10 @@ type V1Observation struct {
 
 // V1OvercommitProfile OvercommitProfile is an OvercommitProfile.
 type V1OvercommitProfile struct {
+	// BackgroundBestEffort background_best_effort admits background pods without their CPU
+	// requests (kube-BestEffort) where their resources allow it.
+	BackgroundBestEffort *bool `json:"backgroundBestEffort,omitempty"`
+
 	// Conditions conditions from the status.
 	Conditions *[]V1Condition `json:"conditions,omitempty"`
 

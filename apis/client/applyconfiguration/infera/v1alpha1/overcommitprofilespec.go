@@ -41,6 +41,18 @@ type OvercommitProfileSpecApplyConfiguration struct {
 	// DryRun, when true, only records what would change in
 	// infera.io/original-cpu-requests and leaves requests as they are.
 	DryRun *bool `json:"dryRun,omitempty"`
+	// BackgroundBestEffort, when true, admits background-tier pods as
+	// kube-BestEffort: the webhook removes their CPU requests (recording
+	// them in infera.io/original-cpu-requests) instead of scaling them, so
+	// the kubelet puts them under the besteffort QoS cgroup, where the
+	// kernel weighs all of them together at 2 shares against the node's
+	// other pods. Only a pod whose containers set no CPU limit and no
+	// memory request or limit is converted (its QoS class then depends on
+	// the CPU requests alone); any other background pod is deflated by its
+	// ratio as usual and the admission warns why. The scheduler then no
+	// longer counts the removed requests. Measured in docs/benchmarks.md
+	// ("The kube-BestEffort path").
+	BackgroundBestEffort *bool `json:"backgroundBestEffort,omitempty"`
 }
 
 // OvercommitProfileSpecApplyConfiguration constructs a declarative configuration of the OvercommitProfileSpec type for use with
@@ -83,5 +95,13 @@ func (b *OvercommitProfileSpecApplyConfiguration) WithFloorMilli(value int64) *O
 // If called multiple times, the DryRun field is set to the value of the last call.
 func (b *OvercommitProfileSpecApplyConfiguration) WithDryRun(value bool) *OvercommitProfileSpecApplyConfiguration {
 	b.DryRun = &value
+	return b
+}
+
+// WithBackgroundBestEffort sets the BackgroundBestEffort field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the BackgroundBestEffort field is set to the value of the last call.
+func (b *OvercommitProfileSpecApplyConfiguration) WithBackgroundBestEffort(value bool) *OvercommitProfileSpecApplyConfiguration {
+	b.BackgroundBestEffort = &value
 	return b
 }
