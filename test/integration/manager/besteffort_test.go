@@ -1,14 +1,11 @@
 package manager
 
 import (
-	"context"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	inferav1alpha1 "github.com/infera-io/temper/apis/infera/v1alpha1"
 )
@@ -22,7 +19,6 @@ import (
 // the option.
 func TestWebhookBackgroundBestEffort(t *testing.T) {
 	startManager(t, nil)
-	ctx := context.Background()
 	wc, warnings := warningClient(t)
 	createProfile(t, &inferav1alpha1.OvercommitProfile{
 		ObjectMeta: metav1.ObjectMeta{Name: "be-path"},
@@ -62,27 +58,12 @@ func TestWebhookBackgroundBestEffort(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			warnings.take()
-			p := tc.pod.DeepCopy()
-			if err := wc.Create(ctx, p); err != nil {
-				t.Fatalf("create: %v", err)
-			}
-			t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
-			var got corev1.Pod
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
-				t.Fatal(err)
-			}
-			checkPod(t, &got, tc.want, tc.wantOrig)
+			got, ws := admit(t, wc, warnings, tc.pod)
+			checkPod(t, got, tc.want, tc.wantOrig)
 			if got.Status.QOSClass != tc.wantQOS {
 				t.Errorf("the API server classes the pod %q, want %q", got.Status.QOSClass, tc.wantQOS)
 			}
-			ws := strings.Join(warnings.take(), "\n")
-			if tc.wantWarn != "" && !strings.Contains(ws, tc.wantWarn) {
-				t.Errorf("warnings %q do not contain %q", ws, tc.wantWarn)
-			}
-			if tc.wantWarn == "" && strings.Contains(ws, "overcommit") {
-				t.Errorf("unexpected warnings %q", ws)
-			}
+			checkWarnings(t, ws, tc.wantWarn)
 		})
 	}
 }

@@ -199,30 +199,15 @@ func TestWebhookRulesOverTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			warnings.take()
-			p := tc.pod.DeepCopy()
-			if err := wc.Create(ctx, p); err != nil {
-				t.Fatalf("create: %v", err)
-			}
-			t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
-			var got corev1.Pod
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
-				t.Fatal(err)
-			}
+			got, ws := admit(t, wc, warnings, tc.pod)
 			if tc.rawOrig != "" {
 				if v := got.Annotations[wellknown.OriginalCPURequestsAnnotation]; v != tc.rawOrig {
 					t.Errorf("%s = %q, want it left as %q", wellknown.OriginalCPURequestsAnnotation, v, tc.rawOrig)
 				}
 				delete(got.Annotations, wellknown.OriginalCPURequestsAnnotation)
 			}
-			checkPod(t, &got, tc.want, tc.wantOrig)
-			ws := strings.Join(warnings.take(), "\n")
-			if tc.wantWarn != "" && !strings.Contains(ws, tc.wantWarn) {
-				t.Errorf("warnings %q do not contain %q", ws, tc.wantWarn)
-			}
-			if tc.wantWarn == "" && strings.Contains(ws, "overcommit") {
-				t.Errorf("unexpected warnings %q", ws)
-			}
+			checkPod(t, got, tc.want, tc.wantOrig)
+			checkWarnings(t, ws, tc.wantWarn)
 		})
 	}
 
@@ -246,6 +231,36 @@ func TestWebhookRulesOverTLS(t *testing.T) {
 			t.Errorf("warnings %q do not mention pod-level resources", ws)
 		}
 	})
+}
+
+// admit creates pod through the warning-recording client and returns the
+// pod as stored and the admission warnings it earned.
+func admit(t *testing.T, wc client.Client, warnings *warningRecorder, pod *corev1.Pod) (*corev1.Pod, string) {
+	t.Helper()
+	ctx := context.Background()
+	warnings.take()
+	p := pod.DeepCopy()
+	if err := wc.Create(ctx, p); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	var got corev1.Pod
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got, strings.Join(warnings.take(), "\n")
+}
+
+// checkWarnings wants want among the warnings, or no overcommit warning
+// when want is empty.
+func checkWarnings(t *testing.T, ws, want string) {
+	t.Helper()
+	if want != "" && !strings.Contains(ws, want) {
+		t.Errorf("warnings %q do not contain %q", ws, want)
+	}
+	if want == "" && strings.Contains(ws, "overcommit") {
+		t.Errorf("unexpected warnings %q", ws)
+	}
 }
 
 // checkPod compares the stored pod's containers and originals annotation.
