@@ -23,11 +23,12 @@ func (a *Agent) metricsSnapshot() telemetry.Snapshot {
 	for t, u := range tierLoad(a.assignments) {
 		s.Tiers[t] = telemetry.TierUsage{Pods: int(u.Pods), RequestMilli: u.RequestMilli}
 	}
+	cg := a.cg.Load()
 	for _, as := range a.assignments {
 		p := telemetry.Pod{Namespace: as.Pod.Namespace, Name: as.Pod.Name, Tier: as.Tier}
 		if as.Cgroup != nil {
 			p.CPUDir = as.Cgroup.Dirs[cgroupfs.CPU]
-			p.CPUAcctDir = a.cg.Load().cpuacctDir(p.CPUDir)
+			p.CPUAcctDir = cg.cpuacctDir(p.CPUDir)
 		}
 		s.Pods = append(s.Pods, p)
 	}

@@ -40,7 +40,7 @@ func FuzzParsePSI(f *testing.F) {
 				t.Fatalf("%s: %+v does not encode: %v", what, p, err)
 			}
 		}
-		check(fmt.Sprintf("%q", raw), parsePSI("cpu.pressure", raw))
+		check(fmt.Sprintf("%q", raw), ParsePSI("cpu.pressure", raw))
 
 		// The kernel's own format, from percentages in [0, 100].
 		pct := func(v float64) float64 {
@@ -53,7 +53,7 @@ func FuzzParsePSI(f *testing.F) {
 		line := func(kind string) string {
 			return fmt.Sprintf("%s avg10=%.2f avg60=%.2f avg300=%.2f total=%d\n", kind, want.Avg10, want.Avg60, want.Avg300, want.TotalUS)
 		}
-		p := parsePSI("cpu.pressure", []byte(line("some")+line("full")))
+		p := ParsePSI("cpu.pressure", []byte(line("some")+line("full")))
 		check("kernel format", p)
 		if !p.Available || *p.Some != want || p.Full == nil || *p.Full != want {
 			t.Fatalf("kernel-format file %q read as %+v", line("some"), p)

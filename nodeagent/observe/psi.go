@@ -28,11 +28,12 @@ func ReadPSIFile(p string) PSI {
 		// EOPNOTSUPP when PSI is compiled in but disabled at boot.
 		return PSI{Reason: fmt.Sprintf("failed to read %s: %v", p, err)}
 	}
-	return parsePSI(p, b)
+	return ParsePSI(p, b)
 }
 
-// parsePSI reads the content b of the pressure file p.
-func parsePSI(p string, b []byte) PSI {
+// ParsePSI reads the content b of the pressure file p (p only names it in
+// Reason).
+func ParsePSI(p string, b []byte) PSI {
 	out := PSI{Available: true}
 	for _, line := range strings.Split(string(b), "\n") {
 		kind, rest, ok := strings.Cut(strings.TrimSpace(line), " ")

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"compress/gzip"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -49,9 +50,10 @@ func acceptsGzip(values []string) bool {
 			if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
 				continue
 			}
-			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
-			if q == "q=0" || q == "q=0.0" || q == "q=0.00" || q == "q=0.000" {
-				return false
+			if v, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
+				if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
+					return false
+				}
 			}
 			return true
 		}

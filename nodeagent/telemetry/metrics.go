@@ -17,13 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/infera-io/temper/apis/wellknown"
+	"github.com/infera-io/temper/nodeagent/keptfile"
 	"github.com/infera-io/temper/nodeagent/observe"
 )
 
@@ -222,6 +222,7 @@ func newSnapshotCollector(o Options) *snapshotCollector {
 	pod := []string{"namespace", "pod", "tier"}
 	return &snapshotCollector{
 		o:        o,
+		files:    newFileReader(),
 		pods:     desc("tier_pods", "Pods on this node per QoS tier.", "tier"),
 		request:  desc("tier_cpu_request_cores", "CPU requested by the pods of each tier, in cores.", "tier"),
 		gen:      desc("config_generation", "Generation of the enforced assignment; rises whenever what is enforced changes."),
@@ -318,7 +319,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	seen := make(map[[2]string]bool, len(pods))
 	c.mu.Lock()
-	c.files.begin()
+	c.files.Begin()
 	c.labels.begin()
 	for _, p := range pods {
 		k := [2]string{label(p.Namespace), label(p.Name)}
@@ -328,7 +329,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		seen[k] = true
 		c.collectPod(ch, &c.files, p, s.CgroupV2)
 	}
-	c.files.end()
+	c.files.End()
 	c.labels.end()
 	c.mu.Unlock()
 	if psi, ok := readPSI(filepath.Join(c.o.ProcRoot, "pressure", "cpu")); ok {
@@ -406,10 +407,14 @@ func readPodCounters(read func(dir, file string) ([]byte, bool), p Pod, v2 bool)
 		pc.ThrottledSeconds, pc.HasThrottled = kv(stat, statOK, "throttled_usec")
 		pc.ThrottledSeconds /= 1e6
 		pc.ThrottledPeriods, pc.HasPeriods = kv(stat, statOK, "nr_throttled")
-		if psi := observe.ReadPSIFile(filepath.Join(p.CPUDir, "cpu.pressure")); psi.Available && psi.Some != nil {
-			pc.PressureSomeSeconds, pc.HasPressure = float64(psi.Some.TotalUS)/1e6, true
-			if psi.Full != nil {
-				pc.PressureFullSeconds, pc.HasPressureFull = float64(psi.Full.TotalUS)/1e6, true
+		// Through read as well: kept open between scrapes like cpu.stat
+		// (whose values are taken above, before the buffer is reused).
+		if b, ok := read(p.CPUDir, "cpu.pressure"); ok {
+			if psi := observe.ParsePSI("cpu.pressure", b); psi.Available && psi.Some != nil {
+				pc.PressureSomeSeconds, pc.HasPressure = float64(psi.Some.TotalUS)/1e6, true
+				if psi.Full != nil {
+					pc.PressureFullSeconds, pc.HasPressureFull = float64(psi.Full.TotalUS)/1e6, true
+				}
 			}
 		}
 		return pc
@@ -431,110 +436,23 @@ func readPodCounters(read func(dir, file string) ([]byte, bool), p Pod, v2 bool)
 	return pc
 }
 
-// fileReader reads the pods' small cgroup files at scrape time into one
-// buffer, by plain system calls (os.ReadFile would stat each file, register
-// it with the runtime's poller and allocate its contents), and keeps each
-// file open from one scrape to the next: at 110 pods a scrape reads 220
-// files, and re-reading an open cgroup file from offset 0 (the kernel
-// renders it anew) costs a fraction of looking its path up, opening and
-// closing it. A file that fails is closed and opened once more; the files
-// of pods no longer scraped are closed at the end of the scrape (end).
-//
-// One scrape at a time uses it (snapshotCollector.mu).
-type fileReader struct {
-	buf  []byte
-	path []byte
-	fds  map[string]*openFile
-	gen  uint64
-}
-
-type openFile struct {
-	fd  int
-	gen uint64 // the last scrape that read it
-}
+// fileReader reads the pods' small cgroup files at scrape time and keeps
+// each open from one scrape to the next (keptfile): at 110 pods a scrape
+// reads 220 files. The files of pods no longer scraped are closed at the
+// end of the scrape (End). One scrape at a time uses it
+// (snapshotCollector.mu).
+type fileReader struct{ keptfile.Files }
 
 // maxCgroupFile bounds what is read of one cgroup file (cpu.stat is a few
 // hundred bytes).
 const maxCgroupFile = 16 << 10
 
-// begin starts a scrape.
-func (r *fileReader) begin() {
-	r.gen++
-	if r.fds == nil {
-		r.fds = map[string]*openFile{}
-	}
-}
-
-// end closes the files this scrape did not read (their pods are gone).
-func (r *fileReader) end() {
-	for p, f := range r.fds {
-		if f.gen != r.gen {
-			_ = syscall.Close(f.fd)
-			delete(r.fds, p)
-		}
-	}
-}
+func newFileReader() fileReader { return fileReader{keptfile.Files{MaxSize: maxCgroupFile}} }
 
 // read returns the contents of dir/file, valid until the next read.
 func (r *fileReader) read(dir, file string) ([]byte, bool) {
-	r.path = append(append(append(r.path[:0], dir...), '/'), file...)
-	if f, ok := r.fds[string(r.path)]; ok {
-		if b, ok := r.pread(f.fd); ok {
-			f.gen = r.gen
-			return b, true
-		}
-		// Removed and maybe made again: look the path up once more.
-		_ = syscall.Close(f.fd)
-		delete(r.fds, string(r.path))
-	}
-	path := string(r.path)
-	fd, err := openRetry(path)
-	if err != nil {
-		return nil, false
-	}
-	b, ok := r.pread(fd)
-	if !ok {
-		_ = syscall.Close(fd)
-		return nil, false
-	}
-	r.fds[path] = &openFile{fd: fd, gen: r.gen}
-	return b, true
-}
-
-// pread reads a whole file from offset 0.
-func (r *fileReader) pread(fd int) ([]byte, bool) {
-	if r.buf == nil {
-		r.buf = make([]byte, 1024)
-	}
-	n := 0
-	for {
-		if n == len(r.buf) {
-			if n >= maxCgroupFile {
-				return r.buf[:n], true
-			}
-			r.buf = append(r.buf, make([]byte, n)...)
-		}
-		m, err := syscall.Pread(fd, r.buf[n:], int64(n))
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, false
-		}
-		if m <= 0 {
-			return r.buf[:n], true
-		}
-		n += m
-	}
-}
-
-func openRetry(path string) (int, error) {
-	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != syscall.EINTR {
-			return fd, err
-		}
-	}
+	b, err := r.Read(dir, file)
+	return b, err == nil
 }
 
 // kv finds key in a flat-keyed cgroup file ("key value" lines).

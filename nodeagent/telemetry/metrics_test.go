@@ -253,7 +253,7 @@ func TestScrapeKeepsPodFilesOpen(t *testing.T) {
 	if v, ok := usage("a"); !ok || v != 1 {
 		t.Fatalf("first scrape: usage of a = %v, %v; want 1", v, ok)
 	}
-	if n := len(m.snap.files.fds); n != 4 {
+	if n := m.snap.files.Len(); n != 4 {
 		t.Errorf("%d files kept open after a scrape of two pods; want 4", n)
 	}
 	write(t, a, "cpuacct.usage", "2500000000\n")
@@ -264,7 +264,7 @@ func TestScrapeKeepsPodFilesOpen(t *testing.T) {
 	if _, ok := usage("b"); ok {
 		t.Error("pod b left the snapshot but still has a series")
 	}
-	if n := len(m.snap.files.fds); n != 2 {
+	if n := m.snap.files.Len(); n != 2 {
 		t.Errorf("%d files kept open after pod b left; want pod a's 2", n)
 	}
 	if n := len(m.snap.labels.m); n != 1 {

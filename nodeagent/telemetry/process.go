@@ -48,6 +48,7 @@ func newProcessCollector(procRoot string) *processCollector {
 		tx:       d("network_transmit_bytes_total", "Bytes sent from the agent's network namespace (IpExt OutOctets)."),
 		pageSize: float64(os.Getpagesize()),
 		proc:     procRoot + "/self",
+		files:    newFileReader(),
 	}
 	if fs, err := procfs.NewFS(procRoot); err == nil {
 		if p, err := fs.Self(); err == nil {
@@ -93,8 +94,8 @@ func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.files.begin()
-	defer c.files.end()
+	c.files.Begin()
+	defer c.files.End()
 	if b, ok := c.files.read(c.proc, "statm"); ok {
 		f := bytes.Fields(b)
 		if len(f) >= 2 {

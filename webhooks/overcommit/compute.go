@@ -207,14 +207,22 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 	return plan
 }
 
+// containerGroup is one of a pod's container lists with its JSON field name.
+type containerGroup struct {
+	kind string
+	cs   []corev1.Container
+}
+
+// containerGroups are the pod's init and app containers, in that order.
+func containerGroups(pod *corev1.Pod) [2]containerGroup {
+	return [2]containerGroup{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}}
+}
+
 // bestEffortBlocker says why removing a pod's CPU requests would not make
 // it kube-BestEffort (the QoS class counts CPU and memory, requests and
 // limits, of every container), or "" when it would.
 func bestEffortBlocker(pod *corev1.Pod) string {
-	for _, group := range []struct {
-		kind string
-		cs   []corev1.Container
-	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
+	for _, group := range containerGroups(pod) {
 		for i, c := range group.cs {
 			if _, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
 				return fmt.Sprintf("%s[%d](%s) sets a CPU limit", group.kind, i, c.Name)
@@ -241,10 +249,7 @@ func bestEffortBlocker(pod *corev1.Pod) string {
 // originals; false when there is none to remove.
 func bestEffort(pod *corev1.Pod, plan *Plan) bool {
 	originals := wellknown.OriginalCPURequests{}
-	for _, group := range []struct {
-		kind string
-		cs   []corev1.Container
-	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
+	for _, group := range containerGroups(pod) {
 		for i, c := range group.cs {
 			q, ok := c.Resources.Requests[corev1.ResourceCPU]
 			if !ok {

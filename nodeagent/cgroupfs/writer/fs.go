@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/infera-io/temper/nodeagent/keptfile"
 )
 
 // ErrGone means the cgroup no longer exists: its pod went away, maybe in the
@@ -40,122 +43,47 @@ type fileSystem interface {
 	Stat(name string) (fs.FileInfo, error)
 }
 
-// osFS is the real file system. Reads of files on a cgroup file system
-// keep their descriptor open and read it again from offset 0 next time
-// (kernfs regenerates a file's content on every read from 0): the drift
+// osFS is the real file system. Reads keep files on a cgroup file system
+// open and read them anew from offset 0 next time (keptfile): the drift
 // check reads every enforced file once per reconcile interval, and the open
-// (a path walk through the cgroup tree) was most of its cost. A kept
-// descriptor whose cgroup is removed fails its read with ENODEV; it is then
-// closed and the path opened again, so a gone cgroup still reads as
-// missing. Files on other file systems (the faked trees of tests, where a
-// file may be replaced by another inode) are opened for every read.
+// (a path walk through the cgroup tree) was most of its cost. A kept file
+// of a removed cgroup fails its read (ENODEV) and its path is looked up
+// again, so a gone cgroup still reads as missing. Files on other file
+// systems (the faked trees of tests) are opened for every read.
 type osFS struct {
-	mu   sync.Mutex
-	kept map[string]int
+	mu    sync.Mutex
+	files keptfile.Files
 }
 
-// maxKeptFiles bounds the descriptors osFS holds (a node of 250 pods with
-// a few enforced files each stays well under it).
+// maxKeptFiles bounds the files osFS keeps open (a node of 250 pods with a
+// few enforced files each stays well under it).
 const maxKeptFiles = 4096
 
-// Magic numbers of statfs(2) for cgroup v1 and v2 (linux/magic.h).
-const (
-	cgroupSuperMagic  = 0x27e0eb
-	cgroup2SuperMagic = 0x63677270
-)
+func newOSFS() *osFS {
+	return &osFS{files: keptfile.Files{Keep: keptfile.OnCgroupFS, Max: maxKeptFiles}}
+}
 
-// ReadFile reads a file by plain system calls: os.ReadFile would also stat
-// it and register the descriptor with the runtime's poller (two more system
-// calls on cgroupfs). Errors are *fs.PathError, as os.ReadFile's.
+// ReadFile reads a file by plain system calls. Errors are *fs.PathError, as
+// os.ReadFile's.
 func (o *osFS) ReadFile(name string) ([]byte, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if fd, ok := o.kept[name]; ok {
-		b, err := readAt0(fd)
-		if err == nil {
-			return b, nil
-		}
-		// Gone (ENODEV) or any other failure: open the path afresh.
-		_ = syscall.Close(fd)
-		delete(o.kept, name)
-	}
-	var fd int
-	var err error
-	for {
-		if fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-	}
-	b, err := readAt0(fd)
-	if err != nil {
-		_ = syscall.Close(fd)
-		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
-	}
-	if len(o.kept) < maxKeptFiles && onCgroupFS(fd) {
-		if o.kept == nil {
-			o.kept = map[string]int{}
-		}
-		o.kept[name] = fd
-	} else {
-		_ = syscall.Close(fd)
-	}
-	return b, nil
+	b, err := o.files.ReadPath(name)
+	return bytes.Clone(b), err
 }
 
-// readAt0 reads the whole file from offset 0. Cgroup files hold a value or
-// a few lines; the buffer grows for the rest.
-func readAt0(fd int) ([]byte, error) {
-	b := make([]byte, 0, 512)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := syscall.Pread(fd, b[len(b):cap(b)], int64(len(b)))
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			return b, nil
-		}
-		b = b[:len(b)+n]
-	}
-}
-
-func onCgroupFS(fd int) bool {
-	var st syscall.Statfs_t
-	if err := syscall.Fstatfs(fd, &st); err != nil {
-		return false
-	}
-	t := int64(st.Type) //nolint:unconvert // Statfs_t.Type is int32 on some architectures.
-	return t == cgroupSuperMagic || t == cgroup2SuperMagic
-}
-
-// forget closes the kept descriptors of files in dir and below.
+// forget closes the kept files in dir and below.
 func (o *osFS) forget(dir string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for name, fd := range o.kept {
-		if under(filepath.Dir(name), dir) {
-			_ = syscall.Close(fd)
-			delete(o.kept, name)
-		}
-	}
+	o.files.Forget(dir)
 }
 
-// close closes every kept descriptor.
+// close closes every kept file.
 func (o *osFS) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for name, fd := range o.kept {
-		_ = syscall.Close(fd)
-		delete(o.kept, name)
-	}
+	o.files.Close()
 }
 
 func (*osFS) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }

@@ -29,7 +29,7 @@ func TestPrivilegedKeptDescriptors(t *testing.T) {
 	dir := filepath.Join(parent, hostcg.RandomName(t))
 	sb.Mkdir(dir, false)
 	p := filepath.Join(dir, file)
-	o := &osFS{}
+	o := newOSFS()
 	defer o.close()
 
 	if err := o.WriteFile(p, []byte("300")); err != nil {
@@ -43,8 +43,8 @@ func TestPrivilegedKeptDescriptors(t *testing.T) {
 	if v, err := read(); err != nil || v != "300\n" {
 		t.Fatalf("first read = %q, %v; want 300", v, err)
 	}
-	if _, ok := o.kept[p]; !ok {
-		t.Fatalf("a read on cgroupfs did not keep its descriptor (kept: %v)", o.kept)
+	if o.files.Len() != 1 {
+		t.Fatalf("a read on cgroupfs did not keep its descriptor (kept: %d)", o.files.Len())
 	}
 	if err := os.WriteFile(p, []byte("700"), 0); err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestPrivilegedKeptDescriptors(t *testing.T) {
 	if c := classify(o, "read", dir, file, err); !errors.Is(c, ErrGone) {
 		t.Errorf("the writer classifies it as %v, want ErrGone", c)
 	}
-	if _, ok := o.kept[p]; ok {
+	if o.files.Len() != 0 {
 		t.Error("the descriptor of a removed cgroup is still kept")
 	}
 
@@ -77,8 +77,8 @@ func TestPrivilegedKeptDescriptors(t *testing.T) {
 		t.Errorf("read of the cgroup made again at the same path = %q, %v; want 500", v, err)
 	}
 	o.forget(dir)
-	if len(o.kept) != 0 {
-		t.Errorf("forget(%s) left %d descriptors kept", dir, len(o.kept))
+	if n := o.files.Len(); n != 0 {
+		t.Errorf("forget(%s) left %d descriptors kept", dir, n)
 	}
 }
 
@@ -89,11 +89,11 @@ func TestOrdinaryFilesAreNotKept(t *testing.T) {
 	if err := os.WriteFile(p, []byte("100\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := &osFS{}
+	o := newOSFS()
 	if b, err := o.ReadFile(p); err != nil || string(b) != "100\n" {
 		t.Fatalf("ReadFile = %q, %v", b, err)
 	}
-	if len(o.kept) != 0 {
+	if o.files.Len() != 0 {
 		t.Errorf("an ordinary file's descriptor was kept")
 	}
 }

@@ -172,7 +172,7 @@ func New(opts Options) (*Writer, error) {
 	}
 	return &Writer{
 		root: filepath.Clean(opts.Root), stateDir: opts.StateDir, bootID: bootID,
-		now: opts.Now, log: opts.Log, fs: &osFS{}, lock: lock, report: rep,
+		now: opts.Now, log: opts.Log, fs: newOSFS(), lock: lock, report: rep,
 		originals: originals, desired: map[key]desired{},
 		audit: newRing(opts.AuditSize), missingLogged: map[string]bool{},
 	}, nil
