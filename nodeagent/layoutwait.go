@@ -29,7 +29,13 @@ func (st *cgroupState) cpuacctDir(dir string) string {
 	if st == nil || st.cpuacct == "" || st.layout == nil || dir == "" {
 		return ""
 	}
-	rel, err := filepath.Rel(st.layout.Hierarchies[cgroupfs.CPU], dir)
+	// Every scrape asks for every pod: a prefix swap, not filepath.Rel
+	// and Join (which clean both paths; they were 4 % of a scrape).
+	cpu := st.layout.Hierarchies[cgroupfs.CPU]
+	if rest, ok := strings.CutPrefix(dir, cpu); ok && (rest == "" || rest[0] == '/') {
+		return st.cpuacct + rest
+	}
+	rel, err := filepath.Rel(cpu, dir)
 	if err != nil {
 		return ""
 	}

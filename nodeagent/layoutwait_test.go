@@ -98,3 +98,25 @@ func TestAgentDetectsLayoutLate(t *testing.T) {
 		t.Errorf("after a clean stop cpu.weight = %s, want the kubelet's 39", got)
 	}
 }
+
+// The cpuacct dir of a cpu cgroup is its path moved to the cpuacct
+// hierarchy, as filepath.Rel and Join would give it.
+func TestCPUAcctDir(t *testing.T) {
+	st := &cgroupState{
+		layout:  &cgroupfs.Layout{Hierarchies: map[cgroupfs.Controller]string{cgroupfs.CPU: "/sys/fs/cgroup/cpu"}},
+		cpuacct: "/sys/fs/cgroup/cpuacct",
+	}
+	for dir, want := range map[string]string{
+		"/sys/fs/cgroup/cpu/kubepods/burstable/pod1": "/sys/fs/cgroup/cpuacct/kubepods/burstable/pod1",
+		"/sys/fs/cgroup/cpu":                         "/sys/fs/cgroup/cpuacct",
+		"/sys/fs/cgroup/cpuset/kubepods":             "/sys/fs/cgroup/cpuset/kubepods", // not under cpu: Rel and Join
+		"":                                           "",
+	} {
+		if got := st.cpuacctDir(dir); got != want {
+			t.Errorf("cpuacctDir(%q) = %q, want %q", dir, got, want)
+		}
+	}
+	if got := (&cgroupState{layout: st.layout}).cpuacctDir("/sys/fs/cgroup/cpu/kubepods"); got != "" {
+		t.Errorf("co-mounted cpuacct: %q, want \"\"", got)
+	}
+}

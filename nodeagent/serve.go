@@ -27,7 +27,7 @@ func (a *Agent) startServers(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	hs, err := server.NewHTTP(server.HTTPOptions{
 		Address:  cfg.Address,
-		Gatherer: a.metrics.Registry(),
+		Gatherer: a.metrics,
 		Observe:  a.observeJSON,
 		Ready:    a.Ready,
 		Logger:   log,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,6 +202,35 @@ func TestHistogramsPerTier(t *testing.T) {
 		if hist.Count > 0 && hist.SumSeconds <= 0 {
 			t.Errorf("tier %s: %d samples with sum %g s", tier, hist.Count, hist.SumSeconds)
 		}
+	}
+	// The batch lookup reads what entry-by-entry lookups read: taken
+	// between two of those, every entry (counts and the nanosecond sums)
+	// lies between their values.
+	readAll := func(noBatch bool) []uint64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.histNoBatch = noBatch
+		v, err := p.readHist()
+		if err != nil {
+			t.Fatalf("readHist (entry by entry: %v): %v", noBatch, err)
+		}
+		if !noBatch && p.histNoBatch {
+			t.Fatal("this kernel refused the batch lookup")
+		}
+		return slices.Clone(v)
+	}
+	before, batch, after := readAll(true), readAll(false), readAll(true)
+	nonzero := 0
+	for i := range batch {
+		if batch[i] < before[i] || batch[i] > after[i] {
+			t.Errorf("histogram entry %d: batch read %d, entry reads %d then %d", i, batch[i], before[i], after[i])
+		}
+		if batch[i] > 0 {
+			nonzero++
+		}
+	}
+	if nonzero == 0 {
+		t.Error("the batch read found no samples")
 	}
 	high := h[wellknown.TierHigh]
 	if mean := high.SumSeconds / float64(high.Count); mean <= 0 || mean > 1 {

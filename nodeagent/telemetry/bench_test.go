@@ -9,13 +9,15 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/infera-io/temper/apis/wellknown"
 )
 
 // The cost of one /metrics scrape at 110 pods (cgroup v1 files in a faked
-// tree, gzip as Prometheus asks for it):
+// tree, gzip as Prometheus asks for it), on the text path the agent serves
+// and, for comparison, through the registry alone:
 //
 //	go test -run '^$' -bench Scrape -benchmem ./nodeagent/telemetry/
 //
@@ -38,7 +40,15 @@ func BenchmarkScrape110PodsV1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := Handler(m.Registry(), promhttp.HandlerOpts{})
+	for _, arm := range []struct {
+		name string
+		g    prometheus.Gatherer
+	}{{"text", m}, {"registry", m.Registry()}} {
+		b.Run(arm.name, func(b *testing.B) { benchScrape(b, Handler(arm.g, promhttp.HandlerOpts{})) })
+	}
+}
+
+func benchScrape(b *testing.B, h http.Handler) {
 	b.ReportAllocs()
 	var size int
 	cpu0 := processCPU()

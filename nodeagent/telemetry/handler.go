@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"compress/gzip"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,17 +10,65 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Handler serves g in the Prometheus exposition format, as
-// promhttp.HandlerFor does with o, but compresses at gzip.BestSpeed: the
-// library's default level spent about a fifth of a scrape's CPU on the
-// agent's text (docs/agent.md, "Where the agent's CPU goes"), while the
-// fastest level shrinks it nearly as well. Clients that do not ask for gzip
-// get identity, as before.
+// promhttp.HandlerFor does with o, with two differences. It compresses at
+// gzip.BestSpeed: the library's default level spent about a fifth of a
+// scrape's CPU on the agent's text (docs/agent.md, "Where the agent's CPU
+// goes"), while the fastest level shrinks it nearly as well; clients that
+// do not ask for gzip get identity. And when g is the agent's *Metrics, a
+// scrape in the text format (what Prometheus asks for) takes the text path
+// (podtext.go); other formats are gathered and encoded by promhttp.
+// o.MaxRequestsInFlight and o.Timeout bound both paths as promhttp does.
 func Handler(g prometheus.Gatherer, o promhttp.HandlerOpts) http.Handler {
-	o.DisableCompression = true
+	inFlight, timeout := o.MaxRequestsInFlight, o.Timeout
+	o.DisableCompression, o.MaxRequestsInFlight, o.Timeout = true, 0, 0
 	h := promhttp.HandlerFor(g, o)
+	if m, ok := g.(*Metrics); ok {
+		registry := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			format := expfmt.Negotiate(r.Header)
+			if o.EnableOpenMetrics {
+				format = expfmt.NegotiateIncludingOpenMetrics(r.Header)
+			}
+			if format.FormatType() != expfmt.TypeTextPlain {
+				registry.ServeHTTP(w, r)
+				return
+			}
+			m.serveText(w, format, o)
+		})
+	}
+	h = gzipped(h)
+	// The slot is held until the scrape's work ends, not when a timed-out
+	// request is answered, so timed-out scrapes cannot pile up.
+	if inFlight > 0 {
+		h = limitInFlight(h, inFlight)
+	}
+	if timeout > 0 {
+		h = http.TimeoutHandler(h, timeout, fmt.Sprintf("Exceeded configured timeout of %v.\n", timeout))
+	}
+	return h
+}
+
+// limitInFlight answers 503 at once when n requests are being served.
+func limitInFlight(h http.Handler, n int) http.Handler {
+	sem := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		default:
+			http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", n), http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// gzipped compresses h's successful answers for clients that ask for gzip.
+func gzipped(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
 			h.ServeHTTP(w, r)

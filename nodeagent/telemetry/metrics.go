@@ -145,11 +145,18 @@ type Options struct {
 }
 
 // Metrics is the agent's registry and the metrics the agent pushes
-// (apply latency); everything else is collected at scrape time.
+// (apply latency); everything else is collected at scrape time. It is a
+// prometheus.Gatherer of every family; Handler serves it with a faster
+// path for the text format (podtext.go).
 type Metrics struct {
 	reg   *prometheus.Registry
 	apply prometheus.Histogram
 	snap  *snapshotCollector
+	// rest holds every collector of reg but the per-pod families, which
+	// the text path writes itself; restMu serialises its gathers (they
+	// share snap.held).
+	rest   *prometheus.Registry
+	restMu sync.Mutex
 }
 
 // New registers every metric on a new registry.
@@ -159,7 +166,8 @@ func New(o Options) (*Metrics, error) {
 	}
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		reg: reg,
+		reg:  reg,
+		rest: prometheus.NewRegistry(),
 		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "apply_duration_seconds",
 			Help:    "Time from a coalesced change to the backend having applied the new assignment.",
@@ -184,12 +192,21 @@ func New(o Options) (*Metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+		if c == prometheus.Collector(m.snap) {
+			c = restView{m.snap}
+		}
+		if err := m.rest.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
-// Registry is what /metrics serves.
+// Registry holds every metric family; Handler(m) serves the same.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Gather gathers every metric family (the registry's).
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.reg.Gather() }
 
 // ObserveApply records one apply's latency.
 func (m *Metrics) ObserveApply(d time.Duration) { m.apply.Observe(d.Seconds()) }
@@ -205,9 +222,19 @@ type snapshotCollector struct {
 
 	// mu serialises the per-pod file reads of concurrent scrapes; files
 	// keeps the pods' cgroup files open between scrapes.
-	mu     sync.Mutex
-	files  fileReader
-	labels podLabelCache
+	mu      sync.Mutex
+	files   fileReader
+	labels  podLabelCache
+	samples []podSample
+	seen    map[[2]string]bool
+
+	// nodeMu guards nodeFiles: the node's pressure file, kept open.
+	nodeMu    sync.Mutex
+	nodeFiles keptfile.Files
+
+	// held is the snapshot of the text path's scrape while it gathers
+	// Metrics.rest (under Metrics.restMu), for restView.
+	held *Snapshot
 
 	pods, request, gen, backend, safeMode                         *prometheus.Desc
 	schedStarts, schedExits, schedEjections                       *prometheus.Desc
@@ -221,13 +248,14 @@ type snapshotCollector struct {
 func newSnapshotCollector(o Options) *snapshotCollector {
 	pod := []string{"namespace", "pod", "tier"}
 	return &snapshotCollector{
-		o:        o,
-		files:    newFileReader(),
-		pods:     desc("tier_pods", "Pods on this node per QoS tier.", "tier"),
-		request:  desc("tier_cpu_request_cores", "CPU requested by the pods of each tier, in cores.", "tier"),
-		gen:      desc("config_generation", "Generation of the enforced assignment; rises whenever what is enforced changes."),
-		backend:  desc("backend_state", "1 for the enforcement backend in use and its state (enforcing, degraded, refused, observe-only, safe-mode), 0 for the other states.", "backend", "state"),
-		safeMode: desc("safe_mode", "1 while the node is in safe mode (stock kernel behaviour)."),
+		o:         o,
+		files:     newFileReader(),
+		nodeFiles: keptfile.Files{MaxSize: maxCgroupFile},
+		pods:      desc("tier_pods", "Pods on this node per QoS tier.", "tier"),
+		request:   desc("tier_cpu_request_cores", "CPU requested by the pods of each tier, in cores.", "tier"),
+		gen:       desc("config_generation", "Generation of the enforced assignment; rises whenever what is enforced changes."),
+		backend:   desc("backend_state", "1 for the enforcement backend in use and its state (enforcing, degraded, refused, observe-only, safe-mode), 0 for the other states.", "backend", "state"),
+		safeMode:  desc("safe_mode", "1 while the node is in safe mode (stock kernel behaviour)."),
 
 		schedStarts:    desc("scheduler_starts_total", "scx_layered processes started by the agent."),
 		schedExits:     desc("scheduler_exits_total", "scx_layered processes that exited."),
@@ -241,10 +269,10 @@ func newSnapshotCollector(o Options) *snapshotCollector {
 		cgSuppressBudget: desc("cgroup_suppression_budget_millicores", "Dynamic CPU suppression: the CPU low and background pods may use together (0 while the lever is off)."),
 		cgSuppressActive: desc("cgroup_suppression_active", "1 while dynamic CPU suppression holds low and background pods under a CFS quota."),
 
-		podUsage:            desc("pod_cpu_usage_seconds_total", "CPU time used by the pod's cgroup.", pod...),
-		podThrottled:        desc("pod_cpu_throttled_seconds_total", "Time the pod's cgroup was throttled by its CPU limit.", pod...),
-		podThrottledPeriods: desc("pod_cpu_throttled_periods_total", "CFS periods in which the pod's cgroup was throttled.", pod...),
-		podPressure:         desc("pod_cpu_pressure_seconds_total", "Time some or all of the pod's tasks were stalled waiting for CPU (cgroup v2 cpu.pressure).", append(pod, "kind")...),
+		podUsage:            desc(podUsage.name, podUsage.help, pod...),
+		podThrottled:        desc(podThrottled.name, podThrottled.help, pod...),
+		podThrottledPeriods: desc(podThrottledPeriods.name, podThrottledPeriods.help, pod...),
+		podPressure:         desc(podPressure.name, podPressure.help, append(pod, "kind")...),
 		psi:                 desc("node_cpu_pressure_seconds_total", "Time some or all tasks of the node were stalled waiting for CPU (/proc/pressure/cpu).", "kind"),
 
 		runq:      desc("runqueue_latency_seconds", "Time from a task's wakeup to it running on a CPU, per tier of its pod (eBPF).", "tier"),
@@ -255,15 +283,43 @@ func newSnapshotCollector(o Options) *snapshotCollector {
 }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	c.describe(ch, true)
+}
+
+func (c *snapshotCollector) describe(ch chan<- *prometheus.Desc, withPods bool) {
 	for _, d := range []*prometheus.Desc{c.pods, c.request, c.gen, c.backend, c.safeMode,
 		c.schedStarts, c.schedExits, c.schedEjections, c.cgWrites, c.cgDrift, c.cgErrors, c.cgRestored, c.cgGone, c.cgSuppressBudget, c.cgSuppressActive,
-		c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure, c.psi, c.runq, c.lint, c.truncated, c.tierSched} {
+		c.psi, c.runq, c.lint, c.truncated, c.tierSched} {
 		ch <- d
+	}
+	if withPods {
+		for _, d := range []*prometheus.Desc{c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure} {
+			ch <- d
+		}
 	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.o.Snapshot()
+	c.collect(ch, c.o.Snapshot(), true)
+}
+
+// restView is the snapshot collector without the per-pod families, on the
+// held snapshot of the text path's scrape.
+type restView struct{ c *snapshotCollector }
+
+func (v restView) Describe(ch chan<- *prometheus.Desc) { v.c.describe(ch, false) }
+
+func (v restView) Collect(ch chan<- prometheus.Metric) {
+	s := v.c.held
+	if s == nil { // not gathered by the text path: a fresh snapshot
+		snap := v.c.o.Snapshot()
+		s = &snap
+	}
+	v.c.collect(ch, *s, false)
+}
+
+// collect sends the snapshot's metrics, and the pods' when withPods.
+func (c *snapshotCollector) collect(ch chan<- prometheus.Metric, s Snapshot, withPods bool) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -312,29 +368,18 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.tierSched, float64(ts.Preempted), string(t), "preempted")
 		counter(c.tierSched, float64(ts.StarvationGuard), string(t), "starvation_guard")
 	}
-	pods := s.Pods
-	gauge(c.truncated, b2f(len(pods) > MaxPods))
-	if len(pods) > MaxPods {
-		pods = pods[:MaxPods]
-	}
-	seen := make(map[[2]string]bool, len(pods))
-	c.mu.Lock()
-	c.files.Begin()
-	c.labels.begin()
-	for _, p := range pods {
-		k := [2]string{label(p.Namespace), label(p.Name)}
-		if seen[k] {
-			continue // a recreated pod's predecessor; one series per name
+	gauge(c.truncated, b2f(len(s.Pods) > MaxPods))
+	if withPods {
+		c.mu.Lock()
+		for _, ps := range c.readPods(s) {
+			c.collectPod(ch, ps)
 		}
-		seen[k] = true
-		c.collectPod(ch, &c.files, p, s.CgroupV2)
+		c.mu.Unlock()
 	}
-	c.files.End()
-	c.labels.end()
-	c.mu.Unlock()
-	if psi, ok := readPSI(filepath.Join(c.o.ProcRoot, "pressure", "cpu")); ok {
-		for kind, v := range psi {
-			counter(c.psi, v, kind)
+	if psi := c.nodePSI(); psi.Available {
+		counter(c.psi, float64(psi.Some.TotalUS)/1e6, "some")
+		if psi.Full != nil {
+			counter(c.psi, float64(psi.Full.TotalUS)/1e6, "full")
 		}
 	}
 	for t, h := range s.RunQueue {
@@ -345,17 +390,51 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collectPod reads one pod's cgroup files. A pod whose cgroup vanished
-// between the snapshot and the read has no series in this scrape.
-func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, r *fileReader, p Pod, v2 bool) {
-	if p.CPUDir == "" {
-		return
+// podSample is one pod's counters in one scrape.
+type podSample struct {
+	l  *podLabels
+	pc PodCounters
+}
+
+// readPods reads the counters of the snapshot's pods (at most MaxPods, one
+// per namespace and name) into c.samples, valid until the next call; c.mu
+// is held. A pod whose cgroup is not found, or vanished between the
+// snapshot and the read, has no series in this scrape.
+func (c *snapshotCollector) readPods(s Snapshot) []podSample {
+	pods := s.Pods
+	if len(pods) > MaxPods {
+		pods = pods[:MaxPods]
 	}
-	l := c.labels.get(c.podPressure, label(p.Namespace), label(p.Name), string(p.Tier))
+	if c.seen == nil {
+		c.seen = map[[2]string]bool{}
+	}
+	clear(c.seen)
+	c.samples = c.samples[:0]
+	c.files.Begin()
+	c.labels.begin()
+	for _, p := range pods {
+		k := [2]string{label(p.Namespace), label(p.Name)}
+		if c.seen[k] {
+			continue // a recreated pod's predecessor; one series per name
+		}
+		c.seen[k] = true
+		if p.CPUDir == "" {
+			continue
+		}
+		l := c.labels.get(c.podPressure, k[0], k[1], string(p.Tier))
+		c.samples = append(c.samples, podSample{l: l, pc: readPodCounters(c.files.read, p, s.CgroupV2)})
+	}
+	c.files.End()
+	c.labels.end()
+	return c.samples
+}
+
+// collectPod sends one pod's series.
+func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, ps podSample) {
+	l, pc := ps.l, ps.pc
 	counter := func(d *prometheus.Desc, v float64, labels []*dto.LabelPair) {
 		ch <- podCounter{desc: d, labels: labels, value: v}
 	}
-	pc := readPodCounters(r.read, p, v2)
 	if pc.HasUsage {
 		counter(c.podUsage, pc.UsageSeconds, l.base)
 	}
@@ -471,18 +550,17 @@ func kv(b []byte, ok bool, key string) (float64, bool) {
 	return 0, false
 }
 
-// readPSI reads the total stall time of a pressure file as seconds per
-// kind ("some", and "full" where the kernel reports it).
-func readPSI(p string) (map[string]float64, bool) {
-	psi := observe.ReadPSIFile(p)
-	if !psi.Available {
-		return nil, false
+// nodePSI reads the node's CPU pressure (/proc/pressure/cpu), kept open
+// from one scrape to the next.
+func (c *snapshotCollector) nodePSI() observe.PSI {
+	p := filepath.Join(c.o.ProcRoot, "pressure", "cpu")
+	c.nodeMu.Lock()
+	defer c.nodeMu.Unlock()
+	b, err := c.nodeFiles.ReadPath(p)
+	if err != nil {
+		return observe.PSI{}
 	}
-	out := map[string]float64{"some": float64(psi.Some.TotalUS) / 1e6}
-	if psi.Full != nil {
-		out["full"] = float64(psi.Full.TotalUS) / 1e6
-	}
-	return out, true
+	return observe.ParsePSI(p, b)
 }
 
 // label bounds a label value and keeps it valid UTF-8.

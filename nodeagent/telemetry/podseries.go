@@ -17,7 +17,11 @@ import (
 // so concurrent scrapes may share them.
 type podLabels struct {
 	base, some, full []*dto.LabelPair
-	round            uint64
+	// namespace, pod and tier as label values; text is them in the text
+	// exposition format (`namespace="…",pod="…",tier="…"`, escaped).
+	namespace, pod, tier string
+	text                 string
+	round                uint64
 }
 
 // podLabelCache holds the pods' label pairs between scrapes; the collector's
@@ -50,8 +54,11 @@ func (c *podLabelCache) get(pressure *prometheus.Desc, namespace, name, tier str
 	l := c.m[k]
 	if l == nil {
 		l = &podLabels{
-			some: prometheus.MakeLabelPairs(pressure, []string{namespace, name, tier, "some"}),
-			full: prometheus.MakeLabelPairs(pressure, []string{namespace, name, tier, "full"}),
+			some:      prometheus.MakeLabelPairs(pressure, []string{namespace, name, tier, "some"}),
+			full:      prometheus.MakeLabelPairs(pressure, []string{namespace, name, tier, "full"}),
+			namespace: namespace, pod: name, tier: tier,
+			text: `namespace="` + escapeLabelValue(namespace) + `",pod="` + escapeLabelValue(name) +
+				`",tier="` + escapeLabelValue(tier) + `"`,
 		}
 		// Sorted by name, "kind" comes first; the rest is namespace, pod
 		// and tier, shared read-only.

@@ -1,0 +1,280 @@
+package telemetry
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/infera-io/temper/apis/wellknown"
+)
+
+// textPathSnapshot is a node whose pods exercise everything the text path
+// writes: both cgroup versions' files, pods with and without each value,
+// label values that need escaping or bounding, a recreated pod (same name
+// twice), a pod whose cgroup is not found and one whose files are gone.
+func textPathSnapshot(t *testing.T, v2 bool) Snapshot {
+	t.Helper()
+	dir := t.TempDir()
+	var pods []Pod
+	add := func(ns, name string, tier wellknown.Tier, files map[string]string) {
+		cg := filepath.Join(dir, fmt.Sprintf("pod%d", len(pods)))
+		for f, c := range files {
+			write(t, cg, f, c)
+		}
+		pods = append(pods, Pod{Namespace: ns, Name: name, Tier: tier, CPUDir: cg})
+	}
+	if v2 {
+		stat := "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 10\nnr_throttled 4\nthrottled_usec 1500000\n"
+		both := "some avg10=0.00 avg60=0.00 avg300=0.00 total=3000001\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\n"
+		some := "some avg10=0.00 avg60=0.00 avg300=0.00 total=42\n"
+		add("shop", "web-1", wellknown.TierCritical, map[string]string{"cpu.stat": stat, "cpu.pressure": both})
+		add("shop", "web-0", wellknown.TierHigh, map[string]string{"cpu.stat": stat, "cpu.pressure": some})
+		add("batch", "crunch", wellknown.TierBackground, map[string]string{"cpu.stat": "usage_usec 0\nnr_throttled 1\n"})
+	} else {
+		add("shop", "web-1", wellknown.TierCritical, map[string]string{"cpu.stat": "nr_periods 9\nnr_throttled 3\nthrottled_time 250000000\n", "cpuacct.usage": "1000000000\n"})
+		add("shop", "web-0", wellknown.TierHigh, map[string]string{"cpu.stat": "nr_throttled 0\n", "cpuacct.usage": "123456789012\n"})
+		add("batch", "crunch", wellknown.TierBackground, map[string]string{"cpuacct.usage": "7\n"})
+	}
+	add(`we"ird\ns`, "a\nb", wellknown.TierLow, map[string]string{"cpu.stat": "nr_throttled 5\n"})
+	add("shop", strings.Repeat("x", 300), wellknown.TierNormal, map[string]string{"cpu.stat": "nr_throttled 6\n"})
+	add("shop", "web-1", wellknown.TierLow, map[string]string{"cpu.stat": "nr_throttled 99\n"}) // the predecessor: not reported
+	pods = append(pods,
+		Pod{Namespace: "shop", Name: "pending", Tier: wellknown.TierNormal},
+		Pod{Namespace: "shop", Name: "gone", Tier: wellknown.TierNormal, CPUDir: filepath.Join(dir, "gone")})
+	s := fullSnapshot("")
+	s.CgroupV2, s.Pods = v2, pods
+	return s
+}
+
+// familyBlocks splits a text exposition into its families (HELP, TYPE and
+// samples), sorted, without the agent's own process families, whose values
+// move between two gathers.
+func familyBlocks(t *testing.T, text string) []string {
+	t.Helper()
+	var blocks []string
+	for b := range strings.SplitSeq(text, "# HELP ") {
+		if b == "" || strings.HasPrefix(b, Namespace+"_agent_") {
+			continue
+		}
+		blocks = append(blocks, b)
+	}
+	slices.Sort(blocks)
+	return blocks
+}
+
+func scrape(t *testing.T, h http.Handler, accept string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("Accept %q: status %d: %s", accept, rec.Code, rec.Body)
+	}
+	return rec
+}
+
+// The text path writes, byte for byte, what the registry's gather and
+// expfmt's encoder give for the same snapshot: every family once, the
+// series in the registry's order, the same escaping and number format.
+func TestTextPathMatchesRegistry(t *testing.T) {
+	for _, v2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("v2=%v", v2), func(t *testing.T) {
+			s := textPathSnapshot(t, v2)
+			m, err := New(Options{Snapshot: func() Snapshot { return s }, ProcRoot: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.ObserveApply(3 * time.Millisecond)
+			h := Handler(m, promhttp.HandlerOpts{})
+			for _, accept := range []string{"", "text/plain;version=0.0.4;q=1,*/*;q=0.1"} {
+				rec := scrape(t, h, accept)
+				if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+					t.Errorf("Content-Type %q", ct)
+				}
+				families, err := m.Registry().Gather()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want bytes.Buffer
+				enc := expfmt.NewEncoder(&want, expfmt.NewFormat(expfmt.TypeTextPlain))
+				for _, f := range families {
+					if err := enc.Encode(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got, wantBlocks := familyBlocks(t, rec.Body.String()), familyBlocks(t, want.String())
+				if !slices.Equal(got, wantBlocks) {
+					t.Fatalf("text path:\n%s\nregistry:\n%s", strings.Join(got, "# HELP "), strings.Join(wantBlocks, "# HELP "))
+				}
+				for _, name := range []string{"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_periods_total", "infera_agent_goroutines"} {
+					if strings.Count(rec.Body.String(), "# TYPE "+name+" ") != 1 {
+						t.Errorf("family %s not exactly once:\n%s", name, rec.Body)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The text path takes one snapshot per scrape for all its families.
+func TestTextPathSnapshotsOnce(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	m, err := New(Options{Snapshot: func() Snapshot {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		s := fullSnapshot("")
+		s.Generation = int64(calls)
+		return s
+	}, ProcRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(m, promhttp.HandlerOpts{})
+	body := scrape(t, h, "").Body.String()
+	if calls != 1 {
+		t.Errorf("one scrape took %d snapshots", calls)
+	}
+	if !strings.Contains(body, "infera_config_generation 1\n") {
+		t.Errorf("the scrape does not show the snapshot's generation:\n%s", body)
+	}
+}
+
+// Protobuf (what Prometheus asks for with native histograms on) goes
+// through the registry and carries the same per-pod series.
+func TestProtobufScrapeHasPodSeries(t *testing.T) {
+	s := textPathSnapshot(t, true)
+	m, err := New(Options{Snapshot: func() Snapshot { return s }, ProcRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := scrape(t, Handler(m, promhttp.HandlerOpts{}), string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+	if ct := rec.Header().Get("Content-Type"); !strings.Contains(ct, "application/vnd.google.protobuf") {
+		t.Fatalf("Content-Type %q, want protobuf", ct)
+	}
+	dec := expfmt.NewDecoder(rec.Body, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	series := map[string]int{}
+	for {
+		var f dtoFamily
+		if err := dec.Decode(&f); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		series[f.GetName()] = len(f.GetMetric())
+	}
+	// web-1, web-0, crunch, the escaped pod and the long one.
+	if n := series["infera_pod_cpu_usage_seconds_total"]; n != 3 {
+		t.Errorf("usage series %d, want 3 (pods with usage_usec)", n)
+	}
+	if n := series["infera_pod_cpu_throttled_periods_total"]; n != 5 {
+		t.Errorf("throttled-periods series %d, want 5", n)
+	}
+	if n := series["infera_pod_cpu_pressure_seconds_total"]; n != 3 {
+		t.Errorf("pressure series %d, want 3 (some and full, some)", n)
+	}
+}
+
+// A failing collector answers 500 on the text path when asked to, and is
+// logged and skipped (the rest still served) when not.
+func TestTextPathGatherError(t *testing.T) {
+	s := textPathSnapshot(t, false)
+	m, err := New(Options{Snapshot: func() Snapshot { return s }, ProcRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On the text path's registry: a series collected twice fails the
+	// gather.
+	if err := m.rest.Register(twice{}); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	rec := httptest.NewRecorder()
+	Handler(m, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, req)
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("HTTPErrorOnError: status %d, want 500", rec.Code)
+	}
+	var logged bytes.Buffer
+	rec = scrape(t, Handler(m, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: logTo{&logged}}), "")
+	if !strings.Contains(rec.Body.String(), "infera_pod_cpu_usage_seconds_total{") {
+		t.Errorf("ContinueOnError lost the pod series:\n%s", rec.Body)
+	}
+	if !strings.Contains(logged.String(), "infera_test_bad") {
+		t.Errorf("the error was not logged: %q", logged.String())
+	}
+}
+
+// twice is an unchecked collector that sends one series twice.
+type twice struct{}
+
+func (twice) Describe(chan<- *prometheus.Desc) {}
+
+func (twice) Collect(ch chan<- prometheus.Metric) {
+	d := prometheus.NewDesc("infera_test_bad", "Sent twice.", nil, nil)
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 2)
+}
+
+type logTo struct{ w io.Writer }
+
+func (l logTo) Println(v ...any) { fmt.Fprintln(l.w, v...) }
+
+// A scrape beyond MaxRequestsInFlight is answered 503 at once, and one
+// beyond Timeout 503 after it, on the text path as on the registry's.
+func TestHandlerBounds(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	m, err := New(Options{Snapshot: func() Snapshot {
+		entered <- struct{}{}
+		<-release
+		return Snapshot{}
+	}, ProcRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(m, promhttp.HandlerOpts{MaxRequestsInFlight: 1, Timeout: time.Hour})
+	done := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		done <- rec.Code
+	}()
+	<-entered
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "Limit of concurrent requests") {
+		t.Errorf("second scrape in flight: %d %q, want 503", rec.Code, rec.Body)
+	}
+	close(release)
+	if code := <-done; code != http.StatusOK {
+		t.Errorf("first scrape: status %d", code)
+	}
+
+	stuck := make(chan struct{})
+	defer close(stuck)
+	m2, err := New(Options{Snapshot: func() Snapshot { <-stuck; return Snapshot{} }, ProcRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	Handler(m2, promhttp.HandlerOpts{Timeout: 20 * time.Millisecond}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "Exceeded configured timeout") {
+		t.Errorf("stuck scrape: %d %q, want 503", rec.Code, rec.Body)
+	}
+}
