@@ -131,6 +131,7 @@ func (f *Files) readAt0(fd int) ([]byte, error) {
 			}
 			f.buf = append(f.buf, make([]byte, n)...)
 		}
+		want := len(f.buf) - n
 		m, err := syscall.Pread(fd, f.buf[n:], int64(n))
 		if errors.Is(err, syscall.EINTR) {
 			continue
@@ -138,10 +139,14 @@ func (f *Files) readAt0(fd int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if m <= 0 {
+		n += max(m, 0)
+		// A short read is the end: these files are rendered whole by the
+		// kernel (seq_file, procfs), and a read that could not fill the
+		// buffer has taken all there is. Not asking again for the 0 that
+		// says so halves the system calls of a scrape.
+		if m < want {
 			return f.buf[:n], nil
 		}
-		n += m
 	}
 }
 

@@ -2,9 +2,11 @@ package keptfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -96,5 +98,28 @@ func TestMaxSize(t *testing.T) {
 	defer all.Close()
 	if got, err := all.ReadPath(p); err != nil || len(got) != 5000 {
 		t.Errorf("unbounded read %d bytes, %v; want 5000", len(got), err)
+	}
+}
+
+// A read stops at the first short read: files of exactly the buffer's
+// size, larger ones, and a kernel-rendered file come back whole.
+func TestReadWhole(t *testing.T) {
+	dir := t.TempDir()
+	var f Files
+	defer f.Close()
+	for _, size := range []int{0, 1, 1023, 1024, 1025, 2048, 5000} {
+		p := filepath.Join(dir, fmt.Sprint(size))
+		want := strings.Repeat("x", size)
+		write(t, p, want)
+		if got, err := f.ReadPath(p); err != nil || string(got) != want {
+			t.Errorf("%d bytes: read %d, %v", size, len(got), err)
+		}
+	}
+	want, err := os.ReadFile("/proc/self/limits") // ~1.3 KB, larger than the first buffer
+	if err != nil {
+		t.Skip(err)
+	}
+	if got, err := f.ReadPath("/proc/self/limits"); err != nil || string(got) != string(want) {
+		t.Errorf("/proc/self/limits: read %q, %v; want %q", got, err, want)
 	}
 }

@@ -1,13 +1,13 @@
 package telemetry
 
 import (
-	"compress/gzip"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
@@ -15,10 +15,12 @@ import (
 
 // Handler serves g in the Prometheus exposition format, as
 // promhttp.HandlerFor does with o, with two differences. It compresses at
-// gzip.BestSpeed: the library's default level spent about a fifth of a
+// gzip.BestSpeed with klauspost/compress (already in the module graph
+// through promhttp): the library's default level spent about a fifth of a
 // scrape's CPU on the agent's text (docs/agent.md, "Where the agent's CPU
-// goes"), while the fastest level shrinks it nearly as well; clients that
-// do not ask for gzip get identity. And when g is the agent's *Metrics, a
+// goes"), the fastest level shrinks it nearly as well, and this encoder
+// takes half the time of the standard library's at the same size; clients
+// that do not ask for gzip get identity. And when g is the agent's *Metrics, a
 // scrape in the text format (what Prometheus asks for) takes the text path
 // (podtext.go); other formats are gathered and encoded by promhttp.
 // o.MaxRequestsInFlight and o.Timeout bound both paths as promhttp does.

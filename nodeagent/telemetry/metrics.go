@@ -11,9 +11,12 @@ package telemetry
 
 import (
 	"bytes"
+	"cmp"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +51,26 @@ const (
 )
 
 var states = []string{StateEnforcing, StateDegraded, StateRefused, StateObserveOnly, StateSafeMode}
+
+// tierSchedEvents are the event label's values, sorted.
+var tierSchedEvents = []struct {
+	name  string
+	value func(TierSchedCounters) uint64
+}{
+	{"dispatched", func(c TierSchedCounters) uint64 { return c.Dispatched }},
+	{"enqueued", func(c TierSchedCounters) uint64 { return c.Enqueued }},
+	{"preempted", func(c TierSchedCounters) uint64 { return c.Preempted }},
+	{"starvation_guard", func(c TierSchedCounters) uint64 { return c.StarvationGuard }},
+}
+
+// statesByName and tiersByName are the states and tiers sorted as label
+// values (the registry's order of series).
+var (
+	statesByName = slices.Sorted(slices.Values(states))
+	tiersByName  = slices.SortedFunc(slices.Values(wellknown.AllTiers()), func(a, b wellknown.Tier) int {
+		return strings.Compare(string(a), string(b))
+	})
+)
 
 // StateOf maps an infera.io/agent-status value to its state.
 func StateOf(status string) string {
@@ -142,21 +165,29 @@ type Options struct {
 	Snapshot func() Snapshot
 	// ProcRoot is /proc, for node PSI; default /proc.
 	ProcRoot string
+	// selfProcRoot is where the agent's own process is read (tests);
+	// /proc when empty.
+	selfProcRoot string
 }
 
-// Metrics is the agent's registry and the metrics the agent pushes
-// (apply latency); everything else is collected at scrape time. It is a
-// prometheus.Gatherer of every family; Handler serves it with a faster
-// path for the text format (podtext.go).
+// Metrics is the agent's metrics: the registry path's registry, the text
+// path's families (text.go) and the metrics the agent pushes (apply
+// latency); everything else is collected at scrape time. It is a
+// prometheus.Gatherer of every family; Handler serves the text format
+// from the text path.
 type Metrics struct {
-	reg   *prometheus.Registry
-	apply prometheus.Histogram
-	snap  *snapshotCollector
-	// rest holds every collector of reg but the per-pod families, which
-	// the text path writes itself; restMu serialises its gathers (they
-	// share snap.held).
-	rest   *prometheus.Registry
-	restMu sync.Mutex
+	reg        *prometheus.Registry
+	apply      prometheus.Histogram
+	applyFam   *family
+	snap       *snapshotCollector
+	proc       *processCollector
+	goroutines funcGauge
+
+	// textMu serialises text-path scrapes: they write the families'
+	// buffers, sorted by name in fams.
+	textMu sync.Mutex
+	fams   []*family
+	scrape textScrape
 }
 
 // New registers every metric on a new registry.
@@ -164,41 +195,30 @@ func New(o Options) (*Metrics, error) {
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"
 	}
-	reg := prometheus.NewRegistry()
+	applyFam := newFamily("apply_duration_seconds", "Time from a coalesced change to the backend having applied the new assignment.", "histogram")
 	m := &Metrics{
-		reg:  reg,
-		rest: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		applyFam: applyFam,
 		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: Namespace, Name: "apply_duration_seconds",
-			Help:    "Time from a coalesced change to the backend having applied the new assignment.",
+			Name: applyFam.name, Help: applyFam.help,
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
-	}
-	m.snap = newSnapshotCollector(o)
-	cs := []prometheus.Collector{
-		m.apply,
-		m.snap,
+		snap: newSnapshotCollector(o),
 		// The agent itself, always from the real /proc (ProcRoot moves
 		// only the node-level files).
-		newProcessCollector("/proc"),
+		proc: newProcessCollector(cmp.Or(o.selfProcRoot, "/proc")),
 		// One gauge rather than the whole Go collector: what a leak shows
 		// in first (the soak samples it, docs/benchmarks.md).
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "agent_goroutines",
-			Help: "Goroutines in the agent process.",
-		}, func() float64 { return float64(runtime.NumGoroutine()) }),
+		goroutines: funcGauge{f: newFamily("agent_goroutines", "Goroutines in the agent process.", "gauge"),
+			fn: func() float64 { return float64(runtime.NumGoroutine()) }},
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-		if c == prometheus.Collector(m.snap) {
-			c = restView{m.snap}
-		}
-		if err := m.rest.Register(c); err != nil {
+	for _, c := range []prometheus.Collector{m.apply, m.snap, m.proc, m.goroutines} {
+		if err := m.reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	m.fams = append(append(append(m.fams, applyFam, m.goroutines.f), m.snap.fams...), m.proc.fams...)
+	slices.SortFunc(m.fams, func(a, b *family) int { return strings.Compare(a.name, b.name) })
 	return m, nil
 }
 
@@ -211,8 +231,31 @@ func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.reg.Gather() 
 // ObserveApply records one apply's latency.
 func (m *Metrics) ObserveApply(d time.Duration) { m.apply.Observe(d.Seconds()) }
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(Namespace+"_"+name, help, labels, nil)
+// appendText appends every family in the text format for one snapshot,
+// and returns the collection errors (those series are left out).
+func (m *Metrics) appendText(b []byte) ([]byte, []error) {
+	m.textMu.Lock()
+	defer m.textMu.Unlock()
+	t := &m.scrape
+	t.errs = t.errs[:0]
+	s := sink{text: t}
+	m.snap.collect(s, m.snap.o.Snapshot(), true)
+	m.proc.collect(s)
+	m.goroutines.collect(s)
+	var h dto.Metric
+	if err := m.apply.Write(&h); err != nil {
+		s.invalid(m.applyFam, err)
+	} else {
+		t.appendDTOHistogram(m.applyFam, h.GetHistogram())
+	}
+	for _, f := range m.fams {
+		if len(f.buf) > 0 {
+			b = append(b, f.header...)
+			b = append(b, f.buf...)
+			f.buf = f.buf[:0]
+		}
+	}
+	return b, slices.Clone(t.errs)
 }
 
 // snapshotCollector turns a Snapshot (and the pods' cgroup files) into
@@ -232,113 +275,82 @@ type snapshotCollector struct {
 	nodeMu    sync.Mutex
 	nodeFiles keptfile.Files
 
-	// held is the snapshot of the text path's scrape while it gathers
-	// Metrics.rest (under Metrics.restMu), for restView.
-	held *Snapshot
-
-	pods, request, gen, backend, safeMode                         *prometheus.Desc
-	schedStarts, schedExits, schedEjections                       *prometheus.Desc
-	cgWrites, cgDrift, cgErrors, cgRestored, cgGone               *prometheus.Desc
-	cgSuppressBudget, cgSuppressActive                            *prometheus.Desc
-	podUsage, podThrottled, podThrottledPeriods, podPressure, psi *prometheus.Desc
-	runq, lint, truncated                                         *prometheus.Desc
-	tierSched                                                     *prometheus.Desc
+	pods, request, gen, backend, safeMode                         *family
+	schedStarts, schedExits, schedEjections                       *family
+	cgWrites, cgDrift, cgErrors, cgRestored, cgGone               *family
+	cgSuppressBudget, cgSuppressActive                            *family
+	podUsage, podThrottled, podThrottledPeriods, podPressure, psi *family
+	runq, lint, truncated                                         *family
+	tierSched                                                     *family
+	fams                                                          []*family
 }
 
 func newSnapshotCollector(o Options) *snapshotCollector {
 	pod := []string{"namespace", "pod", "tier"}
-	return &snapshotCollector{
+	gauge := func(name, help string, labels ...string) *family { return newFamily(name, help, "gauge", labels...) }
+	counter := func(name, help string, labels ...string) *family { return newFamily(name, help, "counter", labels...) }
+	c := &snapshotCollector{
 		o:         o,
 		files:     newFileReader(),
 		nodeFiles: keptfile.Files{MaxSize: maxCgroupFile},
-		pods:      desc("tier_pods", "Pods on this node per QoS tier.", "tier"),
-		request:   desc("tier_cpu_request_cores", "CPU requested by the pods of each tier, in cores.", "tier"),
-		gen:       desc("config_generation", "Generation of the enforced assignment; rises whenever what is enforced changes."),
-		backend:   desc("backend_state", "1 for the enforcement backend in use and its state (enforcing, degraded, refused, observe-only, safe-mode), 0 for the other states.", "backend", "state"),
-		safeMode:  desc("safe_mode", "1 while the node is in safe mode (stock kernel behaviour)."),
+		pods:      gauge("tier_pods", "Pods on this node per QoS tier.", "tier"),
+		request:   gauge("tier_cpu_request_cores", "CPU requested by the pods of each tier, in cores.", "tier"),
+		gen:       gauge("config_generation", "Generation of the enforced assignment; rises whenever what is enforced changes."),
+		backend:   gauge("backend_state", "1 for the enforcement backend in use and its state (enforcing, degraded, refused, observe-only, safe-mode), 0 for the other states.", "backend", "state"),
+		safeMode:  gauge("safe_mode", "1 while the node is in safe mode (stock kernel behaviour)."),
 
-		schedStarts:    desc("scheduler_starts_total", "scx_layered processes started by the agent."),
-		schedExits:     desc("scheduler_exits_total", "scx_layered processes that exited."),
-		schedEjections: desc("scheduler_ejections_total", "Times the kernel ejected the sched_ext scheduler."),
+		schedStarts:    counter("scheduler_starts_total", "scx_layered processes started by the agent."),
+		schedExits:     counter("scheduler_exits_total", "scx_layered processes that exited."),
+		schedEjections: counter("scheduler_ejections_total", "Times the kernel ejected the sched_ext scheduler."),
 
-		cgWrites:         desc("cgroup_writes_total", "Cgroup files written (set, drift re-assertion and restore)."),
-		cgDrift:          desc("cgroup_drift_total", "Cgroup values found changed behind the agent's back and re-asserted."),
-		cgErrors:         desc("cgroup_write_errors_total", "Failed cgroup reads and writes, gone cgroups excluded."),
-		cgRestored:       desc("cgroup_restored_total", "Original cgroup values written back."),
-		cgGone:           desc("cgroup_gone_total", "Cgroup operations on cgroups that had vanished (a pod gone mid-write)."),
-		cgSuppressBudget: desc("cgroup_suppression_budget_millicores", "Dynamic CPU suppression: the CPU low and background pods may use together (0 while the lever is off)."),
-		cgSuppressActive: desc("cgroup_suppression_active", "1 while dynamic CPU suppression holds low and background pods under a CFS quota."),
+		cgWrites:         counter("cgroup_writes_total", "Cgroup files written (set, drift re-assertion and restore)."),
+		cgDrift:          counter("cgroup_drift_total", "Cgroup values found changed behind the agent's back and re-asserted."),
+		cgErrors:         counter("cgroup_write_errors_total", "Failed cgroup reads and writes, gone cgroups excluded."),
+		cgRestored:       counter("cgroup_restored_total", "Original cgroup values written back."),
+		cgGone:           counter("cgroup_gone_total", "Cgroup operations on cgroups that had vanished (a pod gone mid-write)."),
+		cgSuppressBudget: gauge("cgroup_suppression_budget_millicores", "Dynamic CPU suppression: the CPU low and background pods may use together (0 while the lever is off)."),
+		cgSuppressActive: gauge("cgroup_suppression_active", "1 while dynamic CPU suppression holds low and background pods under a CFS quota."),
 
-		podUsage:            desc(podUsage.name, podUsage.help, pod...),
-		podThrottled:        desc(podThrottled.name, podThrottled.help, pod...),
-		podThrottledPeriods: desc(podThrottledPeriods.name, podThrottledPeriods.help, pod...),
-		podPressure:         desc(podPressure.name, podPressure.help, append(pod, "kind")...),
-		psi:                 desc("node_cpu_pressure_seconds_total", "Time some or all tasks of the node were stalled waiting for CPU (/proc/pressure/cpu).", "kind"),
+		podUsage:            counter("pod_cpu_usage_seconds_total", "CPU time used by the pod's cgroup.", pod...),
+		podThrottled:        counter("pod_cpu_throttled_seconds_total", "Time the pod's cgroup was throttled by its CPU limit.", pod...),
+		podThrottledPeriods: counter("pod_cpu_throttled_periods_total", "CFS periods in which the pod's cgroup was throttled.", pod...),
+		podPressure:         counter("pod_cpu_pressure_seconds_total", "Time some or all of the pod's tasks were stalled waiting for CPU (cgroup v2 cpu.pressure).", append(pod, "kind")...),
+		psi:                 counter("node_cpu_pressure_seconds_total", "Time some or all tasks of the node were stalled waiting for CPU (/proc/pressure/cpu).", "kind"),
 
-		runq:      desc("runqueue_latency_seconds", "Time from a task's wakeup to it running on a CPU, per tier of its pod (eBPF).", "tier"),
-		lint:      desc("lint_violation", "Current violations of each placement invariant.", "invariant"),
-		truncated: desc("pod_series_truncated", "1 when the node has more pods than one scrape reports per-pod series for."),
-		tierSched: desc("tier_scheduler_events_total", "Events of the built-in sched_ext tier scheduler per tier: enqueued, dispatched, preempted (a critical task preempting a lower tier), starvation_guard (a lower tier served because it waited too long).", "tier", "event"),
+		runq:      newFamily("runqueue_latency_seconds", "Time from a task's wakeup to it running on a CPU, per tier of its pod (eBPF).", "histogram", "tier"),
+		lint:      gauge("lint_violation", "Current violations of each placement invariant.", "invariant"),
+		truncated: gauge("pod_series_truncated", "1 when the node has more pods than one scrape reports per-pod series for."),
+		tierSched: counter("tier_scheduler_events_total", "Events of the built-in sched_ext tier scheduler per tier: enqueued, dispatched, preempted (a critical task preempting a lower tier), starvation_guard (a lower tier served because it waited too long).", "tier", "event"),
 	}
-}
-
-func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	c.describe(ch, true)
-}
-
-func (c *snapshotCollector) describe(ch chan<- *prometheus.Desc, withPods bool) {
-	for _, d := range []*prometheus.Desc{c.pods, c.request, c.gen, c.backend, c.safeMode,
+	c.fams = []*family{c.pods, c.request, c.gen, c.backend, c.safeMode,
 		c.schedStarts, c.schedExits, c.schedEjections, c.cgWrites, c.cgDrift, c.cgErrors, c.cgRestored, c.cgGone, c.cgSuppressBudget, c.cgSuppressActive,
-		c.psi, c.runq, c.lint, c.truncated, c.tierSched} {
-		ch <- d
-	}
-	if withPods {
-		for _, d := range []*prometheus.Desc{c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure} {
-			ch <- d
-		}
-	}
+		c.podUsage, c.podThrottled, c.podThrottledPeriods, c.podPressure, c.psi, c.runq, c.lint, c.truncated, c.tierSched}
+	return c
 }
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) { describe(ch, c.fams...) }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	c.collect(ch, c.o.Snapshot(), true)
+	c.collect(sink{ch: ch}, c.o.Snapshot(), false)
 }
 
-// restView is the snapshot collector without the per-pod families, on the
-// held snapshot of the text path's scrape.
-type restView struct{ c *snapshotCollector }
-
-func (v restView) Describe(ch chan<- *prometheus.Desc) { v.c.describe(ch, false) }
-
-func (v restView) Collect(ch chan<- prometheus.Metric) {
-	s := v.c.held
-	if s == nil { // not gathered by the text path: a fresh snapshot
-		snap := v.c.o.Snapshot()
-		s = &snap
+// collect sends the snapshot's metrics and the pods'. On the text path
+// (text) the pods' lines are written straight into their families.
+func (c *snapshotCollector) collect(sk sink, s Snapshot, text bool) {
+	// Series go out in the order the registry sorts them (by label values,
+	// labels by name), so both paths write the same bytes.
+	gauge, counter := sk.gauge, sk.counter
+	for _, t := range tiersByName {
+		gauge(c.request, float64(s.Tiers[t].RequestMilli)/1000, string(t))
 	}
-	v.c.collect(ch, *s, false)
-}
-
-// collect sends the snapshot's metrics, and the pods' when withPods.
-func (c *snapshotCollector) collect(ch chan<- prometheus.Metric, s Snapshot, withPods bool) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	for _, t := range wellknown.AllTiers() {
-		u := s.Tiers[t]
-		gauge(c.pods, float64(u.Pods), string(t))
-		gauge(c.request, float64(u.RequestMilli)/1000, string(t))
+	for _, t := range tiersByName {
+		gauge(c.pods, float64(s.Tiers[t].Pods), string(t))
 	}
 	gauge(c.gen, float64(s.Generation))
 	state := StateOf(s.Status)
-	for _, st := range states {
-		v := 0.0
-		if st == state {
-			v = 1
-		}
-		gauge(c.backend, v, label(s.Backend), st)
+	backend := label(s.Backend)
+	for _, st := range statesByName {
+		gauge(c.backend, b2f(st == state), backend, st)
 	}
 	gauge(c.safeMode, b2f(s.SafeMode))
 	// The counters exist (at zero) whichever backend runs, so dashboards
@@ -361,32 +373,35 @@ func (c *snapshotCollector) collect(ch chan<- prometheus.Metric, s Snapshot, wit
 	counter(c.cgGone, float64(cg.Gone))
 	gauge(c.cgSuppressBudget, float64(cg.SuppressBudgetMilli))
 	gauge(c.cgSuppressActive, b2f(cg.SuppressActive))
-	for _, t := range wellknown.AllTiers() {
-		ts := s.TierSched[t]
-		counter(c.tierSched, float64(ts.Enqueued), string(t), "enqueued")
-		counter(c.tierSched, float64(ts.Dispatched), string(t), "dispatched")
-		counter(c.tierSched, float64(ts.Preempted), string(t), "preempted")
-		counter(c.tierSched, float64(ts.StarvationGuard), string(t), "starvation_guard")
+	// Labelled event, tier: by event first.
+	for _, ev := range tierSchedEvents {
+		for _, t := range tiersByName {
+			counter(c.tierSched, float64(ev.value(s.TierSched[t])), string(t), ev.name)
+		}
 	}
 	gauge(c.truncated, b2f(len(s.Pods) > MaxPods))
-	if withPods {
-		c.mu.Lock()
-		for _, ps := range c.readPods(s) {
-			c.collectPod(ch, ps)
+	c.mu.Lock()
+	samples := c.readPods(s)
+	if text {
+		c.appendPodLines(samples)
+	} else {
+		for _, ps := range samples {
+			c.collectPod(sk.ch, ps)
 		}
-		c.mu.Unlock()
 	}
+	c.mu.Unlock()
 	if psi := c.nodePSI(); psi.Available {
-		counter(c.psi, float64(psi.Some.TotalUS)/1e6, "some")
 		if psi.Full != nil {
 			counter(c.psi, float64(psi.Full.TotalUS)/1e6, "full")
 		}
+		counter(c.psi, float64(psi.Some.TotalUS)/1e6, "some")
 	}
-	for t, h := range s.RunQueue {
-		ch <- prometheus.MustNewConstHistogram(c.runq, h.Count, h.Sum, h.Buckets, string(t))
+	for _, t := range slices.Sorted(maps.Keys(s.RunQueue)) {
+		h := s.RunQueue[t]
+		sk.histogram(c.runq, h.Count, h.Sum, h.Buckets, string(t))
 	}
-	for inv, n := range s.Lint {
-		gauge(c.lint, float64(n), label(inv))
+	for _, inv := range slices.Sorted(maps.Keys(s.Lint)) {
+		gauge(c.lint, float64(s.Lint[inv]), label(inv))
 	}
 }
 
@@ -421,7 +436,7 @@ func (c *snapshotCollector) readPods(s Snapshot) []podSample {
 		if p.CPUDir == "" {
 			continue
 		}
-		l := c.labels.get(c.podPressure, k[0], k[1], string(p.Tier))
+		l := c.labels.get(c.podPressure.desc, k[0], k[1], string(p.Tier))
 		c.samples = append(c.samples, podSample{l: l, pc: readPodCounters(c.files.read, p, s.CgroupV2)})
 	}
 	c.files.End()
@@ -432,8 +447,8 @@ func (c *snapshotCollector) readPods(s Snapshot) []podSample {
 // collectPod sends one pod's series.
 func (c *snapshotCollector) collectPod(ch chan<- prometheus.Metric, ps podSample) {
 	l, pc := ps.l, ps.pc
-	counter := func(d *prometheus.Desc, v float64, labels []*dto.LabelPair) {
-		ch <- podCounter{desc: d, labels: labels, value: v}
+	counter := func(f *family, v float64, labels []*dto.LabelPair) {
+		ch <- podCounter{desc: f.desc, labels: labels, value: v}
 	}
 	if pc.HasUsage {
 		counter(c.podUsage, pc.UsageSeconds, l.base)

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/infera-io/temper/apis/wellknown"
 )
@@ -55,24 +56,67 @@ func textPathSnapshot(t *testing.T, v2 bool) Snapshot {
 		Pod{Namespace: "shop", Name: "gone", Tier: wellknown.TierNormal, CPUDir: filepath.Join(dir, "gone")})
 	s := fullSnapshot("")
 	s.CgroupV2, s.Pods = v2, pods
+	s.Backend = "cg\"roup\\x\ny"
+	s.Lint["quoted\"\\inv\nariant"] = 3
+	s.TierSched[wellknown.TierLow] = TierSchedCounters{Enqueued: 1e7, Dispatched: 123456789, StarvationGuard: 1}
 	return s
 }
 
-// familyBlocks splits a text exposition into its families (HELP, TYPE and
-// samples), sorted, without the agent's own process families, whose values
-// move between two gathers.
-func familyBlocks(t *testing.T, text string) []string {
+// normalised re-encodes families in the text format keyed by name, their
+// series sorted by label values (the registry's order): two expositions
+// that say the same give the same strings. Families named in moving (the
+// agent's own process, whose values move between two scrapes) keep only
+// their series count.
+func normalised(t *testing.T, fams map[string]*dto.MetricFamily, moving func(string) bool) map[string]string {
 	t.Helper()
-	var blocks []string
-	for b := range strings.SplitSeq(text, "# HELP ") {
-		if b == "" || strings.HasPrefix(b, Namespace+"_agent_") {
+	out := map[string]string{}
+	for name, f := range fams {
+		if moving(name) {
+			out[name] = fmt.Sprintf("%d series", len(f.GetMetric()))
 			continue
 		}
-		blocks = append(blocks, b)
+		key := func(m *dto.Metric) string {
+			var k []string
+			for _, l := range m.GetLabel() {
+				k = append(k, l.GetName()+"\xff"+l.GetValue())
+			}
+			return strings.Join(k, "\xfe")
+		}
+		slices.SortFunc(f.Metric, func(a, b *dto.Metric) int { return strings.Compare(key(a), key(b)) })
+		var b bytes.Buffer
+		if _, err := expfmt.MetricFamilyToText(&b, f); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out[name] = b.String()
 	}
-	slices.Sort(blocks)
-	return blocks
+	return out
 }
+
+func parseText(t *testing.T, body string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("the text path wrote what Prometheus cannot parse: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// blocks splits a text exposition into its families (HELP, TYPE and
+// series), sorted, without the agent process's own.
+func blocks(text string) []string {
+	var out []string
+	for b := range strings.SplitSeq(text, "# HELP ") {
+		if b != "" && !isProcess(b) {
+			out = append(out, b)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isProcess: the agent process's own families (CPU, memory, goroutines).
+func isProcess(name string) bool { return strings.HasPrefix(name, Namespace+"_agent_") }
 
 func scrape(t *testing.T, h http.Handler, accept string) *httptest.ResponseRecorder {
 	t.Helper()
@@ -88,9 +132,10 @@ func scrape(t *testing.T, h http.Handler, accept string) *httptest.ResponseRecor
 	return rec
 }
 
-// The text path writes, byte for byte, what the registry's gather and
-// expfmt's encoder give for the same snapshot: every family once, the
-// series in the registry's order, the same escaping and number format.
+// The text path says what the registry path says for the same snapshot:
+// the same families with the same help, type, series, labels (escaped and
+// bounded) and values, each family once. Its output parses with
+// Prometheus's own text parser.
 func TestTextPathMatchesRegistry(t *testing.T) {
 	for _, v2 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("v2=%v", v2), func(t *testing.T) {
@@ -100,30 +145,50 @@ func TestTextPathMatchesRegistry(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.ObserveApply(3 * time.Millisecond)
+			m.ObserveApply(2 * time.Second)
 			h := Handler(m, promhttp.HandlerOpts{})
 			for _, accept := range []string{"", "text/plain;version=0.0.4;q=1,*/*;q=0.1"} {
 				rec := scrape(t, h, accept)
 				if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 					t.Errorf("Content-Type %q", ct)
 				}
+				body := rec.Body.String()
+				for _, name := range []string{"infera_pod_cpu_usage_seconds_total", "infera_runqueue_latency_seconds", "infera_agent_goroutines", "infera_agent_process_cpu_seconds_total"} {
+					if n := strings.Count(body, "# TYPE "+name+" "); n != 1 {
+						t.Errorf("family %s written %d times", name, n)
+					}
+				}
 				families, err := m.Registry().Gather()
 				if err != nil {
 					t.Fatal(err)
 				}
-				var want bytes.Buffer
-				enc := expfmt.NewEncoder(&want, expfmt.NewFormat(expfmt.TypeTextPlain))
+				want := map[string]*dto.MetricFamily{}
 				for _, f := range families {
-					if err := enc.Encode(f); err != nil {
+					want[f.GetName()] = f
+				}
+				// Byte for byte, family by family (the agent's own
+				// process aside): the same order of series, escaping and
+				// number format as expfmt's encoding of the registry's.
+				var enc bytes.Buffer
+				e := expfmt.NewEncoder(&enc, expfmt.NewFormat(expfmt.TypeTextPlain))
+				for _, f := range families {
+					if err := e.Encode(f); err != nil {
 						t.Fatal(err)
 					}
 				}
-				got, wantBlocks := familyBlocks(t, rec.Body.String()), familyBlocks(t, want.String())
-				if !slices.Equal(got, wantBlocks) {
-					t.Fatalf("text path:\n%s\nregistry:\n%s", strings.Join(got, "# HELP "), strings.Join(wantBlocks, "# HELP "))
+				if g, w := blocks(body), blocks(enc.String()); !slices.Equal(g, w) {
+					t.Errorf("text path:\n%s\nregistry:\n%s", strings.Join(g, "# HELP "), strings.Join(w, "# HELP "))
 				}
-				for _, name := range []string{"infera_pod_cpu_usage_seconds_total", "infera_pod_cpu_throttled_periods_total", "infera_agent_goroutines"} {
-					if strings.Count(rec.Body.String(), "# TYPE "+name+" ") != 1 {
-						t.Errorf("family %s not exactly once:\n%s", name, rec.Body)
+				// And as Prometheus reads it.
+				got, wantText := normalised(t, parseText(t, body), isProcess), normalised(t, want, isProcess)
+				for name, w := range wantText {
+					if got[name] != w {
+						t.Errorf("family %s:\ntext path:\n%s\nregistry:\n%s", name, got[name], w)
+					}
+				}
+				for name := range got {
+					if _, ok := wantText[name]; !ok {
+						t.Errorf("the text path wrote %s, the registry has no such family", name)
 					}
 				}
 			}
@@ -191,44 +256,35 @@ func TestProtobufScrapeHasPodSeries(t *testing.T) {
 	}
 }
 
-// A failing collector answers 500 on the text path when asked to, and is
-// logged and skipped (the rest still served) when not.
-func TestTextPathGatherError(t *testing.T) {
+// A series that cannot be collected (here the agent's fd count, its /proc
+// missing) answers 500 when asked to, on the text path as on the
+// registry's, and is logged and left out, the rest served, when not.
+func TestTextPathCollectError(t *testing.T) {
 	s := textPathSnapshot(t, false)
-	m, err := New(Options{Snapshot: func() Snapshot { return s }, ProcRoot: t.TempDir()})
+	m, err := New(Options{Snapshot: func() Snapshot { return s }, ProcRoot: t.TempDir(), selfProcRoot: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// On the text path's registry: a series collected twice fails the
-	// gather.
-	if err := m.rest.Register(twice{}); err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	rec := httptest.NewRecorder()
-	Handler(m, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, req)
-	if rec.Code != http.StatusInternalServerError {
-		t.Errorf("HTTPErrorOnError: status %d, want 500", rec.Code)
+	for _, accept := range []string{"", string(expfmt.NewFormat(expfmt.TypeProtoDelim))} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept", accept)
+		rec := httptest.NewRecorder()
+		Handler(m, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).ServeHTTP(rec, req)
+		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "agent_process_open_fds") {
+			t.Errorf("Accept %q, HTTPErrorOnError: %d %q, want 500 naming the series", accept, rec.Code, rec.Body)
+		}
 	}
 	var logged bytes.Buffer
-	rec = scrape(t, Handler(m, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: logTo{&logged}}), "")
+	rec := scrape(t, Handler(m, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: logTo{&logged}}), "")
 	if !strings.Contains(rec.Body.String(), "infera_pod_cpu_usage_seconds_total{") {
 		t.Errorf("ContinueOnError lost the pod series:\n%s", rec.Body)
 	}
-	if !strings.Contains(logged.String(), "infera_test_bad") {
+	if strings.Contains(rec.Body.String(), "infera_agent_process_open_fds") {
+		t.Errorf("ContinueOnError wrote the failed series:\n%s", rec.Body)
+	}
+	if !strings.Contains(logged.String(), "agent_process_open_fds") {
 		t.Errorf("the error was not logged: %q", logged.String())
 	}
-}
-
-// twice is an unchecked collector that sends one series twice.
-type twice struct{}
-
-func (twice) Describe(chan<- *prometheus.Desc) {}
-
-func (twice) Collect(ch chan<- prometheus.Metric) {
-	d := prometheus.NewDesc("infera_test_bad", "Sent twice.", nil, nil)
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 1)
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 2)
 }
 
 type logTo struct{ w io.Writer }

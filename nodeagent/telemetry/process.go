@@ -22,7 +22,8 @@ import (
 // two fields of netstat that are reported, each file kept open between
 // scrapes.
 type processCollector struct {
-	cpu, openFDs, maxFDs, vsize, maxVsize, rss, start, rx, tx *prometheus.Desc
+	cpu, openFDs, maxFDs, vsize, maxVsize, rss, start, rx, tx *family
+	fams                                                      []*family
 
 	startTime float64 // 0: unknown (not reported)
 	pageSize  float64
@@ -33,23 +34,23 @@ type processCollector struct {
 }
 
 func newProcessCollector(procRoot string) *processCollector {
-	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(Namespace+"_agent_process_"+name, help, nil, nil)
-	}
+	gauge := func(name, help string) *family { return newFamily("agent_process_"+name, help, "gauge") }
+	counter := func(name, help string) *family { return newFamily("agent_process_"+name, help, "counter") }
 	c := &processCollector{
-		cpu:      d("cpu_seconds_total", "User and system CPU time the agent process has used, in seconds."),
-		openFDs:  d("open_fds", "File descriptors the agent process has open."),
-		maxFDs:   d("max_fds", "The agent process's limit on open file descriptors."),
-		vsize:    d("virtual_memory_bytes", "Virtual memory size of the agent process, in bytes."),
-		maxVsize: d("virtual_memory_max_bytes", "The agent process's limit on virtual memory, in bytes."),
-		rss:      d("resident_memory_bytes", "Resident memory of the agent process, in bytes."),
-		start:    d("start_time_seconds", "When the agent process started, in seconds since the Unix epoch."),
-		rx:       d("network_receive_bytes_total", "Bytes received in the agent's network namespace (IpExt InOctets)."),
-		tx:       d("network_transmit_bytes_total", "Bytes sent from the agent's network namespace (IpExt OutOctets)."),
+		cpu:      counter("cpu_seconds_total", "User and system CPU time the agent process has used, in seconds."),
+		openFDs:  gauge("open_fds", "File descriptors the agent process has open."),
+		maxFDs:   gauge("max_fds", "The agent process's limit on open file descriptors."),
+		vsize:    gauge("virtual_memory_bytes", "Virtual memory size of the agent process, in bytes."),
+		maxVsize: gauge("virtual_memory_max_bytes", "The agent process's limit on virtual memory, in bytes."),
+		rss:      gauge("resident_memory_bytes", "Resident memory of the agent process, in bytes."),
+		start:    gauge("start_time_seconds", "When the agent process started, in seconds since the Unix epoch."),
+		rx:       counter("network_receive_bytes_total", "Bytes received in the agent's network namespace (IpExt InOctets)."),
+		tx:       counter("network_transmit_bytes_total", "Bytes sent from the agent's network namespace (IpExt OutOctets)."),
 		pageSize: float64(os.Getpagesize()),
 		proc:     procRoot + "/self",
 		files:    newFileReader(),
 	}
+	c.fams = []*family{c.cpu, c.openFDs, c.maxFDs, c.vsize, c.maxVsize, c.rss, c.start, c.rx, c.tx}
 	if fs, err := procfs.NewFS(procRoot); err == nil {
 		if p, err := fs.Self(); err == nil {
 			if st, err := p.Stat(); err == nil {
@@ -62,19 +63,17 @@ func newProcessCollector(procRoot string) *processCollector {
 	return c
 }
 
-func (c *processCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.cpu, c.openFDs, c.maxFDs, c.vsize, c.maxVsize, c.rss, c.start, c.rx, c.tx} {
-		ch <- d
-	}
-}
+func (c *processCollector) Describe(ch chan<- *prometheus.Desc) { describe(ch, c.fams...) }
 
-func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+func (c *processCollector) Collect(ch chan<- prometheus.Metric) { c.collect(sink{ch: ch}) }
+
+func (c *processCollector) collect(s sink) {
+	gauge := func(f *family, v float64) { s.gauge(f, v) }
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(ru.Utime.Nano()+ru.Stime.Nano())/1e9)
+		s.counter(c.cpu, float64(ru.Utime.Nano()+ru.Stime.Nano())/1e9)
 	} else {
-		ch <- prometheus.NewInvalidMetric(c.cpu, err)
+		s.invalid(c.cpu, err)
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
@@ -89,7 +88,7 @@ func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
 	if n, err := countFDs(c.proc + "/fd"); err == nil {
 		gauge(c.openFDs, float64(n))
 	} else {
-		ch <- prometheus.NewInvalidMetric(c.openFDs, err)
+		s.invalid(c.openFDs, err)
 	}
 
 	c.mu.Lock()
@@ -109,8 +108,8 @@ func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if b, ok := c.files.read(c.proc+"/net", "netstat"); ok {
 		if in, out, ok := ipExtOctets(b); ok {
-			ch <- prometheus.MustNewConstMetric(c.rx, prometheus.CounterValue, in)
-			ch <- prometheus.MustNewConstMetric(c.tx, prometheus.CounterValue, out)
+			s.counter(c.rx, in)
+			s.counter(c.tx, out)
 		}
 	}
 }
