@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
+	"github.com/infera-io/temper/nodeagent/keptfile"
 	"github.com/infera-io/temper/nodeagent/lint"
 	"github.com/infera-io/temper/nodeagent/procscan"
 )
@@ -63,6 +64,11 @@ type Observer struct {
 
 	tickMu  sync.Mutex // serialises ticks: the sampler is not concurrent
 	sampler *procscan.Sampler
+
+	// filesMu guards files: the node's pressure file and the agent's own
+	// stat, which every snapshot reads, kept open between snapshots.
+	filesMu sync.Mutex
+	files   keptfile.Files
 
 	mu       sync.Mutex
 	last     Input
@@ -146,8 +152,10 @@ func (o *Observer) Snapshot() Snapshot {
 	defer runtime.UnlockOSThread()
 	cpu0 := threadCPU()
 	now := o.clock.Now()
-	psi := ReadPSI(o.opts.ProcRoot)
+	o.filesMu.Lock()
+	psi := readPSIWith(o.files.ReadPath, filepath.Join(o.opts.ProcRoot, "pressure", "cpu"))
 	agentCPU, rss := o.self()
+	o.filesMu.Unlock()
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -169,9 +177,10 @@ func (o *Observer) Snapshot() Snapshot {
 	return snap
 }
 
-// self reads the agent's own CPU seconds and RSS from /proc/self/stat.
+// self reads the agent's own CPU seconds and RSS from /proc/self/stat;
+// o.filesMu is held.
 func (o *Observer) self() (cpuSeconds float64, rss int64) {
-	b, err := os.ReadFile(filepath.Join(o.opts.ProcRoot, "self", "stat"))
+	b, err := o.files.ReadPath(filepath.Join(o.opts.ProcRoot, "self", "stat"))
 	if err != nil {
 		return 0, 0
 	}

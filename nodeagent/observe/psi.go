@@ -19,8 +19,11 @@ func ReadPSI(procRoot string) PSI {
 
 // ReadPSIFile reads one pressure file: the node's (/proc/pressure/cpu) or
 // a cgroup v2 cgroup's cpu.pressure, which share the format.
-func ReadPSIFile(p string) PSI {
-	b, err := os.ReadFile(p)
+func ReadPSIFile(p string) PSI { return readPSIWith(os.ReadFile, p) }
+
+// readPSIWith reads the pressure file p with read.
+func readPSIWith(read func(string) ([]byte, error), p string) PSI {
+	b, err := read(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return PSI{Reason: fmt.Sprintf("%s does not exist: the kernel has no PSI (CONFIG_PSI off, or psi=0 on its command line)", p)}
