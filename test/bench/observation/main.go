@@ -274,7 +274,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 
 	res := &result{Pods: c.pods, SampleInterval: c.interval.String()}
-	res.Command = fmt.Sprintf("KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/observation -runs %d -duration %s -pods %d", c.runs, c.duration, c.pods)
+	res.Command = fmt.Sprintf("KUBEBUILDER_ASSETS=$PWD/bin go run ./test/bench/observation -runs %d -duration %s -pods %d -scrapes %d", c.runs, c.duration, c.pods, c.scrapes)
 	machine(res)
 	for i := range c.runs {
 		r, err := runOnce(ctx, c, env, sb, dir, agentBin, i)
