@@ -197,7 +197,7 @@ OBS_BASELINE ?= docs/bench/observation-baseline.json
 # The Go runtime settings the chart gives the agent (charts/temper values
 # agent.goRuntime), so the bench measures the agent as installed; empty
 # measures Go's defaults.
-OBS_AGENT_ENV ?= GOGC=50 GOMEMLIMIT=192MiB
+OBS_AGENT_ENV ?= GOGC=50 GOMEMLIMIT=192MiB GOMAXPROCS=1
 # Requests per endpoint for the scrape latencies: the p99 of 200 is the
 # second-slowest request, of 1000 the tenth.
 OBS_SCRAPES ?= 1000

@@ -57,8 +57,7 @@ func (c *podLabelCache) get(pressure *prometheus.Desc, namespace, name, tier str
 			some:      prometheus.MakeLabelPairs(pressure, []string{namespace, name, tier, "some"}),
 			full:      prometheus.MakeLabelPairs(pressure, []string{namespace, name, tier, "full"}),
 			namespace: namespace, pod: name, tier: tier,
-			text: `namespace="` + escapeLabelValue(namespace) + `",pod="` + escapeLabelValue(name) +
-				`",tier="` + escapeLabelValue(tier) + `"`,
+			text: podLabelText(namespace, name, tier),
 		}
 		// Sorted by name, "kind" comes first; the rest is namespace, pod
 		// and tier, shared read-only.
@@ -83,4 +82,14 @@ func (m podCounter) Write(out *dto.Metric) error {
 	out.Label = m.labels
 	out.Counter = &dto.Counter{Value: &v}
 	return nil
+}
+
+// podLabelText is a pod's labels in the text format, in name order.
+func podLabelText(namespace, name, tier string) string {
+	b := appendLabelValue([]byte(`namespace="`), namespace)
+	b = append(b, `",pod="`...)
+	b = appendLabelValue(b, name)
+	b = append(b, `",tier="`...)
+	b = appendLabelValue(b, tier)
+	return string(append(b, '"'))
 }

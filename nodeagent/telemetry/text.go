@@ -57,14 +57,10 @@ func newFamily(name, help, typ string, labels ...string) *family {
 	return f
 }
 
-// Escaping of the text format: a HELP text escapes backslash and newline,
-// a label value the double quote as well.
-var (
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
-)
-
-func escapeLabelValue(v string) string { return labelEscaper.Replace(v) }
+// helpEscaper escapes a HELP text as the text format does: backslash and
+// newline (a label value escapes the double quote as well,
+// appendLabelValue).
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
 // appendLabelValue appends v escaped as a label value.
 func appendLabelValue(b []byte, v string) []byte {

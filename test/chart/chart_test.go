@@ -102,9 +102,10 @@ func TestAgentDaemonSets(t *testing.T) {
 			t.Errorf("%s: selector %v does not select the template labels %v", ds.Name, ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels)
 		}
 		ctr := spec.Containers[0]
-		if len(ctr.Env) != 3 || ctr.Env[0].Name != "NODE_NAME" || ctr.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" ||
-			ctr.Env[1] != (corev1.EnvVar{Name: "GOGC", Value: "50"}) || ctr.Env[2] != (corev1.EnvVar{Name: "GOMEMLIMIT", Value: "192MiB"}) {
-			t.Errorf("%s: env %+v, want NODE_NAME from spec.nodeName, GOGC 50 and GOMEMLIMIT 192MiB (agent.goRuntime)", ds.Name, ctr.Env)
+		if len(ctr.Env) != 4 || ctr.Env[0].Name != "NODE_NAME" || ctr.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" ||
+			ctr.Env[1] != (corev1.EnvVar{Name: "GOGC", Value: "50"}) || ctr.Env[2] != (corev1.EnvVar{Name: "GOMEMLIMIT", Value: "192MiB"}) ||
+			ctr.Env[3] != (corev1.EnvVar{Name: "GOMAXPROCS", Value: "1"}) {
+			t.Errorf("%s: env %+v, want NODE_NAME from spec.nodeName, GOGC 50, GOMEMLIMIT 192MiB and GOMAXPROCS 1 (agent.goRuntime)", ds.Name, ctr.Env)
 		}
 		rp := ctr.ReadinessProbe
 		if rp == nil || rp.HTTPGet.Path != "/readyz" || rp.HTTPGet.Port.StrVal != "http" || ctr.Ports[0].ContainerPort != 9100 {
