@@ -20,19 +20,8 @@ func TestHandlerCompressesOnlyWhenAsked(t *testing.T) {
 	g.Set(42)
 	reg.MustRegister(g)
 	h := Handler(reg, promhttp.HandlerOpts{})
-	get := func(accept string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-		if accept != "" {
-			req.Header.Set("Accept-Encoding", accept)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			t.Fatalf("Accept-Encoding %q: status %d", accept, rec.Code)
-		}
-		return rec
-	}
-	plain := get("")
+	fetch := func(accept string) *httptest.ResponseRecorder { return get(t, h, "Accept-Encoding", accept) }
+	plain := fetch("")
 	if enc := plain.Header().Get("Content-Encoding"); enc != "" {
 		t.Errorf("no Accept-Encoding: Content-Encoding %q, want none", enc)
 	}
@@ -40,7 +29,7 @@ func TestHandlerCompressesOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("identity body lacks the gauge:\n%s", plain.Body)
 	}
 	for _, accept := range []string{"gzip", "deflate, gzip;q=0.5", "GZIP", "br, gzip"} {
-		rec := get(accept)
+		rec := fetch(accept)
 		if enc := rec.Header().Get("Content-Encoding"); enc != "gzip" {
 			t.Errorf("Accept-Encoding %q: Content-Encoding %q, want gzip", accept, enc)
 			continue
@@ -58,7 +47,7 @@ func TestHandlerCompressesOnlyWhenAsked(t *testing.T) {
 		}
 	}
 	for _, accept := range []string{"gzip;q=0", "identity", "deflate"} {
-		if enc := get(accept).Header().Get("Content-Encoding"); enc != "" {
+		if enc := fetch(accept).Header().Get("Content-Encoding"); enc != "" {
 			t.Errorf("Accept-Encoding %q: Content-Encoding %q, want none", accept, enc)
 		}
 	}

@@ -118,16 +118,24 @@ func blocks(text string) []string {
 // isProcess: the agent process's own families (CPU, memory, goroutines).
 func isProcess(name string) bool { return strings.HasPrefix(name, Namespace+"_agent_") }
 
+// scrape GETs /metrics from h with Accept, and fails unless it is 200.
 func scrape(t *testing.T, h http.Handler, accept string) *httptest.ResponseRecorder {
 	t.Helper()
+	return get(t, h, "Accept", accept)
+}
+
+// get GETs /metrics from h with header set to value (when not empty), and
+// fails unless the answer is 200.
+func get(t *testing.T, h http.Handler, header, value string) *httptest.ResponseRecorder {
+	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	if accept != "" {
-		req.Header.Set("Accept", accept)
+	if value != "" {
+		req.Header.Set(header, value)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		t.Fatalf("Accept %q: status %d: %s", accept, rec.Code, rec.Body)
+		t.Fatalf("%s %q: status %d: %s", header, value, rec.Code, rec.Body)
 	}
 	return rec
 }
