@@ -30,11 +30,16 @@ func Handler(g prometheus.Gatherer, o promhttp.HandlerOpts) http.Handler {
 	h := promhttp.HandlerFor(g, o)
 	if m, ok := g.(*Metrics); ok {
 		registry := h
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			format := expfmt.Negotiate(r.Header)
+		// The formats promhttp offers with o, so both paths negotiate alike.
+		accepted := o.AcceptedFormats
+		if len(accepted) == 0 {
+			accepted = expfmt.DefaultAcceptedFormats()
 			if o.EnableOpenMetrics {
-				format = expfmt.NegotiateIncludingOpenMetrics(r.Header)
+				accepted = expfmt.DefaultOpenMetricsAcceptedFormats()
 			}
+		}
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			format := expfmt.NegotiateAccept(r.Header, accepted...)
 			if format.FormatType() != expfmt.TypeTextPlain {
 				registry.ServeHTTP(w, r)
 				return

@@ -86,6 +86,7 @@ func (m *Metrics) serveText(w http.ResponseWriter, format expfmt.Format, o promh
 			return
 		}
 	}
+	w.Header().Add("Vary", "Accept")
 	w.Header().Set("Content-Type", string(format))
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(http.StatusOK)

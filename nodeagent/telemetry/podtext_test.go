@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -245,7 +246,7 @@ func TestProtobufScrapeHasPodSeries(t *testing.T) {
 	series := map[string]int{}
 	for {
 		var f dtoFamily
-		if err := dec.Decode(&f); err == io.EOF {
+		if err := dec.Decode(&f); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			t.Fatal(err)
