@@ -9,6 +9,13 @@
 // A kept file that fails to read (its cgroup removed: ENODEV; its process
 // gone) is closed and its path opened once more, so a path that no longer
 // exists reads as missing, and one made again is read afresh.
+//
+// The files must be ones the kernel renders as a single record (a cgroup
+// interface file, /proc/<pid>/stat or statm, a pressure file, a
+// single_open procfs file such as net/netstat): a read that returns less
+// than asked for is taken as the end of the file. A seq_file of many
+// records (cgroup.procs, /proc/<pid>/maps) may return less at a record
+// boundary before its end; read those otherwise.
 package keptfile
 
 import (
@@ -140,10 +147,10 @@ func (f *Files) readAt0(fd int) ([]byte, error) {
 			return nil, err
 		}
 		n += max(m, 0)
-		// A short read is the end: these files are rendered whole by the
-		// kernel (seq_file, procfs), and a read that could not fill the
-		// buffer has taken all there is. Not asking again for the 0 that
-		// says so halves the system calls of a scrape.
+		// A short read is the end: a single-record file (the package's
+		// contract) is rendered whole by the kernel, and a read that could
+		// not fill the buffer has taken all there is. Not asking again for
+		// the 0 that says so halves the system calls of a scrape.
 		if m < want {
 			return f.buf[:n], nil
 		}
