@@ -153,7 +153,7 @@ func (o *Observer) Snapshot() Snapshot {
 	cpu0 := threadCPU()
 	now := o.clock.Now()
 	o.filesMu.Lock()
-	psi := readPSIWith(o.files.ReadPath, filepath.Join(o.opts.ProcRoot, "pressure", "cpu"))
+	psi := ReadPSIWith(o.files.ReadPath, filepath.Join(o.opts.ProcRoot, "pressure", "cpu"))
 	agentCPU, rss := o.self()
 	o.filesMu.Unlock()
 

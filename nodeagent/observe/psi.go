@@ -19,10 +19,11 @@ func ReadPSI(procRoot string) PSI {
 
 // ReadPSIFile reads one pressure file: the node's (/proc/pressure/cpu) or
 // a cgroup v2 cgroup's cpu.pressure, which share the format.
-func ReadPSIFile(p string) PSI { return readPSIWith(os.ReadFile, p) }
+func ReadPSIFile(p string) PSI { return ReadPSIWith(os.ReadFile, p) }
 
-// readPSIWith reads the pressure file p with read.
-func readPSIWith(read func(string) ([]byte, error), p string) PSI {
+// ReadPSIWith reads the pressure file p with read (a keptfile.Files'
+// ReadPath, where the file is read again and again).
+func ReadPSIWith(read func(string) ([]byte, error), p string) PSI {
 	b, err := read(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

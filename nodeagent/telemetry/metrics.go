@@ -504,7 +504,7 @@ func readPodCounters(read func(dir, file string) ([]byte, bool), p Pod, v2 bool)
 		// Through read as well: kept open between scrapes like cpu.stat
 		// (whose values are taken above, before the buffer is reused).
 		if b, ok := read(p.CPUDir, "cpu.pressure"); ok {
-			if psi := observe.ParsePSI("cpu.pressure", b); psi.Available && psi.Some != nil {
+			if psi := observe.ParsePSI("cpu.pressure", b); psi.Available {
 				pc.PressureSomeSeconds, pc.HasPressure = float64(psi.Some.TotalUS)/1e6, true
 				if psi.Full != nil {
 					pc.PressureFullSeconds, pc.HasPressureFull = float64(psi.Full.TotalUS)/1e6, true
@@ -571,11 +571,7 @@ func (c *snapshotCollector) nodePSI() observe.PSI {
 	p := filepath.Join(c.o.ProcRoot, "pressure", "cpu")
 	c.nodeMu.Lock()
 	defer c.nodeMu.Unlock()
-	b, err := c.nodeFiles.ReadPath(p)
-	if err != nil {
-		return observe.PSI{}
-	}
-	return observe.ParsePSI(p, b)
+	return observe.ReadPSIWith(c.nodeFiles.ReadPath, p)
 }
 
 // label bounds a label value and keeps it valid UTF-8.

@@ -68,7 +68,6 @@ func (c *processCollector) Describe(ch chan<- *prometheus.Desc) { describe(ch, c
 func (c *processCollector) Collect(ch chan<- prometheus.Metric) { c.collect(sink{ch: ch}) }
 
 func (c *processCollector) collect(s sink) {
-	gauge := func(f *family, v float64) { s.gauge(f, v) }
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		s.counter(c.cpu, float64(ru.Utime.Nano()+ru.Stime.Nano())/1e9)
@@ -77,16 +76,16 @@ func (c *processCollector) collect(s sink) {
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
-		gauge(c.maxFDs, float64(lim.Cur))
+		s.gauge(c.maxFDs, float64(lim.Cur))
 	}
 	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &lim); err == nil {
-		gauge(c.maxVsize, float64(lim.Cur))
+		s.gauge(c.maxVsize, float64(lim.Cur))
 	}
 	if c.startTime > 0 {
-		gauge(c.start, c.startTime)
+		s.gauge(c.start, c.startTime)
 	}
 	if n, err := countFDs(c.proc + "/fd"); err == nil {
-		gauge(c.openFDs, float64(n))
+		s.gauge(c.openFDs, float64(n))
 	} else {
 		s.invalid(c.openFDs, err)
 	}
@@ -101,8 +100,8 @@ func (c *processCollector) collect(s sink) {
 			size, err1 := strconv.ParseUint(string(f[0]), 10, 64)
 			res, err2 := strconv.ParseUint(string(f[1]), 10, 64)
 			if err1 == nil && err2 == nil {
-				gauge(c.vsize, float64(size)*c.pageSize)
-				gauge(c.rss, float64(res)*c.pageSize)
+				s.gauge(c.vsize, float64(size)*c.pageSize)
+				s.gauge(c.rss, float64(res)*c.pageSize)
 			}
 		}
 	}

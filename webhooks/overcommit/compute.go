@@ -169,17 +169,21 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 		return plan
 	}
 
+	// Plain init containers are deflated too: the scheduler counts the
+	// largest of them, so leaving them would cap what deflation frees.
+	// Restartable (sidecar) init containers run for the pod's lifetime like
+	// app containers and are deflated the same way.
 	originals := wellknown.OriginalCPURequests{}
-	visit := func(kind string, cs []corev1.Container) {
-		for i := range cs {
-			c := &cs[i]
+	for _, group := range containerGroups(pod) {
+		for i := range group.cs {
+			c := &group.cs[i]
 			q, ok := c.Resources.Requests[corev1.ResourceCPU]
 			if !ok || q.Sign() <= 0 {
 				continue // nothing requested, nothing to deflate
 			}
 			if q.Cmp(*resource.NewMilliQuantity(tiering.MaxCPUMilli, resource.DecimalSI)) > 0 {
 				plan.Warnings = append(plan.Warnings, fmt.Sprintf("overcommit: %s[%d](%s) CPU request %s is more than %d cores; not deflated",
-					kind, i, c.Name, q.String(), tiering.MaxCPUMilli/1000))
+					group.kind, i, c.Name, q.String(), tiering.MaxCPUMilli/1000))
 				continue
 			}
 			to, ok := deflate(q, ratio, s.FloorMilli)
@@ -187,18 +191,12 @@ func Compute(pod *corev1.Pod, s Settings, thresholds []tiering.Thresholds) Plan 
 				continue
 			}
 			plan.Changes = append(plan.Changes, Change{
-				Path:      fmt.Sprintf("/spec/%s/%d/resources/requests/cpu", kind, i),
+				Path:      fmt.Sprintf("/spec/%s/%d/resources/requests/cpu", group.kind, i),
 				Container: c.Name, From: q.DeepCopy(), To: to,
 			})
 			originals[c.Name] = q.DeepCopy()
 		}
 	}
-	// Plain init containers are deflated too: the scheduler counts the
-	// largest of them, so leaving them would cap what deflation frees.
-	// Restartable (sidecar) init containers run for the pod's lifetime like
-	// app containers and are deflated the same way.
-	visit("initContainers", pod.Spec.InitContainers)
-	visit("containers", pod.Spec.Containers)
 	if len(plan.Changes) == 0 {
 		plan.Skip = SkipNothingToDeflate
 		return plan
