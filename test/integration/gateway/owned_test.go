@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,18 @@ func TestSafeModePolicyOwned(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kube.CoreV1().Nodes().Delete(context.Background(), n.Name, metav1.DeleteOptions{}) })
+	// The gateway reads nodes from its informer's cache: wait until the
+	// new node is there (a loaded machine once answered 404 right after
+	// the create).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, _ := call(t, viewer, "GET", "/api/v1/nodes/gw-owned", "")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not see node gw-owned within 30s (GET = %d)", code)
+		}
+	}
 
 	code, e := call(t, operator, "POST", "/api/v1/nodes/gw-owned:setSafeMode", `{"enabled":false,"reason":"thaw"}`)
 	if code != 409 || !strings.Contains(e["message"].(string), "InferaPolicy freeze-gpu") || !strings.Contains(e["message"].(string), "force") {
